@@ -1,0 +1,66 @@
+//! The server's side of the UI (compiled with `ssr` only): what the server functions need
+//! from the server, as a trait the `server` crate implements and provides through Leptos
+//! context. `app` thereby stays free of sqlx, Redis and the rest of the server.
+
+use crate::{
+    error::ApiError,
+    model::{AuthResponse, ErrorCode, Profile, User},
+};
+use http::request::Parts;
+use std::sync::Arc;
+
+/// Services the UI's server functions call. `parts` is the current request.
+#[async_trait::async_trait]
+pub trait UiBackend: Send + Sync + 'static {
+    /// The signed-in user of the request's session cookie.
+    async fn current_user(&self, parts: &Parts) -> Result<Option<User>, ApiError>;
+    /// The CSRF token forms must echo back.
+    fn csrf_token(&self, parts: &Parts) -> String;
+    /// Checks an echoed CSRF token.
+    fn check_csrf(&self, parts: &Parts, submitted: &str) -> Result<(), ApiError>;
+    async fn register(
+        &self,
+        parts: &Parts,
+        username: &str,
+        password: String,
+        display_name: Option<String>,
+    ) -> Result<AuthResponse, ApiError>;
+    async fn login(&self, parts: &Parts, username: &str, password: String) -> Result<AuthResponse, ApiError>;
+    /// Revokes the request's session.
+    async fn logout(&self, parts: &Parts) -> Result<(), ApiError>;
+    /// The `Set-Cookie` value carrying `token` (or clearing the session when `None`).
+    fn session_cookie(&self, parts: &Parts, token: Option<&str>) -> String;
+    async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError>;
+}
+
+/// How the server hands its [`UiBackend`] to Leptos.
+#[derive(Clone)]
+pub struct UiBackendHandle(pub Arc<dyn UiBackend>);
+
+/// The backend and the current request, for a server function.
+pub fn context() -> Result<(Arc<dyn UiBackend>, Parts), ApiError> {
+    let missing = || ApiError::new(ErrorCode::Internal, "server context missing");
+    let backend = leptos::prelude::use_context::<UiBackendHandle>().ok_or_else(missing)?;
+    let parts = leptos::prelude::use_context::<Parts>().ok_or_else(missing)?;
+    Ok((backend.0, parts))
+}
+
+/// Adds a `Set-Cookie` header to the server function's response.
+pub fn set_cookie(value: &str) {
+    if let (Some(options), Ok(value)) = (
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        http::HeaderValue::from_str(value),
+    ) {
+        options.append_header(http::header::SET_COOKIE, value);
+    }
+}
+
+/// Sets the HTTP status of the page being rendered (404 for a missing profile).
+pub fn set_status(status: u16) {
+    if let (Some(options), Ok(status)) = (
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(status),
+    ) {
+        options.set_status(status);
+    }
+}

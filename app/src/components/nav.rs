@@ -1,0 +1,52 @@
+//! The top bar: the brand, the main links and who is signed in.
+
+use super::csrf::CsrfField;
+use crate::session::SessionContext;
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+#[component]
+pub fn Nav() -> impl IntoView {
+    let cx = SessionContext::get();
+    view! {
+        <header class="topbar">
+            <a class="skip-link" href="#main">"Skip to content"</a>
+            <nav class="topbar-inner" aria-label="Main">
+                <A href="/" attr:class="brand">"Kith"</A>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match cx.session.await {
+                            Ok(session) => match session.user {
+                                Some(user) => {
+                                    let href = format!("/u/{}", user.username);
+                                    view! {
+                                        <div class="topbar-links">
+                                            <A href="/">"Home"</A>
+                                            <span class="whoami">
+                                                "Signed in as "
+                                                <A href=href>{format!("@{}", user.username)}</A>
+                                            </span>
+                                            <ActionForm action=cx.sign_out attr:class="inline-form">
+                                                <CsrfField />
+                                                <button type="submit" class="button-quiet">"Sign out"</button>
+                                            </ActionForm>
+                                        </div>
+                                    }
+                                    .into_any()
+                                }
+                                None => view! {
+                                    <div class="topbar-links">
+                                        <A href="/signin">"Sign in"</A>
+                                        <A href="/signup" attr:class="button">"Sign up"</A>
+                                    </div>
+                                }
+                                .into_any(),
+                            },
+                            Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </nav>
+        </header>
+    }
+}

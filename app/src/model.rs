@@ -1,0 +1,205 @@
+//! The API's data types, shared by the server (which produces them) and the UI (which
+//! renders them). Field names are the public contract of API.md.
+//!
+//! IDs travel as decimal strings because JavaScript numbers lose precision above 2^53.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A 64-bit Snowflake ID, serialized as a decimal string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(value_type = String, example = "7263512873491456"))]
+pub struct Id(pub i64);
+
+impl From<Id> for String {
+    fn from(id: Id) -> Self {
+        id.0.to_string()
+    }
+}
+
+impl TryFrom<String> for Id {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Id {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(Id(v)),
+            _ => Err(format!("{s:?} is not an id")),
+        }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `User` of API.md.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: Id,
+    pub username: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `Profile` of API.md: a user with their counts, as seen by the viewer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Profile {
+    #[serde(flatten)]
+    pub user: User,
+    pub followers: i64,
+    pub following: i64,
+    pub posts: i64,
+    pub followed_by_me: bool,
+}
+
+/// The answer to register and login.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuthResponse {
+    pub user: User,
+    pub token: String,
+}
+
+/// The body of every 4xx/5xx answer: `{"error": {"code", "message"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The machine-readable error codes of API.md, in `snake_case` on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    InvalidCredentials,
+    Forbidden,
+    NotFound,
+    UsernameTaken,
+    PayloadTooLarge,
+    ValidationFailed,
+    GroupTooLarge,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::UsernameTaken => "username_taken",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::ValidationFailed => "validation_failed",
+            Self::GroupTooLarge => "group_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status API.md pairs with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidRequest => 400,
+            Self::Unauthorized | Self::InvalidCredentials => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::UsernameTaken => 409,
+            Self::PayloadTooLarge => 413,
+            Self::ValidationFailed | Self::GroupTooLarge => 422,
+            Self::RateLimited => 429,
+            Self::Internal => 500,
+        }
+    }
+}
+
+/// The validation rules of accounts, shared so the UI can check as the user types and the
+/// server enforces the same rules.
+pub mod rules {
+    /// Usernames: 3..=32 of `[a-z0-9_]`.
+    pub fn check_username(username: &str) -> Result<(), &'static str> {
+        let len = username.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err("must be 3 to 32 characters");
+        }
+        if !username
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err("may contain only a-z, 0-9 and _");
+        }
+        Ok(())
+    }
+
+    /// Passwords: 8..=128 characters (Unicode scalar values), never truncated.
+    pub fn check_password(password: &str) -> Result<(), &'static str> {
+        let len = password.chars().count();
+        if len < 8 {
+            Err("must be at least 8 characters")
+        } else if len > 128 {
+            Err("must be at most 128 characters")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Display names: at most 64 characters after trimming, no control characters.
+    pub fn check_display_name(name: &str) -> Result<(), &'static str> {
+        if name.trim().chars().count() > 64 {
+            Err("must be at most 64 characters")
+        } else if name.chars().any(char::is_control) {
+            Err("must not contain control characters")
+        } else {
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn usernames() {
+            assert!(check_username("ab").is_err());
+            assert!(check_username("abc").is_ok());
+            assert!(check_username(&"a".repeat(32)).is_ok());
+            assert!(check_username(&"a".repeat(33)).is_err());
+            assert!(check_username("Abc").is_err());
+            assert!(check_username("a-b").is_err());
+            assert!(check_username("a_b9").is_ok());
+        }
+
+        #[test]
+        fn passwords_count_characters_not_bytes() {
+            assert!(check_password("1234567").is_err());
+            assert!(check_password("12345678").is_ok());
+            assert!(check_password(&"é".repeat(128)).is_ok());
+            assert!(check_password(&"é".repeat(129)).is_err());
+        }
+    }
+}

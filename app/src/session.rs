@@ -1,0 +1,103 @@
+//! Session server functions: who is signed in, sign-up, sign-in, sign-out.
+//!
+//! Each state change takes the page's CSRF token (`csrf`, a hidden form field) and checks
+//! it against the `kith_csrf` cookie: server functions get no CSRF check from Leptos.
+
+use crate::{error::ApiError, model::User};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What the UI knows about the visitor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub user: Option<User>,
+    /// Echoed back by every form that changes state.
+    pub csrf: String,
+}
+
+#[server(input = server_fn::codec::GetUrl, endpoint = "session")]
+pub async fn get_session() -> Result<Session, ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    Ok(Session {
+        user: backend.current_user(&parts).await?,
+        csrf: backend.csrf_token(&parts),
+    })
+}
+
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(
+    csrf: String,
+    username: String,
+    password: String,
+    display_name: Option<String>,
+) -> Result<(), ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    backend.check_csrf(&parts, &csrf)?;
+    let username = username.trim().to_string();
+    let auth = backend
+        .register(&parts, &username, password, display_name)
+        .await?;
+    crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(csrf: String, username: String, password: String) -> Result<(), ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    backend.check_csrf(&parts, &csrf)?;
+    let auth = backend.login(&parts, username.trim(), password).await?;
+    crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server(endpoint = "sign_out")]
+pub async fn sign_out(csrf: String) -> Result<(), ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    backend.check_csrf(&parts, &csrf)?;
+    backend.logout(&parts).await?;
+    crate::backend::set_cookie(&backend.session_cookie(&parts, None));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// The session resource and the actions that change it, shared through context.
+#[derive(Clone, Copy)]
+pub struct SessionContext {
+    pub session: Resource<Result<Session, ApiError>>,
+    pub sign_up: ServerAction<SignUp>,
+    pub sign_in: ServerAction<SignIn>,
+    pub sign_out: ServerAction<SignOut>,
+}
+
+impl SessionContext {
+    /// Creates the session resource; it reloads whenever one of the actions completes.
+    pub fn provide() -> Self {
+        let sign_up = ServerAction::<SignUp>::new();
+        let sign_in = ServerAction::<SignIn>::new();
+        let sign_out = ServerAction::<SignOut>::new();
+        let session = Resource::new(
+            move || {
+                (
+                    sign_up.version().get(),
+                    sign_in.version().get(),
+                    sign_out.version().get(),
+                )
+            },
+            |_| get_session(),
+        );
+        let cx = Self {
+            session,
+            sign_up,
+            sign_in,
+            sign_out,
+        };
+        provide_context(cx);
+        cx
+    }
+
+    pub fn get() -> Self {
+        expect_context::<Self>()
+    }
+}

@@ -1,0 +1,10 @@
+//! The browser entry point: hydrates the server-rendered Kith shell.
+//!
+//! Everything the UI does lives in the `app` crate; this crate only exists so that the
+//! wasm bundle is built from `app` with the `hydrate` feature and nothing server-side.
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

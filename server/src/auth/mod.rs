@@ -1,0 +1,16 @@
+//! Accounts and sessions (API.md "Accounts").
+//!
+//! * `routes`: the HTTP handlers of `/v1/auth/*`.
+//! * `service`: registration, login, logout and token checks, shared with the UI.
+//! * `extract`: the [`AuthUser`] extractor every authenticated route uses.
+//! * `password`, `token`: Argon2id hashing and session tokens.
+//! * `store`: the SQL.
+
+pub mod extract;
+pub mod password;
+pub mod routes;
+pub mod service;
+pub mod store;
+pub mod token;
+
+pub use extract::AuthUser;

@@ -1,0 +1,147 @@
+//! Accounts and sessions: the rules of API.md "Accounts" and SECURITY.md, independent of
+//! HTTP so the JSON API and the UI's server functions share them.
+
+use super::{password, store, token};
+use crate::{
+    backend::{Decision, Quota},
+    db::is_unique_violation,
+    error::AppError,
+    state::AppState,
+};
+use app::model::{rules, AuthResponse, ErrorCode, User};
+use std::{net::IpAddr, time::Duration};
+
+/// Failed logins allowed per account before it is throttled (per 15 minutes, as a burst).
+const LOGIN_FAILURES_PER_ACCOUNT: u32 = 10;
+/// Failed logins allowed per client address (per 15 minutes, as a burst).
+const LOGIN_FAILURES_PER_CLIENT: u32 = 30;
+
+fn login_quota(limit: u32) -> Quota {
+    Quota {
+        limit,
+        period: Duration::from_secs(15 * 60),
+        burst: limit,
+    }
+}
+
+/// Registers a user and opens their first session.
+pub async fn register(
+    state: &AppState,
+    username: &str,
+    password_text: String,
+    display_name: Option<String>,
+) -> Result<AuthResponse, AppError> {
+    rules::check_username(username).map_err(|p| AppError::validation("username", p))?;
+    rules::check_password(&password_text).map_err(|p| AppError::validation("password", p))?;
+    let display_name = match display_name.map(|d| d.trim().to_string()) {
+        Some(d) if !d.is_empty() => {
+            rules::check_display_name(&d).map_err(|p| AppError::validation("display_name", p))?;
+            d
+        }
+        _ => username.to_string(),
+    };
+    // Cheap pre-check so a taken name does not cost a hash; the UNIQUE index decides races.
+    if store::user_by_username(&state.db, username).await?.is_some() {
+        return Err(username_taken());
+    }
+    let hash = password::hash(state, password_text).await?;
+    let id = state.ids.next_id();
+    let now = state.clock.now_ms();
+    match store::insert_user(&state.db, id, username, &display_name, &hash, now).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => return Err(username_taken()),
+        Err(e) => return Err(e.into()),
+    }
+    let user = User::from(store::UserRow {
+        id,
+        username: username.to_string(),
+        display_name,
+        created_at: now,
+    });
+    let token = open_session(state, id).await?;
+    Ok(AuthResponse { user, token })
+}
+
+fn username_taken() -> AppError {
+    AppError::new(ErrorCode::UsernameTaken, "username: already taken")
+}
+
+/// Checks credentials and opens a session. Unknown users and wrong passwords take the same
+/// path (a full Argon2 verification) and get the same answer.
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password_text: String,
+    client: Option<IpAddr>,
+) -> Result<AuthResponse, AppError> {
+    let now = state.clock.now_ms();
+    let account_key = format!("login:user:{}", username.to_lowercase());
+    let client_key = client.map(|ip| format!("login:ip:{ip}"));
+    let limiter = &state.backends.limiter;
+    let mut checks = vec![(account_key, login_quota(LOGIN_FAILURES_PER_ACCOUNT))];
+    if let Some(key) = client_key {
+        checks.push((key, login_quota(LOGIN_FAILURES_PER_CLIENT)));
+    }
+    for (key, quota) in &checks {
+        if let Decision::Denied { retry_after } = limiter.peek(key, *quota, now).await? {
+            return Err(AppError::RateLimited {
+                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            });
+        }
+    }
+
+    // Over-long input cannot match any stored password; still verify (against the dummy
+    // hash) so the timing does not reveal anything.
+    let row = if username.len() <= 64 {
+        store::credentials(&state.db, username).await?
+    } else {
+        None
+    };
+    let (user, phc) = match row {
+        Some((user, phc)) => (Some(user), Some(phc)),
+        None => (None, None),
+    };
+    let verified = password::verify(state, password_text, phc).await?;
+    match (verified, user) {
+        (true, Some(user)) => {
+            let token = open_session(state, user.id).await?;
+            Ok(AuthResponse {
+                user: user.into(),
+                token,
+            })
+        }
+        _ => {
+            for (key, quota) in &checks {
+                limiter.acquire(key, *quota, now).await?;
+            }
+            Err(AppError::new(
+                ErrorCode::InvalidCredentials,
+                "wrong username or password",
+            ))
+        }
+    }
+}
+
+async fn open_session(state: &AppState, user_id: i64) -> Result<String, AppError> {
+    let token = token::generate();
+    let now = state.clock.now_ms();
+    let expires = now + state.config.session_ttl.as_millis() as i64;
+    store::insert_session(&state.db, &token::hash(&token), user_id, now, expires).await?;
+    Ok(token)
+}
+
+/// The user a token belongs to, if it is well formed, known and unexpired.
+pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<User>, AppError> {
+    if !token::looks_valid(token_text) {
+        return Ok(None);
+    }
+    let row = store::session_user(&state.db, &token::hash(token_text), state.clock.now_ms()).await?;
+    Ok(row.map(User::from))
+}
+
+/// Revokes a token. The sessions table is shared by every node, so the token stops
+/// working everywhere as soon as this commits.
+pub async fn logout(state: &AppState, token_text: &str) -> Result<(), AppError> {
+    store::delete_session(&state.db, &token::hash(token_text)).await?;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! In-process implementations of the backend traits: the default, for one node.
+//!
+//! Every lock here is a `std::sync::Mutex` held for a few map operations and never across
+//! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
+
+use super::{gcra, Cache, Decision, PubSub, Queue, Quota, RateLimiter, Result, Subscription};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+use tokio::{
+    sync::{broadcast, Notify},
+    time::Instant,
+};
+
+/// Locks, ignoring poisoning: every critical section leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct CacheData {
+    values: HashMap<String, (Bytes, Option<Instant>)>,
+    counters: HashMap<String, i64>,
+    sets: HashMap<String, BTreeSet<i64>>,
+}
+
+/// In-process cache.
+#[derive(Default)]
+pub struct MemoryCache {
+    data: Mutex<CacheData>,
+}
+
+impl MemoryCache {
+    fn live(entry: &(Bytes, Option<Instant>)) -> bool {
+        entry.1.is_none_or(|deadline| Instant::now() < deadline)
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let data = lock(&self.data);
+        Ok(data
+            .values
+            .get(key)
+            .filter(|e| Self::live(e))
+            .map(|e| e.0.clone()))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let data = lock(&self.data);
+        Ok(keys
+            .iter()
+            .map(|k| {
+                data.values
+                    .get(k)
+                    .filter(|e| Self::live(e))
+                    .map(|e| e.0.clone())
+            })
+            .collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let deadline = ttl.map(|t| Instant::now() + t);
+        let mut data = lock(&self.data);
+        // Expired entries are dropped lazily here, so the map cannot grow without bound.
+        if data.values.len() > 100_000 {
+            data.values.retain(|_, e| Self::live(e));
+        }
+        data.values.insert(key.to_string(), (value, deadline));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let mut data = lock(&self.data);
+        data.values.remove(key);
+        data.counters.remove(key);
+        data.sets.remove(key);
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let data = lock(&self.data);
+        Ok(data.values.get(key).is_some_and(Self::live)
+            || data.counters.contains_key(key)
+            || data.sets.contains_key(key))
+    }
+
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
+        let mut data = lock(&self.data);
+        let v = data.counters.entry(key.to_string()).or_insert(0);
+        *v += delta;
+        Ok(*v)
+    }
+
+    async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()> {
+        let mut data = lock(&self.data);
+        for (key, id) in entries {
+            let set = data.sets.entry(key.clone()).or_default();
+            set.insert(*id);
+            while set.len() > cap {
+                set.pop_first();
+            }
+        }
+        Ok(())
+    }
+
+    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()> {
+        let mut data = lock(&self.data);
+        if let Some(set) = data.sets.get_mut(key) {
+            for id in ids {
+                set.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>> {
+        let data = lock(&self.data);
+        Ok(match data.sets.get(key) {
+            Some(set) => match below {
+                Some(b) => set.range(..b).rev().take(limit).copied().collect(),
+                None => set.iter().rev().take(limit).copied().collect(),
+            },
+            None => Vec::new(),
+        })
+    }
+}
+
+/// In-process FIFO queues.
+#[derive(Default)]
+pub struct MemoryQueue {
+    queues: Mutex<HashMap<String, VecDeque<Bytes>>>,
+    /// Wakes waiting consumers. A consumer creates its `Notified` future before checking the
+    /// queue, and `notify_waiters` reaches every future created before it, so a push between
+    /// the check and the wait is not missed.
+    pushed: Notify,
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn push(&self, queue: &str, item: Bytes) -> Result<()> {
+        lock(&self.queues)
+            .entry(queue.to_string())
+            .or_default()
+            .push_back(item);
+        self.pushed.notify_waiters();
+        Ok(())
+    }
+
+    async fn pop(&self, queue: &str, wait: Duration) -> Result<Option<Bytes>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = self.pushed.notified();
+            if let Some(item) = lock(&self.queues)
+                .get_mut(queue)
+                .and_then(VecDeque::pop_front)
+            {
+                return Ok(Some(item));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn len(&self, queue: &str) -> Result<u64> {
+        Ok(lock(&self.queues).get(queue).map_or(0, |q| q.len() as u64))
+    }
+}
+
+/// Capacity of each topic's broadcast buffer; a receiver further behind gets `Lagged`.
+const TOPIC_CAPACITY: usize = 256;
+
+type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
+
+/// In-process pub/sub.
+#[derive(Default)]
+pub struct MemoryPubSub {
+    topics: Topics,
+}
+
+/// Removes a topic once its last subscriber is gone, so idle topics cost nothing.
+struct TopicGuard {
+    topics: Topics,
+    topic: String,
+}
+
+impl Drop for TopicGuard {
+    fn drop(&mut self) {
+        let mut topics = lock(&self.topics);
+        // This guard's receiver is dropped after the guard, so 1 means "only us".
+        if topics
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            topics.remove(&self.topic);
+        }
+    }
+}
+
+#[async_trait]
+impl PubSub for MemoryPubSub {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()> {
+        if let Some(tx) = lock(&self.topics).get(topic) {
+            // No receivers is not an error: nobody on this node is interested.
+            let _ = tx.send(payload);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<Subscription> {
+        let rx = lock(&self.topics)
+            .entry(topic.to_string())
+            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
+            .subscribe();
+        let guard = TopicGuard {
+            topics: self.topics.clone(),
+            topic: topic.to_string(),
+        };
+        Ok(Subscription::new(rx, Box::new(guard)))
+    }
+}
+
+/// In-process GCRA limiter.
+#[derive(Default)]
+pub struct MemoryRateLimiter {
+    /// Theoretical arrival time per key, in the caller's milliseconds.
+    tats: Mutex<HashMap<String, i64>>,
+}
+
+impl MemoryRateLimiter {
+    fn check(&self, key: &str, quota: Quota, now_ms: i64, consume: bool) -> Decision {
+        let mut tats = lock(&self.tats);
+        if tats.len() > 100_000 {
+            // Keys whose TAT has passed carry no state: dropping them changes no decision.
+            tats.retain(|_, tat| *tat > now_ms);
+        }
+        let (decision, new_tat) = gcra(tats.get(key).copied(), quota, now_ms, consume);
+        if let Some(tat) = new_tat {
+            tats.insert(key.to_string(), tat);
+        }
+        decision
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn acquire(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision> {
+        Ok(self.check(key, quota, now_ms, true))
+    }
+
+    async fn peek(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision> {
+        Ok(self.check(key, quota, now_ms, false))
+    }
+}

@@ -1,0 +1,222 @@
+//! The shared, non-durable state of a Kith node: caches, work queues, pub/sub and rate
+//! limits, each behind a small trait with two real implementations.
+//!
+//! * [`memory`]: in-process, the default; one process runs everything.
+//! * [`redis`]: Redis (`KITH_REDIS_URL`), so several processes share caches, queues and
+//!   limits and route pub/sub between them.
+//!
+//! None of this is the source of truth: SQLite is. Everything here can be lost (a Redis
+//! restart, a node restart) and is rebuilt from the database or recovered by clients'
+//! `sync`. The same test suite (`server/tests/backend.rs`) runs against both.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::broadcast;
+
+/// A failure of the shared-state backend (only Redis can fail).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("pub/sub is shut down")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// Key-value cache plus bounded sorted ID sets (feeds keep the newest IDs of each user).
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// Values of `keys`, in the same order (`None` for misses); one round trip on Redis.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Whether `key` exists (a feed that was never built vs. one that is empty).
+    async fn exists(&self, key: &str) -> Result<bool>;
+    /// Adds `delta` to a counter and returns the new value (missing counts as 0).
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64>;
+    /// Adds each `(key, id)` to its sorted set and trims every touched set to the `cap`
+    /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).
+    async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
+    /// Removes `ids` from the sorted set at `key`.
+    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()>;
+    /// Up to `limit` ids of the set at `key` smaller than `below` (all if `None`),
+    /// largest first.
+    async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>>;
+}
+
+/// A FIFO work queue. Delivery is at-most-once; durability comes from the caller's outbox
+/// in SQLite, which re-enqueues unfinished work at start-up.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    async fn push(&self, queue: &str, item: Bytes) -> Result<()>;
+    /// The oldest item, waiting up to `wait` for one to arrive.
+    async fn pop(&self, queue: &str, wait: Duration) -> Result<Option<Bytes>>;
+    async fn len(&self, queue: &str) -> Result<u64>;
+}
+
+/// Topic-based publish/subscribe, used only to wake things up: a lost message is recovered
+/// from the database by the receiver.
+#[async_trait]
+pub trait PubSub: Send + Sync + 'static {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()>;
+    async fn subscribe(&self, topic: &str) -> Result<Subscription>;
+}
+
+/// A live subscription; dropping it unsubscribes.
+///
+/// Receivers that fall behind get `RecvError::Lagged` from [`Subscription::recv`] and must
+/// recover from the durable store rather than assume nothing was missed.
+pub struct Subscription {
+    rx: broadcast::Receiver<Bytes>,
+    /// Keeps the topic registered while this subscription lives.
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Subscription {
+    pub(crate) fn new(rx: broadcast::Receiver<Bytes>, guard: Box<dyn Send + Sync>) -> Self {
+        Self { rx, _guard: guard }
+    }
+
+    /// The next message, or `Lagged(n)` if `n` were dropped because this receiver was slow.
+    pub async fn recv(&mut self) -> std::result::Result<Bytes, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+}
+
+/// A GCRA quota: `limit` events per `period`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Quota {
+    pub fn per_minute(limit: u32) -> Self {
+        Self {
+            limit,
+            period: Duration::from_secs(60),
+            burst: limit,
+        }
+    }
+    /// Milliseconds between two events at the sustained rate (the GCRA emission interval).
+    fn interval_ms(&self) -> i64 {
+        (self.period.as_millis() as i64 / i64::from(self.limit.max(1))).max(1)
+    }
+    /// How far ahead of now the theoretical arrival time may run (the burst tolerance).
+    fn tolerance_ms(&self) -> i64 {
+        self.interval_ms() * i64::from(self.burst.max(1) - 1)
+    }
+}
+
+/// Outcome of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// Denied; the earliest time a retry can succeed.
+    Denied { retry_after: Duration },
+}
+
+/// GCRA rate limiting with the caller's clock (so tests can control time and several
+/// nodes sharing Redis enforce one limit).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes one unit from `key` if the quota allows it.
+    async fn acquire(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision>;
+    /// Whether `acquire` would succeed now, without taking anything.
+    async fn peek(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision>;
+}
+
+/// The GCRA step shared by both implementations: given the stored theoretical arrival time,
+/// returns the decision and the new TAT to store (if any).
+pub(crate) fn gcra(
+    stored_tat: Option<i64>,
+    quota: Quota,
+    now_ms: i64,
+    consume: bool,
+) -> (Decision, Option<i64>) {
+    let tat = stored_tat.unwrap_or(now_ms).max(now_ms);
+    let over = tat - now_ms - quota.tolerance_ms();
+    if over > 0 {
+        let retry_after = Duration::from_millis(over as u64);
+        return (Decision::Denied { retry_after }, None);
+    }
+    let new_tat = consume.then(|| tat + quota.interval_ms());
+    (Decision::Allowed, new_tat)
+}
+
+/// The four backends of a node, chosen once at start-up.
+#[derive(Clone)]
+pub struct Backends {
+    pub cache: Arc<dyn Cache>,
+    pub queue: Arc<dyn Queue>,
+    pub pubsub: Arc<dyn PubSub>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Redis connection used by readiness checks; `None` when running in-process.
+    pub redis: Option<redis::RedisBackend>,
+}
+
+impl Backends {
+    /// In-process backends.
+    pub fn memory() -> Self {
+        Self {
+            cache: Arc::new(memory::MemoryCache::default()),
+            queue: Arc::new(memory::MemoryQueue::default()),
+            pubsub: Arc::new(memory::MemoryPubSub::default()),
+            limiter: Arc::new(memory::MemoryRateLimiter::default()),
+            redis: None,
+        }
+    }
+
+    /// Redis backends, all under the key prefix `namespace`.
+    pub async fn redis(url: &str, namespace: &str) -> Result<Self> {
+        let backend = redis::RedisBackend::connect(url, namespace).await?;
+        Ok(Self {
+            cache: Arc::new(backend.clone()),
+            queue: Arc::new(backend.clone()),
+            pubsub: Arc::new(backend.pubsub()),
+            limiter: Arc::new(backend.clone()),
+            redis: Some(backend),
+        })
+    }
+
+    /// Checks the backend is reachable (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        match &self.redis {
+            Some(r) => r.ping().await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_spaces_requests() {
+        let q = Quota::per_minute(3);
+        let mut tat = None;
+        let now = 1_000_000;
+        for _ in 0..3 {
+            let (d, new) = gcra(tat, q, now, true);
+            assert_eq!(d, Decision::Allowed);
+            tat = new;
+        }
+        let (d, _) = gcra(tat, q, now, true);
+        assert_eq!(
+            d,
+            Decision::Denied {
+                retry_after: Duration::from_secs(20)
+            }
+        );
+        let (d, _) = gcra(tat, q, now + 20_000, true);
+        assert_eq!(d, Decision::Allowed);
+    }
+}

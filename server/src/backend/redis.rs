@@ -1,0 +1,400 @@
+//! Redis implementations of the backend traits, for several nodes sharing one Redis.
+//!
+//! Commands go through a [`ConnectionManager`] (one multiplexed, auto-reconnecting
+//! connection; batches are pipelined). Blocking pops get connections of their own from a
+//! small pool, because a `BLPOP` would stall every other command on a multiplexed one.
+//! Pub/sub runs one subscriber connection per node, owned by a task that fans messages out
+//! to local broadcast channels and resubscribes after a reconnect.
+
+use super::{
+    BackendError, Cache, Decision, PubSub, Queue, Quota, RateLimiter, Result, Subscription,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::{aio::ConnectionManager, AsyncCommands, Client, Script};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// GCRA in one atomic step. KEYS[1] = the key; ARGV = now, interval, tolerance, consume.
+/// Returns -1 when allowed, else the milliseconds until a retry can succeed.
+const GCRA_LUA: &str = r"
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local over = tat - now - tolerance
+if over > 0 then return over end
+if ARGV[4] == '1' then
+  local new_tat = tat + interval
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
+end
+return -1
+";
+
+/// A connection to Redis shared by the cache, queue and limiter of one node.
+#[derive(Clone)]
+pub struct RedisBackend {
+    client: Client,
+    conn: ConnectionManager,
+    namespace: Arc<str>,
+    /// Idle dedicated connections for blocking pops.
+    blocking: Arc<Mutex<Vec<redis::aio::MultiplexedConnection>>>,
+    gcra: Arc<Script>,
+}
+
+impl RedisBackend {
+    /// Connects and checks the server answers.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        let client = Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let backend = Self {
+            client,
+            conn,
+            namespace: namespace.into(),
+            blocking: Arc::default(),
+            gcra: Arc::new(Script::new(GCRA_LUA)),
+        };
+        backend.ping().await?;
+        Ok(backend)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.namespace)
+    }
+
+    /// The pub/sub half, with its subscriber task.
+    pub fn pubsub(&self) -> RedisPubSub {
+        RedisPubSub::start(self.client.clone(), self.conn.clone(), self.namespace.clone())
+    }
+
+    async fn limit(&self, key: &str, quota: Quota, now_ms: i64, consume: bool) -> Result<Decision> {
+        let mut conn = self.conn.clone();
+        let over: i64 = self
+            .gcra
+            .key(self.key(&format!("rl:{key}")))
+            .arg(now_ms)
+            .arg(quota.interval_ms())
+            .arg(quota.tolerance_ms())
+            .arg(if consume { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if over < 0 {
+            Decision::Allowed
+        } else {
+            Decision::Denied {
+                retry_after: Duration::from_millis(over as u64),
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Cache for RedisBackend {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let mut conn = self.conn.clone();
+        let v: Option<Vec<u8>> = conn.get(self.key(key)).await?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let key = self.key(key);
+        match ttl {
+            Some(ttl) => {
+                let _: () = conn
+                    .pset_ex(key, value.as_ref(), ttl.as_millis().max(1) as u64)
+                    .await?;
+            }
+            None => {
+                let _: () = conn.set(key, value.as_ref()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(self.key(key)).await?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        Ok(conn.exists(self.key(key)).await?)
+    }
+
+    async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
+        let mut conn = self.conn.clone();
+        Ok(conn.incr(self.key(key), delta).await?)
+    }
+
+    async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // One pipeline for the whole batch: ZADD each id, then trim each touched set once.
+        let mut pipe = redis::pipe();
+        let mut touched: Vec<String> = Vec::new();
+        for (key, id) in entries {
+            let key = self.key(key);
+            pipe.zadd(&key, id, id).ignore();
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+        for key in &touched {
+            // Keep ranks -cap..-1 (the `cap` largest ids).
+            pipe.zremrangebyrank(key, 0, -(cap as isize) - 1).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: () = conn.zrem(self.key(key), ids).await?;
+        Ok(())
+    }
+
+    async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>> {
+        let mut conn = self.conn.clone();
+        let max = match below {
+            Some(b) => format!("({b}"),
+            None => "+inf".to_string(),
+        };
+        let ids: Vec<i64> = conn
+            .zrevrangebyscore_limit(self.key(key), max, "-inf", 0, limit as isize)
+            .await?;
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl Queue for RedisBackend {
+    async fn push(&self, queue: &str, item: Bytes) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.rpush(self.key(&format!("q:{queue}")), item.as_ref()).await?;
+        Ok(())
+    }
+
+    async fn pop(&self, queue: &str, wait: Duration) -> Result<Option<Bytes>> {
+        let pooled = lock(&self.blocking).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.client.get_multiplexed_async_connection().await?,
+        };
+        let secs = wait.as_secs_f64().max(0.01);
+        let popped: Option<(String, Vec<u8>)> = conn
+            .blpop(self.key(&format!("q:{queue}")), secs)
+            .await?;
+        // Only a connection that answered goes back; a failed one is dropped.
+        let mut pool = lock(&self.blocking);
+        if pool.len() < 16 {
+            pool.push(conn);
+        }
+        Ok(popped.map(|(_, v)| Bytes::from(v)))
+    }
+
+    async fn len(&self, queue: &str) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        Ok(conn.llen(self.key(&format!("q:{queue}"))).await?)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisBackend {
+    async fn acquire(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision> {
+        self.limit(key, quota, now_ms, true).await
+    }
+
+    async fn peek(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision> {
+        self.limit(key, quota, now_ms, false).await
+    }
+}
+
+const TOPIC_CAPACITY: usize = 256;
+
+type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
+
+enum Command {
+    /// Subscribe, then report back once Redis confirmed it (so a publish that follows the
+    /// caller's `subscribe` cannot be missed).
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+/// Redis pub/sub for one node: one subscriber connection, local fan-out.
+pub struct RedisPubSub {
+    conn: ConnectionManager,
+    namespace: Arc<str>,
+    topics: Topics,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl RedisPubSub {
+    fn start(client: Client, conn: ConnectionManager, namespace: Arc<str>) -> Self {
+        let topics: Topics = Arc::default();
+        // Unbounded on purpose: commands are tiny, one per (un)subscribe of a local topic,
+        // and a bounded channel would make `Drop` of a subscription fallible.
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(subscriber_task(client, namespace.clone(), topics.clone(), rx));
+        Self {
+            conn,
+            namespace,
+            topics,
+            commands: tx,
+        }
+    }
+}
+
+/// Owns the subscriber connection: applies (un)subscribe commands, delivers messages to
+/// local receivers, and on a broken connection reconnects and resubscribes every topic.
+async fn subscriber_task(
+    client: Client,
+    namespace: Arc<str>,
+    topics: Topics,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let prefix = format!("{namespace}:ps:");
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis pub/sub connect failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let (mut sink, mut stream) = pubsub.split();
+        let current: Vec<String> = lock(&topics).keys().cloned().collect();
+        let mut healthy = true;
+        for topic in current {
+            if sink.subscribe(format!("{prefix}{topic}")).await.is_err() {
+                healthy = false;
+                break;
+            }
+        }
+        while healthy {
+            tokio::select! {
+                command = commands.recv() => {
+                    let result = match command {
+                        None => return,
+                        Some(Command::Subscribe(t, done)) => {
+                            let r = sink.subscribe(format!("{prefix}{t}")).await;
+                            let _ = done.send(());
+                            r
+                        }
+                        Some(Command::Unsubscribe(t)) => sink.unsubscribe(format!("{prefix}{t}")).await,
+                    };
+                    healthy = result.is_ok();
+                }
+                message = stream.next() => match message {
+                    None => healthy = false,
+                    Some(msg) => {
+                        let channel = msg.get_channel_name();
+                        if let Some(topic) = channel.strip_prefix(&prefix) {
+                            if let Some(tx) = lock(&topics).get(topic) {
+                                let _ = tx.send(Bytes::copy_from_slice(msg.get_payload_bytes()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tracing::warn!("redis pub/sub connection lost; resubscribing");
+    }
+}
+
+struct TopicGuard {
+    topics: Topics,
+    topic: String,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for TopicGuard {
+    fn drop(&mut self) {
+        let mut topics = lock(&self.topics);
+        if topics
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            topics.remove(&self.topic);
+            let _ = self
+                .commands
+                .send(Command::Unsubscribe(std::mem::take(&mut self.topic)));
+        }
+    }
+}
+
+#[async_trait]
+impl PubSub for RedisPubSub {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .publish(format!("{}:ps:{topic}", self.namespace), payload.as_ref())
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<Subscription> {
+        let (rx, confirmed) = {
+            let mut topics = lock(&self.topics);
+            match topics.get(topic) {
+                Some(tx) => (tx.subscribe(), None),
+                None => {
+                    let (tx, rx) = broadcast::channel(TOPIC_CAPACITY);
+                    topics.insert(topic.to_string(), tx);
+                    let (done, confirmed) = oneshot::channel();
+                    self.commands
+                        .send(Command::Subscribe(topic.to_string(), done))
+                        .map_err(|_| BackendError::Closed)?;
+                    (rx, Some(confirmed))
+                }
+            }
+        };
+        let guard = TopicGuard {
+            topics: self.topics.clone(),
+            topic: topic.to_string(),
+            commands: self.commands.clone(),
+        };
+        if let Some(confirmed) = confirmed {
+            // A dropped sender means the connection broke mid-subscribe; the task
+            // resubscribes every live topic when it reconnects.
+            let _ = tokio::time::timeout(Duration::from_secs(2), confirmed).await;
+        }
+        Ok(Subscription::new(rx, Box::new(guard)))
+    }
+}

@@ -1,0 +1,266 @@
+//! Configuration from environment variables, validated once at start-up.
+//!
+//! Every variable of API.md's table is read here and nowhere else; a bad value stops the
+//! process with a message naming the variable, instead of surfacing later as odd behaviour.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Which tokio runtime drives the server (`KITH_RUNTIME`).
+///
+/// On one core the multi-thread scheduler adds a latency tail the current-thread one does
+/// not, so the choice is left to the operator and measured in `docs/benchmarks.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// Everything the server needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address; port 0 picks a free port (tests).
+    pub addr: SocketAddr,
+    /// sqlx SQLite URL of the durable store.
+    pub database_url: String,
+    /// Redis for caches, queues, rate limits and cross-node pub/sub; `None` = in-process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or test runs) can share a server.
+    pub redis_namespace: String,
+    /// Snowflake node bits, 0..=1023, unique per node of a cluster.
+    pub node_id: u16,
+    /// Followers at which an author's posts switch from push to pull.
+    pub celebrity_threshold: u64,
+    /// Posts a user may publish per minute (also the burst size).
+    pub post_rate_per_min: u32,
+    /// Silence after which a user is shown offline.
+    pub presence_timeout: Duration,
+    /// Origins allowed to make cookie-authenticated requests and WebSocket upgrades.
+    pub allowed_origins: Vec<String>,
+    /// How long a session token lives after it is issued.
+    pub session_ttl: Duration,
+    /// Trust `X-Forwarded-For` for the client address (only behind a proxy you run).
+    pub trust_proxy: bool,
+    /// Runtime flavour, see [`RuntimeFlavor`].
+    pub runtime: RuntimeFlavor,
+    /// SQLite `synchronous` level (`KITH_SQLITE_SYNCHRONOUS`, FULL or NORMAL); see `db`.
+    pub sqlite_synchronous: sqlx::sqlite::SqliteSynchronous,
+}
+
+/// A configuration value that cannot be used, with the variable it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `get`, so tests can supply values without touching
+    /// the (process-global) environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+
+        let addr_text = var("LEPTOS_SITE_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let addr: SocketAddr = parse("LEPTOS_SITE_ADDR", &addr_text)?;
+        let node_id: u16 = var("KITH_NODE_ID")
+            .map(|v| parse("KITH_NODE_ID", &v))
+            .transpose()?
+            .unwrap_or(0);
+        if node_id > crate::id::MAX_NODE_ID {
+            return Err(ConfigError {
+                var: "KITH_NODE_ID",
+                reason: format!("{node_id} is outside 0..={}", crate::id::MAX_NODE_ID),
+            });
+        }
+        let post_rate_per_min: u32 = var("KITH_POST_RATE_PER_MIN")
+            .map(|v| parse("KITH_POST_RATE_PER_MIN", &v))
+            .transpose()?
+            .unwrap_or(30);
+        positive("KITH_POST_RATE_PER_MIN", post_rate_per_min.into())?;
+        let celebrity_threshold: u64 = var("KITH_CELEBRITY_THRESHOLD")
+            .map(|v| parse("KITH_CELEBRITY_THRESHOLD", &v))
+            .transpose()?
+            .unwrap_or(10_000);
+        positive("KITH_CELEBRITY_THRESHOLD", celebrity_threshold)?;
+        let presence_secs: u64 = var("KITH_PRESENCE_TIMEOUT_SECS")
+            .map(|v| parse("KITH_PRESENCE_TIMEOUT_SECS", &v))
+            .transpose()?
+            .unwrap_or(30);
+        positive("KITH_PRESENCE_TIMEOUT_SECS", presence_secs)?;
+        let session_days: u64 = var("KITH_SESSION_TTL_DAYS")
+            .map(|v| parse("KITH_SESSION_TTL_DAYS", &v))
+            .transpose()?
+            .unwrap_or(30);
+        positive("KITH_SESSION_TTL_DAYS", session_days)?;
+
+        let redis_url = var("KITH_REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    var: "KITH_REDIS_URL",
+                    reason: "must start with redis:// or rediss://".into(),
+                });
+            }
+        }
+        let database_url = var("KITH_DATABASE_URL").unwrap_or_else(|| "sqlite://kith.db".into());
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError {
+                var: "KITH_DATABASE_URL",
+                reason: "only sqlite: URLs are supported".into(),
+            });
+        }
+
+        let allowed_origins = match var("KITH_ALLOWED_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    if o.starts_with("http://") || o.starts_with("https://") {
+                        Ok(o)
+                    } else {
+                        Err(ConfigError {
+                            var: "KITH_ALLOWED_ORIGINS",
+                            reason: format!("{o:?} is not an http(s) origin"),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => default_origins(addr),
+        };
+
+        let runtime = match var("KITH_RUNTIME").as_deref() {
+            None | Some("current_thread") => RuntimeFlavor::CurrentThread,
+            Some("multi_thread") => RuntimeFlavor::MultiThread,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "KITH_RUNTIME",
+                    reason: format!("{other:?} is neither current_thread nor multi_thread"),
+                })
+            }
+        };
+        let trust_proxy = match var("KITH_TRUST_PROXY").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "KITH_TRUST_PROXY",
+                    reason: format!("{other:?} is not true/false"),
+                })
+            }
+        };
+
+        let sqlite_synchronous = match var("KITH_SQLITE_SYNCHRONOUS").as_deref() {
+            None | Some("FULL") | Some("full") => sqlx::sqlite::SqliteSynchronous::Full,
+            Some("NORMAL") | Some("normal") => sqlx::sqlite::SqliteSynchronous::Normal,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "KITH_SQLITE_SYNCHRONOUS",
+                    reason: format!("{other:?} is neither FULL nor NORMAL"),
+                })
+            }
+        };
+
+        Ok(Self {
+            addr,
+            sqlite_synchronous,
+            database_url,
+            redis_url,
+            redis_namespace: var("KITH_REDIS_NAMESPACE").unwrap_or_else(|| "kith".into()),
+            node_id,
+            celebrity_threshold,
+            post_rate_per_min,
+            presence_timeout: Duration::from_secs(presence_secs),
+            allowed_origins,
+            session_ttl: Duration::from_secs(session_days * 24 * 3600),
+            trust_proxy,
+            runtime,
+        })
+    }
+}
+
+/// The site's own origin, spelled both ways a browser may spell a loopback address.
+fn default_origins(addr: SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{port}"));
+        origins.push(format!("http://127.0.0.1:{port}"));
+    }
+    origins.dedup();
+    origins
+}
+
+fn parse<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError {
+        var,
+        reason: format!("{value:?}: {e}"),
+    })
+}
+
+fn positive(var: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError {
+            var,
+            reason: "must be at least 1".into(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_api_table() -> Result<(), ConfigError> {
+        let c = config(&[])?;
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.database_url, "sqlite://kith.db");
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.node_id, 0);
+        assert_eq!(c.celebrity_threshold, 10_000);
+        assert_eq!(c.post_rate_per_min, 30);
+        assert_eq!(c.presence_timeout, Duration::from_secs(30));
+        assert!(c
+            .allowed_origins
+            .contains(&"http://127.0.0.1:3000".to_string()));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("KITH_NODE_ID", "1024"),
+            ("KITH_NODE_ID", "abc"),
+            ("KITH_POST_RATE_PER_MIN", "0"),
+            ("KITH_REDIS_URL", "localhost:6379"),
+            ("KITH_ALLOWED_ORIGINS", "example.com"),
+            ("KITH_RUNTIME", "fast"),
+            ("LEPTOS_SITE_ADDR", "nowhere"),
+        ] {
+            match config(&[(var, value)]) {
+                Err(e) => assert_eq!(e.var, var, "{var}={value}"),
+                Ok(_) => panic!("{var}={value} was accepted"),
+            }
+        }
+    }
+}

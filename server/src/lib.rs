@@ -1,0 +1,31 @@
+//! The Kith server: a news feed and chat over one HTTP API, with the Leptos UI rendered
+//! and hydrated on top of it.
+//!
+//! # Layout
+//! * `startup`: builds a node ([`startup::Application`]) and its router.
+//! * `config`, `state`, `error`, `telemetry`: cross-cutting pieces.
+//! * `http`: cookies, CSRF defence, security headers, client address.
+//! * `auth`: accounts and sessions; `users`: profiles.
+//! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
+//! * `db`: the SQLite store and its migrations (`server/migrations/`).
+//! * `id`: the Snowflake ID generator.
+//! * `ui`: the server's side of the Leptos UI.
+//! * `ops`, `openapi`: health, readiness, metrics and the API document.
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod id;
+pub mod openapi;
+pub mod ops;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod ui;
+pub mod users;
+
+/// Name of the queue feeding the fanout workers (read by `/metrics` for its depth).
+pub const FANOUT_QUEUE: &str = "fanout";

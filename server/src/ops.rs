@@ -1,0 +1,73 @@
+//! Operational endpoints: liveness, readiness, metrics and the API description.
+
+use crate::{openapi::ApiDoc, state::AppState};
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
+};
+use utoipa::OpenApi as _;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+}
+
+/// GET /healthz — the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "up")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// GET /readyz — the database and (when configured) Redis answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = sqlx::query("SELECT 1").execute(&state.db).await;
+    let backend = state.backends.ping().await;
+    let body = serde_json::json!({
+        "database": if db.is_ok() { "ok" } else { "unreachable" },
+        "redis": match (&state.backends.redis, &backend) {
+            (None, _) => "not configured",
+            (Some(_), Ok(())) => "ok",
+            (Some(_), Err(_)) => "unreachable",
+        },
+    });
+    if let Err(e) = &db {
+        tracing::warn!(error = %e, "readiness: database");
+    }
+    if let Err(e) = &backend {
+        tracing::warn!(error = %e, "readiness: redis");
+    }
+    let status = if db.is_ok() && backend.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// GET /metrics — Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let depth = state
+        .backends
+        .queue
+        .len(crate::FANOUT_QUEUE)
+        .await
+        .unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(depth),
+    )
+}
+
+/// GET /v1/openapi.json
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

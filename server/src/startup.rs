@@ -1,0 +1,226 @@
+//! Building and running a Kith node: state, router, listener, graceful shutdown.
+
+use crate::{
+    auth,
+    backend::Backends,
+    config::Config,
+    db,
+    error::AppError,
+    http::{csrf, security},
+    id::IdGenerator,
+    ops,
+    state::{AppState, Clock, SystemClock},
+    telemetry::{self, Metrics},
+    ui, users,
+};
+use app::model::ErrorCode;
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::header,
+    middleware::{from_fn, from_fn_with_state, Next},
+    response::{IntoResponse, Response},
+    serve::ListenerExt as _,
+    Router,
+};
+use leptos::config::get_configuration;
+use leptos_axum::{generate_route_list, LeptosRoutes as _};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower_http::trace::TraceLayer;
+
+/// Largest accepted request body (JSON API and server functions alike).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("redis: {0}")]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("leptos configuration: {0}")]
+    Leptos(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A built node, bound to its port but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    port: u16,
+}
+
+impl Application {
+    /// Builds a node with the system clock.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds a node whose time-based rules follow `clock` (tests use a manual clock).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let db = db::connect(&config.database_url, config.sqlite_synchronous).await?;
+        let backends = match &config.redis_url {
+            Some(url) => Backends::redis(url, &config.redis_namespace).await?,
+            None => Backends::memory(),
+        };
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: config.addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr: config.addr, source })?
+            .port();
+
+        let mut leptos = get_configuration(None)
+            .map_err(|e| StartupError::Leptos(e.to_string()))?
+            .leptos_options;
+        if leptos.output_name.is_empty() {
+            leptos.output_name = "kith".into();
+        }
+        leptos.site_addr = SocketAddr::new(config.addr.ip(), port);
+
+        let dummy_hash = tokio::task::spawn_blocking(|| {
+            auth::password::hash_blocking(&auth::token::generate())
+        })
+        .await
+        .map_err(|e| StartupError::Other(format!("hashing task: {e}")))?
+        .map_err(|e| StartupError::Other(e.to_string()))?;
+
+        let state = AppState {
+            ids: Arc::new(IdGenerator::new(config.node_id)),
+            config: Arc::new(config),
+            db,
+            backends,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            // Two hashes at a time per core keeps a login burst from starving other work.
+            hashing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
+            dummy_hash: dummy_hash.into(),
+            leptos,
+        };
+        spawn_session_sweeper(state.clone());
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            port,
+        })
+    }
+
+    /// The port the node listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node's state (tests inspect it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        // Nagle's algorithm would hold small responses and frames back for up to 40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// The whole HTTP surface of a node.
+pub fn router(state: AppState) -> Router {
+    let leptos = state.leptos.clone();
+    let routes = generate_route_list(app::App);
+    let context = ui::context_provider(&state);
+    let shell = move || app::shell(leptos.clone());
+    Router::new()
+        .merge(auth::routes::router())
+        .merge(users::routes::router())
+        .merge(ops::router())
+        .leptos_routes_with_context(&state, routes, context.clone(), shell)
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            context,
+            app::shell,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn(reject_oversized))
+        .layer(from_fn_with_state(state.clone(), csrf::guard))
+        .layer(from_fn_with_state(state.clone(), security::headers))
+        .layer(from_fn_with_state(state.clone(), telemetry::track_requests))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses a declared-oversized body before reading any of it (413 in the API's shape);
+/// bodies without a length are cut off at the same size by `DefaultBodyLimit`.
+async fn reject_oversized(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return AppError::new(ErrorCode::PayloadTooLarge, "request body exceeds the 64 KiB limit")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Deletes expired sessions once an hour (lookups already ignore them; this bounds the table).
+fn spawn_session_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match auth::store::delete_expired_sessions(&state.db, state.clock.now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions swept"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            }
+        }
+    });
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,69 @@
+//! `AppState`: everything a request handler may touch, built once by `startup`.
+
+use crate::{backend::Backends, config::Config, id::IdGenerator, telemetry::Metrics};
+use leptos::config::LeptosOptions;
+use sqlx::SqlitePool;
+use std::sync::{
+    atomic::{AtomicI64, Ordering},
+    Arc,
+};
+use tokio::sync::Semaphore;
+
+/// A source of wall-clock time in Unix milliseconds, replaceable in tests so time-based
+/// rules (rate limits, expiry) can be checked without waiting.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::db::now_ms()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Self {
+        Self(AtomicI64::new(start_ms))
+    }
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Shared application state; cheap to clone (everything is behind `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: SqlitePool,
+    pub backends: Backends,
+    pub ids: Arc<IdGenerator>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// Bounds concurrent Argon2 hashes (19 MiB and ~tens of ms of CPU each), so a burst of
+    /// logins queues instead of exhausting memory or the blocking pool.
+    pub hashing: Arc<Semaphore>,
+    /// A hash of a random password, verified against when a login names an unknown user.
+    pub dummy_hash: Arc<str>,
+    /// Leptos' site options (output name, site root, reload port).
+    pub leptos: LeptosOptions,
+}
+
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,178 @@
+//! Logs and metrics: the tracing subscriber, the per-request metrics middleware and the
+//! Prometheus text rendering behind `/metrics`.
+//!
+//! Metrics live in [`Metrics`], owned by `AppState` (no global registry), so every server a
+//! test starts has its own counts.
+
+use crate::{error::LoggedCause, state::AppState};
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::Instant,
+};
+
+/// Installs the global tracing subscriber (`RUST_LOG` overrides the default filter).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Histogram bucket bounds in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A fixed-bucket histogram, as Prometheus expects it (cumulative at render time).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let idx = LATENCY_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[idx].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// The node's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (method, route template, status) → count. Route templates, not raw paths, keep the
+    /// label set bounded whatever URLs clients send.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// (method, route template) → latency.
+    latency: Mutex<BTreeMap<(String, String), std::sync::Arc<Histogram>>>,
+    /// Open WebSocket connections.
+    pub websockets_open: AtomicI64,
+    /// Long-poll requests currently waiting.
+    pub longpoll_waiters: AtomicI64,
+    /// Chat messages handed to a connection.
+    pub messages_delivered: AtomicU64,
+    /// Users currently online on this node's view.
+    pub presence_online: AtomicI64,
+    /// Post stored → last follower's feed written.
+    pub fanout_lag: Histogram,
+}
+
+impl Metrics {
+    fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+        let histogram = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method.to_string(), route.to_string()))
+            .or_default()
+            .clone();
+        histogram.observe(seconds);
+    }
+
+    /// Renders every metric in the Prometheus text format; `fanout_queue_depth` is read
+    /// from the queue by the caller.
+    pub fn render(&self, fanout_queue_depth: u64) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP kith_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str("# TYPE kith_http_requests_total counter\n");
+        for ((method, route, status), count) in
+            self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "kith_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                escape(route)
+            );
+        }
+        out.push_str("# HELP kith_http_request_duration_seconds HTTP request latency.\n");
+        out.push_str("# TYPE kith_http_request_duration_seconds histogram\n");
+        for ((method, route), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+            h.render(&mut out, "kith_http_request_duration_seconds", &labels);
+        }
+        let gauges = [
+            ("kith_websockets_open", "Open WebSocket connections.", self.websockets_open.load(Ordering::Relaxed)),
+            ("kith_longpoll_waiters", "Long-poll requests waiting.", self.longpoll_waiters.load(Ordering::Relaxed)),
+            ("kith_presence_online", "Users online.", self.presence_online.load(Ordering::Relaxed)),
+            ("kith_fanout_queue_depth", "Fanout jobs waiting.", fanout_queue_depth as i64),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let delivered = self.messages_delivered.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP kith_messages_delivered_total Chat messages delivered to connections.\n# TYPE kith_messages_delivered_total counter\nkith_messages_delivered_total {delivered}"
+        );
+        out.push_str("# HELP kith_fanout_lag_seconds Post stored to last follower feed written.\n");
+        out.push_str("# TYPE kith_fanout_lag_seconds histogram\n");
+        self.fanout_lag.render(&mut out, "kith_fanout_lag_seconds", "");
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Counts and times every request, and logs the cause of every 500 once, inside the
+/// request's span.
+pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| {
+            // Unmatched paths are pages or static files; one label for all keeps the
+            // series count bounded.
+            if req.uri().path().starts_with("/pkg/") { "/pkg/*" } else { "page" }.to_string()
+        });
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    if let Some(LoggedCause(cause)) = response.extensions().get::<LoggedCause>() {
+        tracing::error!(%method, %route, %status, cause = %cause, "request failed");
+    }
+    state
+        .metrics
+        .record(&method, &route, status, started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,116 @@
+//! The Leptos UI wired into the server: the [`UiBackend`] the UI's server functions call,
+//! and the per-request context (CSP nonce, backend handle) the renderer needs.
+
+use crate::{
+    auth::{extract::request_token, service},
+    error::AppError,
+    http::{client::client_ip, cookies, csrf, security::CspNonce},
+    state::AppState,
+    users::routes::load_profile,
+};
+use app::{
+    backend::{UiBackend, UiBackendHandle},
+    error::ApiError,
+    model::{AuthResponse, ErrorCode, Profile, User},
+};
+use axum::http::request::Parts;
+use leptos::prelude::provide_context;
+use std::sync::Arc;
+
+/// Converts the server's error for the UI; internal causes are logged here and never shown.
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Client { code, message } => ApiError::new(code, message),
+            AppError::RateLimited { retry_after_secs } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many attempts; try again in {retry_after_secs} s"),
+            ),
+            AppError::Internal(cause) => {
+                tracing::error!(cause = %cause, "server function failed");
+                ApiError::new(ErrorCode::Internal, "something went wrong; please try again")
+            }
+        }
+    }
+}
+
+/// The server's implementation of the UI's backend.
+pub struct ServerUi {
+    state: AppState,
+}
+
+impl ServerUi {
+    async fn viewer(&self, parts: &Parts) -> Result<Option<User>, AppError> {
+        match request_token(parts)? {
+            Some(token) => service::authenticate(&self.state, &token).await,
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UiBackend for ServerUi {
+    async fn current_user(&self, parts: &Parts) -> Result<Option<User>, ApiError> {
+        Ok(self.viewer(parts).await?)
+    }
+
+    fn csrf_token(&self, parts: &Parts) -> String {
+        parts
+            .extensions
+            .get::<csrf::CsrfToken>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default()
+    }
+
+    fn check_csrf(&self, parts: &Parts, submitted: &str) -> Result<(), ApiError> {
+        Ok(csrf::verify_token(&parts.headers, submitted)?)
+    }
+
+    async fn register(
+        &self,
+        _parts: &Parts,
+        username: &str,
+        password: String,
+        display_name: Option<String>,
+    ) -> Result<AuthResponse, ApiError> {
+        Ok(service::register(&self.state, username, password, display_name).await?)
+    }
+
+    async fn login(&self, parts: &Parts, username: &str, password: String) -> Result<AuthResponse, ApiError> {
+        let ip = client_ip(parts, self.state.config.trust_proxy);
+        Ok(service::login(&self.state, username, password, ip).await?)
+    }
+
+    async fn logout(&self, parts: &Parts) -> Result<(), ApiError> {
+        if let Some(token) = request_token(parts)? {
+            service::logout(&self.state, &token).await?;
+        }
+        Ok(())
+    }
+
+    fn session_cookie(&self, parts: &Parts, token: Option<&str>) -> String {
+        let secure = cookies::is_https(&parts.headers, self.state.config.trust_proxy);
+        cookies::session(token, self.state.config.session_ttl.as_secs(), secure)
+    }
+
+    async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError> {
+        let viewer = self.viewer(parts).await?;
+        Ok(load_profile(&self.state, viewer.as_ref(), username).await?)
+    }
+}
+
+/// The context every render and server-function call gets: the backend handle, and the
+/// request's CSP nonce so emitted scripts match the `Content-Security-Policy` header.
+pub fn context_provider(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
+    let handle = UiBackendHandle(Arc::new(ServerUi {
+        state: state.clone(),
+    }));
+    move || {
+        provide_context(handle.clone());
+        if let Some(parts) = leptos::prelude::use_context::<Parts>() {
+            if let Some(CspNonce(nonce)) = parts.extensions.get::<CspNonce>() {
+                provide_context(leptos::nonce::Nonce::from_value(nonce.as_str()));
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `/v1/me` and `/v1/users/{username}`.
+
+use super::store;
+use crate::{
+    auth::{extract::MaybeUser, store as auth_store, AuthUser},
+    error::{AppError, Json},
+    state::AppState,
+};
+use app::model::{Profile, User};
+use axum::{
+    extract::{Path, State},
+    routing::get,
+    Router,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/users/{username}", get(profile))
+}
+
+/// GET /v1/me
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = app::model::User), (status = 401, body = app::model::ErrorBody)))]
+pub async fn me(auth: AuthUser) -> Json<User> {
+    Json(auth.user)
+}
+
+/// GET /v1/users/{username}
+#[utoipa::path(get, path = "/v1/users/{username}", tag = "accounts",
+    params(("username" = String, Path)),
+    responses((status = 200, body = app::model::Profile), (status = 404, body = app::model::ErrorBody)))]
+pub async fn profile(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Path(username): Path<String>,
+) -> Result<Json<Profile>, AppError> {
+    load_profile(&state, viewer.as_ref(), &username).await.map(Json)
+}
+
+/// A profile as `viewer` sees it (shared with the UI).
+pub async fn load_profile(state: &AppState, viewer: Option<&User>, username: &str) -> Result<Profile, AppError> {
+    let user: User = auth_store::user_by_username(&state.db, username)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?
+        .into();
+    let counts = store::counts(&state.db, user.id.0, viewer.map(|v| v.id.0)).await?;
+    Ok(Profile {
+        user,
+        followers: counts.followers,
+        following: counts.following,
+        posts: counts.posts,
+        followed_by_me: counts.followed_by_viewer,
+    })
+}
