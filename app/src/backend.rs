@@ -25,7 +25,12 @@ pub trait UiBackend: Send + Sync + 'static {
         password: String,
         display_name: Option<String>,
     ) -> Result<AuthResponse, ApiError>;
-    async fn login(&self, parts: &Parts, username: &str, password: String) -> Result<AuthResponse, ApiError>;
+    async fn login(
+        &self,
+        parts: &Parts,
+        username: &str,
+        password: String,
+    ) -> Result<AuthResponse, ApiError>;
     /// Revokes the request's session.
     async fn logout(&self, parts: &Parts) -> Result<(), ApiError>;
     /// The `Set-Cookie` value carrying `token` (or clearing the session when `None`).

@@ -40,13 +40,19 @@ impl FromServerFnError for ApiError {
                 ErrorCode::Internal,
                 "could not reach the server; check your connection and try again",
             ),
-            _ => Self::new(ErrorCode::Internal, "something went wrong; please try again"),
+            _ => Self::new(
+                ErrorCode::Internal,
+                "something went wrong; please try again",
+            ),
         }
     }
 }
 
 impl From<ServerFnError> for ApiError {
     fn from(_: ServerFnError) -> Self {
-        Self::new(ErrorCode::Internal, "something went wrong; please try again")
+        Self::new(
+            ErrorCode::Internal,
+            "something went wrong; please try again",
+        )
     }
 }

@@ -24,7 +24,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -38,6 +38,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <MetaTags />
             </head>
             <body>
@@ -63,7 +64,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::Home />
                     <Route path=path!("/signin") view=pages::auth::SignIn />
                     <Route path=path!("/signup") view=pages::auth::SignUp />
-                    <Route path=path!("/u/:username") view=pages::profile::ProfilePage />
+                    // Async so a missing user gets a real 404 status, not a streamed 200.
+                    <Route path=path!("/u/:username") view=pages::profile::ProfilePage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -41,7 +41,10 @@ pub enum StartupError {
     #[error("redis: {0}")]
     Backend(#[from] crate::backend::BackendError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("leptos configuration: {0}")]
     Leptos(String),
     #[error("{0}")]
@@ -63,18 +66,28 @@ impl Application {
     }
 
     /// Builds a node whose time-based rules follow `clock` (tests use a manual clock).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let db = db::connect(&config.database_url, config.sqlite_synchronous).await?;
         let backends = match &config.redis_url {
             Some(url) => Backends::redis(url, &config.redis_namespace).await?,
             None => Backends::memory(),
         };
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr: config.addr, source })?;
+        let listener =
+            TcpListener::bind(config.addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
         let port = listener
             .local_addr()
-            .map_err(|source| StartupError::Bind { addr: config.addr, source })?
+            .map_err(|source| StartupError::Bind {
+                addr: config.addr,
+                source,
+            })?
             .port();
 
         let mut leptos = get_configuration(None)
@@ -85,12 +98,11 @@ impl Application {
         }
         leptos.site_addr = SocketAddr::new(config.addr.ip(), port);
 
-        let dummy_hash = tokio::task::spawn_blocking(|| {
-            auth::password::hash_blocking(&auth::token::generate())
-        })
-        .await
-        .map_err(|e| StartupError::Other(format!("hashing task: {e}")))?
-        .map_err(|e| StartupError::Other(e.to_string()))?;
+        let dummy_hash =
+            tokio::task::spawn_blocking(|| auth::password::hash_blocking(&auth::token::generate()))
+                .await
+                .map_err(|e| StartupError::Other(format!("hashing task: {e}")))?
+                .map_err(|e| StartupError::Other(e.to_string()))?;
 
         let state = AppState {
             ids: Arc::new(IdGenerator::new(config.node_id)),
@@ -133,7 +145,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
     /// finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         // Nagle's algorithm would hold small responses and frames back for up to 40 ms.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -159,10 +174,10 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes::router())
         .merge(ops::router())
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-            context,
-            app::shell,
-        ))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, app::shell))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn(reject_oversized))
         .layer(from_fn_with_state(state.clone(), csrf::guard))
@@ -181,8 +196,11 @@ async fn reject_oversized(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return AppError::new(ErrorCode::PayloadTooLarge, "request body exceeds the 64 KiB limit")
-            .into_response();
+        return AppError::new(
+            ErrorCode::PayloadTooLarge,
+            "request body exceeds the 64 KiB limit",
+        )
+        .into_response();
     }
     next.run(req).await
 }

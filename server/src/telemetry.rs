@@ -58,10 +58,16 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
             cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         cumulative += self.counts[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
@@ -110,10 +116,15 @@ impl Metrics {
     /// from the queue by the caller.
     pub fn render(&self, fanout_queue_depth: u64) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP kith_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str(
+            "# HELP kith_http_requests_total HTTP requests by method, route and status.\n",
+        );
         out.push_str("# TYPE kith_http_requests_total counter\n");
-        for ((method, route, status), count) in
-            self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        for ((method, route, status), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
         {
             let _ = writeln!(
                 out,
@@ -123,18 +134,42 @@ impl Metrics {
         }
         out.push_str("# HELP kith_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE kith_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((method, route), h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             h.render(&mut out, "kith_http_request_duration_seconds", &labels);
         }
         let gauges = [
-            ("kith_websockets_open", "Open WebSocket connections.", self.websockets_open.load(Ordering::Relaxed)),
-            ("kith_longpoll_waiters", "Long-poll requests waiting.", self.longpoll_waiters.load(Ordering::Relaxed)),
-            ("kith_presence_online", "Users online.", self.presence_online.load(Ordering::Relaxed)),
-            ("kith_fanout_queue_depth", "Fanout jobs waiting.", fanout_queue_depth as i64),
+            (
+                "kith_websockets_open",
+                "Open WebSocket connections.",
+                self.websockets_open.load(Ordering::Relaxed),
+            ),
+            (
+                "kith_longpoll_waiters",
+                "Long-poll requests waiting.",
+                self.longpoll_waiters.load(Ordering::Relaxed),
+            ),
+            (
+                "kith_presence_online",
+                "Users online.",
+                self.presence_online.load(Ordering::Relaxed),
+            ),
+            (
+                "kith_fanout_queue_depth",
+                "Fanout jobs waiting.",
+                fanout_queue_depth as i64,
+            ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         let delivered = self.messages_delivered.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -143,7 +178,8 @@ impl Metrics {
         );
         out.push_str("# HELP kith_fanout_lag_seconds Post stored to last follower feed written.\n");
         out.push_str("# TYPE kith_fanout_lag_seconds histogram\n");
-        self.fanout_lag.render(&mut out, "kith_fanout_lag_seconds", "");
+        self.fanout_lag
+            .render(&mut out, "kith_fanout_lag_seconds", "");
         out
     }
 }
@@ -164,7 +200,12 @@ pub async fn track_requests(State(state): State<AppState>, req: Request, next: N
         .unwrap_or_else(|| {
             // Unmatched paths are pages or static files; one label for all keeps the
             // series count bounded.
-            if req.uri().path().starts_with("/pkg/") { "/pkg/*" } else { "page" }.to_string()
+            if req.uri().path().starts_with("/pkg/") {
+                "/pkg/*"
+            } else {
+                "page"
+            }
+            .to_string()
         });
     let response = next.run(req).await;
     let status = response.status().as_u16();

@@ -28,7 +28,10 @@ impl From<AppError> for ApiError {
             ),
             AppError::Internal(cause) => {
                 tracing::error!(cause = %cause, "server function failed");
-                ApiError::new(ErrorCode::Internal, "something went wrong; please try again")
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "something went wrong; please try again",
+                )
             }
         }
     }
@@ -76,7 +79,12 @@ impl UiBackend for ServerUi {
         Ok(service::register(&self.state, username, password, display_name).await?)
     }
 
-    async fn login(&self, parts: &Parts, username: &str, password: String) -> Result<AuthResponse, ApiError> {
+    async fn login(
+        &self,
+        parts: &Parts,
+        username: &str,
+        password: String,
+    ) -> Result<AuthResponse, ApiError> {
         let ip = client_ip(parts, self.state.config.trust_proxy);
         Ok(service::login(&self.state, username, password, ip).await?)
     }

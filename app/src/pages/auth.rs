@@ -7,7 +7,9 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 /// The error of the last submission of `value`'s action, if it failed.
-fn last_error(value: MappedSignal<Option<Result<(), ApiError>>>) -> impl Fn() -> Option<ApiError> + Copy {
+fn last_error(
+    value: MappedSignal<Option<Result<(), ApiError>>>,
+) -> impl Fn() -> Option<ApiError> + Copy {
     let error = Memo::new(move |_| value.get().and_then(Result::err));
     move || error.get()
 }
@@ -47,14 +49,22 @@ pub fn SignUp() -> impl IntoView {
     // Hints as the person types; the server enforces the same rules.
     let username_hint = move || {
         let u = username.get();
-        (!u.is_empty()).then(|| rules::check_username(&u).err()).flatten()
+        (!u.is_empty())
+            .then(|| rules::check_username(&u).err())
+            .flatten()
     };
     let password_hint = move || {
         let p = password.get();
-        (!p.is_empty()).then(|| rules::check_password(&p).err()).flatten()
+        (!p.is_empty())
+            .then(|| rules::check_password(&p).err())
+            .flatten()
     };
     let field_error = move |field: &'static str| {
-        move || error().filter(|e| e.field() == Some(field)).map(|e| e.message)
+        move || {
+            error()
+                .filter(|e| e.field() == Some(field))
+                .map(|e| e.message)
+        }
     };
     let other_error = move || error().filter(|e| e.field().is_none()).map(|e| e.message);
 

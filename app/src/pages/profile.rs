@@ -1,6 +1,9 @@
 //! A user's profile page.
 
-use crate::{error::ApiError, model::{ErrorCode, Profile}};
+use crate::{
+    error::ApiError,
+    model::{ErrorCode, Profile},
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;

@@ -33,7 +33,10 @@ pub fn request_token(parts: &Parts) -> Result<Option<String>, AppError> {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = request_token(parts)?.ok_or_else(AppError::unauthorized)?;
         match service::authenticate(state, &token).await? {
             Some(user) => Ok(Self { user, token }),
@@ -49,7 +52,10 @@ pub struct MaybeUser(pub Option<User>);
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match request_token(parts)? {
             None => Ok(Self(None)),
             Some(token) => match service::authenticate(state, &token).await? {

@@ -31,7 +31,11 @@ pub fn hash_blocking(password: &str) -> Result<String, AppError> {
 /// Checks `password` against `phc`. With `None` (unknown user) it checks against
 /// `AppState::dummy_hash` instead, so an unknown user costs the same time as a wrong
 /// password and the two cannot be told apart.
-pub async fn verify(state: &AppState, password: String, phc: Option<String>) -> Result<bool, AppError> {
+pub async fn verify(
+    state: &AppState,
+    password: String,
+    phc: Option<String>,
+) -> Result<bool, AppError> {
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| state.dummy_hash.to_string());
     let _permit = state

@@ -7,13 +7,7 @@ use crate::{
     state::AppState,
 };
 use app::model::AuthResponse;
-use axum::{
-    extract::State,
-    http::StatusCode,
-    response::IntoResponse,
-    routing::post,
-    Router,
-};
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::post, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -48,7 +42,8 @@ pub async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AuthResponse>), AppError> {
-    let answer = service::register(&state, &body.username, body.password, body.display_name).await?;
+    let answer =
+        service::register(&state, &body.username, body.password, body.display_name).await?;
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
@@ -67,7 +62,10 @@ pub async fn login(
 /// POST /v1/auth/logout
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = app::model::ErrorBody)))]
-pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<impl IntoResponse, AppError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<impl IntoResponse, AppError> {
     service::logout(&state, &auth.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,7 +41,10 @@ pub async fn register(
         _ => username.to_string(),
     };
     // Cheap pre-check so a taken name does not cost a hash; the UNIQUE index decides races.
-    if store::user_by_username(&state.db, username).await?.is_some() {
+    if store::user_by_username(&state.db, username)
+        .await?
+        .is_some()
+    {
         return Err(username_taken());
     }
     let hash = password::hash(state, password_text).await?;
@@ -135,7 +138,8 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
     if !token::looks_valid(token_text) {
         return Ok(None);
     }
-    let row = store::session_user(&state.db, &token::hash(token_text), state.clock.now_ms()).await?;
+    let row =
+        store::session_user(&state.db, &token::hash(token_text), state.clock.now_ms()).await?;
     Ok(row.map(User::from))
 }
 

@@ -46,7 +46,10 @@ pub async fn insert_user(
 }
 
 /// The user and their password hash, for login.
-pub async fn credentials(db: &SqlitePool, username: &str) -> Result<Option<(UserRow, String)>, sqlx::Error> {
+pub async fn credentials(
+    db: &SqlitePool,
+    username: &str,
+) -> Result<Option<(UserRow, String)>, sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -62,7 +65,10 @@ pub async fn credentials(db: &SqlitePool, username: &str) -> Result<Option<(User
     Ok(row.map(|r| (r.user, r.password_hash)))
 }
 
-pub async fn user_by_username(db: &SqlitePool, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn user_by_username(
+    db: &SqlitePool,
+    username: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as("SELECT id, username, display_name, created_at FROM users WHERE username = ?")
         .bind(username)
         .fetch_optional(db)
@@ -76,18 +82,24 @@ pub async fn insert_session(
     now: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-        .bind(token_hash)
-        .bind(user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// The user owning an unexpired session.
-pub async fn session_user(db: &SqlitePool, token_hash: &[u8], now: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn session_user(
+    db: &SqlitePool,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT u.id, u.username, u.display_name, u.created_at
          FROM sessions s JOIN users u ON u.id = s.user_id

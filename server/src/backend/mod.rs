@@ -120,7 +120,9 @@ impl Quota {
 pub enum Decision {
     Allowed,
     /// Denied; the earliest time a retry can succeed.
-    Denied { retry_after: Duration },
+    Denied {
+        retry_after: Duration,
+    },
 }
 
 /// GCRA rate limiting with the caller's clock (so tests can control time and several

@@ -80,7 +80,11 @@ impl RedisBackend {
 
     /// The pub/sub half, with its subscriber task.
     pub fn pubsub(&self) -> RedisPubSub {
-        RedisPubSub::start(self.client.clone(), self.conn.clone(), self.namespace.clone())
+        RedisPubSub::start(
+            self.client.clone(),
+            self.conn.clone(),
+            self.namespace.clone(),
+        )
     }
 
     async fn limit(&self, key: &str, quota: Quota, now_ms: i64, consume: bool) -> Result<Decision> {
@@ -118,7 +122,8 @@ impl Cache for RedisBackend {
         }
         let mut conn = self.conn.clone();
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
+        let values: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 
@@ -203,7 +208,9 @@ impl Cache for RedisBackend {
 impl Queue for RedisBackend {
     async fn push(&self, queue: &str, item: Bytes) -> Result<()> {
         let mut conn = self.conn.clone();
-        let _: () = conn.rpush(self.key(&format!("q:{queue}")), item.as_ref()).await?;
+        let _: () = conn
+            .rpush(self.key(&format!("q:{queue}")), item.as_ref())
+            .await?;
         Ok(())
     }
 
@@ -214,9 +221,8 @@ impl Queue for RedisBackend {
             None => self.client.get_multiplexed_async_connection().await?,
         };
         let secs = wait.as_secs_f64().max(0.01);
-        let popped: Option<(String, Vec<u8>)> = conn
-            .blpop(self.key(&format!("q:{queue}")), secs)
-            .await?;
+        let popped: Option<(String, Vec<u8>)> =
+            conn.blpop(self.key(&format!("q:{queue}")), secs).await?;
         // Only a connection that answered goes back; a failed one is dropped.
         let mut pool = lock(&self.blocking);
         if pool.len() < 16 {
@@ -267,7 +273,12 @@ impl RedisPubSub {
         // Unbounded on purpose: commands are tiny, one per (un)subscribe of a local topic,
         // and a bounded channel would make `Drop` of a subscription fallible.
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber_task(client, namespace.clone(), topics.clone(), rx));
+        tokio::spawn(subscriber_task(
+            client,
+            namespace.clone(),
+            topics.clone(),
+            rx,
+        ));
         Self {
             conn,
             namespace,

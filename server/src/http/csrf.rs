@@ -30,8 +30,15 @@ pub struct CsrfToken(pub String);
 /// Compares a submitted token with the request's cookie in constant time.
 pub fn verify_token(headers: &HeaderMap, submitted: &str) -> Result<(), AppError> {
     match cookies::get(headers, cookies::CSRF_COOKIE) {
-        Some(expected) if !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) => Ok(()),
-        _ => Err(AppError::forbidden("missing or invalid CSRF token; reload the page")),
+        Some(expected)
+            if !expected.is_empty()
+                && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) =>
+        {
+            Ok(())
+        }
+        _ => Err(AppError::forbidden(
+            "missing or invalid CSRF token; reload the page",
+        )),
     }
 }
 
@@ -57,7 +64,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let headers = req.headers();
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let server_fn = req.uri().path().starts_with("/api/");
-    let cookie_auth = cookies::get(headers, cookies::SESSION_COOKIE).is_some() && !has_bearer(headers);
+    let cookie_auth =
+        cookies::get(headers, cookies::SESSION_COOKIE).is_some() && !has_bearer(headers);
 
     if unsafe_method && (server_fn || cookie_auth) {
         if !origin_allowed(headers, &state.config.allowed_origins) {

@@ -29,7 +29,10 @@ pub async fn headers(State(state): State<AppState>, mut req: Request, next: Next
 
     // In development cargo-leptos' live reload talks to its own port.
     let reload = if state.leptos.env == Env::DEV {
-        format!(" ws://127.0.0.1:{0} ws://localhost:{0}", state.leptos.reload_port)
+        format!(
+            " ws://127.0.0.1:{0} ws://localhost:{0}",
+            state.leptos.reload_port
+        )
     } else {
         String::new()
     };
@@ -42,9 +45,18 @@ pub async fn headers(State(state): State<AppState>, mut req: Request, next: Next
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert("content-security-policy", v);
     }
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "referrer-policy",
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     if https {
         h.insert(

@@ -35,11 +35,17 @@ pub async fn profile(
     MaybeUser(viewer): MaybeUser,
     Path(username): Path<String>,
 ) -> Result<Json<Profile>, AppError> {
-    load_profile(&state, viewer.as_ref(), &username).await.map(Json)
+    load_profile(&state, viewer.as_ref(), &username)
+        .await
+        .map(Json)
 }
 
 /// A profile as `viewer` sees it (shared with the UI).
-pub async fn load_profile(state: &AppState, viewer: Option<&User>, username: &str) -> Result<Profile, AppError> {
+pub async fn load_profile(
+    state: &AppState,
+    viewer: Option<&User>,
+    username: &str,
+) -> Result<Profile, AppError> {
     let user: User = auth_store::user_by_username(&state.db, username)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?

@@ -10,7 +10,11 @@ pub struct Counts {
     pub followed_by_viewer: bool,
 }
 
-pub async fn counts(db: &SqlitePool, user_id: i64, viewer: Option<i64>) -> Result<Counts, sqlx::Error> {
+pub async fn counts(
+    db: &SqlitePool,
+    user_id: i64,
+    viewer: Option<i64>,
+) -> Result<Counts, sqlx::Error> {
     let (followers, following, posts, followed): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT
             (SELECT COUNT(*) FROM follows WHERE followee_id = ?1),
