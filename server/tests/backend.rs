@@ -1,0 +1,225 @@
+//! One suite for both implementations of the backend traits (in-process and Redis).
+
+mod common;
+
+use anyhow::Result;
+use bytes::Bytes;
+use common::{redis_url, unique_namespace, Backend};
+use kith::backend::{Backends, Decision, Quota};
+use std::time::Duration;
+
+async fn backends(backend: Backend, namespace: &str) -> Result<Backends> {
+    Ok(match backend {
+        Backend::Memory => Backends::memory(),
+        Backend::Redis => Backends::redis(&redis_url(), namespace).await?,
+    })
+}
+
+async fn cache_values_and_counters(backend: Backend) -> Result<()> {
+    let b = backends(backend, &unique_namespace()).await?;
+    let cache = &b.cache;
+    assert_eq!(cache.get("post:1").await?, None);
+    assert!(!cache.exists("post:1").await?);
+    cache
+        .set("post:1", Bytes::from_static(b"one"), None)
+        .await?;
+    cache
+        .set(
+            "post:2",
+            Bytes::from_static(b"two"),
+            Some(Duration::from_secs(60)),
+        )
+        .await?;
+    assert_eq!(cache.get("post:1").await?, Some(Bytes::from_static(b"one")));
+    assert!(cache.exists("post:2").await?);
+    let many = cache
+        .get_many(&["post:2".into(), "post:9".into(), "post:1".into()])
+        .await?;
+    assert_eq!(
+        many,
+        vec![
+            Some(Bytes::from_static(b"two")),
+            None,
+            Some(Bytes::from_static(b"one"))
+        ]
+    );
+    assert!(cache.get_many(&[]).await?.is_empty());
+    cache.delete("post:1").await?;
+    assert_eq!(cache.get("post:1").await?, None);
+
+    assert_eq!(cache.incr("likes:7", 1).await?, 1);
+    assert_eq!(cache.incr("likes:7", 5).await?, 6);
+    assert_eq!(cache.incr("likes:7", -2).await?, 4);
+    Ok(())
+}
+
+async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<()> {
+    let b = backends(backend, &unique_namespace()).await?;
+    let cache = &b.cache;
+    let entries: Vec<(String, i64)> = (1..=10)
+        .flat_map(|id| [("feed:a".to_string(), id), ("feed:b".to_string(), id * 10)])
+        .collect();
+    cache.ids_add(&entries, 5).await?;
+    // Adding again (at-least-once fanout) changes nothing.
+    cache.ids_add(&entries, 5).await?;
+    assert_eq!(
+        cache.ids_range("feed:a", None, 100).await?,
+        vec![10, 9, 8, 7, 6]
+    );
+    assert_eq!(cache.ids_range("feed:b", None, 2).await?, vec![100, 90]);
+    assert_eq!(cache.ids_range("feed:a", Some(8), 100).await?, vec![7, 6]);
+    assert_eq!(
+        cache.ids_range("feed:a", Some(6), 100).await?,
+        Vec::<i64>::new()
+    );
+    cache.ids_remove("feed:a", &[9, 7, 12345]).await?;
+    assert_eq!(cache.ids_range("feed:a", None, 100).await?, vec![10, 8, 6]);
+    assert!(cache.exists("feed:a").await?);
+    assert!(cache.ids_range("feed:none", None, 10).await?.is_empty());
+    assert!(!cache.exists("feed:none").await?);
+    Ok(())
+}
+
+async fn queues_are_fifo_and_wake_waiting_consumers(backend: Backend) -> Result<()> {
+    let b = backends(backend, &unique_namespace()).await?;
+    let q = b.queue.clone();
+    assert_eq!(q.pop("jobs", Duration::from_millis(20)).await?, None);
+    for i in 0..3u8 {
+        q.push("jobs", Bytes::from(vec![i])).await?;
+    }
+    assert_eq!(q.len("jobs").await?, 3);
+    for i in 0..3u8 {
+        assert_eq!(
+            q.pop("jobs", Duration::from_millis(100)).await?,
+            Some(Bytes::from(vec![i]))
+        );
+    }
+    assert_eq!(q.len("jobs").await?, 0);
+
+    // A consumer already waiting is woken by a later push.
+    let waiter = {
+        let q = q.clone();
+        tokio::spawn(async move { q.pop("jobs", Duration::from_secs(5)).await })
+    };
+    tokio::task::yield_now().await;
+    q.push("jobs", Bytes::from_static(b"late")).await?;
+    assert_eq!(waiter.await??, Some(Bytes::from_static(b"late")));
+    // Other queues are separate.
+    q.push("other", Bytes::from_static(b"x")).await?;
+    assert_eq!(q.len("jobs").await?, 0);
+    Ok(())
+}
+
+async fn pubsub_delivers_to_subscribers_across_instances(backend: Backend) -> Result<()> {
+    let ns = unique_namespace();
+    let a = backends(backend, &ns).await?;
+    // With Redis a second node (own connections, same namespace) must hear the first; in
+    // process "another node" is the same instance.
+    let b = match backend {
+        Backend::Memory => a.clone(),
+        Backend::Redis => backends(backend, &ns).await?,
+    };
+    let mut sub1 = b.pubsub.subscribe("user:1").await?;
+    let mut sub2 = b.pubsub.subscribe("user:1").await?;
+    let mut other = b.pubsub.subscribe("user:2").await?;
+    a.pubsub
+        .publish("user:1", Bytes::from_static(b"hello"))
+        .await?;
+    assert_eq!(recv(&mut sub1).await??, Bytes::from_static(b"hello"));
+    assert_eq!(recv(&mut sub2).await??, Bytes::from_static(b"hello"));
+    a.pubsub
+        .publish("user:2", Bytes::from_static(b"two"))
+        .await?;
+    assert_eq!(recv(&mut other).await??, Bytes::from_static(b"two"));
+    // Publishing to a topic nobody listens to is fine.
+    a.pubsub
+        .publish("user:404", Bytes::from_static(b"void"))
+        .await?;
+    // After dropping every subscription, a new one still works (the topic was cleaned up
+    // and is re-created).
+    drop(sub1);
+    drop(sub2);
+    let mut again = b.pubsub.subscribe("user:1").await?;
+    a.pubsub
+        .publish("user:1", Bytes::from_static(b"again"))
+        .await?;
+    assert_eq!(recv(&mut again).await??, Bytes::from_static(b"again"));
+    Ok(())
+}
+
+async fn rate_limits_follow_gcra_and_are_shared(backend: Backend) -> Result<()> {
+    let ns = unique_namespace();
+    let a = backends(backend, &ns).await?;
+    let b = match backend {
+        Backend::Memory => a.clone(),
+        Backend::Redis => backends(backend, &ns).await?,
+    };
+    let quota = Quota::per_minute(3);
+    let t0 = 1_000_000_000;
+    assert_eq!(
+        a.limiter.peek("posts:1", quota, t0).await?,
+        Decision::Allowed
+    );
+    // Two nodes draw from one budget.
+    assert_eq!(
+        a.limiter.acquire("posts:1", quota, t0).await?,
+        Decision::Allowed
+    );
+    assert_eq!(
+        b.limiter.acquire("posts:1", quota, t0).await?,
+        Decision::Allowed
+    );
+    assert_eq!(
+        a.limiter.acquire("posts:1", quota, t0).await?,
+        Decision::Allowed
+    );
+    let denied = b.limiter.acquire("posts:1", quota, t0).await?;
+    assert_eq!(
+        denied,
+        Decision::Denied {
+            retry_after: Duration::from_secs(20)
+        }
+    );
+    assert_eq!(a.limiter.peek("posts:1", quota, t0).await?, denied);
+    // Other keys are unaffected; time restores the budget one interval at a time.
+    assert_eq!(
+        a.limiter.acquire("posts:2", quota, t0).await?,
+        Decision::Allowed
+    );
+    assert_eq!(
+        a.limiter.acquire("posts:1", quota, t0 + 20_000).await?,
+        Decision::Allowed
+    );
+    assert!(matches!(
+        a.limiter.acquire("posts:1", quota, t0 + 20_000).await?,
+        Decision::Denied { .. }
+    ));
+    Ok(())
+}
+
+async fn recv(
+    s: &mut kith::backend::Subscription,
+) -> Result<Result<Bytes, tokio::sync::broadcast::error::RecvError>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(5), s.recv()).await
+}
+
+both_backends!(
+    cache_values_and_counters,
+    sorted_id_sets_are_bounded_and_idempotent,
+    queues_are_fifo_and_wake_waiting_consumers,
+    pubsub_delivers_to_subscribers_across_instances,
+    rate_limits_follow_gcra_and_are_shared,
+);
+
+#[tokio::test(start_paused = true)]
+async fn memory_cache_entries_expire_with_the_clock() -> Result<()> {
+    let b = Backends::memory();
+    b.cache
+        .set("k", Bytes::from_static(b"v"), Some(Duration::from_secs(30)))
+        .await?;
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert!(b.cache.get("k").await?.is_some());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(b.cache.get("k").await?.is_none());
+    Ok(())
+}

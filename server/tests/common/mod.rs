@@ -1,0 +1,235 @@
+//! Test harness: a real Kith node on port 0 with its own SQLite file, on the embedded
+//! backends or on the machine's Redis (under a namespace of its own).
+#![allow(dead_code)]
+
+use anyhow::{anyhow, Result};
+use kith::{
+    config::Config,
+    startup::Application,
+    state::{AppState, Clock, ManualClock, SystemClock},
+};
+use reqwest::{header, Response, StatusCode};
+use serde_json::{json, Value};
+use std::{collections::HashMap, sync::Arc};
+
+/// The origin tests pretend the site is served from.
+pub const ORIGIN: &str = "http://kith.test";
+
+/// Which shared-state backend a test node uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// Runs one async test body against both backends; the Redis run is skipped (with a note)
+/// when `KITH_TEST_REDIS_URL` is unset.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::Memory).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    if !$crate::common::redis_available() {
+                        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+                        return Ok(());
+                    }
+                    super::$name($crate::common::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn redis_available() -> bool {
+    std::env::var("KITH_TEST_REDIS_URL").is_ok_and(|v| !v.is_empty())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("KITH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh key prefix, so concurrent tests sharing one Redis never see each other's keys.
+pub fn unique_namespace() -> String {
+    format!("kith-test-{:016x}", rand_u64())
+}
+
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A running node and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub clock: Option<Arc<ManualClock>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Options for [`spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    pub manual_clock: bool,
+    pub env: Vec<(&'static str, String)>,
+    /// Share this Redis namespace (several nodes of one cluster).
+    pub namespace: Option<String>,
+    /// Share this database file (several nodes of one cluster).
+    pub database_url: Option<String>,
+}
+
+pub async fn spawn_app(backend: Backend) -> Result<TestApp> {
+    spawn_with(backend, Options::default()).await
+}
+
+pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
+    let dir = tempfile::tempdir()?;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("LEPTOS_SITE_ADDR".into(), "127.0.0.1:0".into());
+    env.insert(
+        "KITH_DATABASE_URL".into(),
+        options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/kith.db", dir.path().display())),
+    );
+    env.insert("KITH_ALLOWED_ORIGINS".into(), ORIGIN.into());
+    // NORMAL keeps tests fast; durability settings are not what these tests check.
+    env.insert("KITH_SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
+    if backend == Backend::Redis {
+        env.insert("KITH_REDIS_URL".into(), redis_url());
+        env.insert(
+            "KITH_REDIS_NAMESPACE".into(),
+            options.namespace.clone().unwrap_or_else(unique_namespace),
+        );
+    }
+    for (k, v) in &options.env {
+        env.insert((*k).to_string(), v.clone());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).map_err(|e| anyhow!("{e}"))?;
+    let manual = options
+        .manual_clock
+        .then(|| Arc::new(ManualClock::new(kith::db::now_ms())));
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let app = Application::build_with_clock(config, clock).await?;
+    let port = app.port();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    Ok(TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        state,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+        clock: manual,
+        _dir: dir,
+    })
+}
+
+/// A registered user and their token.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Response> {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Ok(req.send().await?)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Response> {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Ok(req.send().await?)
+    }
+
+    pub async fn register(&self, username: &str) -> Result<TestUser> {
+        let password = format!("pw-{username}-secret");
+        let resp = self
+            .post_json(
+                "/v1/auth/register",
+                &json!({"username": username, "password": password}),
+                None,
+            )
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(anyhow!(
+                "register {username}: {} {}",
+                resp.status(),
+                resp.text().await?
+            ));
+        }
+        let body: Value = resp.json().await?;
+        Ok(TestUser {
+            id: body["user"]["id"].as_str().unwrap_or_default().to_string(),
+            username: username.to_string(),
+            password,
+            token: body["token"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Asserts an error answer: status, `{"error": {"code", "message"}}` shape and code.
+/// Returns the message.
+pub async fn assert_error(resp: Response, status: u16, code: &str) -> Result<String> {
+    let got = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = resp.text().await?;
+    assert_eq!(got, status, "status (body: {text})");
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let body: Value = serde_json::from_str(&text)?;
+    assert_eq!(body["error"]["code"], code, "code (body: {text})");
+    let message = body["error"]["message"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no message in {text}"))?;
+    assert!(!message.is_empty());
+    Ok(message.to_string())
+}
