@@ -69,3 +69,12 @@ pub fn set_status(status: u16) {
         options.set_status(status);
     }
 }
+
+/// Ends a server function: an error answer gets the HTTP status API.md pairs with its code
+/// (Leptos would send every error as a 500).
+pub fn finish<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        set_status(e.code.http_status());
+    }
+    result
+}

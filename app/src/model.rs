@@ -63,6 +63,26 @@ pub struct Profile {
     pub followed_by_me: bool,
 }
 
+/// `Post` of API.md, as seen by the viewer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Post {
+    pub id: Id,
+    pub author: User,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub like_count: i64,
+    pub liked_by_me: bool,
+}
+
+/// One page of a list: `{"items", "next_cursor"}`; `next_cursor` is `None` on the last page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
 /// The answer to register and login.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -163,6 +183,21 @@ pub mod rules {
             Err("must be at least 8 characters")
         } else if len > 128 {
             Err("must be at most 128 characters")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Longest post, in characters after trimming.
+    pub const MAX_POST_CHARS: usize = 5000;
+
+    /// Posts: 1..=5000 characters after trimming.
+    pub fn check_post(content: &str) -> Result<(), &'static str> {
+        let len = content.trim().chars().count();
+        if len == 0 {
+            Err("must not be empty")
+        } else if len > MAX_POST_CHARS {
+            Err("must be at most 5000 characters")
         } else {
             Ok(())
         }

@@ -17,11 +17,16 @@ pub struct Session {
 
 #[server(input = server_fn::codec::GetUrl, endpoint = "session")]
 pub async fn get_session() -> Result<Session, ApiError> {
-    let (backend, parts) = crate::backend::context()?;
-    Ok(Session {
-        user: backend.current_user(&parts).await?,
-        csrf: backend.csrf_token(&parts),
-    })
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            Ok(Session {
+                user: backend.current_user(&parts).await?,
+                csrf: backend.csrf_token(&parts),
+            })
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "sign_up")]
@@ -31,35 +36,50 @@ pub async fn sign_up(
     password: String,
     display_name: Option<String>,
 ) -> Result<(), ApiError> {
-    let (backend, parts) = crate::backend::context()?;
-    backend.check_csrf(&parts, &csrf)?;
-    let username = username.trim().to_string();
-    let auth = backend
-        .register(&parts, &username, password, display_name)
-        .await?;
-    crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
-    leptos_axum::redirect("/");
-    Ok(())
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            let username = username.trim().to_string();
+            let auth = backend
+                .register(&parts, &username, password, display_name)
+                .await?;
+            crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "sign_in")]
 pub async fn sign_in(csrf: String, username: String, password: String) -> Result<(), ApiError> {
-    let (backend, parts) = crate::backend::context()?;
-    backend.check_csrf(&parts, &csrf)?;
-    let auth = backend.login(&parts, username.trim(), password).await?;
-    crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
-    leptos_axum::redirect("/");
-    Ok(())
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            let auth = backend.login(&parts, username.trim(), password).await?;
+            crate::backend::set_cookie(&backend.session_cookie(&parts, Some(&auth.token)));
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "sign_out")]
 pub async fn sign_out(csrf: String) -> Result<(), ApiError> {
-    let (backend, parts) = crate::backend::context()?;
-    backend.check_csrf(&parts, &csrf)?;
-    backend.logout(&parts).await?;
-    crate::backend::set_cookie(&backend.session_cookie(&parts, None));
-    leptos_axum::redirect("/");
-    Ok(())
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            backend.logout(&parts).await?;
+            crate::backend::set_cookie(&backend.session_cookie(&parts, None));
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 /// The session resource and the actions that change it, shared through context.

@@ -42,6 +42,8 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Runtime flavour, see [`RuntimeFlavor`].
     pub runtime: RuntimeFlavor,
+    /// Fanout worker tasks per node (`KITH_FANOUT_WORKERS`); 0 leaves fanout to other nodes.
+    pub fanout_workers: usize,
     /// SQLite `synchronous` level (`KITH_SQLITE_SYNCHRONOUS`, FULL or NORMAL); see `db`.
     pub sqlite_synchronous: sqlx::sqlite::SqliteSynchronous,
 }
@@ -166,8 +168,14 @@ impl Config {
             }
         };
 
+        let fanout_workers: usize = var("KITH_FANOUT_WORKERS")
+            .map(|v| parse("KITH_FANOUT_WORKERS", &v))
+            .transpose()?
+            .unwrap_or(4);
+
         Ok(Self {
             addr,
+            fanout_workers,
             sqlite_synchronous,
             database_url,
             redis_url,

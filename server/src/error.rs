@@ -162,3 +162,25 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         other => AppError::invalid_request(other.body_text()),
     }
 }
+
+/// `axum::extract::Query` whose rejection is an `invalid_request` in the API's shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| AppError::invalid_request(e.body_text()))
+    }
+}

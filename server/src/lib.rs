@@ -6,6 +6,8 @@
 //! * `config`, `state`, `error`, `telemetry`: cross-cutting pieces.
 //! * `http`: cookies, CSRF defence, security headers, client address.
 //! * `auth`: accounts and sessions; `users`: profiles.
+//! * `feed`: the news feed (post service, fanout, news feed service, caches).
+//! * `graph`: the social graph (follows, friends, user search).
 //! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
 //! * `db`: the SQLite store and its migrations (`server/migrations/`).
 //! * `id`: the Snowflake ID generator.
@@ -17,10 +19,13 @@ pub mod backend;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod feed;
+pub mod graph;
 pub mod http;
 pub mod id;
 pub mod openapi;
 pub mod ops;
+pub mod pagination;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -119,6 +119,7 @@ impl Application {
             leptos,
         };
         spawn_session_sweeper(state.clone());
+        crate::feed::fanout::spawn(&state);
         let router = router(state.clone());
         Ok(Self {
             listener,
@@ -172,6 +173,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::routes::router())
         .merge(users::routes::router())
+        .merge(crate::feed::routes::router())
+        .merge(crate::graph::routes::router())
         .merge(ops::router())
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<

@@ -46,6 +46,23 @@ async fn cache_values_and_counters(backend: Backend) -> Result<()> {
     assert!(cache.get_many(&[]).await?.is_empty());
     cache.delete("post:1").await?;
     assert_eq!(cache.get("post:1").await?, None);
+    cache
+        .set_many(
+            &[
+                ("u:1".into(), Bytes::from_static(b"a")),
+                ("u:2".into(), Bytes::from_static(b"b")),
+            ],
+            Some(Duration::from_secs(60)),
+        )
+        .await?;
+    assert_eq!(
+        cache.get_many(&["u:1".into(), "u:2".into()]).await?,
+        vec![
+            Some(Bytes::from_static(b"a")),
+            Some(Bytes::from_static(b"b"))
+        ]
+    );
+    cache.set_many(&[], None).await?;
 
     assert_eq!(cache.incr("likes:7", 1).await?, 1);
     assert_eq!(cache.incr("likes:7", 5).await?, 6);
@@ -72,7 +89,14 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
         cache.ids_range("feed:a", Some(6), 100).await?,
         Vec::<i64>::new()
     );
-    cache.ids_remove("feed:a", &[9, 7, 12345]).await?;
+    cache
+        .ids_remove(&[
+            ("feed:a".into(), 9),
+            ("feed:a".into(), 7),
+            ("feed:a".into(), 12345),
+            ("feed:none".into(), 1),
+        ])
+        .await?;
     assert_eq!(cache.ids_range("feed:a", None, 100).await?, vec![10, 8, 6]);
     assert!(cache.exists("feed:a").await?);
     assert!(cache.ids_range("feed:none", None, 10).await?.is_empty());

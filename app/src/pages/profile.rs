@@ -11,11 +11,7 @@ use leptos_router::hooks::use_params_map;
 #[server(input = server_fn::codec::GetUrl, endpoint = "profile")]
 pub async fn get_profile(username: String) -> Result<Profile, ApiError> {
     let (backend, parts) = crate::backend::context()?;
-    let result = backend.profile(&parts, &username).await;
-    if matches!(&result, Err(e) if e.code == ErrorCode::NotFound) {
-        crate::backend::set_status(404);
-    }
-    result
+    crate::backend::finish(backend.profile(&parts, &username).await)
 }
 
 #[component]

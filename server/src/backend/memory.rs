@@ -75,6 +75,15 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        let deadline = ttl.map(|t| Instant::now() + t);
+        let mut data = lock(&self.data);
+        for (key, value) in entries {
+            data.values.insert(key.clone(), (value.clone(), deadline));
+        }
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let mut data = lock(&self.data);
         data.values.remove(key);
@@ -109,10 +118,10 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()> {
+    async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()> {
         let mut data = lock(&self.data);
-        if let Some(set) = data.sets.get_mut(key) {
-            for id in ids {
+        for (key, id) in entries {
+            if let Some(set) = data.sets.get_mut(key) {
                 set.remove(id);
             }
         }

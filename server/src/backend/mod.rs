@@ -35,6 +35,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Values of `keys`, in the same order (`None` for misses); one round trip on Redis.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+    /// Sets several keys with one expiry; one round trip on Redis.
+    async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
     /// Whether `key` exists (a feed that was never built vs. one that is empty).
     async fn exists(&self, key: &str) -> Result<bool>;
@@ -43,8 +45,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Adds each `(key, id)` to its sorted set and trims every touched set to the `cap`
     /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
-    /// Removes `ids` from the sorted set at `key`.
-    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()>;
+    /// Removes each `(key, id)` from its sorted set (pipelined on Redis).
+    async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()>;
     /// Up to `limit` ids of the set at `key` smaller than `below` (all if `None`),
     /// largest first.
     async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>>;

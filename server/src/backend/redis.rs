@@ -143,6 +143,25 @@ impl Cache for RedisBackend {
         Ok(())
     }
 
+    async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            match ttl {
+                Some(ttl) => {
+                    pipe.pset_ex(self.key(key), value.as_ref(), ttl.as_millis().max(1) as u64)
+                }
+                None => pipe.set(self.key(key), value.as_ref()),
+            }
+            .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let mut conn = self.conn.clone();
         let _: () = conn.del(self.key(key)).await?;
@@ -182,12 +201,16 @@ impl Cache for RedisBackend {
         Ok(())
     }
 
-    async fn ids_remove(&self, key: &str, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
+    async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()> {
+        if entries.is_empty() {
             return Ok(());
         }
+        let mut pipe = redis::pipe();
+        for (key, id) in entries {
+            pipe.zrem(self.key(key), id).ignore();
+        }
         let mut conn = self.conn.clone();
-        let _: () = conn.zrem(self.key(key), ids).await?;
+        let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 

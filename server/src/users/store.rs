@@ -2,7 +2,8 @@
 
 use sqlx::SqlitePool;
 
-/// Follower, following and post counts of a user, and whether `viewer` follows them.
+/// Follower, following and post counts of a user (kept by triggers in `user_stats`), and
+/// whether `viewer` follows them.
 pub struct Counts {
     pub followers: i64,
     pub following: i64,
@@ -16,11 +17,9 @@ pub async fn counts(
     viewer: Option<i64>,
 ) -> Result<Counts, sqlx::Error> {
     let (followers, following, posts, followed): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT
-            (SELECT COUNT(*) FROM follows WHERE followee_id = ?1),
-            (SELECT COUNT(*) FROM follows WHERE follower_id = ?1),
-            (SELECT COUNT(*) FROM posts WHERE author_id = ?1),
-            EXISTS (SELECT 1 FROM follows WHERE follower_id = ?2 AND followee_id = ?1)",
+        "SELECT s.followers, s.following, s.posts,
+            EXISTS (SELECT 1 FROM follows WHERE follower_id = ?2 AND followee_id = ?1)
+         FROM user_stats s WHERE s.user_id = ?1",
     )
     .bind(user_id)
     .bind(viewer.unwrap_or(-1))

@@ -1,0 +1,131 @@
+//! The content and counter caches of the feed (the book's "post", "user" and "counters"
+//! caches): cache-aside over SQLite, read in one round trip per page.
+//!
+//! Entries expire so a missed invalidation heals by itself; every write path that changes
+//! what an entry says invalidates it right after its transaction commits.
+
+use super::store::{self, PostRow};
+use crate::{auth::store::UserRow, error::AppError, state::AppState};
+use app::model::User;
+use bytes::Bytes;
+use std::{collections::HashMap, time::Duration};
+
+const POST_TTL: Duration = Duration::from_secs(24 * 3600);
+const USER_TTL: Duration = Duration::from_secs(3600);
+/// Like counts are invalidated on every like change; the TTL bounds the damage of a read
+/// that raced an invalidation and re-cached an older count.
+const LIKES_TTL: Duration = Duration::from_secs(60);
+
+pub fn post_key(id: i64) -> String {
+    format!("post:{id}")
+}
+fn user_key(id: i64) -> String {
+    format!("user:{id}")
+}
+pub fn likes_key(post_id: i64) -> String {
+    format!("likes:{post_id}")
+}
+
+/// Stores a freshly written post.
+pub async fn put_post(state: &AppState, post: &PostRow) -> Result<(), AppError> {
+    let bytes = serde_json::to_vec(post).map_err(|e| AppError::internal(e.to_string()))?;
+    state
+        .backends
+        .cache
+        .set(&post_key(post.id), Bytes::from(bytes), Some(POST_TTL))
+        .await?;
+    Ok(())
+}
+
+/// Posts by id (deleted ones are simply absent).
+pub async fn posts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, PostRow>, AppError> {
+    let cache = &state.backends.cache;
+    let keys: Vec<String> = ids.iter().map(|id| post_key(*id)).collect();
+    let cached = cache.get_many(&keys).await?;
+    let mut found = HashMap::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for (id, value) in ids.iter().zip(cached) {
+        match value.and_then(|v| serde_json::from_slice::<PostRow>(&v).ok()) {
+            Some(post) => {
+                found.insert(*id, post);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if !missing.is_empty() {
+        let rows = store::posts_by_ids(&state.db, &missing).await?;
+        let mut fill = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Ok(bytes) = serde_json::to_vec(&row) {
+                fill.push((post_key(row.id), Bytes::from(bytes)));
+            }
+            found.insert(row.id, row);
+        }
+        cache.set_many(&fill, Some(POST_TTL)).await?;
+    }
+    Ok(found)
+}
+
+/// Users by id.
+pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, AppError> {
+    let cache = &state.backends.cache;
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let keys: Vec<String> = unique.iter().map(|id| user_key(*id)).collect();
+    let cached = cache.get_many(&keys).await?;
+    let mut found = HashMap::with_capacity(unique.len());
+    let mut missing = Vec::new();
+    for (id, value) in unique.iter().zip(cached) {
+        match value.and_then(|v| serde_json::from_slice::<User>(&v).ok()) {
+            Some(user) => {
+                found.insert(*id, user);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if !missing.is_empty() {
+        let rows: Vec<UserRow> = store::users_by_ids(&state.db, &missing).await?;
+        let mut fill = Vec::with_capacity(rows.len());
+        for row in rows {
+            let user = User::from(row);
+            if let Ok(bytes) = serde_json::to_vec(&user) {
+                fill.push((user_key(user.id.0), Bytes::from(bytes)));
+            }
+            found.insert(user.id.0, user);
+        }
+        cache.set_many(&fill, Some(USER_TTL)).await?;
+    }
+    Ok(found)
+}
+
+/// Like counts by post id (0 for posts nobody liked).
+pub async fn like_counts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, i64>, AppError> {
+    let cache = &state.backends.cache;
+    let keys: Vec<String> = ids.iter().map(|id| likes_key(*id)).collect();
+    let cached = cache.get_many(&keys).await?;
+    let mut counts = HashMap::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for (id, value) in ids.iter().zip(cached) {
+        match value.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok()) {
+            Some(n) => {
+                counts.insert(*id, n);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if !missing.is_empty() {
+        let rows: HashMap<i64, i64> = store::like_counts(&state.db, &missing)
+            .await?
+            .into_iter()
+            .collect();
+        let mut fill = Vec::with_capacity(missing.len());
+        for id in missing {
+            let n = rows.get(&id).copied().unwrap_or(0);
+            fill.push((likes_key(id), Bytes::from(n.to_string())));
+            counts.insert(id, n);
+        }
+        cache.set_many(&fill, Some(LIKES_TTL)).await?;
+    }
+    Ok(counts)
+}

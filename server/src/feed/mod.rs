@@ -1,0 +1,16 @@
+//! The news feed (the book's chapter 11): post service, fanout service and workers, news
+//! feed service, and the caches they share.
+//!
+//! * `routes`: `/v1/me/feed`, `/v1/posts/*`, `/v1/users/{username}/posts`.
+//! * `posts`: the post service (publish, delete, likes).
+//! * `fanout`: fanout-on-write through the outbox, queue and workers.
+//! * `timeline`: the news feed service (cache, SQLite and celebrity merge) and hydration.
+//! * `caches`: post, user and like-count caches.
+//! * `store`: the SQL.
+
+pub mod caches;
+pub mod fanout;
+pub mod posts;
+pub mod routes;
+pub mod store;
+pub mod timeline;

@@ -1,0 +1,161 @@
+//! The post service: publishing (validated, rate-limited, idempotent, stored together with
+//! its fanout job), reading one post or an author's posts, deleting, liking.
+
+use super::{caches, fanout, store, timeline};
+use crate::{
+    backend::{Decision, Quota},
+    db::is_unique_violation,
+    error::AppError,
+    state::AppState,
+};
+use app::model::{rules, ErrorCode, Page, Post, User};
+
+/// Publishes a post for `author`. A retry with the same `idempotency_key` returns the first
+/// post and creates nothing.
+pub async fn publish(
+    state: &AppState,
+    author: &User,
+    content: &str,
+    idempotency_key: Option<&str>,
+) -> Result<Post, AppError> {
+    if let Some(key) = idempotency_key {
+        if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AppError::invalid_request(
+                "Idempotency-Key must be 1 to 128 visible ASCII characters",
+            ));
+        }
+        if let Some(existing) = store::post_by_idempotency_key(&state.db, author.id.0, key).await? {
+            return one(state, Some(author.id.0), existing.id).await;
+        }
+    }
+    rules::check_post(content).map_err(|p| AppError::validation("content", p))?;
+
+    let now = state.clock.now_ms();
+    let quota = Quota::per_minute(state.config.post_rate_per_min);
+    if let Decision::Denied { retry_after } = state
+        .backends
+        .limiter
+        .acquire(&format!("post:{}", author.id.0), quota, now)
+        .await?
+    {
+        return Err(AppError::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        });
+    }
+
+    let post = store::PostRow {
+        id: state.ids.next_id(),
+        author_id: author.id.0,
+        content: content.trim().to_string(),
+        created_at: now,
+    };
+    let mut tx = state.db.begin().await?;
+    match store::insert_post(&mut tx, &post, idempotency_key).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => {
+            // A concurrent retry with the same key won the race: answer with its post.
+            drop(tx);
+            let key = idempotency_key.unwrap_or_default();
+            let existing = store::post_by_idempotency_key(&state.db, author.id.0, key)
+                .await?
+                .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
+            return one(state, Some(author.id.0), existing.id).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let job = store::insert_outbox(
+        &mut tx,
+        "publish",
+        post.id,
+        post.author_id,
+        post.created_at,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+
+    // From here on the post is acknowledged; cache and queue failures only delay fanout
+    // (the outbox sweep retries), they must not turn the answer into an error.
+    if let Err(e) = caches::put_post(state, &post).await {
+        tracing::warn!(error = %e, "post cache write failed");
+    }
+    if let Err(e) = fanout::enqueue(state, job).await {
+        tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
+    }
+    Ok(Post {
+        id: app::model::Id(post.id),
+        author: author.clone(),
+        content: post.content,
+        created_at: crate::db::to_datetime(post.created_at),
+        like_count: 0,
+        liked_by_me: false,
+    })
+}
+
+/// One post as `viewer` sees it.
+pub async fn one(state: &AppState, viewer: Option<i64>, id: i64) -> Result<Post, AppError> {
+    timeline::hydrate(state, viewer, &[id])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("post"))
+}
+
+/// An author's posts, newest first.
+pub async fn by_author(
+    state: &AppState,
+    viewer: Option<i64>,
+    author_id: i64,
+    cursor: Option<i64>,
+    limit: usize,
+) -> Result<Page<Post>, AppError> {
+    let ids = store::author_post_ids(
+        &state.db,
+        author_id,
+        cursor.unwrap_or(i64::MAX),
+        limit as i64 + 1,
+    )
+    .await?;
+    timeline::page_of(state, viewer, ids, limit).await
+}
+
+/// Deletes a post of `viewer`'s; it leaves every feed (right away for reads, which skip
+/// missing posts, and from the feed caches through a fanout job).
+pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppError> {
+    let post = store::post_by_id(&state.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("post"))?;
+    if post.author_id != viewer {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            "only the author can delete a post",
+        ));
+    }
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await?;
+    if !store::delete_post(&mut tx, id).await? {
+        return Err(AppError::not_found("post"));
+    }
+    let job = store::insert_outbox(&mut tx, "delete", id, viewer, post.created_at, now).await?;
+    tx.commit().await?;
+    state.backends.cache.delete(&caches::post_key(id)).await?;
+    if let Err(e) = fanout::enqueue(state, job).await {
+        tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
+    }
+    Ok(())
+}
+
+/// Likes (`true`) or unlikes a post; idempotent.
+pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Result<(), AppError> {
+    if store::post_by_id(&state.db, id).await?.is_none() {
+        return Err(AppError::not_found("post"));
+    }
+    let changed = if like {
+        store::insert_like(&state.db, id, viewer, state.clock.now_ms()).await?
+    } else {
+        store::delete_like(&state.db, id, viewer).await?
+    };
+    if changed {
+        state.backends.cache.delete(&caches::likes_key(id)).await?;
+    }
+    Ok(())
+}

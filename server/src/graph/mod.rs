@@ -1,0 +1,9 @@
+//! The social graph: who follows whom, and friends (mutual follows).
+//!
+//! * `routes`: `/v1/me/following/{username}`, `/v1/me/{following,followers,friends}`.
+//! * `service`: follow and unfollow, keeping the follower's feed cache consistent.
+//! * `store`: the SQL.
+
+pub mod routes;
+pub mod service;
+pub mod store;

@@ -1,0 +1,40 @@
+//! Follow and unfollow.
+//!
+//! Either drops the follower's feed cache; the next read rebuilds it from SQLite, which
+//! brings the new followee's recent posts in (backfill) or leaves the old one's out.
+//! Rebuilding is one indexed query, and it keeps the cache a clean prefix of the feed (see
+//! `feed::timeline`), which patching ids in and out could not guarantee.
+
+use super::store;
+use crate::{auth::store as auth_store, error::AppError, feed::fanout::feed_key, state::AppState};
+
+async fn followee(state: &AppState, username: &str) -> Result<i64, AppError> {
+    Ok(auth_store::user_by_username(&state.db, username)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?
+        .id)
+}
+
+/// `follower` follows `username`; idempotent.
+pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(), AppError> {
+    let target = followee(state, username).await?;
+    if target == follower {
+        return Err(AppError::validation(
+            "username",
+            "you cannot follow yourself",
+        ));
+    }
+    if store::follow(&state.db, follower, target, state.clock.now_ms()).await? {
+        state.backends.cache.delete(&feed_key(follower)).await?;
+    }
+    Ok(())
+}
+
+/// `follower` stops following `username`; idempotent.
+pub async fn unfollow(state: &AppState, follower: i64, username: &str) -> Result<(), AppError> {
+    let target = followee(state, username).await?;
+    if store::unfollow(&state.db, follower, target).await? {
+        state.backends.cache.delete(&feed_key(follower)).await?;
+    }
+    Ok(())
+}
