@@ -22,7 +22,7 @@ use axum::{
     serve::ListenerExt as _,
     Router,
 };
-use leptos::config::get_configuration;
+use leptos::config::{get_configuration, LeptosOptions};
 use leptos_axum::{generate_route_list, LeptosRoutes as _};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -90,12 +90,20 @@ impl Application {
             })?
             .port();
 
-        let mut leptos = get_configuration(None)
-            .map_err(|e| StartupError::Leptos(e.to_string()))?
-            .leptos_options;
-        if leptos.output_name.is_empty() {
-            leptos.output_name = "kith".into();
-        }
+        // cargo-leptos passes the site settings through LEPTOS_* variables (at build and
+        // run time); a binary built by plain cargo (tests, the load tool) uses the defaults.
+        let from_cargo_leptos = std::env::var_os("LEPTOS_OUTPUT_NAME").is_some()
+            || option_env!("LEPTOS_OUTPUT_NAME").is_some();
+        let mut leptos = if from_cargo_leptos {
+            get_configuration(None)
+                .map_err(|e| StartupError::Leptos(e.to_string()))?
+                .leptos_options
+        } else {
+            LeptosOptions::builder()
+                .output_name("kith")
+                .site_root("target/site")
+                .build()
+        };
         leptos.site_addr = SocketAddr::new(config.addr.ip(), port);
 
         let dummy_hash =

@@ -209,6 +209,76 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    pub async fn post_as(&self, user: &TestUser, content: &str) -> Result<Value> {
+        let resp = self
+            .post_json(
+                "/v1/me/feed",
+                &json!({"content": content}),
+                Some(&user.token),
+            )
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(anyhow!("post: {} {}", resp.status(), resp.text().await?));
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn follow(&self, follower: &TestUser, followee: &str) -> Result<()> {
+        let resp = self
+            .client
+            .put(self.url(&format!("/v1/me/following/{followee}")))
+            .bearer_auth(&follower.token)
+            .send()
+            .await?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Err(anyhow!("follow: {} {}", resp.status(), resp.text().await?));
+        }
+        Ok(())
+    }
+
+    /// Waits until every fanout job has been processed (outbox empty). Polls a condition;
+    /// it does not sleep for a fixed time.
+    pub async fn settle(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fanout_outbox")
+                .fetch_one(&self.state.db)
+                .await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!("{pending} fanout jobs still pending"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Every post id of `user`'s feed, paging with `limit`.
+    pub async fn whole_feed(&self, user: &TestUser, limit: usize) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/me/feed?limit={limit}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page: Value = self.get(&path, Some(&user.token)).await?.json().await?;
+            for item in page["items"]
+                .as_array()
+                .ok_or_else(|| anyhow!("no items: {page}"))?
+            {
+                ids.push(item["id"].as_str().unwrap_or_default().to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return Ok(ids),
+            }
+        }
+    }
+}
+
 /// Asserts an error answer: status, `{"error": {"code", "message"}}` shape and code.
 /// Returns the message.
 pub async fn assert_error(resp: Response, status: u16, code: &str) -> Result<String> {
