@@ -4,7 +4,7 @@
 
 use crate::{
     error::ApiError,
-    model::{AuthResponse, ErrorCode, Profile, User},
+    model::{AuthResponse, ErrorCode, Page, Post, Profile, User},
 };
 use http::request::Parts;
 use std::sync::Arc;
@@ -36,6 +36,23 @@ pub trait UiBackend: Send + Sync + 'static {
     /// The `Set-Cookie` value carrying `token` (or clearing the session when `None`).
     fn session_cookie(&self, parts: &Parts, token: Option<&str>) -> String;
     async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError>;
+    /// A page of the signed-in user's news feed.
+    async fn feed(&self, parts: &Parts, cursor: Option<String>) -> Result<Page<Post>, ApiError>;
+    /// Publishes a post as the signed-in user.
+    async fn publish(&self, parts: &Parts, content: &str) -> Result<Post, ApiError>;
+    async fn delete_post(&self, parts: &Parts, id: &str) -> Result<(), ApiError>;
+    async fn set_like(&self, parts: &Parts, id: &str, like: bool) -> Result<(), ApiError>;
+    /// A page of one user's posts.
+    async fn user_posts(
+        &self,
+        parts: &Parts,
+        username: &str,
+        cursor: Option<String>,
+    ) -> Result<Page<Post>, ApiError>;
+    async fn set_follow(&self, parts: &Parts, username: &str, follow: bool)
+        -> Result<(), ApiError>;
+    /// People whose username starts with `prefix`, with the viewer's follow state.
+    async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError>;
 }
 
 /// How the server hands its [`UiBackend`] to Leptos.

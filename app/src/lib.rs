@@ -4,6 +4,7 @@
 //! * [`model`]: the API's data types (`User`, `Profile`, error codes, validation rules).
 //! * [`error`]: [`error::ApiError`], the error of every server function.
 //! * [`session`]: sign-up, sign-in, sign-out and the session resource.
+//! * [`feed`]: the timeline's server functions, compose box and post cards.
 //! * `backend` (`ssr` only): the trait through which server functions reach the server.
 //! * `pages`: one module per route; `components`: the pieces pages share.
 //!
@@ -11,6 +12,7 @@
 //! (interactivity). Nothing here depends on sqlx, Redis or tokio's server parts.
 
 pub mod error;
+pub mod feed;
 pub mod model;
 pub mod session;
 
@@ -64,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::Home />
                     <Route path=path!("/signin") view=pages::auth::SignIn />
                     <Route path=path!("/signup") view=pages::auth::SignUp />
+                    <Route path=path!("/people") view=pages::people::People />
                     // Async so a missing user gets a real 404 status, not a streamed 200.
                     <Route path=path!("/u/:username") view=pages::profile::ProfilePage ssr=SsrMode::Async />
                 </Routes>

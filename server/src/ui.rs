@@ -4,14 +4,16 @@
 use crate::{
     auth::{extract::request_token, service},
     error::AppError,
+    feed, graph,
     http::{client::client_ip, cookies, csrf, security::CspNonce},
+    pagination::DEFAULT_LIMIT,
     state::AppState,
     users::routes::load_profile,
 };
 use app::{
     backend::{UiBackend, UiBackendHandle},
     error::ApiError,
-    model::{AuthResponse, ErrorCode, Profile, User},
+    model::{AuthResponse, ErrorCode, Page, Post, Profile, User},
 };
 use axum::http::request::Parts;
 use leptos::prelude::provide_context;
@@ -49,6 +51,26 @@ impl ServerUi {
             None => Ok(None),
         }
     }
+
+    async fn signed_in(&self, parts: &Parts) -> Result<User, AppError> {
+        self.viewer(parts).await?.ok_or_else(AppError::unauthorized)
+    }
+}
+
+/// A cursor or id from the UI, validated like the API's.
+fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::not_found(what))
+}
+
+fn parse_cursor(cursor: Option<String>) -> Result<Option<i64>, AppError> {
+    crate::pagination::PageQuery {
+        limit: None,
+        cursor,
+    }
+    .id_cursor()
 }
 
 #[async_trait::async_trait]
@@ -104,6 +126,67 @@ impl UiBackend for ServerUi {
     async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError> {
         let viewer = self.viewer(parts).await?;
         Ok(load_profile(&self.state, viewer.as_ref(), username).await?)
+    }
+
+    async fn feed(&self, parts: &Parts, cursor: Option<String>) -> Result<Page<Post>, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let cursor = parse_cursor(cursor)?;
+        Ok(feed::timeline::read(&self.state, me.id.0, cursor, DEFAULT_LIMIT).await?)
+    }
+
+    async fn publish(&self, parts: &Parts, content: &str) -> Result<Post, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(feed::posts::publish(&self.state, &me, content, None).await?)
+    }
+
+    async fn delete_post(&self, parts: &Parts, id: &str) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(feed::posts::delete(&self.state, me.id.0, parse_id(id, "post")?).await?)
+    }
+
+    async fn set_like(&self, parts: &Parts, id: &str, like: bool) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(feed::posts::set_like(&self.state, me.id.0, parse_id(id, "post")?, like).await?)
+    }
+
+    async fn user_posts(
+        &self,
+        parts: &Parts,
+        username: &str,
+        cursor: Option<String>,
+    ) -> Result<Page<Post>, ApiError> {
+        let viewer = self.viewer(parts).await?.map(|v| v.id.0);
+        let cursor = parse_cursor(cursor)?;
+        let author = crate::auth::store::user_by_username(&self.state.db, username)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("user"))?;
+        Ok(feed::posts::by_author(&self.state, viewer, author.id, cursor, DEFAULT_LIMIT).await?)
+    }
+
+    async fn set_follow(
+        &self,
+        parts: &Parts,
+        username: &str,
+        follow: bool,
+    ) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        if follow {
+            Ok(graph::service::follow(&self.state, me.id.0, username).await?)
+        } else {
+            Ok(graph::service::unfollow(&self.state, me.id.0, username).await?)
+        }
+    }
+
+    async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError> {
+        let viewer = self.viewer(parts).await?;
+        let page = crate::pagination::PageQuery::default();
+        let found = graph::routes::search_users(&self.state, prefix, None, &page).await?;
+        let mut profiles = Vec::with_capacity(found.items.len());
+        for user in found.items {
+            profiles.push(load_profile(&self.state, viewer.as_ref(), &user.username).await?);
+        }
+        Ok(profiles)
     }
 }
 

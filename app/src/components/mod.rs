@@ -1,4 +1,5 @@
 //! Pieces shared by several pages.
 
 pub mod csrf;
+pub mod follow;
 pub mod nav;

@@ -22,6 +22,7 @@ pub fn Nav() -> impl IntoView {
                                     view! {
                                         <div class="topbar-links">
                                             <A href="/">"Home"</A>
+                                            <A href="/people">"People"</A>
                                             <span class="whoami">
                                                 "Signed in as "
                                                 <A href=href>{format!("@{}", user.username)}</A>

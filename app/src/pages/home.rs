@@ -1,6 +1,10 @@
-//! The home page: a welcome for visitors, the signed-in person's landing otherwise.
+//! The home page: the signed-in person's timeline, or a welcome for visitors.
 
-use crate::session::SessionContext;
+use crate::{
+    feed::{get_feed, Compose, PostList, Source},
+    model::Post,
+    session::SessionContext,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -13,17 +17,7 @@ pub fn Home() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match cx.session.await.ok().and_then(|s| s.user) {
-                    Some(user) => {
-                        let href = format!("/u/{}", user.username);
-                        view! {
-                            <section class="card">
-                                <h1>{format!("Welcome, {}", user.display_name)}</h1>
-                                <p>"You are signed in as " <strong>{format!("@{}", user.username)}</strong> "."</p>
-                                <p><A href=href>"View your profile"</A></p>
-                            </section>
-                        }
-                        .into_any()
-                    }
+                    Some(_) => view! { <Timeline /> }.into_any(),
                     None => view! {
                         <section class="hero">
                             <h1>"Kith"</h1>
@@ -38,5 +32,30 @@ pub fn Home() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The compose box over the news feed.
+#[component]
+fn Timeline() -> impl IntoView {
+    let first = Resource::new(|| (), |_| get_feed(None));
+    let (fresh, set_fresh) = signal(Vec::<Post>::new());
+    let on_posted = Callback::new(move |post: Post| set_fresh.update(|f| f.insert(0, post)));
+    view! {
+        <h1 class="visually-hidden">"Home"</h1>
+        <Compose on_posted />
+        <Transition fallback=|| view! { <p class="muted">"Loading your feed…"</p> }>
+            {move || Suspend::new(async move {
+                match first.await {
+                    Ok(page) => view! {
+                        <PostList first=page source=Source::Feed fresh
+                            empty_text="Your feed is empty. Post something, or find people to follow." />
+                    }
+                    .into_any(),
+                    Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+        <p class="muted"><A href="/people">"Find people to follow"</A></p>
     }
 }

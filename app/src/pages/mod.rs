@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod home;
 pub mod not_found;
+pub mod people;
 pub mod profile;

@@ -1,7 +1,9 @@
-//! A user's profile page.
+//! A user's profile page: who they are, their counts, follow/unfollow, their posts.
 
 use crate::{
+    components::follow::FollowButton,
     error::ApiError,
+    feed::{get_user_posts, viewer_id, PostList, Source},
     model::{ErrorCode, Profile},
 };
 use leptos::prelude::*;
@@ -19,24 +21,12 @@ pub fn ProfilePage() -> impl IntoView {
     let params = use_params_map();
     let username = move || params.read().get("username").unwrap_or_default();
     let profile = Resource::new(username, get_profile);
+    let posts = Resource::new(username, |u| get_user_posts(u, None));
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(p) => view! {
-                        <Title text=p.user.display_name.clone() />
-                        <section class="card profile">
-                            <h1>{p.user.display_name.clone()}</h1>
-                            <p class="handle">{format!("@{}", p.user.username)}</p>
-                            <p class="muted">{format!("Joined {}", p.user.created_at.format("%B %Y"))}</p>
-                            <dl class="counts">
-                                <div><dt>"Posts"</dt><dd>{p.posts}</dd></div>
-                                <div><dt>"Followers"</dt><dd>{p.followers}</dd></div>
-                                <div><dt>"Following"</dt><dd>{p.following}</dd></div>
-                            </dl>
-                        </section>
-                    }
-                    .into_any(),
+                    Ok(p) => view! { <ProfileCard profile=p /> }.into_any(),
                     Err(e) if e.code == ErrorCode::NotFound => view! {
                         <Title text="No such user" />
                         <section class="card narrow">
@@ -49,5 +39,48 @@ pub fn ProfilePage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match posts.await {
+                    Ok(page) => view! {
+                        <PostList first=page source=Source::User(username()) empty_text="No posts yet." />
+                    }
+                    .into_any(),
+                    Err(e) if e.code == ErrorCode::NotFound => ().into_any(),
+                    Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ProfileCard(profile: Profile) -> impl IntoView {
+    let p = profile;
+    let (followers, set_followers) = signal(p.followers);
+    let viewer = viewer_id();
+    let can_follow = viewer.is_some() && viewer != Some(p.user.id);
+    let on_change = Callback::new(move |now_following: bool| {
+        set_followers.update(|n| *n += if now_following { 1 } else { -1 });
+    });
+    view! {
+        <Title text=p.user.display_name.clone() />
+        <section class="card profile">
+            <div class="profile-head">
+                <div>
+                    <h1>{p.user.display_name.clone()}</h1>
+                    <p class="handle">{format!("@{}", p.user.username)}</p>
+                </div>
+                <Show when=move || can_follow>
+                    <FollowButton username=p.user.username.clone() following=p.followed_by_me on_change />
+                </Show>
+            </div>
+            <p class="muted">{format!("Joined {}", p.user.created_at.format("%B %Y"))}</p>
+            <dl class="counts">
+                <div><dt>"Posts"</dt><dd>{p.posts}</dd></div>
+                <div><dt>"Followers"</dt><dd>{move || followers.get()}</dd></div>
+                <div><dt>"Following"</dt><dd>{p.following}</dd></div>
+            </dl>
+        </section>
     }
 }
