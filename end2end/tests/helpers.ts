@@ -11,11 +11,31 @@ export function uniqueUsername(prefix = 'u'): string {
   return `${prefix}_${Date.now().toString(36)}${rand}`.slice(0, 32);
 }
 
-/** Opens `path` and waits until the page is hydrated (the wasm bundle has run). */
+const watched = new WeakSet<Page>();
+const pageErrors = new WeakMap<Page, string[]>();
+
+/** Records console errors and uncaught exceptions (hydration mismatches show up there). */
+function watch(page: Page): string[] {
+  if (!watched.has(page)) {
+    watched.add(page);
+    const errors: string[] = [];
+    pageErrors.set(page, errors);
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push(e.message));
+  }
+  return pageErrors.get(page) ?? [];
+}
+
+/** Opens `path`, waits until the page is hydrated (the wasm bundle has run) and checks
+ * that nothing went wrong in the browser on the way. */
 export async function open(page: Page, path: string): Promise<void> {
+  const errors = watch(page);
   await page.goto(path);
   await page.waitForLoadState('networkidle');
   await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+  expect(errors.filter((e) => !/status of 4\d\d/.test(e)), `browser errors on ${path}`).toEqual([]);
 }
 
 export async function signUp(page: Page, username: string, password: string): Promise<void> {

@@ -282,6 +282,7 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
         );
     }
     assert!(doc["components"]["schemas"].get("User").is_some());
+    assert!(doc["components"]["schemas"].get("Post").is_some());
     Ok(())
 }
 
