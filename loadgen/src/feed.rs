@@ -1,0 +1,401 @@
+//! The news-feed scenario, run once per backend: start a server, seed it, measure, stop it.
+//!
+//! Order matters: the healthz baseline and the feed reads run on a quiet server (fanout
+//! drained), and every fanout timing starts from an empty outbox, so one measurement's
+//! background work never lands in another's figures.
+
+use crate::{
+    cli::{Backend, FeedOptions},
+    cpu::{self, CpuClock},
+    error::Error,
+    load::{self, Stop, Summary},
+    posting::{drained, post_until_drained, publish},
+    redis_ns,
+    report::{BackendReport, FeedSample, Phase, PostCosts},
+    seed::{self, Account, Population},
+    server::{Launch, ServerProcess, TempDir},
+};
+use rand::{rngs::StdRng, seq::SliceRandom as _, Rng as _};
+use reqwest::{Client, RequestBuilder};
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+    SqlitePool,
+};
+use std::{
+    path::PathBuf,
+    str::FromStr as _,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Posts each normal author publishes through the API before the measurements.
+const SEED_POSTS_PER_AUTHOR: usize = 20;
+/// Posts the celebrity and the big author publish up front, so feeds hold both kinds.
+const SEED_POSTS_PER_STAR: usize = 5;
+/// Concurrency of everything that writes posts (seeding and the post-latency run).
+const WRITERS: usize = 8;
+/// Posts in the post-latency measurement.
+const LATENCY_POSTS: u64 = 500;
+/// Sequential posts by the big author, timed until their fanout is done.
+const BIG_POSTS: usize = 10;
+/// Posts each by the celebrity and the reference normal author.
+const COMPARE_POSTS: usize = 20;
+/// Followers of the normal author the celebrity is compared with.
+const REFERENCE_FOLLOWERS: usize = 100;
+/// Unmeasured load before each throughput run: opens the connections, warms the caches.
+const WARMUP: Duration = Duration::from_secs(1);
+/// Feed pages parsed to check that the feed has content (and celebrity posts merged in).
+const SAMPLE_PAGES: usize = 50;
+/// Every this-many-th follower of the big author is checked for the pushed post (Redis).
+const PUSH_CHECK_STEP: usize = 50;
+
+/// What every backend's run shares.
+pub struct Setup {
+    pub opts: FeedOptions,
+    pub server_bin: PathBuf,
+    /// Core for the server, or `None` (unpinned, or taskset missing).
+    pub server_cpu: Option<usize>,
+    pub clock: CpuClock,
+}
+
+/// One backend, start to finish. The server is killed and the Redis namespace deleted
+/// whether or not the measurements succeeded.
+pub async fn run(setup: &Setup, backend: Backend) -> Result<BackendReport, Error> {
+    let redis_url = setup.opts.redis_url.as_str();
+    let namespace = format!("loadgen-{:016x}", rand::random::<u64>());
+    if backend == Backend::Redis {
+        redis_ns::ping(redis_url)
+            .await
+            .map_err(|e| Error::Run(format!("Redis at {redis_url} does not answer: {e}")))?;
+    }
+    let dir = TempDir::new()?;
+    let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
+    let threshold = seed::CELEBRITY_THRESHOLD.to_string();
+    let mut env: Vec<(String, String)> = [
+        ("KITH_DATABASE_URL", db_url.as_str()),
+        ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
+        // Rate limiting would turn the post measurements into 429s.
+        ("KITH_POST_RATE_PER_MIN", "1000000"),
+        ("KITH_CELEBRITY_THRESHOLD", threshold.as_str()),
+        ("KITH_RUNTIME", "current_thread"),
+        ("RUST_LOG", "warn"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if backend == Backend::Redis {
+        env.push(("KITH_REDIS_URL".into(), redis_url.into()));
+        env.push(("KITH_REDIS_NAMESPACE".into(), namespace.clone()));
+    }
+
+    let mut server = ServerProcess::start(Launch {
+        bin: &setup.server_bin,
+        cpu: setup.server_cpu,
+        dir: &dir.0,
+        env,
+    })?;
+    let redis = (backend == Backend::Redis).then_some(namespace.as_str());
+    let outcome = measure(setup, backend, &mut server, &db_url, redis).await;
+    let log = server.log_summary();
+    drop(server);
+
+    if backend == Backend::Redis {
+        match redis_ns::delete_namespace(redis_url, &namespace).await {
+            Ok(n) => eprintln!(
+                "[{}] deleted {n} Redis keys under {namespace}:",
+                backend.name()
+            ),
+            Err(e) => eprintln!("[{}] could not delete {namespace}:*: {e}", backend.name()),
+        }
+    }
+    outcome.map(|mut report| {
+        report.log = log;
+        report
+    })
+}
+
+async fn measure(
+    setup: &Setup,
+    backend: Backend,
+    server: &mut ServerProcess,
+    db_url: &str,
+    redis_namespace: Option<&str>,
+) -> Result<BackendReport, Error> {
+    let tag = backend.name();
+    let http = Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    server.wait_ready(&http, Duration::from_secs(60)).await?;
+    let base = server.base_url.clone();
+    let (writer, probe) = open_pools(db_url).await?;
+
+    eprintln!("[{tag}] seeding users, sessions and follows");
+    let started = Instant::now();
+    let pop = seed::write(&writer, now_ms()).await?;
+    let seed_time = started.elapsed();
+    writer.close().await;
+
+    eprintln!("[{tag}] publishing seed posts through the API");
+    let started = Instant::now();
+    let seed_posts = publish_seed_posts(&http, &base, &pop).await?;
+    drained(&probe).await?;
+    let seed_drain = started.elapsed();
+    server.check_alive()?;
+
+    let d = setup.opts.duration;
+    let n = setup.opts.concurrency;
+    eprintln!("[{tag}] GET /healthz for {d:?}");
+    let url = format!("{base}/healthz");
+    let healthz_req = move |c: &Client, _: &mut StdRng, _: u64| c.get(&url);
+    load::run(&http, n, Stop::After(WARMUP), healthz_req.clone()).await;
+    let healthz = measured(setup, server, &http, n, Stop::After(d), healthz_req).await;
+    server.check_alive()?;
+
+    eprintln!("[{tag}] warming {} feeds", pop.readers.len());
+    let reader_tokens: Arc<Vec<String>> =
+        Arc::new(pop.readers.iter().map(|r| r.token.clone()).collect());
+    let feed_url = format!("{base}/v1/me/feed?limit=20");
+    let (tokens, url) = (reader_tokens.clone(), feed_url.clone());
+    let warm = load::run(
+        &http,
+        WRITERS,
+        Stop::Count(reader_tokens.len() as u64),
+        move |c, _, seq| c.get(&url).bearer_auth(&tokens[seq as usize]),
+    )
+    .await;
+    expect_no_failures("warming the feeds", &warm)?;
+    let feed_sample = sample_feeds(&http, &feed_url, &pop).await?;
+
+    // Diagnostic: the session lookup every authenticated request pays (one SQLite query),
+    // to split the feed's cost into authentication and the feed itself.
+    eprintln!("[{tag}] GET /v1/me for {d:?}");
+    let (tokens, url) = (reader_tokens.clone(), format!("{base}/v1/me"));
+    let me_req = move |c: &Client, rng: &mut StdRng, _: u64| {
+        c.get(&url)
+            .bearer_auth(&tokens[rng.gen_range(0..tokens.len())])
+    };
+    load::run(&http, n, Stop::After(WARMUP), me_req.clone()).await;
+    let me = measured(setup, server, &http, n, Stop::After(d), me_req).await;
+    server.check_alive()?;
+
+    eprintln!("[{tag}] GET /v1/me/feed for {d:?}");
+    let (tokens, url) = (reader_tokens.clone(), feed_url.clone());
+    let feed_req = move |c: &Client, rng: &mut StdRng, _: u64| {
+        c.get(&url)
+            .bearer_auth(&tokens[rng.gen_range(0..tokens.len())])
+    };
+    load::run(&http, n, Stop::After(WARMUP), feed_req.clone()).await;
+    let feed = measured(setup, server, &http, n, Stop::After(d), feed_req).await;
+    server.check_alive()?;
+
+    eprintln!("[{tag}] {LATENCY_POSTS} posts by normal authors, {WRITERS} at a time");
+    let author_tokens: Arc<Vec<String>> =
+        Arc::new(pop.authors.iter().map(|a| a.token.clone()).collect());
+    let url = format!("{base}/v1/me/feed");
+    let post = measured(
+        setup,
+        server,
+        &http,
+        WRITERS,
+        Stop::Count(LATENCY_POSTS),
+        move |c, rng, seq| {
+            let token = &author_tokens[rng.gen_range(0..author_tokens.len())];
+            publish(c, &url, token, seq)
+        },
+    )
+    .await;
+    drained(&probe).await?;
+    server.check_alive()?;
+
+    eprintln!("[{tag}] {BIG_POSTS} posts by the big author, each until fanout is done");
+    let mut big = PostCosts::default();
+    let mut last_big_post = None;
+    for i in 0..BIG_POSTS {
+        let (ack, done, id) = post_until_drained(&http, &base, &probe, &pop.big, i).await?;
+        big.push((ack, done));
+        last_big_post = id;
+    }
+    let push_check = match (redis_namespace, last_big_post) {
+        (Some(namespace), Some(post)) => {
+            let sample: Vec<i64> = pop.big_followers.clone().step_by(PUSH_CHECK_STEP).collect();
+            let holding =
+                redis_ns::feeds_holding(&setup.opts.redis_url, namespace, &sample, post).await?;
+            Some((holding, sample.len()))
+        }
+        _ => None,
+    };
+
+    let reference = pop
+        .author_near(REFERENCE_FOLLOWERS)
+        .ok_or_else(|| Error::Run("no normal authors were seeded".into()))?;
+    eprintln!(
+        "[{tag}] {COMPARE_POSTS} posts each by the celebrity and a {}-follower author",
+        reference.followers
+    );
+    let (mut celebrity, mut normal) = (PostCosts::default(), PostCosts::default());
+    // Alternating keeps slow drifts (cache growth, WAL size) out of the ratio.
+    for i in 0..COMPARE_POSTS {
+        let (ack, done, _) = post_until_drained(&http, &base, &probe, &pop.celebrity, i).await?;
+        celebrity.push((ack, done));
+        let (ack, done, _) = post_until_drained(&http, &base, &probe, reference, i).await?;
+        normal.push((ack, done));
+    }
+    server.check_alive()?;
+    probe.close().await;
+
+    Ok(BackendReport {
+        backend,
+        users: pop.users,
+        follows: pop.follows,
+        sessions: pop.sessions,
+        seed_time,
+        seed_posts,
+        seed_drain,
+        healthz,
+        me,
+        feed,
+        feed_sample,
+        post,
+        big: big.finish(),
+        push_check,
+        celebrity: celebrity.finish(),
+        normal: normal.finish(),
+        normal_followers: reference.followers,
+        log: Default::default(),
+    })
+}
+
+/// A writer (one connection: seeding is one transaction at a time) and a read-only probe
+/// for outbox polling. The probe skips sqlx's ping-before-use, which would double the cost
+/// of every 1 ms poll.
+async fn open_pools(db_url: &str) -> Result<(SqlitePool, SqlitePool), Error> {
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::from_str(db_url)?
+                .foreign_keys(true)
+                // The server may hold the write lock for a fanout batch; wait, don't fail.
+                .busy_timeout(Duration::from_secs(30)),
+        )
+        .await?;
+    let probe = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(SqliteConnectOptions::from_str(db_url)?.read_only(true))
+        .await?;
+    Ok((writer, probe))
+}
+
+/// Every normal author's seed posts (shuffled, so fanout of one author's posts overlaps
+/// another's, as in life), then the celebrity's and the big author's. Those come last so
+/// that they are on every reader's first page, which makes a missing celebrity post there
+/// a sign of a broken pull merge rather than bad luck.
+async fn publish_seed_posts(http: &Client, base: &str, pop: &Population) -> Result<Phase, Error> {
+    let url = format!("{base}/v1/me/feed");
+    let mut tokens: Vec<String> = Vec::new();
+    for _ in 0..SEED_POSTS_PER_AUTHOR {
+        tokens.extend(pop.authors.iter().map(|a| a.token.clone()));
+    }
+    tokens.shuffle(&mut rand::thread_rng());
+    for _ in 0..SEED_POSTS_PER_STAR {
+        tokens.push(pop.celebrity.token.clone());
+        tokens.push(pop.big.token.clone());
+    }
+    let total = tokens.len() as u64;
+    let tokens = Arc::new(tokens);
+    let summary = load::run(http, WRITERS, Stop::Count(total), move |c, _, seq| {
+        publish(c, &url, &tokens[seq as usize], seq)
+    })
+    .await;
+    expect_no_failures("publishing the seed posts", &summary)?;
+    Ok(Phase {
+        concurrency: WRITERS,
+        summary,
+        server_cpu: None,
+        client_cpu: None,
+        server_switches: None,
+    })
+}
+
+/// Runs a load and records the CPU the server and this tool spent on it.
+async fn measured<F>(
+    setup: &Setup,
+    server: &ServerProcess,
+    http: &Client,
+    concurrency: usize,
+    stop: Stop,
+    make: F,
+) -> Phase
+where
+    F: Fn(&Client, &mut StdRng, u64) -> RequestBuilder + Send + Sync + 'static,
+{
+    let me = std::process::id();
+    let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let switches_before = cpu::context_switches(server.pid());
+    let summary = load::run(http, concurrency, stop, make).await;
+    let after = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let switches_after = cpu::context_switches(server.pid());
+    let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    Phase {
+        concurrency,
+        server_cpu: delta(before.0, after.0),
+        client_cpu: delta(before.1, after.1),
+        server_switches: switches_after
+            .zip(switches_before)
+            .map(|(a, b)| a.saturating_sub(b)),
+        summary,
+    }
+}
+
+/// Parses a few feed pages: a page with few items or no celebrity posts would mean the
+/// read measurement measured the wrong thing.
+async fn sample_feeds(http: &Client, url: &str, pop: &Population) -> Result<FeedSample, Error> {
+    let celebrity = pop.celebrity.id.to_string();
+    let mut sample = FeedSample::default();
+    let readers: Vec<&Account> = pop
+        .readers
+        .choose_multiple(&mut rand::thread_rng(), SAMPLE_PAGES)
+        .collect();
+    for reader in readers {
+        let response = http.get(url).bearer_auth(&reader.token).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Error::Run(format!("GET {url} answered {status}")));
+        }
+        let page: serde_json::Value = response.json().await?;
+        let items = page
+            .get("items")
+            .and_then(|i| i.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        sample.pages += 1;
+        sample.items += items.len();
+        let author_is = |item: &serde_json::Value, id: &str| {
+            item.pointer("/author/id").and_then(|v| v.as_str()) == Some(id)
+        };
+        if items.iter().any(|item| author_is(item, &celebrity)) {
+            sample.with_celebrity += 1;
+        }
+    }
+    Ok(sample)
+}
+
+fn expect_no_failures(what: &str, summary: &Summary) -> Result<(), Error> {
+    if summary.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Run(format!(
+            "{what}: {} failed ({})",
+            summary.failed(),
+            summary.failures_text()
+        )))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,155 @@
+//! `loadgen`: a load tool for Kith's news feed.
+//!
+//! ```sh
+//! cargo build -p server --release && cargo run -p loadgen --release -- feed
+//! ```
+//!
+//! For each backend (in-process memory, then Redis) it starts the real release `server`
+//! binary pinned to one core, seeds a social graph straight into that server's SQLite file,
+//! publishes posts through the API so fanout runs for real, and measures from another core:
+//! the `/healthz` baseline, warm feed reads, post latency, fanout to 10,000 followers, and a
+//! celebrity's post against a normal author's. It prints a markdown section per backend.
+//!
+//! # Layout
+//! * `cli`: the command line.
+//! * `feed`: the scenario, once per backend: start, seed, measure, tear down.
+//! * `seed`: the population (celebrity, big author, normal authors, readers) and its SQL.
+//! * `load`: the closed-loop request runner and percentiles.
+//! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
+//! * `server`: the server child process (readiness, log, killed on drop) and its directory.
+//! * `cpu`: core pinning with `taskset` and CPU time from `/proc`.
+//! * `redis_ns`: checking Redis and deleting the run's key namespace.
+//! * `report`: the figures, the targets and their markdown.
+//! * `error`: the error type.
+
+mod cli;
+mod cpu;
+mod error;
+mod feed;
+mod load;
+mod posting;
+mod redis_ns;
+mod report;
+mod seed;
+mod server;
+
+use cli::{Command, FeedOptions};
+use error::Error;
+use std::{path::PathBuf, process::ExitCode};
+
+fn main() -> ExitCode {
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Feed(opts)) => opts,
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every requested backend; `Ok(false)` if one of them failed (the others still ran).
+fn run(opts: FeedOptions) -> Result<bool, Error> {
+    // Asked before pinning: afterwards this process sees only its own core.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let server_bin = match &opts.server_bin {
+        Some(path) => path.clone(),
+        None => sibling_server()?,
+    };
+    if !server_bin.is_file() {
+        return Err(Error::Usage(format!(
+            "no server binary at {}; build it first: cargo build -p server --release",
+            server_bin.display()
+        )));
+    }
+
+    let taskset = cpu::taskset_available();
+    let mut pinning = Vec::new();
+    let server_cpu = opts.server_cpu.filter(|_| taskset);
+    if let Some(c) = server_cpu {
+        pinning.push(format!("server on CPU {c}"));
+    }
+    if let Some(c) = opts.client_cpu.filter(|_| taskset) {
+        // Before the runtime exists, so every thread it (and sqlx) starts inherits the mask.
+        match cpu::pin_self(c) {
+            Ok(()) => pinning.push(format!("loadgen on CPU {c}")),
+            Err(e) => eprintln!("loadgen: running unpinned: {e}"),
+        }
+    }
+    if !taskset && (opts.server_cpu.is_some() || opts.client_cpu.is_some()) {
+        eprintln!("loadgen: taskset not found; running unpinned");
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(error::io("starting the tokio runtime"))?;
+    let setup = feed::Setup {
+        opts: opts.clone(),
+        server_bin,
+        server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+
+    println!("## News feed\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {} core(s){}; {}; server runtime `current_thread`, \
+         `KITH_SQLITE_SYNCHRONOUS=NORMAL`; {} client tasks, {} s per throughput run.\n",
+        cores,
+        cpu::model_name()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default(),
+        if pinning.is_empty() {
+            "unpinned".to_string()
+        } else {
+            pinning.join(", ")
+        },
+        opts.concurrency,
+        opts.duration.as_secs(),
+    );
+
+    let mut all_ok = true;
+    for backend in &opts.backends {
+        eprintln!("[{}] starting", backend.name());
+        let outcome = runtime.block_on(async {
+            tokio::select! {
+                outcome = feed::run(&setup, *backend) => outcome,
+                // Dropping the unfinished run drops its server guard, which kills the
+                // server; without this, Ctrl-C would leave it running. (Its Redis keys
+                // stay: each run uses a fresh namespace.)
+                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            }
+        });
+        match outcome {
+            Ok(report) => println!("{}", report.markdown()),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                all_ok = false;
+                println!("### Backend: {}\n\nFailed: {e}\n", backend.name());
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// `server` in the directory of this executable: `cargo run --release` puts both in
+/// `target/release`, wherever the target directory is.
+fn sibling_server() -> Result<PathBuf, Error> {
+    let me = std::env::current_exe().map_err(error::io("locating this executable"))?;
+    let dir = me
+        .parent()
+        .ok_or_else(|| Error::Usage("cannot tell where this executable lives".into()))?;
+    Ok(dir.join(format!("server{}", std::env::consts::EXE_SUFFIX)))
+}

@@ -1,0 +1,65 @@
+//! The run's Redis namespace: checked before the server starts (a missing Redis should
+//! say so, not look like a server that never gets ready) and deleted afterwards, since
+//! every run uses a fresh random prefix and would otherwise leave ~100k keys behind.
+//! It also looks into feed caches to prove a fanout really pushed.
+
+use crate::error::Error;
+
+/// Keys per SCAN step: large enough to finish quickly, small enough not to stall Redis.
+const SCAN_COUNT: usize = 1_000;
+
+/// Fails unless Redis at `url` answers PING.
+pub async fn ping(url: &str) -> Result<(), Error> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(())
+}
+
+/// Deletes every key under `<namespace>:`; returns how many there were.
+pub async fn delete_namespace(url: &str, namespace: &str) -> Result<u64, Error> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{namespace}:*");
+    let mut cursor: u64 = 0;
+    let mut deleted: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// How many of `users`' feed caches hold `post_id`. Relies on the server's key layout
+/// (`<namespace>:feed:<user id>`, a sorted set of post ids), which is fine for a check
+/// whose only job is to catch a fanout that silently did not push.
+pub async fn feeds_holding(
+    url: &str,
+    namespace: &str,
+    users: &[i64],
+    post_id: i64,
+) -> Result<usize, Error> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.cmd("ZSCORE")
+            .arg(format!("{namespace}:feed:{user}"))
+            .arg(post_id);
+    }
+    let scores: Vec<Option<f64>> = pipe.query_async(&mut conn).await?;
+    Ok(scores.iter().flatten().count())
+}

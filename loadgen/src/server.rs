@@ -1,0 +1,199 @@
+//! The server under test: the real release binary as a child process, pinned to its own
+//! core, with a private database, and killed when its guard is dropped, so an error or a
+//! panic halfway through a run never leaves a server behind. Its temporary directory (the
+//! database and the log) is removed the same way.
+
+use crate::error::{io, Error};
+use std::{
+    fs::File,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// How to start one server.
+pub struct Launch<'a> {
+    pub bin: &'a Path,
+    /// Core for `taskset -c`; `None` runs it unpinned.
+    pub cpu: Option<usize>,
+    /// Working directory: the run's temporary directory, so nothing the server might write
+    /// by default (`kith.db`) lands in the workspace.
+    pub dir: &'a Path,
+    /// `KITH_*`/`RUST_LOG` settings; the listen address is added here.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running server; dropping it kills the process.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// Its stdout and stderr, read back for warnings after the run.
+    pub log_path: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(launch: Launch<'_>) -> Result<Self, Error> {
+        let port = free_port()?;
+        let mut cmd = match launch.cpu {
+            Some(cpu) => {
+                // taskset execs the server, so the child's pid is the server's own.
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(launch.bin);
+                c
+            }
+            None => Command::new(launch.bin),
+        };
+        // The server must see exactly the configuration below, not whatever KITH_* the
+        // caller's shell happens to export.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("KITH_") || k.starts_with("LEPTOS_") || k == "RUST_LOG" {
+                cmd.env_remove(&key);
+            }
+        }
+        let log_path = launch.dir.join("server.log");
+        let log = File::create(&log_path).map_err(io("creating the server log"))?;
+        let log_err = log.try_clone().map_err(io("creating the server log"))?;
+        cmd.env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("NO_COLOR", "1")
+            .envs(launch.env)
+            .current_dir(launch.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = cmd
+            .spawn()
+            .map_err(io(format!("starting {}", launch.bin.display())))?;
+        Ok(Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log_path,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `GET /readyz` answers 200 (migrations applied, backends reachable).
+    pub async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let url = format!("{}/readyz", self.base_url);
+        loop {
+            self.check_alive()?;
+            if let Ok(resp) = http.get(&url).send().await {
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Run(format!(
+                    "server not ready after {timeout:?}; see {}",
+                    self.log_path.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An error if the server has exited (a crash under load is a result, not noise).
+    pub fn check_alive(&mut self) -> Result<(), Error> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(Error::Run(format!(
+                "server exited ({status}); last log lines:\n{}",
+                tail(&self.log_path, 15)
+            ))),
+            Err(e) => Err(io("checking the server process")(e)),
+        }
+    }
+
+    /// Warning and error lines of the server's log so far.
+    pub fn log_summary(&self) -> LogSummary {
+        LogSummary::read(&self.log_path)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Errors mean it is already gone; either way wait() reaps it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port. It is released before the server binds it; the gap is tiny and
+/// only another process grabbing that very port could fill it.
+fn free_port() -> Result<u16, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(io("finding a free port"))?
+        .port();
+    Ok(port)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What the server logged at WARN or ERROR (the run sets `RUST_LOG=warn`).
+#[derive(Debug, Default, Clone)]
+pub struct LogSummary {
+    pub warnings: usize,
+    pub errors: usize,
+    /// Distinct messages (timestamps stripped), with how often each appeared.
+    pub distinct: Vec<(String, usize)>,
+}
+
+impl LogSummary {
+    fn read(path: &Path) -> Self {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut summary = Self::default();
+        for line in text.lines() {
+            let (level, message) = if let Some(i) = line.find(" WARN ") {
+                (&mut summary.warnings, &line[i + 1..])
+            } else if let Some(i) = line.find(" ERROR ") {
+                (&mut summary.errors, &line[i + 1..])
+            } else {
+                continue;
+            };
+            *level += 1;
+            let message: String = message.chars().take(300).collect();
+            match summary.distinct.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, n)) => *n += 1,
+                None => summary.distinct.push((message, 1)),
+            }
+        }
+        summary
+    }
+}
+
+/// The run's private directory (database, server log), removed with everything in it.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Result<Self, Error> {
+        let path = std::env::temp_dir().join(format!(
+            "kith-loadgen-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
