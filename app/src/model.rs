@@ -83,6 +83,60 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Kind of a chat channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Dm,
+    Group,
+}
+
+/// `Channel` of API.md.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Channel {
+    pub id: Id,
+    pub kind: ChannelKind,
+    pub name: String,
+    pub members: Vec<User>,
+}
+
+/// An entry of the conversation list: a channel with its newest message and how many
+/// messages the viewer has not read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChannelSummary {
+    #[serde(flatten)]
+    pub channel: Channel,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+}
+
+/// `Message` of API.md. `seq` is the message's gap-free position in its channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Message {
+    pub id: Id,
+    pub channel_id: Id,
+    pub seq: i64,
+    pub sender: User,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub client_msg_id: String,
+}
+
+/// The answer of `GET /v1/chat/sync`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SyncResponse {
+    pub messages: Vec<Message>,
+    #[cfg_attr(feature = "ssr", schema(value_type = Vec<Object>))]
+    pub events: Vec<serde_json::Value>,
+    /// The largest message id the client now holds: its next `since`.
+    pub cursor: Id,
+}
+
 /// The answer to register and login.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -198,6 +252,22 @@ pub mod rules {
             Err("must not be empty")
         } else if len > MAX_POST_CHARS {
             Err("must be at most 5000 characters")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Longest chat message, in characters.
+    pub const MAX_MESSAGE_CHARS: usize = 4000;
+    /// Most members of a group, creator included.
+    pub const MAX_GROUP_MEMBERS: usize = 100;
+
+    /// Chat messages: 1..=4000 characters, not only whitespace.
+    pub fn check_message(content: &str) -> Result<(), &'static str> {
+        if content.trim().is_empty() {
+            Err("must not be empty")
+        } else if content.chars().count() > MAX_MESSAGE_CHARS {
+            Err("must be at most 4000 characters")
         } else {
             Ok(())
         }

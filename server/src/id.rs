@@ -40,6 +40,13 @@ impl IdGenerator {
         self.next_at(chrono::Utc::now().timestamp_millis())
     }
 
+    /// The next ID, guaranteed larger than `floor` (an id another node may have issued with
+    /// a clock ahead of ours): the logical clock jumps past it if needed.
+    pub fn next_id_above(&self, floor: i64) -> i64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.next_at(now.max(timestamp_ms(floor) + 1))
+    }
+
     /// The next ID given the wall clock `now_ms` (Unix milliseconds); exposed for tests.
     pub fn next_at(&self, now_ms: i64) -> i64 {
         let wall = (now_ms - KITH_EPOCH_MS).max(0);
@@ -93,6 +100,15 @@ mod tests {
         let ids: Vec<i64> = (0..5000).map(|_| g.next_at(now)).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(ids[4096] >> 22, 51);
+    }
+
+    #[test]
+    fn ids_can_be_forced_above_a_floor() {
+        let g = IdGenerator::new(3);
+        let far_future = g.next_at(KITH_EPOCH_MS + 10_000_000_000);
+        let other = IdGenerator::new(4);
+        assert!(other.next_id_above(far_future) > far_future);
+        assert!(other.next_id() > far_future, "later ids stay above it too");
     }
 
     proptest! {

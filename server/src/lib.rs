@@ -8,6 +8,7 @@
 //! * `auth`: accounts and sessions; `users`: profiles.
 //! * `feed`: the news feed (post service, fanout, news feed service, caches).
 //! * `graph`: the social graph (follows, friends, user search).
+//! * `chat`: channels, the message store, sync and long-poll.
 //! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
 //! * `db`: the SQLite store and its migrations (`server/migrations/`).
 //! * `id`: the Snowflake ID generator.
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;

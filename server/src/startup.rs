@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes::router())
         .merge(crate::feed::routes::router())
         .merge(crate::graph::routes::router())
+        .merge(crate::chat::routes::router())
         .merge(ops::router())
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<

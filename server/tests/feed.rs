@@ -229,7 +229,11 @@ async fn celebrity_posts_are_pulled_and_merged(backend: Backend) -> Result<()> {
     let fan = app.register("fan").await?;
     let other_fan = app.register("other_fan").await?;
     app.follow(&fan, "star").await?;
-    app.follow(&other_fan, "star").await?; // star now has 2 followers: a celebrity
+    // The fan's caches are warm while the star is still an ordinary author…
+    assert!(app.whole_feed(&fan, 5).await?.is_empty());
+    // …then the star crosses the threshold (2 followers): the fan must still see every
+    // post of theirs at once.
+    app.follow(&other_fan, "star").await?;
     app.follow(&fan, "friend").await?;
     let mut expected = Vec::new();
     let mut star_ids = Vec::new();

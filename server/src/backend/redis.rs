@@ -41,6 +41,20 @@ end
 return -1
 ";
 
+/// Adds one id to each of many sorted sets, trimming a set only when it outgrows the cap.
+/// KEYS = the sets; ARGV[1] = cap; ARGV[i + 1] = the id for KEYS[i]. One round trip and no
+/// per-key trim command for sets still under the cap.
+const IDS_ADD_LUA: &str = r"
+local cap = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[i + 1], ARGV[i + 1])
+  if redis.call('ZCARD', key) > cap then
+    redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+  end
+end
+return 0
+";
+
 /// A connection to Redis shared by the cache, queue and limiter of one node.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -50,6 +64,7 @@ pub struct RedisBackend {
     /// Idle dedicated connections for blocking pops.
     blocking: Arc<Mutex<Vec<redis::aio::MultiplexedConnection>>>,
     gcra: Arc<Script>,
+    ids_add: Arc<Script>,
 }
 
 impl RedisBackend {
@@ -63,6 +78,7 @@ impl RedisBackend {
             namespace: namespace.into(),
             blocking: Arc::default(),
             gcra: Arc::new(Script::new(GCRA_LUA)),
+            ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
         };
         backend.ping().await?;
         Ok(backend)
@@ -182,22 +198,13 @@ impl Cache for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        // One pipeline for the whole batch: ZADD each id, then trim each touched set once.
-        let mut pipe = redis::pipe();
-        let mut touched: Vec<String> = Vec::new();
+        let mut invocation = self.ids_add.prepare_invoke();
+        invocation.arg(cap);
         for (key, id) in entries {
-            let key = self.key(key);
-            pipe.zadd(&key, id, id).ignore();
-            if !touched.contains(&key) {
-                touched.push(key);
-            }
-        }
-        for key in &touched {
-            // Keep ranks -cap..-1 (the `cap` largest ids).
-            pipe.zremrangebyrank(key, 0, -(cap as isize) - 1).ignore();
+            invocation.key(self.key(key)).arg(*id);
         }
         let mut conn = self.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await?;
+        let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())
     }
 

@@ -27,6 +27,11 @@ pub fn feed_key(user_id: i64) -> String {
     format!("feed:{user_id}")
 }
 
+/// The cache key of an author's own newest post ids (what followers of a celebrity pull).
+pub fn author_key(user_id: i64) -> String {
+    format!("posts:{user_id}")
+}
+
 /// Puts an outbox job on the fanout queue.
 pub async fn enqueue(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
     state
@@ -117,8 +122,8 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Calls `f` with each batch of the author's followers' feed keys, unless the author is a
-/// celebrity (then only the author's own feed is touched).
+/// Calls `f` with the author's own feed and post list, then with each batch of the
+/// author's followers' feed keys unless the author is a celebrity.
 async fn for_each_feed_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
@@ -128,7 +133,7 @@ where
     F: FnMut(Vec<String>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    f(vec![feed_key(author_id)]).await?;
+    f(vec![feed_key(author_id), author_key(author_id)]).await?;
     let followers = store::follower_count(&state.db, author_id).await?;
     if followers as u64 >= state.config.celebrity_threshold {
         return Ok(());

@@ -12,13 +12,62 @@
 //! Why the cache can be trusted as a prefix: every fanout after a feed key was created adds
 //! to it, so its ids form the newest contiguous run of pushed posts; everything older is
 //! read from SQLite. Follow and unfollow drop the key, and the next read rebuilds it.
+//! Followed celebrities' posts come the same way from each celebrity's own cached list
+//! (`posts:{id}`), and the list of followed celebrities is cached too, so a warm read asks
+//! SQLite only which of the page's posts the viewer liked.
 
-use super::{caches, fanout::feed_key, fanout::FEED_CAP, store};
+use super::{
+    caches,
+    fanout::{author_key, feed_key, FEED_CAP},
+    store,
+};
 use crate::{error::AppError, state::AppState};
 use app::model::{Id, Page, Post};
+use bytes::Bytes;
+use std::time::Duration;
 
-/// Marks a rebuilt feed that holds no posts, so an empty feed is not rebuilt on every read.
-const EMPTY_MARKER: i64 = 0;
+/// Marks a rebuilt id list that holds its source's whole history: reaching it means there
+/// is nothing older to fetch from SQLite. It is the smallest member, so the first to go
+/// when the list is trimmed (and the list stops being whole).
+const COMPLETE_MARKER: i64 = 0;
+/// How long a user's list of followed celebrities is cached; follow and unfollow drop it,
+/// and an author crossing the threshold shows up within this time.
+const CELEBRITIES_TTL: Duration = Duration::from_secs(60);
+
+/// Bumped whenever an author crosses the celebrity threshold (either way), which
+/// invalidates every cached list of followed celebrities at once.
+const CELEBRITIES_VERSION: &str = "celebs:version";
+
+/// The cache key of a user's followed celebrities, under the current version.
+pub async fn celebrities_key(state: &AppState, user_id: i64) -> Result<String, AppError> {
+    let version = state
+        .backends
+        .cache
+        .get(CELEBRITIES_VERSION)
+        .await?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    Ok(format!("celebs:{version}:{user_id}"))
+}
+
+/// Called after a follow or unfollow changed `author`'s follower count to `followers`: if
+/// that crossed the threshold, every follower's list of celebrities is out of date.
+pub async fn note_follower_count(
+    state: &AppState,
+    followers: i64,
+    added: bool,
+) -> Result<(), AppError> {
+    let threshold = i64::try_from(state.config.celebrity_threshold).unwrap_or(i64::MAX);
+    let crossed = if added {
+        followers == threshold
+    } else {
+        followers == threshold - 1
+    };
+    if crossed {
+        state.backends.cache.incr(CELEBRITIES_VERSION, 1).await?;
+    }
+    Ok(())
+}
 
 /// One page of `viewer`'s feed below `cursor`.
 pub async fn read(
@@ -27,29 +76,13 @@ pub async fn read(
     cursor: Option<i64>,
     limit: usize,
 ) -> Result<Page<Post>, AppError> {
-    let cache = &state.backends.cache;
     let key = feed_key(viewer);
     let upper = cursor.unwrap_or(i64::MAX);
     let want = limit + 1;
-
-    if !cache.exists(&key).await? {
-        rebuild(state, viewer).await?;
-    }
-    let mut ids: Vec<i64> = cache
-        .ids_range(&key, Some(upper), want)
-        .await?
-        .into_iter()
-        .filter(|id| *id != EMPTY_MARKER)
-        .collect();
-    if ids.len() < want {
-        let below = ids.last().copied().unwrap_or(upper);
-        let older =
-            store::feed_post_ids(&state.db, viewer, below, (want - ids.len()) as i64).await?;
-        ids.extend(older);
-    }
-    let threshold = i64::try_from(state.config.celebrity_threshold).unwrap_or(i64::MAX);
-    for celebrity in store::celebrity_followees(&state.db, viewer, threshold).await? {
-        ids.extend(store::author_post_ids(&state.db, celebrity, upper, want as i64).await?);
+    let mut ids = cached_ids(state, &key, upper, want, Source::Feed(viewer)).await?;
+    for celebrity in celebrities(state, viewer).await? {
+        let key = author_key(celebrity);
+        ids.extend(cached_ids(state, &key, upper, want, Source::Author(celebrity)).await?);
     }
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
@@ -72,15 +105,75 @@ pub async fn page_of(
     })
 }
 
-/// Rebuilds a feed cache from SQLite: the newest `FEED_CAP` ids of the user and everyone
-/// they follow.
-async fn rebuild(state: &AppState, viewer: i64) -> Result<(), AppError> {
-    let ids = store::feed_post_ids(&state.db, viewer, i64::MAX, FEED_CAP as i64).await?;
-    let key = feed_key(viewer);
-    let mut entries: Vec<(String, i64)> = ids.into_iter().map(|id| (key.clone(), id)).collect();
-    entries.push((key, EMPTY_MARKER));
-    state.backends.cache.ids_add(&entries, FEED_CAP + 1).await?;
-    Ok(())
+/// The durable source of a cached id list.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A user's feed: their posts and those of everyone they follow.
+    Feed(i64),
+    /// One author's posts.
+    Author(i64),
+}
+
+impl Source {
+    async fn ids(self, state: &AppState, below: i64, limit: usize) -> Result<Vec<i64>, AppError> {
+        Ok(match self {
+            Source::Feed(user) => {
+                store::feed_post_ids(&state.db, user, below, limit as i64).await?
+            }
+            Source::Author(user) => {
+                store::author_post_ids(&state.db, user, below, limit as i64).await?
+            }
+        })
+    }
+}
+
+/// Up to `want` ids below `upper` from the cached list at `key`, rebuilding it from
+/// `source` when it is missing and continuing in SQLite past its end.
+async fn cached_ids(
+    state: &AppState,
+    key: &str,
+    upper: i64,
+    want: usize,
+    source: Source,
+) -> Result<Vec<i64>, AppError> {
+    let cache = &state.backends.cache;
+    if !cache.exists(key).await? {
+        let ids = source.ids(state, i64::MAX, FEED_CAP).await?;
+        let whole = ids.len() < FEED_CAP;
+        let mut entries: Vec<(String, i64)> =
+            ids.into_iter().map(|id| (key.to_string(), id)).collect();
+        if whole {
+            entries.push((key.to_string(), COMPLETE_MARKER));
+        }
+        cache.ids_add(&entries, FEED_CAP + 1).await?;
+    }
+    let mut ids = cache.ids_range(key, Some(upper), want).await?;
+    let whole = ids.last() == Some(&COMPLETE_MARKER);
+    ids.retain(|id| *id != COMPLETE_MARKER);
+    if ids.len() < want && !whole {
+        let below = ids.last().copied().unwrap_or(upper);
+        ids.extend(source.ids(state, below, want - ids.len()).await?);
+    }
+    Ok(ids)
+}
+
+/// Whom `viewer` follows that has at least `KITH_CELEBRITY_THRESHOLD` followers.
+async fn celebrities(state: &AppState, viewer: i64) -> Result<Vec<i64>, AppError> {
+    let cache = &state.backends.cache;
+    let key = celebrities_key(state, viewer).await?;
+    if let Some(bytes) = cache.get(&key).await? {
+        if let Ok(ids) = serde_json::from_slice::<Vec<i64>>(&bytes) {
+            return Ok(ids);
+        }
+    }
+    let threshold = i64::try_from(state.config.celebrity_threshold).unwrap_or(i64::MAX);
+    let ids = store::celebrity_followees(&state.db, viewer, threshold).await?;
+    if let Ok(bytes) = serde_json::to_vec(&ids) {
+        cache
+            .set(&key, Bytes::from(bytes), Some(CELEBRITIES_TTL))
+            .await?;
+    }
+    Ok(ids)
 }
 
 /// Full `Post`s for `ids`, in the same order; ids of deleted posts are skipped.

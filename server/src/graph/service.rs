@@ -6,7 +6,15 @@
 //! `feed::timeline`), which patching ids in and out could not guarantee.
 
 use super::store;
-use crate::{auth::store as auth_store, error::AppError, feed::fanout::feed_key, state::AppState};
+use crate::{
+    auth::store as auth_store,
+    error::AppError,
+    feed::{
+        fanout::feed_key,
+        timeline::{celebrities_key, note_follower_count},
+    },
+    state::AppState,
+};
 
 async fn followee(state: &AppState, username: &str) -> Result<i64, AppError> {
     Ok(auth_store::user_by_username(&state.db, username)
@@ -25,7 +33,9 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
         ));
     }
     if store::follow(&state.db, follower, target, state.clock.now_ms()).await? {
-        state.backends.cache.delete(&feed_key(follower)).await?;
+        forget_feed(state, follower).await?;
+        let followers = crate::feed::store::follower_count(&state.db, target).await?;
+        note_follower_count(state, followers, true).await?;
     }
     Ok(())
 }
@@ -34,7 +44,20 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
 pub async fn unfollow(state: &AppState, follower: i64, username: &str) -> Result<(), AppError> {
     let target = followee(state, username).await?;
     if store::unfollow(&state.db, follower, target).await? {
-        state.backends.cache.delete(&feed_key(follower)).await?;
+        forget_feed(state, follower).await?;
+        let followers = crate::feed::store::follower_count(&state.db, target).await?;
+        note_follower_count(state, followers, false).await?;
     }
+    Ok(())
+}
+
+/// Drops the cached feed and followed-celebrity list of `user`.
+async fn forget_feed(state: &AppState, user: i64) -> Result<(), AppError> {
+    state.backends.cache.delete(&feed_key(user)).await?;
+    state
+        .backends
+        .cache
+        .delete(&celebrities_key(state, user).await?)
+        .await?;
     Ok(())
 }

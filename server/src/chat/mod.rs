@@ -1,0 +1,18 @@
+//! Chat (the book's chapter 12): channels, the message store and sync.
+//!
+//! * `routes`: the REST endpoints and the long-poll `GET /v1/chat/sync`.
+//! * `service`: channels and membership, sending (durable first, then a pub/sub wake-up),
+//!   history and sync.
+//! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
+//!
+//! The database is the source of truth: pub/sub (`user:{id}` topics) only wakes waiting
+//! connections up, and anything a wake-up missed is recovered by the next `sync`.
+
+pub mod routes;
+pub mod service;
+pub mod store;
+
+/// The pub/sub topic that wakes a user's connections.
+pub fn user_topic(user_id: i64) -> String {
+    format!("user:{user_id}")
+}

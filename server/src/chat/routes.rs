@@ -1,0 +1,295 @@
+//! HTTP handlers of chat, including the long-poll fallback.
+
+use super::{service, user_topic};
+use crate::{
+    auth::AuthUser,
+    error::{AppError, Json, Query},
+    pagination::PageQuery,
+    state::AppState,
+};
+use app::model::{Channel, ChannelSummary, Id, Message, Page, SyncResponse};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, get, post},
+    Router,
+};
+use serde::Deserialize;
+use std::{sync::atomic::Ordering, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Longest a long-poll waits.
+const MAX_WAIT_SECS: u64 = 30;
+/// Most messages one sync answer carries; the client asks again from the new cursor.
+const SYNC_BATCH: usize = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/dm/{username}", post(open_dm))
+        .route("/v1/chat/groups", post(create_group))
+        .route("/v1/chat/channels", get(list_channels))
+        .route("/v1/chat/channels/{id}/members", post(add_member))
+        .route(
+            "/v1/chat/channels/{id}/members/{username}",
+            delete(remove_member),
+        )
+        .route("/v1/chat/channels/{id}/messages", get(history).post(send))
+        .route("/v1/chat/sync", get(sync))
+}
+
+fn channel_id(text: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::not_found("channel"))
+}
+
+fn query_id(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+    value
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| AppError::invalid_request(format!("{name} must be a message id")))
+        })
+        .transpose()
+}
+
+/// POST /v1/chat/dm/{username}
+#[utoipa::path(post, path = "/v1/chat/dm/{username}", tag = "chat", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = Channel), (status = 404, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn open_dm(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> Result<Json<Channel>, AppError> {
+    Ok(Json(service::open_dm(&state, &auth.user, &username).await?))
+}
+
+/// Body of `POST /v1/chat/groups`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub name: String,
+    /// Usernames; the creator is added automatically.
+    pub members: Vec<String>,
+}
+
+/// POST /v1/chat/groups
+#[utoipa::path(post, path = "/v1/chat/groups", tag = "chat", security(("bearer" = [])), request_body = NewGroup,
+    responses((status = 201, body = Channel), (status = 404, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn create_group(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<NewGroup>,
+) -> Result<(StatusCode, Json<Channel>), AppError> {
+    let channel = service::create_group(&state, &auth.user, &body.name, &body.members).await?;
+    Ok((StatusCode::CREATED, Json(channel)))
+}
+
+/// The conversation list.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ChannelList {
+    pub items: Vec<ChannelSummary>,
+}
+
+/// GET /v1/chat/channels
+#[utoipa::path(get, path = "/v1/chat/channels", tag = "chat", security(("bearer" = [])),
+    responses((status = 200, body = ChannelList)))]
+pub async fn list_channels(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<ChannelList>, AppError> {
+    Ok(Json(ChannelList {
+        items: service::list(&state, &auth.user).await?,
+    }))
+}
+
+/// Body of `POST /v1/chat/channels/{id}/members`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    pub username: String,
+}
+
+/// POST /v1/chat/channels/{id}/members
+#[utoipa::path(post, path = "/v1/chat/channels/{id}/members", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = NewMember,
+    responses((status = 204), (status = 403, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<NewMember>,
+) -> Result<StatusCode, AppError> {
+    service::add_member(&state, &auth.user, channel_id(&id)?, &body.username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /v1/chat/channels/{id}/members/{username}
+#[utoipa::path(delete, path = "/v1/chat/channels/{id}/members/{username}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 403, body = app::model::ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, username)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    service::remove_member(&state, &auth.user, channel_id(&id)?, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?limit&before&after` of history.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    pub limit: Option<String>,
+    /// Messages older than this id (default: the newest).
+    pub before: Option<String>,
+    /// Messages newer than this id, oldest first.
+    pub after: Option<String>,
+}
+
+/// GET /v1/chat/channels/{id}/messages — a page in id order; `next_cursor` continues in
+/// the same direction (pass it as `before`, or as `after` when paging forward).
+#[utoipa::path(get, path = "/v1/chat/channels/{id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path), HistoryQuery),
+    responses((status = 200, body = Page<Message>), (status = 403, body = app::model::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Page<Message>>, AppError> {
+    let limit = PageQuery {
+        limit: q.limit.clone(),
+        cursor: None,
+    }
+    .limit()?;
+    let before = query_id("before", q.before.as_deref())?;
+    let after = query_id("after", q.after.as_deref())?;
+    if before.is_some() && after.is_some() {
+        return Err(AppError::invalid_request("give before or after, not both"));
+    }
+    let mut items = service::history(
+        &state,
+        &auth.user,
+        channel_id(&id)?,
+        before,
+        after,
+        limit + 1,
+    )
+    .await?;
+    let more = items.len() > limit;
+    let next_cursor = if !more {
+        None
+    } else if after.is_some() {
+        items.truncate(limit);
+        items.last().map(|m| m.id.to_string())
+    } else {
+        items.remove(0);
+        items.first().map(|m| m.id.to_string())
+    };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// Body of `POST /v1/chat/channels/{id}/messages`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub content: String,
+    pub client_msg_id: String,
+}
+
+/// POST /v1/chat/channels/{id}/messages — 201 once the message is durably stored.
+#[utoipa::path(post, path = "/v1/chat/channels/{id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = NewMessage,
+    responses((status = 201, body = Message), (status = 403, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn send(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<NewMessage>,
+) -> Result<(StatusCode, Json<Message>), AppError> {
+    let message = service::send(
+        &state,
+        &auth.user,
+        channel_id(&id)?,
+        &body.content,
+        &body.client_msg_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// `?since&timeout` of sync.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// The largest message id the client holds (0 for everything).
+    pub since: Option<String>,
+    /// Seconds to wait when nothing is new (0..=30, default 25; larger values are capped).
+    pub timeout: Option<String>,
+}
+
+/// Counts a waiting long-poll for `/metrics` while it lives.
+struct WaiterGauge(AppState);
+
+impl Drop for WaiterGauge {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .longpoll_waiters
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// GET /v1/chat/sync — long poll. The wake-up subscription is registered before the
+/// database is read, so a message committed in between still wakes this request.
+#[utoipa::path(get, path = "/v1/chat/sync", tag = "chat", security(("bearer" = [])), params(SyncQuery),
+    responses((status = 200, body = SyncResponse), (status = 400, body = app::model::ErrorBody)))]
+pub async fn sync(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<SyncQuery>,
+) -> Result<Json<SyncResponse>, AppError> {
+    let since = query_id("since", q.since.as_deref())?.unwrap_or(0);
+    let wait = match q.timeout.as_deref() {
+        None => 25,
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| AppError::invalid_request("timeout must be a number of seconds"))?
+            .min(MAX_WAIT_SECS),
+    };
+    let me = auth.user.id.0;
+    let mut wake = state.backends.pubsub.subscribe(&user_topic(me)).await?;
+    let mut messages = service::since(&state, me, since, SYNC_BATCH).await?;
+    if messages.is_empty() && wait > 0 {
+        state
+            .metrics
+            .longpoll_waiters
+            .fetch_add(1, Ordering::Relaxed);
+        let _gauge = WaiterGauge(state.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        loop {
+            match tokio::time::timeout_at(deadline, wake.recv()).await {
+                Err(_) => break,
+                // A wake-up, a lagged receiver, or a closed topic: the database says what
+                // is new either way.
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) => {}
+            }
+            messages = service::since(&state, me, since, SYNC_BATCH).await?;
+            if !messages.is_empty() {
+                break;
+            }
+        }
+    }
+    let cursor = messages.last().map_or(since, |m| m.id.0);
+    Ok(Json(SyncResponse {
+        messages,
+        events: Vec::new(),
+        cursor: Id(cursor),
+    }))
+}

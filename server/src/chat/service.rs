@@ -1,0 +1,353 @@
+//! Channels, membership, sending, history and sync.
+
+use super::{store, user_topic};
+use crate::{
+    auth::store as auth_store,
+    db::{is_unique_violation, to_datetime},
+    error::AppError,
+    feed::caches,
+    state::AppState,
+};
+use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, User};
+use bytes::Bytes;
+use std::collections::HashMap;
+
+/// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
+/// they are not in it.
+pub async fn member_channel(
+    state: &AppState,
+    user: i64,
+    channel: i64,
+) -> Result<store::ChannelRow, AppError> {
+    let row = store::channel(&state.db, channel)
+        .await?
+        .ok_or_else(|| AppError::not_found("channel"))?;
+    if !store::is_member(&state.db, channel, user).await? {
+        return Err(AppError::forbidden("you are not a member of this channel"));
+    }
+    Ok(row)
+}
+
+async fn user_by_name(state: &AppState, username: &str) -> Result<auth_store::UserRow, AppError> {
+    auth_store::user_by_username(&state.db, username)
+        .await?
+        .ok_or_else(|| AppError::not_found(&format!("user {username:?}")))
+}
+
+/// The `Channel` for a row.
+pub async fn channel_view(state: &AppState, row: &store::ChannelRow) -> Result<Channel, AppError> {
+    let members = store::members(&state.db, row.id).await?;
+    Ok(Channel {
+        id: Id(row.id),
+        kind: if row.kind == "dm" {
+            ChannelKind::Dm
+        } else {
+            ChannelKind::Group
+        },
+        name: row.name.clone(),
+        members: members.into_iter().map(User::from).collect(),
+    })
+}
+
+/// The one 1:1 channel between `me` and `username`, created on first use.
+pub async fn open_dm(state: &AppState, me: &User, username: &str) -> Result<Channel, AppError> {
+    let other = user_by_name(state, username).await?;
+    if other.id == me.id.0 {
+        return Err(AppError::validation(
+            "username",
+            "you cannot message yourself",
+        ));
+    }
+    let key = format!("{}:{}", me.id.0.min(other.id), me.id.0.max(other.id));
+    if let Some(row) = store::channel_by_dm_key(&state.db, &key).await? {
+        return channel_view(state, &row).await;
+    }
+    let now = state.clock.now_ms();
+    let id = state.ids.next_id();
+    let mut tx = state.db.begin().await?;
+    match store::insert_channel(&mut tx, id, "dm", "", me.id.0, Some(&key), now).await {
+        Ok(()) => {
+            store::insert_member(&mut tx, id, me.id.0, now).await?;
+            store::insert_member(&mut tx, id, other.id, now).await?;
+            tx.commit().await?;
+        }
+        // Both opened it at once: the other insert won, use its channel.
+        Err(e) if is_unique_violation(&e) => drop(tx),
+        Err(e) => return Err(e.into()),
+    }
+    let row = store::channel_by_dm_key(&state.db, &key)
+        .await?
+        .ok_or_else(|| AppError::internal("dm channel vanished"))?;
+    channel_view(state, &row).await
+}
+
+/// Creates a group of `me` and `members` (usernames).
+pub async fn create_group(
+    state: &AppState,
+    me: &User,
+    name: &str,
+    members: &[String],
+) -> Result<Channel, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::validation("name", "must be 1 to 100 characters"));
+    }
+    let mut ids = vec![me.id.0];
+    for username in members {
+        let user = user_by_name(state, username.trim()).await?;
+        if !ids.contains(&user.id) {
+            ids.push(user.id);
+        }
+    }
+    if ids.len() > rules::MAX_GROUP_MEMBERS {
+        return Err(AppError::new(
+            ErrorCode::GroupTooLarge,
+            format!(
+                "members: a group has at most {} members, creator included",
+                rules::MAX_GROUP_MEMBERS
+            ),
+        ));
+    }
+    let now = state.clock.now_ms();
+    let id = state.ids.next_id();
+    let mut tx = state.db.begin().await?;
+    store::insert_channel(&mut tx, id, "group", name, me.id.0, None, now).await?;
+    for user in &ids {
+        store::insert_member(&mut tx, id, *user, now).await?;
+    }
+    tx.commit().await?;
+    let row = store::channel(&state.db, id)
+        .await?
+        .ok_or_else(|| AppError::internal("group vanished"))?;
+    channel_view(state, &row).await
+}
+
+/// Adds `username` to a group `me` belongs to.
+pub async fn add_member(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    username: &str,
+) -> Result<(), AppError> {
+    let row = member_channel(state, me.id.0, channel).await?;
+    if row.kind != "group" {
+        return Err(AppError::validation(
+            "channel",
+            "members can only be added to groups",
+        ));
+    }
+    let user = user_by_name(state, username).await?;
+    let mut tx = state.db.begin().await?;
+    // Counting inside the write transaction keeps concurrent adds from passing 100.
+    if store::insert_member(&mut tx, channel, user.id, state.clock.now_ms()).await?
+        && store::member_count(&mut tx, channel).await? > rules::MAX_GROUP_MEMBERS as i64
+    {
+        return Err(AppError::new(
+            ErrorCode::GroupTooLarge,
+            "members: the group is full (100 members)",
+        ));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes `username` from a group: themselves, or anyone if `me` created the group.
+pub async fn remove_member(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    username: &str,
+) -> Result<(), AppError> {
+    let row = member_channel(state, me.id.0, channel).await?;
+    if row.kind != "group" {
+        return Err(AppError::validation(
+            "channel",
+            "nobody can leave a 1:1 conversation",
+        ));
+    }
+    let user = user_by_name(state, username).await?;
+    if user.id != me.id.0 && row.creator_id != me.id.0 {
+        return Err(AppError::forbidden(
+            "only the group's creator can remove others",
+        ));
+    }
+    if !store::delete_member(&state.db, channel, user.id).await? {
+        return Err(AppError::not_found("member"));
+    }
+    Ok(())
+}
+
+/// The conversation list.
+pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, AppError> {
+    let rows = store::channels_of(&state.db, me.id.0).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, unread) in rows {
+        let channel = channel_view(state, &row).await?;
+        let last = match store::last_message(&state.db, row.id).await? {
+            Some(m) => hydrate(state, vec![m]).await?.pop(),
+            None => None,
+        };
+        out.push(ChannelSummary {
+            channel,
+            last_message: last,
+            unread_count: unread,
+        });
+    }
+    Ok(out)
+}
+
+/// Turns stored messages into API messages (senders from the user cache).
+pub async fn hydrate(
+    state: &AppState,
+    rows: Vec<store::MessageRow>,
+) -> Result<Vec<Message>, AppError> {
+    let sender_ids: Vec<i64> = rows.iter().map(|m| m.sender_id).collect();
+    let senders: HashMap<i64, User> = caches::users(state, &sender_ids).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|m| {
+            Some(Message {
+                id: Id(m.id),
+                channel_id: Id(m.channel_id),
+                seq: m.seq,
+                sender: senders.get(&m.sender_id)?.clone(),
+                content: m.content,
+                created_at: to_datetime(m.created_at),
+                client_msg_id: m.client_msg_id,
+            })
+        })
+        .collect())
+}
+
+/// Stores a message (acknowledged only after commit), then wakes every member's
+/// connections. A retry with the same `client_msg_id` returns the first message.
+pub async fn send(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    content: &str,
+    client_msg_id: &str,
+) -> Result<Message, AppError> {
+    if client_msg_id.is_empty()
+        || client_msg_id.len() > 64
+        || !client_msg_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(AppError::validation(
+            "client_msg_id",
+            "must be 1 to 64 visible ASCII characters",
+        ));
+    }
+    member_channel(state, me.id.0, channel).await?;
+    if let Some(existing) = store::message_by_client_id(&state.db, me.id.0, client_msg_id).await? {
+        return first_of_retry(state, existing, channel).await;
+    }
+    rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await?;
+    let ids = state.ids.clone();
+    let stored = match store::insert_message(
+        &mut tx,
+        channel,
+        me.id.0,
+        content,
+        client_msg_id,
+        now,
+        |floor| ids.next_id_above(floor),
+    )
+    .await
+    {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => {
+            drop(tx);
+            let existing = store::message_by_client_id(&state.db, me.id.0, client_msg_id)
+                .await?
+                .ok_or_else(|| AppError::internal("idempotent message vanished"))?;
+            return first_of_retry(state, existing, channel).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    let message = Message {
+        id: Id(stored.id),
+        channel_id: Id(channel),
+        seq: stored.seq,
+        sender: me.clone(),
+        content: stored.content,
+        created_at: to_datetime(now),
+        client_msg_id: stored.client_msg_id,
+    };
+    wake_members(state, &message).await;
+    Ok(message)
+}
+
+async fn first_of_retry(
+    state: &AppState,
+    existing: store::MessageRow,
+    channel: i64,
+) -> Result<Message, AppError> {
+    if existing.channel_id != channel {
+        return Err(AppError::validation(
+            "client_msg_id",
+            "already used for a message in another channel",
+        ));
+    }
+    hydrate(state, vec![existing])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::internal("sender vanished"))
+}
+
+/// Publishes the message frame (serialized once) to every member's topic. Failures are
+/// logged, not returned: the message is stored, and clients recover it by `sync`.
+async fn wake_members(state: &AppState, message: &Message) {
+    let members = match store::member_ids(&state.db, message.channel_id.0).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read members to wake");
+            return;
+        }
+    };
+    let frame =
+        match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
+            Ok(f) => Bytes::from(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serialize message frame");
+                return;
+            }
+        };
+    for member in members {
+        if let Err(e) = state
+            .backends
+            .pubsub
+            .publish(&user_topic(member), frame.clone())
+            .await
+        {
+            tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
+        }
+    }
+}
+
+/// A page of history for a member.
+pub async fn history(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Message>, AppError> {
+    member_channel(state, me.id.0, channel).await?;
+    let rows = store::history(&state.db, channel, before, after, limit as i64).await?;
+    hydrate(state, rows).await
+}
+
+/// Messages after `since` across the user's channels, oldest first (at most `limit`).
+pub async fn since(
+    state: &AppState,
+    me: i64,
+    since: i64,
+    limit: usize,
+) -> Result<Vec<Message>, AppError> {
+    let rows = store::since(&state.db, me, since, limit as i64).await?;
+    hydrate(state, rows).await
+}

@@ -1,0 +1,290 @@
+//! SQL of chat: channels, members, messages.
+
+use crate::auth::store::UserRow;
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+/// A `channels` row.
+#[derive(Debug, Clone, FromRow)]
+pub struct ChannelRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub creator_id: i64,
+    pub last_message_id: i64,
+}
+
+/// A `messages` row.
+#[derive(Debug, Clone, FromRow, serde::Serialize, serde::Deserialize)]
+pub struct MessageRow {
+    pub channel_id: i64,
+    pub id: i64,
+    pub seq: i64,
+    pub sender_id: i64,
+    pub content: String,
+    pub client_msg_id: String,
+    pub created_at: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "channel_id, id, seq, sender_id, content, client_msg_id, created_at";
+
+pub async fn insert_channel(
+    conn: &mut SqliteConnection,
+    id: i64,
+    kind: &str,
+    name: &str,
+    creator: i64,
+    dm_key: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO channels (id, kind, name, creator_id, dm_key, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(kind)
+        .bind(name)
+        .bind(creator)
+        .bind(dm_key)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds a member; false if they already were one.
+pub async fn insert_member(
+    conn: &mut SqliteConnection,
+    channel: i64,
+    user: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT OR IGNORE INTO channel_members (channel_id, user_id, joined_at) VALUES (?, ?, ?)",
+    )
+    .bind(channel)
+    .bind(user)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+pub async fn delete_member(db: &SqlitePool, channel: i64, user: i64) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM channel_members WHERE channel_id = ? AND user_id = ?")
+            .bind(channel)
+            .bind(user)
+            .execute(db)
+            .await?
+            .rows_affected()
+            > 0,
+    )
+}
+
+pub async fn channel(db: &SqlitePool, id: i64) -> Result<Option<ChannelRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, kind, name, creator_id, last_message_id FROM channels WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn channel_by_dm_key(
+    db: &SqlitePool,
+    key: &str,
+) -> Result<Option<ChannelRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, name, creator_id, last_message_id FROM channels WHERE dm_key = ?",
+    )
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn is_member(db: &SqlitePool, channel: i64, user: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?",
+    )
+    .bind(channel)
+    .bind(user)
+    .fetch_optional(db)
+    .await?
+    .is_some())
+}
+
+pub async fn member_count(conn: &mut SqliteConnection, channel: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM channel_members WHERE channel_id = ?")
+        .bind(channel)
+        .fetch_one(conn)
+        .await
+}
+
+/// Members of a channel, in the order they joined.
+pub async fn members(db: &SqlitePool, channel: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, u.created_at
+         FROM channel_members m JOIN users u ON u.id = m.user_id
+         WHERE m.channel_id = ? ORDER BY m.joined_at, u.id",
+    )
+    .bind(channel)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn member_ids(db: &SqlitePool, channel: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM channel_members WHERE channel_id = ?")
+        .bind(channel)
+        .fetch_all(db)
+        .await
+}
+
+/// The user's channels with their unread counts, most recent activity first.
+pub async fn channels_of(
+    db: &SqlitePool,
+    user: i64,
+) -> Result<Vec<(ChannelRow, i64)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        channel: ChannelRow,
+        unread: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT c.id, c.kind, c.name, c.creator_id, c.last_message_id,
+                (SELECT COUNT(*) FROM messages x
+                  WHERE x.channel_id = c.id AND x.id > m.last_read_message_id AND x.sender_id <> ?1) AS unread
+         FROM channel_members m JOIN channels c ON c.id = m.channel_id
+         WHERE m.user_id = ?1
+         ORDER BY MAX(c.last_message_id, c.id) DESC",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.channel, r.unread)).collect())
+}
+
+/// Stores a message: takes the channel's next seq (this write also takes SQLite's write
+/// lock, so the id chosen by `make_id` afterwards is ordered like the commits) and inserts
+/// the row. Returns the stored row.
+pub async fn insert_message(
+    conn: &mut SqliteConnection,
+    channel: i64,
+    sender: i64,
+    content: &str,
+    client_msg_id: &str,
+    now: i64,
+    make_id: impl FnOnce(i64) -> i64,
+) -> Result<MessageRow, sqlx::Error> {
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+    )
+    .bind(channel)
+    .fetch_one(&mut *conn)
+    .await?;
+    let floor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(last_message_id), 0) FROM channels")
+        .fetch_one(&mut *conn)
+        .await?;
+    let id = make_id(floor);
+    sqlx::query(
+        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(channel)
+    .bind(id)
+    .bind(seq)
+    .bind(sender)
+    .bind(content)
+    .bind(client_msg_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE channels SET last_message_id = ? WHERE id = ?")
+        .bind(id)
+        .bind(channel)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MessageRow {
+        channel_id: channel,
+        id,
+        seq,
+        sender_id: sender,
+        content: content.to_string(),
+        client_msg_id: client_msg_id.to_string(),
+        created_at: now,
+    })
+}
+
+pub async fn message_by_client_id(
+    db: &SqlitePool,
+    sender: i64,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
+    ))
+    .bind(sender)
+    .bind(client_msg_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of a channel's history: before `before` (newest first, returned oldest first)
+/// or after `after` (oldest first).
+pub async fn history(
+    db: &SqlitePool,
+    channel: i64,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    if let Some(after) = after {
+        return sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(channel)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(db)
+        .await;
+    }
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(channel)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Messages newer than `since` in any of the user's channels, oldest first.
+pub async fn since(
+    db: &SqlitePool,
+    user: i64,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id, x.created_at
+         FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
+         WHERE m.user_id = ? AND x.id > ?
+         ORDER BY x.id LIMIT ?",
+    )
+    .bind(user)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The newest message of a channel.
+pub async fn last_message(
+    db: &SqlitePool,
+    channel: i64,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(channel)
+    .fetch_optional(db)
+    .await
+}
