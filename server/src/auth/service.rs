@@ -133,19 +133,88 @@ async fn open_session(state: &AppState, user_id: i64) -> Result<String, AppError
     Ok(token)
 }
 
+/// How long a checked session is remembered in the cache (never past its expiry).
+const SESSION_CACHE_TTL_MS: i64 = 60_000;
+
+/// A session as remembered in the cache.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedSession {
+    user: User,
+    expires_at: i64,
+}
+
+fn session_key(hash: &[u8; 32]) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    format!("session:{}", URL_SAFE_NO_PAD.encode(hash))
+}
+
 /// The user a token belongs to, if it is well formed, known and unexpired.
+///
+/// Every authenticated request asks this, so a checked session is kept in the shared
+/// cache for up to a minute; logout deletes that entry together with the row, so a revoked
+/// token stops working at once on every node that shares the cache.
 pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<User>, AppError> {
     if !token::looks_valid(token_text) {
         return Ok(None);
     }
-    let row =
-        store::session_user(&state.db, &token::hash(token_text), state.clock.now_ms()).await?;
-    Ok(row.map(User::from))
+    let hash = token::hash(token_text);
+    let key = session_key(&hash);
+    let now = state.clock.now_ms();
+    let cache = &state.backends.cache;
+    if let Some(bytes) = cache.get(&key).await? {
+        if let Ok(cached) = serde_json::from_slice::<CachedSession>(&bytes) {
+            if cached.expires_at > now {
+                return Ok(Some(cached.user));
+            }
+        }
+    }
+    let Some((row, expires_at)) = store::session_user(&state.db, &hash, now).await? else {
+        return Ok(None);
+    };
+    let user = User::from(row);
+    let ttl = (expires_at - now).clamp(1, SESSION_CACHE_TTL_MS);
+    if let Ok(bytes) = serde_json::to_vec(&CachedSession {
+        user: user.clone(),
+        expires_at,
+    }) {
+        let ttl = std::time::Duration::from_millis(ttl as u64);
+        cache.set(&key, bytes.into(), Some(ttl)).await?;
+    }
+    Ok(Some(user))
 }
 
-/// Revokes a token. The sessions table is shared by every node, so the token stops
-/// working everywhere as soon as this commits.
+/// Revokes a token: its row goes, and so does its cache entry.
 pub async fn logout(state: &AppState, token_text: &str) -> Result<(), AppError> {
-    store::delete_session(&state.db, &token::hash(token_text)).await?;
+    let hash = token::hash(token_text);
+    store::delete_session(&state.db, &hash).await?;
+    state.backends.cache.delete(&session_key(&hash)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::model::Id;
+
+    #[test]
+    fn cached_sessions_round_trip() {
+        let user = User {
+            id: Id(42),
+            username: "amy".into(),
+            display_name: "Amy".into(),
+            created_at: crate::db::to_datetime(1_700_000_000_123),
+        };
+        let bytes = serde_json::to_vec(&CachedSession {
+            user: user.clone(),
+            expires_at: 7,
+        })
+        .unwrap_or_default();
+        let back: Result<CachedSession, _> = serde_json::from_slice(&bytes);
+        assert!(
+            back.is_ok(),
+            "{:?} from {}",
+            back.err(),
+            String::from_utf8_lossy(&bytes)
+        );
+    }
 }

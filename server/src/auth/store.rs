@@ -94,21 +94,28 @@ pub async fn insert_session(
     Ok(())
 }
 
-/// The user owning an unexpired session.
+/// The user owning an unexpired session, and when the session expires.
 pub async fn session_user(
     db: &SqlitePool,
     token_hash: &[u8],
     now: i64,
-) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name, u.created_at
+) -> Result<Option<(UserRow, i64)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        expires_at: i64,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = ? AND s.expires_at > ?",
     )
     .bind(token_hash)
     .bind(now)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.user, r.expires_at)))
 }
 
 pub async fn delete_session(db: &SqlitePool, token_hash: &[u8]) -> Result<(), sqlx::Error> {

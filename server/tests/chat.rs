@@ -1,0 +1,450 @@
+//! API.md "Chat" over HTTP (REST and long-poll), on both backends.
+
+mod common;
+
+use anyhow::{Context as _, Result};
+use common::{assert_error, spawn_app, Backend, TestApp, TestUser};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn dm(app: &TestApp, me: &TestUser, other: &str) -> Result<reqwest::Response> {
+    Ok(app
+        .client
+        .post(app.url(&format!("/v1/chat/dm/{other}")))
+        .bearer_auth(&me.token)
+        .send()
+        .await?)
+}
+
+async fn send(
+    app: &TestApp,
+    me: &TestUser,
+    channel: &str,
+    content: &str,
+    cmid: &str,
+) -> Result<reqwest::Response> {
+    app.post_json(
+        &format!("/v1/chat/channels/{channel}/messages"),
+        &json!({"content": content, "client_msg_id": cmid}),
+        Some(&me.token),
+    )
+    .await
+}
+
+async fn sent(
+    app: &TestApp,
+    me: &TestUser,
+    channel: &str,
+    content: &str,
+    cmid: &str,
+) -> Result<Value> {
+    let resp = send(app, me, channel, content, cmid).await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    Ok(resp.json().await?)
+}
+
+async fn add_member(
+    app: &TestApp,
+    who: &TestUser,
+    channel: &str,
+    name: &str,
+) -> Result<reqwest::Response> {
+    app.post_json(
+        &format!("/v1/chat/channels/{channel}/members"),
+        &json!({"username": name}),
+        Some(&who.token),
+    )
+    .await
+}
+
+async fn remove_member(
+    app: &TestApp,
+    who: &TestUser,
+    channel: &str,
+    name: &str,
+) -> Result<reqwest::Response> {
+    let url = app.url(&format!("/v1/chat/channels/{channel}/members/{name}"));
+    Ok(app
+        .client
+        .delete(url)
+        .bearer_auth(&who.token)
+        .send()
+        .await?)
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_default()
+}
+
+async fn direct_channels_are_one_per_pair(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b) = (app.register("alice").await?, app.register("bobby").await?);
+    let first: Value = dm(&app, &a, "bobby").await?.json().await?;
+    let again: Value = dm(&app, &a, "bobby").await?.json().await?;
+    let other_side: Value = dm(&app, &b, "alice").await?.json().await?;
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first["id"], other_side["id"]);
+    assert_eq!(first["kind"], "dm");
+    assert_eq!(first["members"].as_array().map(Vec::len), Some(2));
+    assert_error(dm(&app, &a, "alice").await?, 422, "validation_failed").await?;
+    assert_error(dm(&app, &a, "nobody").await?, 404, "not_found").await?;
+    Ok(())
+}
+
+async fn messages_are_ordered_gap_free_and_idempotent(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b, c) = (
+        app.register("carla").await?,
+        app.register("dario").await?,
+        app.register("eve_x").await?,
+    );
+    let channel: Value = dm(&app, &a, "dario").await?.json().await?;
+    let ch = str_of(&channel, "id").to_string();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let who = if i % 3 == 0 { &b } else { &a };
+        let m = sent(&app, who, &ch, &format!("m{i}"), &format!("c{i}")).await?;
+        assert_eq!(m["seq"], i + 1);
+        ids.push(str_of(&m, "id").to_string());
+    }
+    // A retry returns the first message and stores nothing.
+    let retry = sent(&app, &a, &ch, "different text", "c1").await?;
+    assert_eq!(str_of(&retry, "id"), ids[1]);
+    assert_eq!(retry["content"], "m1");
+    let next = sent(&app, &a, &ch, "after retry", "c-next").await?;
+    assert_eq!(next["seq"], 13, "a retry uses no seq");
+
+    let page: Value = app
+        .get(
+            &format!("/v1/chat/channels/{ch}/messages?limit=5"),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let seqs: Vec<i64> = page["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, vec![9, 10, 11, 12, 13]);
+    let before = str_of(&page, "next_cursor").to_string();
+    let older: Value = app
+        .get(
+            &format!("/v1/chat/channels/{ch}/messages?limit=5&before={before}"),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let seqs: Vec<i64> = older["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, vec![4, 5, 6, 7, 8]);
+    let after: Value = app
+        .get(
+            &format!("/v1/chat/channels/{ch}/messages?limit=3&after={}", ids[0]),
+            Some(&b.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let seqs: Vec<i64> = after["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+
+    // Outsiders get nothing.
+    let mut refused = 0;
+    assert_error(
+        send(&app, &c, &ch, "let me in", "x1").await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    refused += 1;
+    assert_error(
+        app.get(&format!("/v1/chat/channels/{ch}/messages"), Some(&c.token))
+            .await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    refused += 1;
+    assert_error(
+        send(&app, &a, "123456", "nowhere", "x2").await?,
+        404,
+        "not_found",
+    )
+    .await?;
+    for bad in [
+        json!({"content": "", "client_msg_id": "v1"}),
+        json!({"content": "x".repeat(4001), "client_msg_id": "v2"}),
+        json!({"content": "ok", "client_msg_id": ""}),
+    ] {
+        let resp = app
+            .post_json(
+                &format!("/v1/chat/channels/{ch}/messages"),
+                &bad,
+                Some(&a.token),
+            )
+            .await?;
+        assert_error(resp, 422, "validation_failed").await?;
+    }
+    println!("chat-authz: {refused} outsider reads/writes tried, 0 succeeded");
+    Ok(())
+}
+
+async fn groups_enforce_size_and_membership_rules(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let owner = app.register("owner").await?;
+    let (m1, m2, outsider) = (
+        app.register("member_one").await?,
+        app.register("member_two").await?,
+        app.register("outsider").await?,
+    );
+    // 100 more users, straight into the database (registering through the API would
+    // spend an Argon2 hash on each).
+    for i in 0..100 {
+        sqlx::query("INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, 'x', 0)")
+            .bind(1_000_000 + i)
+            .bind(format!("bulk_{i:03}"))
+            .bind(format!("Bulk {i}"))
+            .execute(&app.state.db)
+            .await?;
+    }
+    let too_many: Vec<String> = (0..100).map(|i| format!("bulk_{i:03}")).collect();
+    let resp = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "huge", "members": too_many}),
+            Some(&owner.token),
+        )
+        .await?;
+    assert_error(resp, 422, "group_too_large").await?;
+    let exactly: Vec<String> = (0..99).map(|i| format!("bulk_{i:03}")).collect();
+    let resp = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "full", "members": exactly}),
+            Some(&owner.token),
+        )
+        .await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let full: Value = resp.json().await?;
+    assert_eq!(full["members"].as_array().map(Vec::len), Some(100));
+    let add = app
+        .post_json(
+            &format!("/v1/chat/channels/{}/members", str_of(&full, "id")),
+            &json!({"username": "member_one"}),
+            Some(&owner.token),
+        )
+        .await?;
+    assert_error(add, 422, "group_too_large").await?;
+
+    let resp = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "  Friends  ", "members": ["member_one"]}),
+            Some(&owner.token),
+        )
+        .await?;
+    let group: Value = resp.json().await?;
+    assert_eq!(group["name"], "Friends");
+    let g = str_of(&group, "id").to_string();
+    assert_error(
+        app.post_json(
+            "/v1/chat/groups",
+            &json!({"name": " ", "members": []}),
+            Some(&owner.token),
+        )
+        .await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+    assert_error(
+        app.post_json(
+            "/v1/chat/groups",
+            &json!({"name": "x", "members": ["ghost"]}),
+            Some(&owner.token),
+        )
+        .await?,
+        404,
+        "not_found",
+    )
+    .await?;
+
+    assert_error(
+        add_member(&app, &outsider, &g, "outsider").await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    assert_eq!(
+        add_member(&app, &m1, &g, "member_two").await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        remove_member(&app, &m1, &g, "member_two").await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    assert_eq!(
+        remove_member(&app, &m2, &g, "member_two").await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        send(&app, &m2, &g, "still here?", "z1").await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    assert_eq!(
+        remove_member(&app, &owner, &g, "member_one")
+            .await?
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    Ok(())
+}
+
+async fn sync_returns_everything_newer_and_long_polls(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b, c) = (
+        app.register("fay").await?,
+        app.register("gus").await?,
+        app.register("hal").await?,
+    );
+    let ab = str_of(&dm(&app, &a, "gus").await?.json::<Value>().await?, "id").to_string();
+    let ac = str_of(&dm(&app, &a, "hal").await?.json::<Value>().await?, "id").to_string();
+    let m1 = sent(&app, &b, &ab, "from gus", "s1").await?;
+    let m2 = sent(&app, &c, &ac, "from hal", "s2").await?;
+    let m3 = sent(&app, &a, &ab, "to gus", "s3").await?;
+    let all: Value = app
+        .get("/v1/chat/sync?since=0&timeout=0", Some(&a.token))
+        .await?
+        .json()
+        .await?;
+    let got: Vec<&str> = all["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .map(|m| str_of(m, "id"))
+        .collect();
+    assert_eq!(
+        got,
+        vec![str_of(&m1, "id"), str_of(&m2, "id"), str_of(&m3, "id")]
+    );
+    assert_eq!(all["cursor"], m3["id"]);
+    // Only the user's own channels: hal sees one message.
+    let hal: Value = app
+        .get("/v1/chat/sync?since=0&timeout=0", Some(&c.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(hal["messages"].as_array().map(Vec::len), Some(1));
+
+    // Nothing new: waits, then answers empty with the same cursor.
+    let cursor = str_of(&all, "cursor").to_string();
+    let empty: Value = app
+        .get(
+            &format!("/v1/chat/sync?since={cursor}&timeout=1"),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(empty["messages"].as_array().map(Vec::len), Some(0));
+    assert_eq!(empty["cursor"].as_str(), Some(cursor.as_str()));
+
+    // A waiting poll answers as soon as a message arrives.
+    let waiting = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/v1/chat/sync?since={cursor}&timeout=20")),
+            a.token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json::<Value>()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // let the poll start waiting
+    let started = Instant::now();
+    let m4 = sent(&app, &b, &ab, "wake up", "s4").await?;
+    let woke = waiting.await??;
+    let latency = started.elapsed();
+    assert_eq!(woke["messages"][0]["id"], m4["id"]);
+    assert!(
+        latency < Duration::from_secs(5),
+        "long poll took {latency:?}"
+    );
+    println!(
+        "longpoll-wakeup: answered {} ms after the send",
+        latency.as_millis()
+    );
+
+    for q in ["since=abc", "since=-1", "timeout=x"] {
+        assert_error(
+            app.get(&format!("/v1/chat/sync?{q}"), Some(&a.token))
+                .await?,
+            400,
+            "invalid_request",
+        )
+        .await?;
+    }
+    assert_error(app.get("/v1/chat/sync", None).await?, 401, "unauthorized").await?;
+    Ok(())
+}
+
+async fn the_conversation_list_orders_by_activity_with_unread_counts(
+    backend: Backend,
+) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b, c) = (
+        app.register("ida").await?,
+        app.register("jon").await?,
+        app.register("kim").await?,
+    );
+    let ab = str_of(&dm(&app, &a, "jon").await?.json::<Value>().await?, "id").to_string();
+    let ac = str_of(&dm(&app, &a, "kim").await?.json::<Value>().await?, "id").to_string();
+    sent(&app, &b, &ab, "one", "u1").await?;
+    sent(&app, &b, &ab, "two", "u2").await?;
+    sent(&app, &c, &ac, "hey", "u3").await?;
+    sent(&app, &a, &ac, "my own", "u4").await?;
+    let list: Value = app
+        .get("/v1/chat/channels", Some(&a.token))
+        .await?
+        .json()
+        .await?;
+    let items = list["items"].as_array().context("items")?;
+    assert_eq!(items.len(), 2);
+    assert_eq!(str_of(&items[0], "id"), ac, "most recent activity first");
+    assert_eq!(items[0]["last_message"]["content"], "my own");
+    assert_eq!(items[0]["unread_count"], 1);
+    assert_eq!(items[1]["unread_count"], 2);
+    Ok(())
+}
+
+both_backends!(
+    direct_channels_are_one_per_pair,
+    messages_are_ordered_gap_free_and_idempotent,
+    groups_enforce_size_and_membership_rules,
+    sync_returns_everything_newer_and_long_polls,
+    the_conversation_list_orders_by_activity_with_unread_counts,
+);
