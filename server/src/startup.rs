@@ -54,6 +54,8 @@ pub enum StartupError {
 /// A built node, bound to its port but not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// Tells WebSockets to close (1012) when the node stops.
+    shutdown: tokio::sync::watch::Sender<bool>,
     router: Router,
     state: AppState,
     port: u16,
@@ -112,7 +114,9 @@ impl Application {
                 .map_err(|e| StartupError::Other(format!("hashing task: {e}")))?
                 .map_err(|e| StartupError::Other(e.to_string()))?;
 
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
+            shutdown: shutdown_rx,
             ids: Arc::new(IdGenerator::new(config.node_id)),
             config: Arc::new(config),
             db,
@@ -131,6 +135,7 @@ impl Application {
         let router = router(state.clone());
         Ok(Self {
             listener,
+            shutdown,
             router,
             state,
             port,
@@ -162,13 +167,32 @@ impl Application {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(
+        let notify = self.shutdown;
+        let signal = async move {
+            shutdown.await;
+            let _ = notify.send(true);
+        };
+        let served = axum::serve(
             listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(signal)
+        .await;
+        // Upgraded WebSockets are not tracked by the HTTP server's graceful shutdown: give
+        // them a moment to send their close frames before the process goes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self
+            .state
+            .metrics
+            .websockets_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        served
     }
 }
 

@@ -60,6 +60,8 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// Leptos' site options (output name, site root, reload port).
     pub leptos: LeptosOptions,
+    /// Flips to `true` when the node shuts down; long-lived connections close on it.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -113,7 +113,9 @@ impl UiBackend for ServerUi {
 
     async fn logout(&self, parts: &Parts) -> Result<(), ApiError> {
         if let Some(token) = request_token(parts)? {
-            service::logout(&self.state, &token).await?;
+            if let Some(user) = service::authenticate(&self.state, &token).await? {
+                service::logout(&self.state, user.id.0, &token).await?;
+            }
         }
         Ok(())
     }

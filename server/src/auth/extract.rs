@@ -5,7 +5,7 @@ use crate::{error::AppError, http::cookies, state::AppState};
 use app::model::User;
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts},
+    http::{header, request::Parts, HeaderMap},
 };
 
 /// The user making the request, from `Authorization: Bearer <token>` or, for the browser,
@@ -20,14 +20,19 @@ pub struct AuthUser {
 
 /// The token a request presents, if any.
 pub fn request_token(parts: &Parts) -> Result<Option<String>, AppError> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+    token_from_headers(&parts.headers)
+}
+
+/// The token in `Authorization: Bearer` or, failing that, the session cookie.
+pub fn token_from_headers(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| AppError::unauthorized())?;
         return match value.strip_prefix("Bearer ") {
             Some(token) => Ok(Some(token.trim().to_string())),
             None => Err(AppError::unauthorized()),
         };
     }
-    Ok(cookies::get(&parts.headers, cookies::SESSION_COOKIE).map(str::to_string))
+    Ok(cookies::get(headers, cookies::SESSION_COOKIE).map(str::to_string))
 }
 
 impl FromRequestParts<AppState> for AuthUser {

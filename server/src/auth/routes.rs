@@ -66,6 +66,6 @@ pub async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<impl IntoResponse, AppError> {
-    service::logout(&state, &auth.token).await?;
+    service::logout(&state, auth.user.id.0, &auth.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -183,11 +183,19 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
     Ok(Some(user))
 }
 
-/// Revokes a token: its row goes, and so does its cache entry.
-pub async fn logout(state: &AppState, token_text: &str) -> Result<(), AppError> {
+/// Revokes `user`'s token: its row goes, so does its cache entry, and the user's
+/// WebSockets opened with it are told to close.
+pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
     let hash = token::hash(token_text);
     store::delete_session(&state.db, &hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
+    let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
+    state
+        .backends
+        .pubsub
+        .publish(&crate::chat::user_topic(user), revoke)
+        .await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Chat (the book's chapter 12): channels, the message store and sync.
 //!
 //! * `routes`: the REST endpoints and the long-poll `GET /v1/chat/sync`.
+//! * `ws`: the chat hub, `GET /v1/chat/ws`.
 //! * `service`: channels and membership, sending (durable first, then a pub/sub wake-up),
 //!   history and sync.
 //! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
@@ -11,6 +12,7 @@
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod ws;
 
 /// The pub/sub topic that wakes a user's connections.
 pub fn user_topic(user_id: i64) -> String {

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/chat/channels/{id}/messages", get(history).post(send))
         .route("/v1/chat/sync", get(sync))
+        .route("/v1/chat/ws", get(super::ws::upgrade))
 }
 
 fn channel_id(text: &str) -> Result<i64, AppError> {
@@ -218,6 +219,7 @@ pub async fn send(
         channel_id(&id)?,
         &body.content,
         &body.client_msg_id,
+        0,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(message)))

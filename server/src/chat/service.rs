@@ -9,7 +9,6 @@ use crate::{
     state::AppState,
 };
 use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, User};
-use bytes::Bytes;
 use std::collections::HashMap;
 
 /// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
@@ -221,12 +220,15 @@ pub async fn hydrate(
 
 /// Stores a message (acknowledged only after commit), then wakes every member's
 /// connections. A retry with the same `client_msg_id` returns the first message.
+/// `origin` identifies the WebSocket connection that sent it (0 for HTTP), which gets an
+/// `ack` instead of the `message` frame.
 pub async fn send(
     state: &AppState,
     me: &User,
     channel: i64,
     content: &str,
     client_msg_id: &str,
+    origin: u64,
 ) -> Result<Message, AppError> {
     if client_msg_id.is_empty()
         || client_msg_id.len() > 64
@@ -276,7 +278,7 @@ pub async fn send(
         created_at: to_datetime(now),
         client_msg_id: stored.client_msg_id,
     };
-    wake_members(state, &message).await;
+    wake_members(state, &message, origin).await;
     Ok(message)
 }
 
@@ -299,7 +301,7 @@ async fn first_of_retry(
 
 /// Publishes the message frame (serialized once) to every member's topic. Failures are
 /// logged, not returned: the message is stored, and clients recover it by `sync`.
-async fn wake_members(state: &AppState, message: &Message) {
+async fn wake_members(state: &AppState, message: &Message, origin: u64) {
     let members = match store::member_ids(&state.db, message.channel_id.0).await {
         Ok(m) => m,
         Err(e) => {
@@ -309,7 +311,7 @@ async fn wake_members(state: &AppState, message: &Message) {
     };
     let frame =
         match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
-            Ok(f) => Bytes::from(f),
+            Ok(f) => super::ws::wake::frame(origin, message.id.0, &f),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot serialize message frame");
                 return;

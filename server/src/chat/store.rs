@@ -288,3 +288,22 @@ pub async fn last_message(
     .fetch_optional(db)
     .await
 }
+
+/// Moves a member's read position forward (never back).
+pub async fn mark_read(
+    db: &SqlitePool,
+    channel: i64,
+    user: i64,
+    message_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE channel_members SET last_read_message_id = MAX(last_read_message_id, ?)
+         WHERE channel_id = ? AND user_id = ?",
+    )
+    .bind(message_id)
+    .bind(channel)
+    .bind(user)
+    .execute(db)
+    .await?;
+    Ok(())
+}

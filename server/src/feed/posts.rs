@@ -79,6 +79,14 @@ pub async fn publish(
     if let Err(e) = caches::put_post(state, &post).await {
         tracing::warn!(error = %e, "post cache write failed");
     }
+    // The author sees their own post at once; followers get it from the workers.
+    let own = [
+        (fanout::feed_key(author.id.0), post.id),
+        (fanout::author_key(author.id.0), post.id),
+    ];
+    if let Err(e) = state.backends.cache.ids_add(&own, fanout::FEED_CAP).await {
+        tracing::warn!(error = %e, "own feed write failed");
+    }
     if let Err(e) = fanout::enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
     }

@@ -1,0 +1,282 @@
+//! The chat hub over real WebSockets, on both backends.
+
+mod common;
+
+use anyhow::{anyhow, Context as _, Result};
+use common::{spawn_app, Backend, TestApp, TestUser, ORIGIN};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{client::IntoClientRequest, http::HeaderValue, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, user: Option<&TestUser>) -> Result<Ws> {
+    let mut req = format!("ws://127.0.0.1:{}/v1/chat/ws", app.port).into_client_request()?;
+    if let Some(u) = user {
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", u.token))?,
+        );
+    }
+    Ok(connect_async(req).await?.0)
+}
+
+async fn send_json(ws: &mut Ws, v: Value) -> Result<()> {
+    ws.send(Message::Text(v.to_string().into())).await?;
+    Ok(())
+}
+
+/// The next JSON frame (pings skipped); fails after 5 s.
+async fn next_json(ws: &mut Ws) -> Result<Value> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .map_err(|_| anyhow!("no frame within 5 s"))?
+            .context("socket closed")??;
+        match frame {
+            Message::Text(t) => return Ok(serde_json::from_str(t.as_str())?),
+            Message::Close(c) => return Err(anyhow!("closed: {c:?}")),
+            _ => {}
+        }
+    }
+}
+
+/// The close code the server ends with.
+async fn close_code(ws: &mut Ws) -> Result<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .map_err(|_| anyhow!("not closed"))?
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return Ok(frame.code.into()),
+            Some(Ok(_)) => {}
+            other => return Err(anyhow!("ended without a close frame: {other:?}")),
+        }
+    }
+}
+
+async fn dm_channel(app: &TestApp, a: &TestUser, b: &str) -> Result<String> {
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/chat/dm/{b}")))
+        .bearer_auth(&a.token)
+        .send()
+        .await?;
+    let v: Value = resp.json().await?;
+    Ok(v["id"].as_str().unwrap_or_default().to_string())
+}
+
+async fn messages_reach_every_device_and_ack_the_sender(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b) = (app.register("wsa").await?, app.register("wsb").await?);
+    let ch = dm_channel(&app, &a, "wsb").await?;
+    let mut a1 = connect(&app, Some(&a)).await?;
+    let mut a2 = connect(&app, Some(&a)).await?;
+    // The second device of B authenticates with a frame instead of a header.
+    let mut b1 = connect(&app, None).await?;
+    send_json(&mut b1, json!({"type": "auth", "token": b.token})).await?;
+    send_json(&mut b1, json!({"type": "heartbeat"})).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await; // subscriptions settle
+
+    send_json(
+        &mut a1,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "m-1", "content": "hello <b>"}),
+    )
+    .await?;
+    let ack = next_json(&mut a1).await?;
+    assert_eq!(ack["type"], "ack");
+    assert_eq!(ack["client_msg_id"], "m-1");
+    assert_eq!(ack["message"]["seq"], 1);
+    for ws in [&mut a2, &mut b1] {
+        let m = next_json(ws).await?;
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["message"]["id"], ack["message"]["id"]);
+        assert_eq!(m["message"]["content"], "hello <b>");
+    }
+    // A retry over the socket acks the same message and delivers nothing new.
+    send_json(
+        &mut a1,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "m-1", "content": "hello <b>"}),
+    )
+    .await?;
+    let again = next_json(&mut a1).await?;
+    assert_eq!(again["message"]["id"], ack["message"]["id"]);
+    // Typing goes to the others; read receipts to everyone (the reader's devices too).
+    send_json(&mut b1, json!({"type": "typing", "channel_id": ch})).await?;
+    let t = next_json(&mut a1).await?;
+    assert_eq!(
+        (t["type"].as_str(), t["user_id"].as_str()),
+        (Some("typing"), Some(b.id.as_str()))
+    );
+    let t2 = next_json(&mut a2).await?;
+    assert_eq!(t2["type"], "typing");
+    send_json(
+        &mut a2,
+        json!({"type": "read", "channel_id": ch, "message_id": ack["message"]["id"]}),
+    )
+    .await?;
+    let r = next_json(&mut a1).await?;
+    assert_eq!(
+        (r["type"].as_str(), r["user_id"].as_str()),
+        (Some("read"), Some(a.id.as_str()))
+    );
+    let r = next_json(&mut b1).await?;
+    assert_eq!(r["type"], "read");
+    Ok(())
+}
+
+async fn offline_devices_catch_up_with_sync(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b) = (app.register("off_a").await?, app.register("off_b").await?);
+    let ch = dm_channel(&app, &a, "off_b").await?;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let resp = app
+            .post_json(
+                &format!("/v1/chat/channels/{ch}/messages"),
+                &json!({"content": format!("m{i}"), "client_msg_id": format!("c{i}")}),
+                Some(&a.token),
+            )
+            .await?;
+        sent.push(resp.json::<Value>().await?["id"].clone());
+    }
+    let mut b1 = connect(&app, Some(&b)).await?;
+    send_json(&mut b1, json!({"type": "sync", "since": "0"})).await?;
+    for id in &sent[..] {
+        let m = next_json(&mut b1).await?;
+        assert_eq!(&m["message"]["id"], id);
+    }
+    send_json(&mut b1, json!({"type": "sync", "since": sent[2]})).await?;
+    assert_eq!(next_json(&mut b1).await?["message"]["id"], sent[3]);
+    assert_eq!(next_json(&mut b1).await?["message"]["id"], sent[4]);
+    Ok(())
+}
+
+async fn bad_frames_get_errors_and_the_connection_survives(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, _b, c) = (
+        app.register("bad_a").await?,
+        app.register("bad_b").await?,
+        app.register("bad_c").await?,
+    );
+    let ch = dm_channel(&app, &a, "bad_b").await?;
+    let mut ws = connect(&app, Some(&a)).await?;
+    let bad = [
+        Message::Text("{not json".into()),
+        Message::Text(json!({"type": "teleport"}).to_string().into()),
+        Message::Text(json!({"type": "send", "channel_id": 5}).to_string().into()),
+        Message::Binary(vec![1u8, 2, 3].into()),
+        Message::Text(
+            json!({"type": "send", "channel_id": "999", "client_msg_id": "x", "content": "hi"})
+                .to_string()
+                .into(),
+        ),
+        Message::Text(
+            json!({"type": "send", "channel_id": ch, "client_msg_id": "y", "content": ""})
+                .to_string()
+                .into(),
+        ),
+    ];
+    let expected = [
+        "invalid_request",
+        "invalid_request",
+        "invalid_request",
+        "invalid_request",
+        "not_found",
+        "validation_failed",
+    ];
+    for (frame, code) in bad.into_iter().zip(expected) {
+        ws.send(frame).await?;
+        let e = next_json(&mut ws).await?;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{e}"
+        );
+    }
+    // A non-member is refused per frame, not just at the upgrade.
+    let mut outsider = connect(&app, Some(&c)).await?;
+    send_json(
+        &mut outsider,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "z", "content": "let me in"}),
+    )
+    .await?;
+    assert_eq!(next_json(&mut outsider).await?["code"], "forbidden");
+    send_json(&mut outsider, json!({"type": "typing", "channel_id": ch})).await?;
+    assert_eq!(next_json(&mut outsider).await?["code"], "forbidden");
+    // Still open and working.
+    send_json(
+        &mut ws,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "ok", "content": "fine"}),
+    )
+    .await?;
+    assert_eq!(next_json(&mut ws).await?["type"], "ack");
+    // Oversized: closed with 1009.
+    ws.send(Message::Text("x".repeat(70 * 1024).into())).await?;
+    assert_eq!(close_code(&mut ws).await?, 1009);
+    assert_eq!(app.get("/healthz", None).await?.status(), 200);
+    println!(
+        "ws-bad-frames: {} bad frames answered with errors, oversize closed 1009, server up",
+        expected.len() + 2
+    );
+    Ok(())
+}
+
+async fn upgrades_are_authenticated_and_origin_checked(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let a = app.register("orig_a").await?;
+    let url = format!("ws://127.0.0.1:{}/v1/chat/ws", app.port);
+    let with_cookie = |origin: Option<&'static str>| -> Result<_> {
+        let mut req = url.clone().into_client_request()?;
+        req.headers_mut().insert(
+            "cookie",
+            HeaderValue::from_str(&format!("kith_session={}", a.token))?,
+        );
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("origin", HeaderValue::from_static(o));
+        }
+        Ok(req)
+    };
+    assert!(
+        connect_async(with_cookie(Some("http://evil.test"))?)
+            .await
+            .is_err(),
+        "foreign origin refused"
+    );
+    assert!(
+        connect_async(with_cookie(None)?).await.is_err(),
+        "missing origin refused"
+    );
+    let (mut ok, _) = connect_async(with_cookie(Some(ORIGIN))?).await?;
+    send_json(&mut ok, json!({"type": "heartbeat"})).await?;
+    // A bad bearer token is refused at the upgrade; a bad auth frame closes with 1008.
+    let mut req = url.clone().into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_static("Bearer kith_nope"),
+    );
+    assert!(connect_async(req).await.is_err());
+    let mut anon = connect(&app, None).await?;
+    send_json(&mut anon, json!({"type": "auth", "token": "kith_forged"})).await?;
+    assert_eq!(close_code(&mut anon).await?, 1008);
+    // Logout closes the token's sockets.
+    let out = app
+        .post_json("/v1/auth/logout", &json!(null), Some(&a.token))
+        .await?;
+    assert_eq!(out.status(), 204);
+    assert_eq!(close_code(&mut ok).await?, 4001);
+    Ok(())
+}
+
+both_backends!(
+    messages_reach_every_device_and_ack_the_sender,
+    offline_devices_catch_up_with_sync,
+    bad_frames_get_errors_and_the_connection_survives,
+    upgrades_are_authenticated_and_origin_checked,
+);
