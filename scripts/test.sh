@@ -30,7 +30,36 @@ else
 fi
 cargo test -p server -p app --features app/ssr
 
-step "Playwright end-to-end suite (release build)"
-e2e_db="$(mktemp -d)/kith-e2e.db"
-KITH_DATABASE_URL="sqlite://$e2e_db" cargo leptos end-to-end --release
+step "release build (server and wasm bundle)"
+cargo leptos build --release
+# cargo-leptos can exit 0 although a build failed: insist that the artifacts exist and
+# are newer than every source they are built from.
+for artifact in target/release/server target/site/pkg/kith.wasm target/site/pkg/kith.js target/site/pkg/kith.css; do
+  if [ ! -f "$artifact" ]; then
+    echo "release build did not produce $artifact" >&2
+    exit 1
+  fi
+done
+stale="$(find app/src frontend/src -name '*.rs' -newer target/site/pkg/kith.wasm | head -5)
+$(find app/src server/src server/migrations \( -name '*.rs' -o -name '*.sql' \) -newer target/release/server | head -5)"
+stale="$(echo "$stale" | sed '/^$/d')"
+if [ -n "$stale" ]; then
+  echo "release artifacts are older than their sources (a build failed?):" >&2
+  echo "$stale" >&2
+  exit 1
+fi
+
+step "Playwright end-to-end suite (against the release build)"
+e2e_dir="$(mktemp -d)"
+LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_SITE_ROOT=target/site LEPTOS_OUTPUT_NAME=kith LEPTOS_ENV=PROD \
+  KITH_DATABASE_URL="sqlite://$e2e_dir/kith-e2e.db" RUST_LOG=warn \
+  ./target/release/server > "$e2e_dir/server.log" 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -fs http://127.0.0.1:3000/healthz >/dev/null 2>&1 && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then cat "$e2e_dir/server.log" >&2; exit 1; fi
+  sleep 0.1
+done
+(cd end2end && npx playwright test)
 echo; echo "all checks passed"

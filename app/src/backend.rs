@@ -4,7 +4,10 @@
 
 use crate::{
     error::ApiError,
-    model::{AuthResponse, ErrorCode, Page, Post, Profile, User},
+    model::{
+        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Page, Post, Profile,
+        SyncResponse, User,
+    },
 };
 use http::request::Parts;
 use std::sync::Arc;
@@ -53,6 +56,37 @@ pub trait UiBackend: Send + Sync + 'static {
         -> Result<(), ApiError>;
     /// People whose username starts with `prefix`, with the viewer's follow state.
     async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError>;
+    /// The signed-in user's conversations, most recent first.
+    async fn channels(&self, parts: &Parts) -> Result<Vec<ChannelSummary>, ApiError>;
+    async fn channel(&self, parts: &Parts, id: &str) -> Result<Channel, ApiError>;
+    async fn open_dm(&self, parts: &Parts, username: &str) -> Result<Channel, ApiError>;
+    async fn create_group(
+        &self,
+        parts: &Parts,
+        name: &str,
+        members: &[String],
+    ) -> Result<Channel, ApiError>;
+    /// A page of a channel's history before `before` (the newest when `None`).
+    async fn history(
+        &self,
+        parts: &Parts,
+        id: &str,
+        before: Option<String>,
+    ) -> Result<Page<Message>, ApiError>;
+    async fn send_message(
+        &self,
+        parts: &Parts,
+        id: &str,
+        content: &str,
+        client_msg_id: &str,
+    ) -> Result<Message, ApiError>;
+    /// Long poll: messages after `since`, waiting up to `timeout_secs` for one.
+    async fn sync(
+        &self,
+        parts: &Parts,
+        since: &str,
+        timeout_secs: u64,
+    ) -> Result<SyncResponse, ApiError>;
 }
 
 /// How the server hands its [`UiBackend`] to Leptos.

@@ -5,12 +5,17 @@
 //! * [`error`]: [`error::ApiError`], the error of every server function.
 //! * [`session`]: sign-up, sign-in, sign-out and the session resource.
 //! * [`feed`]: the timeline's server functions, compose box and post cards.
+//! * [`chat`]: chat server functions and the live client (WebSocket, long-poll fallback).
 //! * `backend` (`ssr` only): the trait through which server functions reach the server.
 //! * `pages`: one module per route; `components`: the pieces pages share.
 //!
 //! Built with `ssr` into the server (rendering) and with `hydrate` into the wasm bundle
 //! (interactivity). Nothing here depends on sqlx, Redis or tokio's server parts.
 
+// Leptos' typed views nest deeply; the default limit is too small for the page types.
+#![recursion_limit = "256"]
+
+pub mod chat;
 pub mod error;
 pub mod feed;
 pub mod model;
@@ -55,6 +60,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     session::SessionContext::provide();
+    chat::ChatClient::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/kith.css" />
@@ -67,6 +73,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/signin") view=pages::auth::SignIn />
                     <Route path=path!("/signup") view=pages::auth::SignUp />
                     <Route path=path!("/people") view=pages::people::People />
+                    <Route path=path!("/chat") view=pages::chat::ChatList />
+                    <Route path=path!("/chat/:id") view=pages::chat::Conversation />
                     // Async so a missing user gets a real 404 status, not a streamed 200.
                     <Route path=path!("/u/:username") view=pages::profile::ProfilePage ssr=SsrMode::Async />
                 </Routes>

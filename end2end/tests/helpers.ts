@@ -33,7 +33,7 @@ function watch(page: Page): string[] {
 export async function open(page: Page, path: string): Promise<void> {
   const errors = watch(page);
   await page.goto(path);
-  await page.waitForLoadState('networkidle');
+  await page.waitForLoadState('load');
   await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
   expect(errors.filter((e) => !/status of 4\d\d/.test(e)), `browser errors on ${path}`).toEqual([]);
 }

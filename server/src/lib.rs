@@ -15,6 +15,9 @@
 //! * `ui`: the server's side of the Leptos UI.
 //! * `ops`, `openapi`: health, readiness, metrics and the API document.
 
+// Leptos' typed views nest deeply; the default limit is too small for the page types.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod backend;
 pub mod chat;

@@ -3,6 +3,7 @@
 
 use crate::{
     auth::{extract::request_token, service},
+    chat,
     error::AppError,
     feed, graph,
     http::{client::client_ip, cookies, csrf, security::CspNonce},
@@ -13,7 +14,10 @@ use crate::{
 use app::{
     backend::{UiBackend, UiBackendHandle},
     error::ApiError,
-    model::{AuthResponse, ErrorCode, Page, Post, Profile, User},
+    model::{
+        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Page, Post, Profile,
+        SyncResponse, User,
+    },
 };
 use axum::http::request::Parts;
 use leptos::prelude::provide_context;
@@ -189,6 +193,98 @@ impl UiBackend for ServerUi {
             profiles.push(load_profile(&self.state, viewer.as_ref(), &user.username).await?);
         }
         Ok(profiles)
+    }
+
+    async fn channels(&self, parts: &Parts) -> Result<Vec<ChannelSummary>, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::list(&self.state, &me).await?)
+    }
+
+    async fn channel(&self, parts: &Parts, id: &str) -> Result<Channel, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let row =
+            chat::service::member_channel(&self.state, me.id.0, parse_id(id, "channel")?).await?;
+        Ok(chat::service::channel_view(&self.state, &row).await?)
+    }
+
+    async fn open_dm(&self, parts: &Parts, username: &str) -> Result<Channel, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::open_dm(&self.state, &me, username).await?)
+    }
+
+    async fn create_group(
+        &self,
+        parts: &Parts,
+        name: &str,
+        members: &[String],
+    ) -> Result<Channel, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::create_group(&self.state, &me, name, members).await?)
+    }
+
+    async fn history(
+        &self,
+        parts: &Parts,
+        id: &str,
+        before: Option<String>,
+    ) -> Result<Page<Message>, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let before = parse_cursor(before)?;
+        let limit = 30;
+        let mut items = chat::service::history(
+            &self.state,
+            &me,
+            parse_id(id, "channel")?,
+            before,
+            None,
+            limit + 1,
+        )
+        .await?;
+        let more = items.len() > limit;
+        if more {
+            items.remove(0);
+        }
+        let next_cursor = if more {
+            items.first().map(|m| m.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn send_message(
+        &self,
+        parts: &Parts,
+        id: &str,
+        content: &str,
+        client_msg_id: &str,
+    ) -> Result<Message, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::send(
+            &self.state,
+            &me,
+            parse_id(id, "channel")?,
+            content,
+            client_msg_id,
+            0,
+        )
+        .await?)
+    }
+
+    async fn sync(
+        &self,
+        parts: &Parts,
+        since: &str,
+        timeout_secs: u64,
+    ) -> Result<SyncResponse, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let since = since
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| AppError::invalid_request("since must be a message id"))?;
+        let wait = timeout_secs.min(chat::routes::MAX_WAIT_SECS);
+        Ok(chat::service::wait_for_messages(&self.state, me.id.0, since, wait).await?)
     }
 }
 

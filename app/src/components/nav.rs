@@ -23,6 +23,7 @@ pub fn Nav() -> impl IntoView {
                                         <div class="topbar-links">
                                             <A href="/">"Home"</A>
                                             <A href="/people">"People"</A>
+                                            <A href="/chat">"Chat"</A>
                                             <span class="whoami">
                                                 "Signed in as "
                                                 <A href=href>{format!("@{}", user.username)}</A>

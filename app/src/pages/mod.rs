@@ -1,6 +1,7 @@
 //! One module per route.
 
 pub mod auth;
+pub mod chat;
 pub mod home;
 pub mod not_found;
 pub mod people;

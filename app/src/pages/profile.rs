@@ -8,7 +8,7 @@ use crate::{
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[server(input = server_fn::codec::GetUrl, endpoint = "profile")]
 pub async fn get_profile(username: String) -> Result<Profile, ApiError> {
@@ -72,7 +72,10 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                     <p class="handle">{format!("@{}", p.user.username)}</p>
                 </div>
                 <Show when=move || can_follow>
-                    <FollowButton username=p.user.username.clone() following=p.followed_by_me on_change />
+                    <div class="profile-actions">
+                        <FollowButton username=p.user.username.clone() following=p.followed_by_me on_change />
+                        <MessageButton username=p.user.username.clone() />
+                    </div>
                 </Show>
             </div>
             <p class="muted">{format!("Joined {}", p.user.created_at.format("%B %Y"))}</p>
@@ -82,5 +85,27 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                 <div><dt>"Following"</dt><dd>{p.following}</dd></div>
             </dl>
         </section>
+    }
+}
+
+/// Opens (or creates) the 1:1 conversation with `username`.
+#[component]
+fn MessageButton(username: String) -> impl IntoView {
+    let navigate = use_navigate();
+    let open = Action::new(move |name: &String| {
+        let name = name.clone();
+        async move { crate::chat::open_dm(crate::feed::csrf_token(), name).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(channel)) = open.value().get() {
+            navigate(&format!("/chat/{}", channel.id), Default::default());
+        }
+    });
+    let error = move || open.value().get().and_then(Result::err).map(|e| e.message);
+    view! {
+        <button type="button" class="button-small" on:click=move |_| { open.dispatch(username.clone()); }>"Message"</button>
+        <Show when=move || error().is_some()>
+            <span role="alert" class="error">{error}</span>
+        </Show>
     }
 }

@@ -1,13 +1,13 @@
 //! HTTP handlers of chat, including the long-poll fallback.
 
-use super::{service, user_topic};
+use super::service;
 use crate::{
     auth::AuthUser,
     error::{AppError, Json, Query},
     pagination::PageQuery,
     state::AppState,
 };
-use app::model::{Channel, ChannelSummary, Id, Message, Page, SyncResponse};
+use app::model::{Channel, ChannelSummary, Message, Page, SyncResponse};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -15,13 +15,9 @@ use axum::{
     Router,
 };
 use serde::Deserialize;
-use std::{sync::atomic::Ordering, time::Duration};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Longest a long-poll waits.
-const MAX_WAIT_SECS: u64 = 30;
-/// Most messages one sync answer carries; the client asks again from the new cursor.
-const SYNC_BATCH: usize = 500;
+pub const MAX_WAIT_SECS: u64 = 30;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -235,18 +231,6 @@ pub struct SyncQuery {
     pub timeout: Option<String>,
 }
 
-/// Counts a waiting long-poll for `/metrics` while it lives.
-struct WaiterGauge(AppState);
-
-impl Drop for WaiterGauge {
-    fn drop(&mut self) {
-        self.0
-            .metrics
-            .longpoll_waiters
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// GET /v1/chat/sync — long poll. The wake-up subscription is registered before the
 /// database is read, so a message committed in between still wakes this request.
 #[utoipa::path(get, path = "/v1/chat/sync", tag = "chat", security(("bearer" = [])), params(SyncQuery),
@@ -264,34 +248,7 @@ pub async fn sync(
             .map_err(|_| AppError::invalid_request("timeout must be a number of seconds"))?
             .min(MAX_WAIT_SECS),
     };
-    let me = auth.user.id.0;
-    let mut wake = state.backends.pubsub.subscribe(&user_topic(me)).await?;
-    let mut messages = service::since(&state, me, since, SYNC_BATCH).await?;
-    if messages.is_empty() && wait > 0 {
-        state
-            .metrics
-            .longpoll_waiters
-            .fetch_add(1, Ordering::Relaxed);
-        let _gauge = WaiterGauge(state.clone());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-        loop {
-            match tokio::time::timeout_at(deadline, wake.recv()).await {
-                Err(_) => break,
-                // A wake-up, a lagged receiver, or a closed topic: the database says what
-                // is new either way.
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-                Ok(Err(RecvError::Closed)) => {}
-            }
-            messages = service::since(&state, me, since, SYNC_BATCH).await?;
-            if !messages.is_empty() {
-                break;
-            }
-        }
-    }
-    let cursor = messages.last().map_or(since, |m| m.id.0);
-    Ok(Json(SyncResponse {
-        messages,
-        events: Vec::new(),
-        cursor: Id(cursor),
-    }))
+    Ok(Json(
+        service::wait_for_messages(&state, auth.user.id.0, since, wait).await?,
+    ))
 }

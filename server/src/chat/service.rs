@@ -353,3 +353,62 @@ pub async fn since(
     let rows = store::since(&state.db, me, since, limit as i64).await?;
     hydrate(state, rows).await
 }
+
+/// Most messages one sync answer carries; the client asks again from the new cursor.
+const SYNC_BATCH: usize = 500;
+
+/// Counts a waiting long-poll for `/metrics` while it lives.
+struct WaiterGauge(AppState);
+
+impl Drop for WaiterGauge {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .longpoll_waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Long poll: messages after `since`, waiting up to `wait_secs` for one to arrive. The
+/// wake-up subscription is registered before the database is read, so a message committed
+/// in between still ends the wait.
+pub async fn wait_for_messages(
+    state: &AppState,
+    me: i64,
+    since: i64,
+    wait_secs: u64,
+) -> Result<app::model::SyncResponse, AppError> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut wake = state.backends.pubsub.subscribe(&user_topic(me)).await?;
+    let mut messages = since_batch(state, me, since).await?;
+    if messages.is_empty() && wait_secs > 0 {
+        state
+            .metrics
+            .longpoll_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _gauge = WaiterGauge(state.clone());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+        loop {
+            match tokio::time::timeout_at(deadline, wake.recv()).await {
+                Err(_) => break,
+                // A wake-up, a lagged receiver or a closed topic: the database says what is
+                // new either way.
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => {}
+            }
+            messages = since_batch(state, me, since).await?;
+            if !messages.is_empty() {
+                break;
+            }
+        }
+    }
+    let cursor = messages.last().map_or(since, |m| m.id.0);
+    Ok(app::model::SyncResponse {
+        messages,
+        events: Vec::new(),
+        cursor: Id(cursor),
+    })
+}
+
+async fn since_batch(state: &AppState, me: i64, since_id: i64) -> Result<Vec<Message>, AppError> {
+    since(state, me, since_id, SYNC_BATCH).await
+}

@@ -1,0 +1,92 @@
+import { test, expect, type Browser, type Page } from '@playwright/test';
+import { mainNav, open, signUp, uniqueUsername } from './helpers';
+
+const PASSWORD = 'correct horse battery staple';
+
+async function person(browser: Browser, prefix: string): Promise<{ page: Page; name: string }> {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const name = uniqueUsername(prefix);
+  await signUp(page, name, PASSWORD);
+  return { page, name };
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.getByRole('textbox', { name: 'Message' }).fill(text);
+  await page.getByRole('textbox', { name: 'Message' }).press('Enter');
+  await expect(page.getByRole('list', { name: 'Messages' }).getByText(text)).toBeVisible();
+  await expect(page.getByText('Sending…')).toHaveCount(0);
+}
+
+function messages(page: Page) {
+  return page.getByRole('list', { name: 'Messages' });
+}
+
+test.describe.configure({ timeout: 60_000 });
+
+test('two people chat live, over WebSocket and over long-poll, and history survives a reload', async ({ browser }) => {
+  const a = await person(browser, 'chat_a');
+  const b = await person(browser, 'chat_b');
+
+  // A opens B's profile and chooses Message.
+  await open(a.page, `/u/${b.name}`);
+  await a.page.getByRole('button', { name: 'Message' }).click();
+  await expect(a.page).toHaveURL(/\/chat\/\d+$/);
+  const url = new URL(a.page.url()).pathname;
+  await expect(a.page.getByRole('heading', { name: b.name })).toBeVisible();
+
+  // B finds the conversation in the list.
+  await open(b.page, '/chat');
+  await expect(b.page.getByRole('list', { name: 'Conversations' }).getByRole('link', { name: a.name })).toBeVisible();
+  await open(b.page, url);
+
+  await say(a.page, 'hello over the socket <b>plain</b>');
+  await expect(messages(b.page).getByText('hello over the socket <b>plain</b>')).toBeVisible();
+  await say(b.page, 'hi back');
+  await expect(messages(a.page).getByText('hi back')).toBeVisible();
+
+  // B switches to long-polling: still live both ways, and no socket is opened.
+  let sockets = 0;
+  b.page.on('websocket', () => { sockets += 1; });
+  await open(b.page, `${url}?transport=longpoll`);
+  await say(a.page, 'reaches the long-poller');
+  await expect(messages(b.page).getByText('reaches the long-poller')).toBeVisible();
+  await say(b.page, 'sent while long-polling');
+  await expect(messages(a.page).getByText('sent while long-polling')).toBeVisible();
+  expect(sockets).toBe(0);
+
+  // A reload keeps the history, in order.
+  await a.page.reload();
+  await expect(messages(a.page).getByRole('listitem')).toHaveCount(4);
+  await expect(messages(a.page).getByRole('listitem').first()).toContainText('hello over the socket');
+  await expect(messages(a.page).getByRole('listitem').last()).toContainText('sent while long-polling');
+});
+
+test('a group of three chats together', async ({ browser }) => {
+  const a = await person(browser, 'grp_a');
+  const b = await person(browser, 'grp_b');
+  const c = await person(browser, 'grp_c');
+
+  await open(a.page, '/chat');
+  await a.page.getByLabel('Group name').fill('Weekend plans');
+  await a.page.getByLabel('Members (usernames, separated by commas)').fill(`${b.name}, nobody_such_user`);
+  await a.page.getByRole('button', { name: 'Create group' }).click();
+  await expect(a.page.getByRole('alert')).toContainText('not found');
+  await a.page.getByLabel('Members (usernames, separated by commas)').fill(`${b.name}, ${c.name}`);
+  await a.page.getByRole('button', { name: 'Create group' }).click();
+  await expect(a.page.getByRole('heading', { name: 'Weekend plans' })).toBeVisible();
+  const url = new URL(a.page.url()).pathname;
+
+  for (const p of [b.page, c.page]) {
+    await open(p, '/chat');
+    await expect(p.getByRole('link', { name: 'Weekend plans' })).toBeVisible();
+    await open(p, url);
+  }
+  await say(c.page, 'count me in');
+  await expect(messages(a.page).getByText('count me in')).toBeVisible();
+  await expect(messages(b.page).getByText('count me in')).toBeVisible();
+  await say(a.page, 'see you saturday');
+  await expect(messages(b.page).getByText('see you saturday')).toBeVisible();
+  await expect(messages(c.page).getByText('see you saturday')).toBeVisible();
+  await expect(mainNav(a.page).getByRole('link', { name: 'Chat' })).toBeVisible();
+});
