@@ -159,6 +159,13 @@ async fn pubsub_delivers_to_subscribers_across_instances(backend: Backend) -> Re
     a.pubsub
         .publish("user:404", Bytes::from_static(b"void"))
         .await?;
+    // Dropping one of two subscriptions leaves the other one working.
+    drop(sub2);
+    a.pubsub
+        .publish("user:1", Bytes::from_static(b"still"))
+        .await?;
+    assert_eq!(recv(&mut sub1).await??, Bytes::from_static(b"still"));
+    let sub2 = b.pubsub.subscribe("user:1").await?;
     // After dropping every subscription, a new one still works (the topic was cleaned up
     // and is re-created).
     drop(sub1);

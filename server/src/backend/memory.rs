@@ -202,10 +202,11 @@ struct TopicGuard {
 impl Drop for TopicGuard {
     fn drop(&mut self) {
         let mut topics = lock(&self.topics);
-        // This guard's receiver is dropped after the guard, so 1 means "only us".
         if topics
             .get(&self.topic)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
+            // `Subscription` drops its receiver before its guard (field order), so a count
+            // of 0 means nobody on this node listens any more.
+            .is_some_and(|tx| tx.receiver_count() == 0)
         {
             topics.remove(&self.topic);
         }

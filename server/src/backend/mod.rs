@@ -75,6 +75,8 @@ pub trait PubSub: Send + Sync + 'static {
 /// Receivers that fall behind get `RecvError::Lagged` from [`Subscription::recv`] and must
 /// recover from the durable store rather than assume nothing was missed.
 pub struct Subscription {
+    /// Declared before the guard on purpose: fields drop in order, so when the guard runs
+    /// the topic's receiver count no longer includes this subscription.
     rx: broadcast::Receiver<Bytes>,
     /// Keeps the topic registered while this subscription lives.
     _guard: Box<dyn Send + Sync>,

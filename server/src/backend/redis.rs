@@ -390,7 +390,9 @@ impl Drop for TopicGuard {
         let mut topics = lock(&self.topics);
         if topics
             .get(&self.topic)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
+            // `Subscription` drops its receiver before its guard (field order), so a count
+            // of 0 means nobody on this node listens any more.
+            .is_some_and(|tx| tx.receiver_count() == 0)
         {
             topics.remove(&self.topic);
             let _ = self
