@@ -93,6 +93,7 @@ pub async fn run(setup: &Setup, backend: Backend) -> Result<BackendReport, Error
         cpu: setup.server_cpu,
         dir: &dir.0,
         env,
+        fd_limit: None,
     })?;
     let redis = (backend == Backend::Redis).then_some(namespace.as_str());
     let outcome = measure(setup, backend, &mut server, &db_url, redis).await;

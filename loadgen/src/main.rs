@@ -1,7 +1,8 @@
-//! `loadgen`: a load tool for Kith's news feed.
+//! `loadgen`: a load tool for Kith's news feed and chat.
 //!
 //! ```sh
 //! cargo build -p server --release && cargo run -p loadgen --release -- feed
+//! cargo build -p server --release && cargo run -p loadgen --release -- chat
 //! ```
 //!
 //! For each backend (in-process memory, then Redis) it starts the real release `server`
@@ -10,9 +11,17 @@
 //! the `/healthz` baseline, warm feed reads, post latency, fanout to 10,000 followers, and a
 //! celebrity's post against a normal author's. It prints a markdown section per backend.
 //!
+//! `chat` does the same per backend and runtime flavour for the chat hub: memory per idle
+//! WebSocket, 1:1 latency at a fixed rate, 100-member group fanout stepped to saturation,
+//! and long-poll delivery against WebSocket delivery.
+//!
 //! # Layout
 //! * `cli`: the command line.
 //! * `feed`: the scenario, once per backend: start, seed, measure, tear down.
+//! * `chat`: the chat scenario, once per backend and runtime flavour.
+//! * `chat_seed`: users, sessions, 1:1 channels and groups, written into SQLite.
+//! * `ws_client`: WebSocket clients, the frame recorder and the open-loop pacer.
+//! * `chat_report`: the chat figures and their markdown.
 //! * `seed`: the population (celebrity, big author, normal authors, readers) and its SQL.
 //! * `load`: the closed-loop request runner and percentiles.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
@@ -22,6 +31,9 @@
 //! * `report`: the figures, the targets and their markdown.
 //! * `error`: the error type.
 
+mod chat;
+mod chat_report;
+mod chat_seed;
 mod cli;
 mod cpu;
 mod error;
@@ -32,14 +44,25 @@ mod redis_ns;
 mod report;
 mod seed;
 mod server;
+mod ws_client;
 
-use cli::{Command, FeedOptions};
+use cli::{ChatOptions, Command, FeedOptions};
 use error::Error;
 use std::{path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Feed(opts)) => opts,
+        Ok(Command::Chat(opts)) => {
+            return match run_chat(opts) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -140,6 +163,95 @@ fn run(opts: FeedOptions) -> Result<bool, Error> {
                 println!("### Backend: {}\n\nFailed: {e}\n", backend.name());
             }
         }
+    }
+    Ok(all_ok)
+}
+
+/// Runs the chat scenario on every backend and flavour; `Ok(false)` if one failed.
+fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let server_bin = match &opts.server_bin {
+        Some(path) => path.clone(),
+        None => sibling_server()?,
+    };
+    if !server_bin.is_file() {
+        return Err(Error::Usage(format!(
+            "no server binary at {}; build it first: cargo build -p server --release",
+            server_bin.display()
+        )));
+    }
+    let fd_limit = chat::raise_fd_limit();
+    let taskset = cpu::taskset_available();
+    let mut pinning = Vec::new();
+    let server_cpu = opts.server_cpu.filter(|_| taskset);
+    if let Some(c) = server_cpu {
+        pinning.push(format!("server on CPU {c}"));
+    }
+    if let Some(c) = opts.client_cpu.filter(|_| taskset) {
+        match cpu::pin_self(c) {
+            Ok(()) => pinning.push(format!("loadgen on CPU {c}")),
+            Err(e) => eprintln!("loadgen: running unpinned: {e}"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(error::io("starting the tokio runtime"))?;
+    let setup = chat::Setup {
+        opts: opts.clone(),
+        server_bin,
+        server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+
+    println!("## Chat\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {} core(s){}; {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}; \
+         {} s per send run.\n",
+        cores,
+        cpu::model_name()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default(),
+        if pinning.is_empty() {
+            "unpinned".to_string()
+        } else {
+            pinning.join(", ")
+        },
+        fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
+        opts.duration.as_secs(),
+    );
+
+    let mut all_ok = true;
+    let mut reports = Vec::new();
+    for backend in &opts.backends {
+        for (i, flavour) in opts.flavours.iter().enumerate() {
+            eprintln!("[{}/{}] starting", backend.name(), flavour.name());
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = chat::run(&setup, *backend, *flavour, i == 0) => outcome,
+                    _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                }
+            });
+            match outcome {
+                Ok(report) => {
+                    println!("{}", report.markdown());
+                    reports.push(report);
+                }
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => {
+                    all_ok = false;
+                    println!(
+                        "### Backend: {}, runtime: {}\n\nFailed: {e}\n",
+                        backend.name(),
+                        flavour.name()
+                    );
+                }
+            }
+        }
+    }
+    if !reports.is_empty() {
+        println!("{}", chat_report::flavours_markdown(&reports));
     }
     Ok(all_ok)
 }

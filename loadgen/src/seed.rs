@@ -42,11 +42,11 @@ const FIRST_AUTHOR_ID: i64 = 3;
 /// Followers (readers first) get ids from here; the gap keeps the roles apart at a glance.
 const FIRST_FOLLOWER_ID: i64 = 1_001;
 /// Rows per multi-row INSERT: 1,000 × 5 columns stays far below SQLite's 32,766 variables.
-const ROWS_PER_INSERT: usize = 1_000;
+pub const ROWS_PER_INSERT: usize = 1_000;
 /// Nobody logs in with a password (sessions are written directly); the column only has to
 /// hold something.
-const NO_PASSWORD: &str = "$seeded$no-login";
-const SESSION_LIFETIME_MS: i64 = 365 * 24 * 3600 * 1000;
+pub const NO_PASSWORD: &str = "$seeded$no-login";
+pub const SESSION_LIFETIME_MS: i64 = 365 * 24 * 3600 * 1000;
 
 /// A seeded user the tool acts as.
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ pub fn new_token() -> (String, Vec<u8>) {
     (token, hash)
 }
 
-fn username(id: i64) -> String {
+pub fn username(id: i64) -> String {
     format!("u{id:06}")
 }
 

@@ -22,6 +22,9 @@ pub struct Launch<'a> {
     pub dir: &'a Path,
     /// `KITH_*`/`RUST_LOG` settings; the listen address is added here.
     pub env: Vec<(String, String)>,
+    /// Open-file limit to start the server with (`ulimit -n` in a shell that then execs it;
+    /// capped at the hard limit when that is lower). `None` inherits this process's limit.
+    pub fd_limit: Option<u64>,
 }
 
 /// A running server; dropping it kills the process.
@@ -36,14 +39,30 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub fn start(launch: Launch<'_>) -> Result<Self, Error> {
         let port = free_port()?;
-        let mut cmd = match launch.cpu {
-            Some(cpu) => {
-                // taskset execs the server, so the child's pid is the server's own.
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(launch.bin);
+        // taskset execs the server, so the child's pid is the server's own.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(cpu) = launch.cpu {
+            argv.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
+        }
+        argv.push(launch.bin.into());
+        let mut cmd = match launch.fd_limit {
+            Some(limit) => {
+                // The shell execs too, so the pid is still the server's. A container may
+                // forbid raising the hard limit; then the soft one goes as high as allowed.
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "ulimit -n {limit} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec \"$@\""
+                    ))
+                    .arg("sh")
+                    .args(&argv);
                 c
             }
-            None => Command::new(launch.bin),
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
         };
         // The server must see exactly the configuration below, not whatever KITH_* the
         // caller's shell happens to export.
@@ -114,6 +133,23 @@ impl ServerProcess {
         }
     }
 
+    /// Resident memory of the server process (`VmRSS` of `/proc/<pid>/status`), KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status_kib(&status, "VmRSS:")
+    }
+
+    /// The soft open-file limit the server actually runs with.
+    pub fn fd_limit(&self) -> Option<u64> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Warning and error lines of the server's log so far.
     pub fn log_summary(&self) -> LogSummary {
         LogSummary::read(&self.log_path)
@@ -137,6 +173,12 @@ fn free_port() -> Result<u16, Error> {
         .map_err(io("finding a free port"))?
         .port();
     Ok(port)
+}
+
+/// A `Name:   1234 kB` field of `/proc/<pid>/status`.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -195,5 +237,17 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_read_in_kib() {
+        let status = "Name:\tserver\nVmPeak:\t  90000 kB\nVmRSS:\t   51234 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(51_234));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
     }
 }

@@ -1,0 +1,663 @@
+//! The chat scenario, run once per backend and runtime flavour: start a server, seed it,
+//! then measure in this order, each step building on the connections of the one before:
+//!
+//! 1. memory: 5,000 then 10,000 idle authenticated WebSockets, the server's RSS at each;
+//!    the second 5,000 close again afterwards;
+//! 2. 1:1: the 1,000 pairs connect (with the 5,000 idle ones still open) and send at fixed
+//!    aggregate rates, each message timed from send to the peer's receipt;
+//! 3. groups: 20 groups of 100 connect; the send rate steps up until the server is past
+//!    saturation (deliveries during the run fall 10% short of the offered fanout, or p99
+//!    passes a second): steps beyond the first over 50 ms still show where the curve goes;
+//! 4. long-poll (first flavour only): pairs and groups disconnect; 500 receivers long-poll
+//!    while their peers POST, then the same receivers listen on WebSockets for the same
+//!    POSTs.
+//!
+//! Every send run is followed by a drain (until no frame has arrived for a moment), so one
+//! run's backlog never lands in the next run's figures.
+
+use crate::{
+    chat_seed::{self, ChatPopulation, GROUP_SIZE},
+    cli::{Backend, ChatOptions, Flavour},
+    cpu::CpuClock,
+    error::Error,
+    redis_ns,
+    server::{Launch, ServerProcess, TempDir},
+    ws_client::{self, Conn, Recorder, Tally},
+};
+use reqwest::Client;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use std::{
+    path::PathBuf,
+    str::FromStr as _,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::task::JoinSet;
+
+/// Idle connections at the two memory points.
+pub const MEMORY_POINTS: [usize; 2] = [5_000, 10_000];
+/// Pairs whose receivers long-poll (and then listen on WebSockets) in step 4.
+pub const LONGPOLL_PAIRS: usize = 500;
+/// A group step passes with p99 at or under this.
+pub const GROUP_P99_TARGET: Duration = Duration::from_millis(50);
+/// Share of expected deliveries a passing step must deliver.
+pub const COMPLETE: f64 = 0.999;
+/// Group stepping stops after a step that delivers less than this share of the offered
+/// fanout while sending, or whose p99 passes `GIVE_UP_P99`: the server is saturated, and
+/// higher rates would only take longer to drain.
+const SATURATED_SHARE: f64 = 0.9;
+const GIVE_UP_P99: Duration = Duration::from_secs(1);
+/// Open-file limit asked for the server (and, as far as allowed, this process).
+const FD_LIMIT: u64 = 65_536;
+/// Wait after the open-socket gauge reaches its target before reading RSS: lets the
+/// connection tasks finish their start-up allocations.
+const SETTLE: Duration = Duration::from_secs(2);
+/// The server has drained once no frame has arrived for this long.
+const QUIET: Duration = Duration::from_millis(500);
+/// Longest drain; a server still delivering after this is far past saturation.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// The long-poll wait each request asks for (as the API's clients do).
+const LONGPOLL_TIMEOUT_SECS: u32 = 25;
+
+/// What every run shares.
+pub struct Setup {
+    pub opts: ChatOptions,
+    pub server_bin: PathBuf,
+    pub server_cpu: Option<usize>,
+    pub clock: CpuClock,
+}
+
+/// Server RSS at each point of the memory measurement.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// KiB with no connection, after seeding.
+    pub rss_idle: Option<u64>,
+    /// KiB at each of `MEMORY_POINTS`.
+    pub rss: Vec<Option<u64>>,
+    /// Seconds to open each batch of 5,000.
+    pub open_secs: Vec<f64>,
+}
+
+impl Memory {
+    /// (RSS@10k − RSS@5k) / 5,000, KiB per connection.
+    pub fn per_connection_kib(&self) -> Option<f64> {
+        let (a, b) = (self.rss.first().copied()??, self.rss.get(1).copied()??);
+        let n = MEMORY_POINTS[1] - MEMORY_POINTS[0];
+        Some((b as f64 - a as f64) / n as f64)
+    }
+}
+
+/// One paced send run and what it delivered.
+#[derive(Debug)]
+pub struct SendRun {
+    /// Messages per second offered.
+    pub rate: u32,
+    pub duration: Duration,
+    /// Messages handed to a connection (or a POST) during the run.
+    pub dispatched: u64,
+    /// Messages the client could not even queue (connection gone or its queue full).
+    pub not_queued: u64,
+    /// Receivers per message: 1 for a pair, 99 for a group of 100.
+    pub fanout: u64,
+    pub tally: Tally,
+    /// Server and loadgen CPU seconds over the send window.
+    pub server_cpu: Option<f64>,
+    pub client_cpu: Option<f64>,
+    /// From the end of sending until the last delivery arrived.
+    pub drain: Duration,
+}
+
+impl SendRun {
+    pub fn expected(&self) -> u64 {
+        self.dispatched.saturating_sub(self.not_queued) * self.fanout
+    }
+
+    /// Delivered share of what was sent (after the drain).
+    pub fn completeness(&self) -> f64 {
+        let expected = self.expected();
+        if expected == 0 {
+            return 0.0;
+        }
+        self.tally.latencies.len() as f64 / expected as f64
+    }
+
+    /// Deliveries that arrived while sending, per second.
+    pub fn delivered_per_sec(&self) -> f64 {
+        self.tally.received_in_window as f64 / self.duration.as_secs_f64()
+    }
+
+    /// Whether the run meets the group criteria: p99 within target, (nearly) everything
+    /// delivered, nobody disconnected.
+    pub fn within_target(&self, p99_target: Duration) -> bool {
+        let mut sorted = self.tally.latencies.clone();
+        sorted.sort_unstable();
+        let p99 = crate::chat_report::percentile_ns(&sorted, 99.0);
+        p99 <= p99_target.as_nanos() as u64
+            && self.completeness() >= COMPLETE
+            && self.tally.disconnects.is_empty()
+            && self.not_queued == 0
+    }
+}
+
+/// Everything measured on one server.
+#[derive(Debug)]
+pub struct ChatReport {
+    pub backend: Backend,
+    pub flavour: Flavour,
+    pub users: usize,
+    pub channels: usize,
+    pub memberships: usize,
+    pub seed_time: Duration,
+    pub server_fd_limit: Option<u64>,
+    pub memory: Memory,
+    pub pairs: Vec<SendRun>,
+    pub groups: Vec<SendRun>,
+    /// Long-poll, then WebSocket, for the same POSTs.
+    pub longpoll: Option<(SendRun, SendRun)>,
+    /// Disconnects of idle connections over the whole run (nobody asked them to close).
+    pub idle_disconnects: Tally,
+    pub log: crate::server::LogSummary,
+}
+
+/// One server, start to finish; the server is killed and the Redis namespace deleted
+/// whatever happens.
+pub async fn run(
+    setup: &Setup,
+    backend: Backend,
+    flavour: Flavour,
+    with_longpoll: bool,
+) -> Result<ChatReport, Error> {
+    let redis_url = setup.opts.redis_url.as_str();
+    let namespace = format!("loadgen-{:016x}", rand::random::<u64>());
+    if backend == Backend::Redis {
+        redis_ns::ping(redis_url)
+            .await
+            .map_err(|e| Error::Run(format!("Redis at {redis_url} does not answer: {e}")))?;
+    }
+    let dir = TempDir::new()?;
+    let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
+    let mut env: Vec<(String, String)> = [
+        ("KITH_DATABASE_URL", db_url.as_str()),
+        ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
+        ("KITH_RUNTIME", flavour.name()),
+        ("RUST_LOG", "warn"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if backend == Backend::Redis {
+        env.push(("KITH_REDIS_URL".into(), redis_url.into()));
+        env.push(("KITH_REDIS_NAMESPACE".into(), namespace.clone()));
+    }
+    let mut server = ServerProcess::start(Launch {
+        bin: &setup.server_bin,
+        cpu: setup.server_cpu,
+        dir: &dir.0,
+        env,
+        fd_limit: Some(FD_LIMIT),
+    })?;
+    let outcome = measure(setup, backend, flavour, with_longpoll, &mut server, &db_url).await;
+    let log = server.log_summary();
+    drop(server);
+    if backend == Backend::Redis {
+        match redis_ns::delete_namespace(redis_url, &namespace).await {
+            Ok(n) => eprintln!("[{}] deleted {n} Redis keys", backend.name()),
+            Err(e) => eprintln!("[{}] could not delete {namespace}:*: {e}", backend.name()),
+        }
+    }
+    outcome.map(|mut r| {
+        r.log = log;
+        r
+    })
+}
+
+async fn measure(
+    setup: &Setup,
+    backend: Backend,
+    flavour: Flavour,
+    with_longpoll: bool,
+    server: &mut ServerProcess,
+    db_url: &str,
+) -> Result<ChatReport, Error> {
+    let tag = format!("{}/{}", backend.name(), flavour.name());
+    let http = Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(u64::from(LONGPOLL_TIMEOUT_SECS) + 10))
+        .build()?;
+    server.wait_ready(&http, Duration::from_secs(60)).await?;
+    let base = server.base_url.clone();
+    let ws_url = format!("{}/v1/chat/ws", base.replacen("http://", "ws://", 1));
+    let server_fd_limit = server.fd_limit();
+
+    eprintln!("[{tag}] seeding users, sessions and channels");
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::from_str(db_url)?
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30)),
+        )
+        .await?;
+    let started = Instant::now();
+    let pop = chat_seed::write(&writer, now_ms()).await?;
+    let seed_time = started.elapsed();
+    writer.close().await;
+
+    let recorder = Recorder::new();
+    let mut memory = Memory::default();
+    tokio::time::sleep(SETTLE).await;
+    memory.rss_idle = server.rss_kib();
+
+    // 1. Memory per idle connection.
+    let idle_tokens: Vec<String> = pop.idle.iter().map(|u| u.token.clone()).collect();
+    let mut idle: Vec<Conn> = Vec::new();
+    for point in MEMORY_POINTS {
+        eprintln!("[{tag}] opening idle WebSockets up to {point}");
+        let started = Instant::now();
+        let batch = idle_tokens.get(idle.len()..point).unwrap_or_default();
+        idle.extend(ws_client::open_all(&ws_url, batch, &recorder).await?);
+        memory.open_secs.push(started.elapsed().as_secs_f64());
+        settle(&http, &base, point as i64).await?;
+        memory.rss.push(server.rss_kib());
+        server.check_alive()?;
+    }
+    let keep = MEMORY_POINTS[0];
+    for conn in idle.drain(keep..) {
+        conn.close().await;
+    }
+    settle(&http, &base, keep as i64).await?;
+    // Nothing closed by itself so far: any disconnect from here on is the server's doing.
+    let mut idle_disconnects = recorder.take();
+
+    // 2. 1:1 latency.
+    eprintln!("[{tag}] connecting {} pairs", pop.pairs.len());
+    let pair_tokens: Vec<String> = pop
+        .pairs
+        .iter()
+        .flat_map(|p| [p.a.token.clone(), p.b.token.clone()])
+        .collect();
+    let pair_conns = ws_client::open_all(&ws_url, &pair_tokens, &recorder).await?;
+    let mut open_now = keep + pair_conns.len();
+    settle(&http, &base, open_now as i64).await?;
+    let mut pairs = Vec::new();
+    for (i, rate) in setup.opts.pair_rates.iter().enumerate() {
+        eprintln!("[{tag}] 1:1 at {rate} messages/s");
+        let run = ws_run(setup, server, &recorder, *rate, 1, |n, not_queued| {
+            // Pair n % PAIRS; the direction alternates each round through the pairs.
+            let p = (n as usize) % pop.pairs.len();
+            let from_b = (n as usize / pop.pairs.len()) % 2;
+            let conn = &pair_conns[2 * p + from_b];
+            if !conn.send(pop.pairs[p].channel, format!("p{i}-{n}")) {
+                *not_queued += 1;
+            }
+        })
+        .await;
+        pairs.push(run);
+        server.check_alive()?;
+    }
+
+    // 3. Group fanout, stepped.
+    eprintln!(
+        "[{tag}] connecting {} group members",
+        pop.groups.len() * GROUP_SIZE
+    );
+    let group_tokens: Vec<String> = pop
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(|m| m.token.clone()))
+        .collect();
+    let group_conns = ws_client::open_all(&ws_url, &group_tokens, &recorder).await?;
+    open_now += group_conns.len();
+    settle(&http, &base, open_now as i64).await?;
+    let mut groups = Vec::new();
+    for (i, rate) in setup.opts.group_rates.iter().enumerate() {
+        eprintln!("[{tag}] groups at {rate} messages/s");
+        let run = ws_run(
+            setup,
+            server,
+            &recorder,
+            *rate,
+            (GROUP_SIZE - 1) as u64,
+            |n, not_queued| {
+                let g = (n as usize) % pop.groups.len();
+                let member = (n as usize / pop.groups.len()) % GROUP_SIZE;
+                let conn = &group_conns[g * GROUP_SIZE + member];
+                if !conn.send(pop.groups[g].channel, format!("g{i}-{n}")) {
+                    *not_queued += 1;
+                }
+            },
+        )
+        .await;
+        let saturated = !run.within_target(GIVE_UP_P99)
+            || run.delivered_per_sec() < SATURATED_SHARE * f64::from(run.rate) * run.fanout as f64;
+        groups.push(run);
+        server.check_alive()?;
+        if saturated {
+            break;
+        }
+    }
+
+    // The pairs' and groups' connections close; only the 5,000 idle ones stay.
+    for conn in pair_conns.iter().chain(group_conns.iter()) {
+        conn.close().await;
+    }
+    drop((pair_conns, group_conns));
+    settle(&http, &base, keep as i64).await?;
+
+    // 4. Long-poll against WebSocket.
+    let longpoll = if with_longpoll {
+        Some(longpoll_vs_ws(setup, server, &http, &ws_url, &recorder, &pop, db_url).await?)
+    } else {
+        None
+    };
+    server.check_alive()?;
+    // Whatever the idle connections suffered during the whole run.
+    let after = recorder.take();
+    for (k, n) in after.disconnects {
+        *idle_disconnects.disconnects.entry(k).or_default() += n;
+    }
+    drop(idle);
+
+    Ok(ChatReport {
+        backend,
+        flavour,
+        users: pop.users,
+        channels: pop.channels,
+        memberships: pop.memberships,
+        seed_time,
+        server_fd_limit,
+        memory,
+        pairs,
+        groups,
+        longpoll,
+        idle_disconnects,
+        log: Default::default(),
+    })
+}
+
+/// Sends over WebSockets at `rate` for the configured duration (`dispatch(n, &mut
+/// not_queued)` sends message n), then waits for the deliveries to drain.
+async fn ws_run(
+    setup: &Setup,
+    server: &ServerProcess,
+    recorder: &Arc<Recorder>,
+    rate: u32,
+    fanout: u64,
+    mut dispatch: impl FnMut(u64, &mut u64),
+) -> SendRun {
+    let duration = setup.opts.duration;
+    let me = std::process::id();
+    recorder.begin(duration);
+    let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let mut not_queued = 0;
+    let dispatched = ws_client::pace(rate, duration, |n| dispatch(n, &mut not_queued)).await;
+    let after = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let drain = drain(recorder).await;
+    let tally = recorder.take();
+    SendRun {
+        rate,
+        duration,
+        dispatched,
+        not_queued,
+        fanout,
+        tally,
+        server_cpu: delta(before.0, after.0),
+        client_cpu: delta(before.1, after.1),
+        drain,
+    }
+}
+
+fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(b? - a?)
+}
+
+/// Waits until no frame has arrived for `QUIET` (or `DRAIN_LIMIT` passed); returns how
+/// long that took, the quiet period excluded.
+async fn drain(recorder: &Recorder) -> Duration {
+    let started = Instant::now();
+    let mut last = recorder.frames_total();
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < QUIET && started.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = recorder.frames_total();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    last_change.saturating_duration_since(started)
+}
+
+/// Waits until the server's open-socket gauge reads `expected`, then a little longer.
+async fn settle(http: &Client, base: &str, expected: i64) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = websockets_open(http, base).await?;
+        if open == Some(expected) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Run(format!(
+                "the server reports {open:?} open WebSockets, expected {expected}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    Ok(())
+}
+
+/// `kith_websockets_open` from `/metrics`.
+async fn websockets_open(http: &Client, base: &str) -> Result<Option<i64>, Error> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("kith_websockets_open "))
+        .and_then(|v| v.trim().parse().ok()))
+}
+
+/// Step 4: the first `LONGPOLL_PAIRS` pairs; `a` POSTs at the long-poll rate, `b`
+/// receives, first by long-poll, then over a WebSocket.
+async fn longpoll_vs_ws(
+    setup: &Setup,
+    server: &ServerProcess,
+    http: &Client,
+    ws_url: &str,
+    recorder: &Arc<Recorder>,
+    pop: &ChatPopulation,
+    db_url: &str,
+) -> Result<(SendRun, SendRun), Error> {
+    let base = server.base_url.clone();
+    let pairs = &pop.pairs[..LONGPOLL_PAIRS.min(pop.pairs.len())];
+    let rate = setup.opts.longpoll_rate;
+
+    // Every receiver starts from the newest message, so the first answers carry only what
+    // this run sends, not the backlog of the earlier runs.
+    let probe = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::from_str(db_url)?.read_only(true))
+        .await?;
+    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
+        .fetch_one(&probe)
+        .await?;
+    probe.close().await;
+
+    eprintln!(
+        "[longpoll] {} receivers long-polling, {rate} POSTs/s",
+        pairs.len()
+    );
+    let mut pollers = JoinSet::new();
+    for p in pairs {
+        pollers.spawn(poll_loop(
+            http.clone(),
+            format!("{base}/v1/chat/sync"),
+            p.b.token.clone(),
+            newest,
+            recorder.clone(),
+        ));
+    }
+    // Let every poller reach its wait before the first POST.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lp = post_run(setup, server, http, &base, recorder, pairs, rate, "l").await;
+    pollers.abort_all();
+    while pollers.join_next().await.is_some() {}
+
+    eprintln!("[longpoll] the same receivers on WebSockets, {rate} POSTs/s");
+    let tokens: Vec<String> = pairs.iter().map(|p| p.b.token.clone()).collect();
+    let conns = ws_client::open_all(ws_url, &tokens, recorder).await?;
+    settle(http, &base, (MEMORY_POINTS[0] + conns.len()) as i64).await?;
+    let ws = post_run(setup, server, http, &base, recorder, pairs, rate, "w").await;
+    for conn in &conns {
+        conn.close().await;
+    }
+    Ok((lp, ws))
+}
+
+/// One receiver's long-poll loop, until aborted.
+async fn poll_loop(http: Client, url: String, token: String, since: i64, recorder: Arc<Recorder>) {
+    let mut cursor = since.to_string();
+    loop {
+        let response = http
+            .get(&url)
+            .query(&[
+                ("since", cursor.as_str()),
+                ("timeout", &LONGPOLL_TIMEOUT_SECS.to_string()),
+            ])
+            .bearer_auth(&token)
+            .send()
+            .await;
+        let body = match response {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await,
+            Ok(r) => {
+                recorder.error(format!("long-poll HTTP {}", r.status().as_u16()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                recorder.error(format!(
+                    "long-poll: {}",
+                    if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "request error"
+                    }
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let messages = body
+            .get("messages")
+            .and_then(|m| m.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for m in messages {
+            let stamp = m
+                .get("content")
+                .and_then(|c| c.as_str())
+                .and_then(|c| ws_client::stamp_of(&format!(r#""content":"{c}""#)));
+            recorder.delivery(stamp);
+        }
+        if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
+            cursor = next.to_string();
+        }
+    }
+}
+
+/// POSTs at `rate`, round-robin over the pairs' `a` users, then drains.
+#[allow(clippy::too_many_arguments)]
+async fn post_run(
+    setup: &Setup,
+    server: &ServerProcess,
+    http: &Client,
+    base: &str,
+    recorder: &Arc<Recorder>,
+    pairs: &[chat_seed::Pair],
+    rate: u32,
+    tag: &str,
+) -> SendRun {
+    let duration = setup.opts.duration;
+    let me = std::process::id();
+    recorder.begin(duration);
+    let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let mut posts = JoinSet::new();
+    let dispatched = ws_client::pace(rate, duration, |n| {
+        let p = &pairs[(n as usize) % pairs.len()];
+        let request = http
+            .post(format!("{base}/v1/chat/channels/{}/messages", p.channel))
+            .bearer_auth(&p.a.token)
+            .json(&serde_json::json!({
+                "content": recorder.stamped_content(tag),
+                "client_msg_id": format!("{tag}-{n}"),
+            }));
+        let recorder = recorder.clone();
+        posts.spawn(async move {
+            let sent = recorder.now_ns();
+            match request.send().await {
+                Ok(r) if r.status().as_u16() == 201 => {
+                    let _ = r.bytes().await;
+                    recorder.ack(Some(sent));
+                }
+                Ok(r) => recorder.error(format!("POST HTTP {}", r.status().as_u16())),
+                Err(e) => recorder.error(format!(
+                    "POST {}",
+                    if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "request error"
+                    }
+                )),
+            }
+        });
+    })
+    .await;
+    let after = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    while posts.join_next().await.is_some() {}
+    let drain = drain(recorder).await;
+    let tally = recorder.take();
+    SendRun {
+        rate,
+        duration,
+        dispatched,
+        not_queued: 0,
+        fanout: 1,
+        tally,
+        server_cpu: delta(before.0, after.0),
+        client_cpu: delta(before.1, after.1),
+        drain,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Raises this process's soft open-file limit to the hard one (10,000 client sockets);
+/// returns the limit in force.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let current = getrlimit(Resource::Nofile);
+    let wanted = current.maximum.map_or(FD_LIMIT, |hard| hard.min(FD_LIMIT));
+    if current.current.is_some_and(|soft| soft < wanted) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(wanted),
+                maximum: current.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current
+}

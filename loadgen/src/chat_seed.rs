@@ -1,0 +1,169 @@
+//! The chat population, written straight into the server's SQLite file: users with sessions,
+//! 1:1 channels for the pairs and 100-member groups. Thousands of channels through the API
+//! would take longer than the measurements and measure nothing of interest.
+//!
+//! Rows look like the server's own: a 1:1 channel has kind `dm`, an empty name and the
+//! `dm_key` "smaller_id:larger_id" (so `POST /v1/chat/dm/{username}` would find it); every
+//! channel starts with `last_seq` and `last_message_id` at 0, as a new one does.
+
+use crate::{
+    error::Error,
+    seed::{new_token, username, NO_PASSWORD, ROWS_PER_INSERT, SESSION_LIFETIME_MS},
+};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+/// Users who only hold an idle WebSocket (the memory measurement opens all of them).
+pub const IDLE_USERS: usize = 10_000;
+/// 1:1 channels, two users each.
+pub const PAIRS: usize = 1_000;
+/// Groups, and members per group (the API's maximum, creator included).
+pub const GROUPS: usize = 20;
+pub const GROUP_SIZE: usize = 100;
+
+/// A seeded user the tool connects as.
+#[derive(Debug, Clone)]
+pub struct ChatUser {
+    pub id: i64,
+    /// Bearer token of the session written for this user.
+    pub token: String,
+}
+
+/// Two users and their 1:1 channel.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub channel: i64,
+    pub a: ChatUser,
+    pub b: ChatUser,
+}
+
+/// A group channel and its members (the first is the creator).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub channel: i64,
+    pub members: Vec<ChatUser>,
+}
+
+/// Everyone the chat measurements act as, and how much was written.
+#[derive(Debug)]
+pub struct ChatPopulation {
+    pub idle: Vec<ChatUser>,
+    pub pairs: Vec<Pair>,
+    pub groups: Vec<Group>,
+    pub users: usize,
+    pub channels: usize,
+    pub memberships: usize,
+}
+
+/// Writes users, sessions, channels and members, one transaction per table.
+pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<ChatPopulation, Error> {
+    let total = IDLE_USERS + 2 * PAIRS + GROUPS * GROUP_SIZE;
+    let mut users: Vec<(ChatUser, Vec<u8>)> = (1..=total as i64)
+        .map(|id| {
+            let (token, hash) = new_token();
+            (ChatUser { id, token }, hash)
+        })
+        .collect();
+
+    let mut tx = db.begin().await?;
+    for chunk in users.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (u, _)| {
+            row.push_bind(u.id)
+                .push_bind(username(u.id))
+                .push_bind(format!("Chat user {}", u.id))
+                .push_bind(NO_PASSWORD)
+                .push_bind(now_ms);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in users.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
+        );
+        q.push_values(chunk, |mut row, (u, hash)| {
+            row.push_bind(hash.clone())
+                .push_bind(u.id)
+                .push_bind(now_ms)
+                .push_bind(now_ms + SESSION_LIFETIME_MS);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+
+    let mut rest: Vec<ChatUser> = users.drain(..).map(|(u, _)| u).collect();
+    let mut after_idle = rest.split_off(IDLE_USERS);
+    let idle = rest;
+    let group_users = after_idle.split_off(2 * PAIRS);
+
+    // Channel ids are small integers; the server's own are Snowflakes, far above them.
+    let mut next_channel = 1_i64;
+    let mut pairs = Vec::with_capacity(PAIRS);
+    let mut pair_users = after_idle.into_iter();
+    while let (Some(a), Some(b)) = (pair_users.next(), pair_users.next()) {
+        pairs.push(Pair {
+            channel: next_channel,
+            a,
+            b,
+        });
+        next_channel += 1;
+    }
+    let mut groups = Vec::with_capacity(GROUPS);
+    for members in group_users.chunks(GROUP_SIZE) {
+        groups.push(Group {
+            channel: next_channel,
+            members: members.to_vec(),
+        });
+        next_channel += 1;
+    }
+
+    // (id, kind, name, creator, dm_key)
+    let mut channels: Vec<(i64, &str, String, i64, Option<String>)> = Vec::new();
+    let mut members: Vec<(i64, i64)> = Vec::new();
+    for p in &pairs {
+        let key = format!("{}:{}", p.a.id.min(p.b.id), p.a.id.max(p.b.id));
+        channels.push((p.channel, "dm", String::new(), p.a.id, Some(key)));
+        members.push((p.channel, p.a.id));
+        members.push((p.channel, p.b.id));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let creator = g.members.first().map_or(0, |m| m.id);
+        channels.push((g.channel, "group", format!("Load group {i}"), creator, None));
+        members.extend(g.members.iter().map(|m| (g.channel, m.id)));
+    }
+    let mut tx = db.begin().await?;
+    for chunk in channels.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO channels (id, kind, name, creator_id, dm_key, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, kind, name, creator, key)| {
+            row.push_bind(*id)
+                .push_bind(*kind)
+                .push_bind(name.clone())
+                .push_bind(*creator)
+                .push_bind(key.clone())
+                .push_bind(now_ms);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in members.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO channel_members (channel_id, user_id, joined_at) ",
+        );
+        q.push_values(chunk, |mut row, (channel, user)| {
+            row.push_bind(*channel).push_bind(*user).push_bind(now_ms);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+
+    Ok(ChatPopulation {
+        users: total,
+        channels: channels.len(),
+        memberships: members.len(),
+        idle,
+        pairs,
+        groups,
+    })
+}

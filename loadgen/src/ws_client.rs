@@ -1,0 +1,367 @@
+//! The chat clients: WebSocket connections (one task each), the recorder every received
+//! frame reports to, and the open-loop pacer that decides when messages are sent.
+//!
+//! Latency needs no correlation table: a message's content carries its send time
+//! (`lg <ns since the run's epoch> …`), and sender and receivers share this process's
+//! monotonic clock, so whoever receives it (a WebSocket member, a long-poll client, the
+//! sender's own `ack`) subtracts. Frames are classified by substring rather than parsed:
+//! at 100,000 deliveries a second on one core, a full JSON parse per frame would make the
+//! client the bottleneck.
+
+use crate::error::Error;
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_tungstenite::{
+    connect_async_with_config,
+    tungstenite::{
+        client::IntoClientRequest as _,
+        http::{header::AUTHORIZATION, HeaderValue},
+        protocol::WebSocketConfig,
+        Message,
+    },
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// Messages a connection's pacer may queue before it counts as not keeping up.
+const OUTBOX: usize = 64;
+/// Connections opened at once: enough to keep the server's accept path busy, few enough
+/// that a slow upgrade shows as a slow ramp rather than as timeouts.
+const CONNECT_CONCURRENCY: usize = 32;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The marker that starts every load message's content.
+const STAMP: &str = "lg ";
+
+/// Locks a mutex that a panicking holder may have poisoned: the recorder's counters are
+/// plain numbers, still meaningful after a panic elsewhere.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one phase saw.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Send→receive latencies (ns) of message deliveries stamped since the phase began.
+    pub latencies: Vec<u64>,
+    /// Deliveries received while the window was open, whatever their stamp.
+    pub received_in_window: u64,
+    /// Send→ack latencies (ns) of acks stamped since the phase began.
+    pub acks: Vec<u64>,
+    /// `error` frames (by code) and failed HTTP sends (by status).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections that ended without being asked to, by close code or error.
+    pub disconnects: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The phase's window (ns): a delivery *received* in [start, end) counts towards its
+    /// throughput; a message *stamped* at or after start (until `take`) is the phase's own,
+    /// even if its connection wrote it a moment after the pacer stopped at `end`.
+    window: (u64, u64),
+    tally: Tally,
+    /// Deliveries and acks seen since the run began, for drain detection.
+    frames_total: u64,
+}
+
+/// Where every client reports what it received.
+pub struct Recorder {
+    epoch: Instant,
+    state: Mutex<State>,
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Nanoseconds since the recorder's epoch: the clock of every stamp.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The content of a load message sent now.
+    pub fn stamped_content(&self, tag: &str) -> String {
+        format!(
+            "{STAMP}{} {tag}: load message with a sentence or so of text",
+            self.now_ns()
+        )
+    }
+
+    /// Starts a phase: counts messages stamped from now until `duration` from now.
+    pub fn begin(&self, duration: Duration) {
+        let start = self.now_ns();
+        let mut s = lock(&self.state);
+        s.window = (start, start + duration.as_nanos() as u64);
+        s.tally = Tally::default();
+    }
+
+    /// Ends a phase and hands over what it saw.
+    pub fn take(&self) -> Tally {
+        let mut s = lock(&self.state);
+        s.window = (0, 0);
+        std::mem::take(&mut s.tally)
+    }
+
+    /// Deliveries and acks so far: when it stops moving, the server has drained.
+    pub fn frames_total(&self) -> u64 {
+        lock(&self.state).frames_total
+    }
+
+    /// A delivered message sent at `stamp` (long-poll, or a WebSocket frame).
+    pub fn delivery(&self, stamp: Option<u64>) {
+        let now = self.now_ns();
+        let mut s = lock(&self.state);
+        s.frames_total += 1;
+        let (start, end) = s.window;
+        if now >= start && now < end {
+            s.tally.received_in_window += 1;
+        }
+        if let Some(sent) = stamp.filter(|t| start > 0 && *t >= start) {
+            s.tally.latencies.push(now.saturating_sub(sent));
+        }
+    }
+
+    /// The sender learnt that its message is stored (`ack` frame, or the POST's 201).
+    pub fn ack(&self, stamp: Option<u64>) {
+        let now = self.now_ns();
+        let mut s = lock(&self.state);
+        s.frames_total += 1;
+        let start = s.window.0;
+        if let Some(sent) = stamp.filter(|t| start > 0 && *t >= start) {
+            s.tally.acks.push(now.saturating_sub(sent));
+        }
+    }
+
+    pub fn error(&self, kind: String) {
+        *lock(&self.state).tally.errors.entry(kind).or_default() += 1;
+    }
+
+    fn disconnect(&self, why: String) {
+        *lock(&self.state).tally.disconnects.entry(why).or_default() += 1;
+    }
+
+    /// Classifies one text frame from the server.
+    fn frame(&self, text: &str) {
+        if text.contains(r#""type":"message""#) {
+            self.delivery(stamp_of(text));
+        } else if text.contains(r#""type":"ack""#) {
+            self.ack(stamp_of(text));
+        } else if text.contains(r#""type":"error""#) {
+            let code = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("code")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unparsable".into());
+            self.error(format!("error frame `{code}`"));
+        }
+    }
+}
+
+/// The send stamp in a frame or message holding a load message's content.
+pub fn stamp_of(text: &str) -> Option<u64> {
+    let at = text.find(&format!(r#""content":"{STAMP}"#))? + r#""content":""#.len() + STAMP.len();
+    let digits = &text[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// What a connection's task is asked to do.
+enum Outgoing {
+    /// Send a message into `channel` with this `client_msg_id`.
+    Send { channel: i64, client_msg_id: String },
+    /// Close the connection (a normal end, not counted as a disconnect).
+    Close,
+}
+
+/// A live connection: its task owns the socket; this handle queues work for it.
+pub struct Conn {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Conn {
+    /// Queues a message; false if the connection's queue is full or it is gone (the client
+    /// is not keeping up, or the server closed it).
+    pub fn send(&self, channel: i64, client_msg_id: String) -> bool {
+        self.tx
+            .try_send(Outgoing::Send {
+                channel,
+                client_msg_id,
+            })
+            .is_ok()
+    }
+
+    /// Asks the connection to close.
+    pub async fn close(&self) {
+        let _ = self.tx.send(Outgoing::Close).await;
+    }
+}
+
+/// Opens authenticated connections for `tokens`, in order; fails if any cannot connect.
+pub async fn open_all(
+    url: &str,
+    tokens: &[String],
+    recorder: &Arc<Recorder>,
+) -> Result<Vec<Conn>, Error> {
+    let results: Vec<Result<Conn, String>> = futures_util::stream::iter(tokens.iter())
+        .map(|token| open(url, token, recorder.clone()))
+        .buffered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let mut conns = Vec::with_capacity(results.len());
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for r in results {
+        match r {
+            Ok(c) => conns.push(c),
+            Err(e) => *failures.entry(e).or_default() += 1,
+        }
+    }
+    if failures.is_empty() {
+        return Ok(conns);
+    }
+    let text: Vec<String> = failures.iter().map(|(e, n)| format!("{n} × {e}")).collect();
+    // Dropping the opened handles ends their tasks, which close their sockets.
+    Err(Error::Run(format!(
+        "{} of {} WebSocket connections failed: {}",
+        failures.values().sum::<usize>(),
+        tokens.len(),
+        text.join("; ")
+    )))
+}
+
+async fn open(url: &str, token: &str, recorder: Arc<Recorder>) -> Result<Conn, String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    request.headers_mut().insert(AUTHORIZATION, bearer);
+    // Small buffers: 10,000 clients with tungstenite's default 128 KiB read buffer would
+    // put a gigabyte on the client's core for nothing.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        connect_async_with_config(request, Some(config), true),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(OUTBOX);
+    tokio::spawn(drive(ws, rx, recorder));
+    Ok(Conn { tx })
+}
+
+/// One connection's life: writes what it is asked to send, reports every frame it reads.
+/// Reading also answers the server's pings (tungstenite queues the pong and flushes it on
+/// the next read), which is what keeps an idle connection within the server's 75 s.
+async fn drive(
+    mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    recorder: Arc<Recorder>,
+) {
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outgoing::Send { channel, client_msg_id }) => {
+                    let frame = serde_json::json!({
+                        "type": "send",
+                        "channel_id": channel.to_string(),
+                        "client_msg_id": client_msg_id,
+                        "content": recorder.stamped_content(&client_msg_id),
+                    })
+                    .to_string();
+                    if let Err(e) = ws.send(Message::Text(frame.into())).await {
+                        recorder.disconnect(format!("send failed: {e}"));
+                        return;
+                    }
+                }
+                Some(Outgoing::Close) | None => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+            },
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => recorder.frame(text.as_str()),
+                Some(Ok(Message::Close(frame))) => {
+                    let why = frame.map_or_else(
+                        || "close without code".to_string(),
+                        |f| format!("close {} ({})", u16::from(f.code), f.reason),
+                    );
+                    recorder.disconnect(why);
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    recorder.disconnect(format!("read error: {e}"));
+                    return;
+                }
+                None => {
+                    recorder.disconnect("connection ended".into());
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Calls `dispatch(n)` for n = 0, 1, … at `rate` per second for `duration`, on a 1 ms
+/// grid: open loop, so a slow server gets the same offered load rather than a politely
+/// reduced one. Returns how many were dispatched.
+pub async fn pace(rate: u32, duration: Duration, mut dispatch: impl FnMut(u64)) -> u64 {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        // Due by the clock, not by ticks: a late tick sends the backlog at once.
+        let due = ((start.elapsed().as_secs_f64() * f64::from(rate)) as u64).min(total);
+        while sent < due {
+            dispatch(sent);
+            sent += 1;
+        }
+    }
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_found_in_frames() {
+        let frame = r#"{"message":{"channel_id":"3","content":"lg 123456 p1: load","id":"9"},"type":"message"}"#;
+        assert_eq!(stamp_of(frame), Some(123_456));
+        assert_eq!(stamp_of(r#"{"content":"hello"}"#), None);
+    }
+
+    #[test]
+    fn frames_are_classified_and_windowed() {
+        let r = Recorder::new();
+        r.begin(Duration::from_secs(60));
+        let sent = r.now_ns();
+        r.frame(&format!(
+            r#"{{"message":{{"content":"lg {sent} x"}},"type":"message"}}"#
+        ));
+        r.frame(&format!(
+            r#"{{"client_msg_id":"x","message":{{"content":"lg {sent} x"}},"type":"ack"}}"#
+        ));
+        r.frame(r#"{"code":"rate_limited","message":"slow down","type":"error"}"#);
+        // Stamped before the window: delivered, but no latency sample.
+        r.frame(r#"{"message":{"content":"lg 0 old"},"type":"message"}"#);
+        let t = r.take();
+        assert_eq!(t.latencies.len(), 1);
+        assert_eq!(t.acks.len(), 1);
+        assert_eq!(t.received_in_window, 2);
+        assert_eq!(t.errors.get("error frame `rate_limited`"), Some(&1));
+        assert_eq!(r.frames_total(), 3);
+    }
+}
