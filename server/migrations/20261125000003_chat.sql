@@ -44,3 +44,7 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_client_msg_id ON messages (sender_id, client_msg_id);
 -- A seq is used once per channel.
 CREATE UNIQUE INDEX messages_seq ON messages (channel_id, seq);
+
+-- A new message id must exceed every stored one (nodes' clocks may disagree); this index
+-- makes that MAX(id) a single lookup.
+CREATE INDEX messages_by_id ON messages (id);

@@ -274,7 +274,98 @@ async fn upgrades_are_authenticated_and_origin_checked(backend: Backend) -> Resu
     Ok(())
 }
 
+async fn slow_consumers_are_closed_and_recover_by_sync(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (a, b) = (app.register("slow_a").await?, app.register("slow_b").await?);
+    let ch = dm_channel(&app, &a, "slow_b").await?;
+    // B connects, with a small receive buffer, and then stops reading.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let tcp = socket
+        .connect(format!("127.0.0.1:{}", app.port).parse()?)
+        .await?;
+    let mut req = format!("ws://127.0.0.1:{}/v1/chat/ws", app.port).into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", b.token))?,
+    );
+    let (mut lazy, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = "x".repeat(4000);
+    let total = 2400;
+    let mut sent = 0;
+    let mut last_id = String::new();
+    while sent < total {
+        let path = format!("/v1/chat/channels/{ch}/messages");
+        let bodies: Vec<Value> = (0..32)
+            .map(|i| json!({"content": body, "client_msg_id": format!("s{}", sent + i)}))
+            .collect();
+        let batch = bodies
+            .iter()
+            .map(|b| app.post_json(&path, b, Some(&a.token)));
+        for r in futures::future::join_all(batch).await {
+            let v: Value = r?.json().await?;
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            // Concurrent sends finish in any order: keep the largest id.
+            if (id.len(), &id) > (last_id.len(), &last_id) {
+                last_id = id;
+            }
+        }
+        sent += 32;
+    }
+    // B finally reads: some messages, then a close with 1013 (not an unbounded buffer).
+    let mut received = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), lazy.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => received += 1,
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break u16::from(frame.code),
+            Ok(Some(Ok(_))) => {}
+            other => {
+                return Err(anyhow!(
+                    "socket ended without a close frame after {received}: {other:?}"
+                ))
+            }
+        }
+    };
+    assert_eq!(code, 1013, "slow consumer closed with 1013");
+    assert!(received < total, "the server did not buffer everything");
+    // Reconnecting and syncing recovers everything.
+    let mut fresh = connect(&app, Some(&b)).await?;
+    send_json(&mut fresh, json!({"type": "sync", "since": "0"})).await?;
+    let mut last = String::new();
+    for _ in 0..total {
+        last = next_json(&mut fresh).await?["message"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
+    assert_eq!(last, last_id);
+    println!("ws-slow-consumer: {total} sent, {received} delivered before close 1013, {total} recovered by sync");
+    Ok(())
+}
+
+async fn shutdown_closes_sockets_with_1012(backend: Backend) -> Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let app = common::spawn_with(
+        backend,
+        common::Options {
+            stop: Some(stopped),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let a = app.register("bye_a").await?;
+    let mut ws = connect(&app, Some(&a)).await?;
+    send_json(&mut ws, json!({"type": "heartbeat"})).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    assert_eq!(close_code(&mut ws).await?, 1012);
+    Ok(())
+}
+
 both_backends!(
+    slow_consumers_are_closed_and_recover_by_sync,
+    shutdown_closes_sockets_with_1012,
     messages_reach_every_device_and_ack_the_sender,
     offline_devices_catch_up_with_sync,
     bad_frames_get_errors_and_the_connection_survives,

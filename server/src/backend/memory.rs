@@ -182,8 +182,10 @@ impl Queue for MemoryQueue {
     }
 }
 
-/// Capacity of each topic's broadcast buffer; a receiver further behind gets `Lagged`.
-const TOPIC_CAPACITY: usize = 256;
+/// Capacity of each topic's broadcast buffer; a receiver further behind gets `Lagged` and
+/// recovers from the database. Small on purpose: tokio allocates every slot up front, and
+/// there is a topic per connected user.
+const TOPIC_CAPACITY: usize = 32;
 
 type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
 

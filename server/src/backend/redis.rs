@@ -278,7 +278,8 @@ impl RateLimiter for RedisBackend {
     }
 }
 
-const TOPIC_CAPACITY: usize = 256;
+/// See `memory::TOPIC_CAPACITY`.
+const TOPIC_CAPACITY: usize = 32;
 
 type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
 

@@ -317,13 +317,19 @@ async fn wake_members(state: &AppState, message: &Message, origin: u64) {
                 return;
             }
         };
-    for member in members {
-        if let Err(e) = state
-            .backends
-            .pubsub
-            .publish(&user_topic(member), frame.clone())
-            .await
-        {
+    // Concurrently: on Redis the connection manager pipelines them into one round trip.
+    let publishes = members.into_iter().map(|member| {
+        let frame = frame.clone();
+        async move {
+            state
+                .backends
+                .pubsub
+                .publish(&user_topic(member), frame)
+                .await
+        }
+    });
+    for result in futures::future::join_all(publishes).await {
+        if let Err(e) = result {
             tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
         }
     }

@@ -178,7 +178,7 @@ pub async fn insert_message(
     .bind(channel)
     .fetch_one(&mut *conn)
     .await?;
-    let floor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(last_message_id), 0) FROM channels")
+    let floor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
         .fetch_one(&mut *conn)
         .await?;
     let id = make_id(floor);

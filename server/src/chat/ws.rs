@@ -32,7 +32,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::{sync::atomic::Ordering, time::Duration};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
 
 /// Largest frame and message a client may send (SECURITY.md).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -42,6 +42,8 @@ const OUTBOUND_QUEUE: usize = 256;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A socket that sends nothing (not even a heartbeat or pong) for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// A send the client does not take within this long ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings, so proxies keep the connection and dead peers are found.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Client frames allowed per connection: 20 a second, bursts of 50.
@@ -244,14 +246,30 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
     };
 
     let (out, mut outbox) = mpsc::channel::<WsMessage>(OUTBOUND_QUEUE);
+    // The writer drains the queue; a close request jumps ahead of queued frames (a slow
+    // consumer's queue is full), and a client that stops reading altogether is dropped
+    // after WRITE_TIMEOUT instead of holding the task forever.
+    let (closer, mut close_request) = oneshot::channel::<(u16, &'static str)>();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                request = &mut close_request => match request {
+                    Ok((code, reason)) => close_frame(code, reason),
+                    Err(_) => break,
+                },
+                frame = outbox.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+            };
             let closing = matches!(frame, WsMessage::Close(_));
-            if sink.send(frame).await.is_err() || closing {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+                Ok(Ok(())) if !closing => {}
+                _ => break,
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     });
 
     let mut wake = match state
@@ -334,13 +352,11 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
             }
         }
     };
-    if let End::Close(code, reason) = end {
-        // The queue may be full (slow consumer): make room for the close frame.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            conn.out.send(close_frame(code, reason)),
-        )
-        .await;
+    match end {
+        End::Close(code, reason) => {
+            let _ = closer.send((code, reason));
+        }
+        End::Gone => drop(closer),
     }
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -445,7 +461,22 @@ impl Conn {
             since = last.id.0;
             for message in &batch {
                 let frame = serde_json::json!({"type": "message", "message": message}).to_string();
-                self.push(WsMessage::Text(frame.into()))?;
+                // The client asked for this: wait for room (it is reading) rather than
+                // treating a catch-up larger than the queue as a slow consumer.
+                match tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    self.out.send(WsMessage::Text(frame.into())),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        return Err(End::Close(
+                            close::TRY_AGAIN_LATER,
+                            "too slow; reconnect and sync",
+                        ))
+                    }
+                }
             }
             self.cursor = self.cursor.max(since);
             if batch.len() < 200 {

@@ -94,6 +94,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Share this database file (several nodes of one cluster).
     pub database_url: Option<String>,
+    /// Stops the node (graceful shutdown) when this fires.
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> Result<TestApp> {
@@ -135,7 +137,16 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
     let app = Application::build_with_clock(config, clock).await?;
     let port = app.port();
     let state = app.state().clone();
-    tokio::spawn(app.run_until(std::future::pending()));
+    match options.stop {
+        Some(stop) => {
+            tokio::spawn(app.run_until(async move {
+                let _ = stop.await;
+            }));
+        }
+        None => {
+            tokio::spawn(app.run_until(std::future::pending()));
+        }
+    }
     Ok(TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
