@@ -317,22 +317,28 @@ async fn wake_members(state: &AppState, message: &Message, origin: u64) {
                 return;
             }
         };
-    // Concurrently: on Redis the connection manager pipelines them into one round trip.
-    let publishes = members.into_iter().map(|member| {
-        let frame = frame.clone();
+    if let Err(e) = wake(state, &members, frame).await {
+        tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
+    }
+}
+
+/// Publishes `payload` to each user's topic, concurrently (on Redis the connection
+/// manager pipelines them into one round trip).
+pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Result<(), AppError> {
+    let publishes = users.iter().map(|user| {
+        let payload = payload.clone();
         async move {
             state
                 .backends
                 .pubsub
-                .publish(&user_topic(member), frame)
+                .publish(&user_topic(*user), payload)
                 .await
         }
     });
     for result in futures::future::join_all(publishes).await {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
-        }
+        result?;
     }
+    Ok(())
 }
 
 /// A page of history for a member.

@@ -560,15 +560,9 @@ async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppEr
     let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
         .to_string();
     let payload = wake::frame(0, 0, json.as_bytes());
-    for member in store::member_ids(&state.db, channel).await? {
-        if member != user.id.0 {
-            state
-                .backends
-                .pubsub
-                .publish(&user_topic(member), payload.clone())
-                .await?;
-        }
-    }
+    let mut others = store::member_ids(&state.db, channel).await?;
+    others.retain(|m| *m != user.id.0);
+    service::wake(state, &others, payload).await?;
     Ok(())
 }
 
@@ -584,13 +578,8 @@ async fn read(
     store::mark_read(&state.db, channel, user.id.0, message_id).await?;
     let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(message_id)}).to_string();
     let payload = wake::frame(origin, 0, json.as_bytes());
-    for member in store::member_ids(&state.db, channel).await? {
-        state
-            .backends
-            .pubsub
-            .publish(&user_topic(member), payload.clone())
-            .await?;
-    }
+    let members = store::member_ids(&state.db, channel).await?;
+    service::wake(state, &members, payload).await?;
     Ok(())
 }
 
