@@ -230,26 +230,8 @@ impl UiBackend for ServerUi {
     ) -> Result<Page<Message>, ApiError> {
         let me = self.signed_in(parts).await?;
         let before = parse_cursor(before)?;
-        let limit = 30;
-        let mut items = chat::service::history(
-            &self.state,
-            &me,
-            parse_id(id, "channel")?,
-            before,
-            None,
-            limit + 1,
-        )
-        .await?;
-        let more = items.len() > limit;
-        if more {
-            items.remove(0);
-        }
-        let next_cursor = if more {
-            items.first().map(|m| m.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let id = parse_id(id, "channel")?;
+        Ok(chat::service::history(&self.state, &me, id, before, None, 30).await?)
     }
 
     async fn send_message(

@@ -169,26 +169,9 @@ pub async fn history(
     if before.is_some() && after.is_some() {
         return Err(AppError::invalid_request("give before or after, not both"));
     }
-    let mut items = service::history(
-        &state,
-        &auth.user,
-        channel_id(&id)?,
-        before,
-        after,
-        limit + 1,
-    )
-    .await?;
-    let more = items.len() > limit;
-    let next_cursor = if !more {
-        None
-    } else if after.is_some() {
-        items.truncate(limit);
-        items.last().map(|m| m.id.to_string())
-    } else {
-        items.remove(0);
-        items.first().map(|m| m.id.to_string())
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(
+        service::history(&state, &auth.user, channel_id(&id)?, before, after, limit).await?,
+    ))
 }
 
 /// Body of `POST /v1/chat/channels/{id}/messages`.

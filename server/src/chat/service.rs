@@ -8,7 +8,7 @@ use crate::{
     feed::caches,
     state::AppState,
 };
-use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, User};
+use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User};
 use std::collections::HashMap;
 
 /// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
@@ -121,6 +121,24 @@ pub async fn create_group(
     channel_view(state, &row).await
 }
 
+/// The group `me` belongs to and the user named `username`, for membership changes (a 1:1
+/// channel's membership is fixed).
+async fn group_and_user(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    username: &str,
+) -> Result<(store::ChannelRow, auth_store::UserRow), AppError> {
+    let row = member_channel(state, me.id.0, channel).await?;
+    if row.kind != "group" {
+        return Err(AppError::validation(
+            "channel",
+            "a 1:1 conversation's members cannot change",
+        ));
+    }
+    Ok((row, user_by_name(state, username).await?))
+}
+
 /// Adds `username` to a group `me` belongs to.
 pub async fn add_member(
     state: &AppState,
@@ -128,14 +146,7 @@ pub async fn add_member(
     channel: i64,
     username: &str,
 ) -> Result<(), AppError> {
-    let row = member_channel(state, me.id.0, channel).await?;
-    if row.kind != "group" {
-        return Err(AppError::validation(
-            "channel",
-            "members can only be added to groups",
-        ));
-    }
-    let user = user_by_name(state, username).await?;
+    let (_, user) = group_and_user(state, me, channel, username).await?;
     let mut tx = state.db.begin().await?;
     // Counting inside the write transaction keeps concurrent adds from passing 100.
     if store::insert_member(&mut tx, channel, user.id, state.clock.now_ms()).await?
@@ -157,14 +168,7 @@ pub async fn remove_member(
     channel: i64,
     username: &str,
 ) -> Result<(), AppError> {
-    let row = member_channel(state, me.id.0, channel).await?;
-    if row.kind != "group" {
-        return Err(AppError::validation(
-            "channel",
-            "nobody can leave a 1:1 conversation",
-        ));
-    }
-    let user = user_by_name(state, username).await?;
+    let (row, user) = group_and_user(state, me, channel, username).await?;
     if user.id != me.id.0 && row.creator_id != me.id.0 {
         return Err(AppError::forbidden(
             "only the group's creator can remove others",
@@ -341,7 +345,8 @@ pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Res
     Ok(())
 }
 
-/// A page of history for a member.
+/// A page of history for a member, in id order: the `limit` messages before `before` (the
+/// newest when `None`), or after `after`. `next_cursor` continues in the same direction.
 pub async fn history(
     state: &AppState,
     me: &User,
@@ -349,10 +354,20 @@ pub async fn history(
     before: Option<i64>,
     after: Option<i64>,
     limit: usize,
-) -> Result<Vec<Message>, AppError> {
+) -> Result<Page<Message>, AppError> {
     member_channel(state, me.id.0, channel).await?;
-    let rows = store::history(&state.db, channel, before, after, limit as i64).await?;
-    hydrate(state, rows).await
+    let rows = store::history(&state.db, channel, before, after, limit as i64 + 1).await?;
+    let mut items = hydrate(state, rows).await?;
+    let next_cursor = if items.len() <= limit {
+        None
+    } else if after.is_some() {
+        items.truncate(limit);
+        items.last().map(|m| m.id.to_string())
+    } else {
+        items.remove(0);
+        items.first().map(|m| m.id.to_string())
+    };
+    Ok(Page { items, next_cursor })
 }
 
 /// Messages after `since` across the user's channels, oldest first (at most `limit`).
