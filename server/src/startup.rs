@@ -23,7 +23,7 @@ use axum::{
     Router,
 };
 use leptos::config::{get_configuration, LeptosOptions};
-use leptos_axum::{generate_route_list, LeptosRoutes as _};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes as _};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower_http::trace::TraceLayer;
@@ -196,10 +196,21 @@ impl Application {
     }
 }
 
+/// The UI's route table, generated once per process.
+///
+/// Generating it renders the app with resource loading suppressed through a
+/// process-wide flag; a resource first polled by a page render while another
+/// node in the same process (tests run many) regenerated the table would never
+/// resolve. The table depends on nothing but the app, so one copy serves all.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
+}
+
 /// The whole HTTP surface of a node.
 pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
-    let routes = generate_route_list(app::App);
+    let routes = route_list();
     let context = ui::context_provider(&state);
     let shell = move || app::shell(leptos.clone());
     Router::new()

@@ -153,6 +153,8 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
         state,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A request that never answers fails its test instead of stalling the suite.
+            .timeout(std::time::Duration::from_secs(30))
             .build()?,
         clock: manual,
         _dir: dir,
