@@ -137,6 +137,63 @@ pub struct SyncResponse {
     pub cursor: Id,
 }
 
+/// Whether a user is online (API.md "Presence").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Online,
+    Offline,
+}
+
+/// An item of `GET /v1/presence`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UserPresence {
+    pub user_id: Id,
+    pub username: String,
+    pub status: PresenceStatus,
+    /// `null` for someone never seen online.
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+/// What a notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A chat message that arrived while the recipient had no live connection.
+    Message,
+    /// A new post from someone the recipient follows.
+    Post,
+}
+
+/// An item of `GET /v1/me/notifications`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Notification {
+    pub id: Id,
+    pub kind: NotificationKind,
+    /// Who sent the message or wrote the post.
+    pub actor: User,
+    /// For `message`: the channel and the message.
+    pub channel_id: Option<Id>,
+    pub message_id: Option<Id>,
+    /// For `post`: the post.
+    pub post_id: Option<Id>,
+    /// The start of the message or post.
+    pub excerpt: String,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+/// The answer of `GET /v1/me/notifications/unread`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct UnreadCount {
+    pub count: i64,
+}
+
 /// The answer to register and login.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -8,7 +8,9 @@
 //! * `auth`: accounts and sessions; `users`: profiles.
 //! * `feed`: the news feed (post service, fanout, news feed service, caches).
 //! * `graph`: the social graph (follows, friends, user search).
-//! * `chat`: channels, the message store, sync and long-poll.
+//! * `chat`: channels, the message store, the WebSocket hub, sync and long-poll.
+//! * `presence`: the presence servers (who is online, told to friends and small groups).
+//! * `notifications`: the notification service (offline chat recipients, new posts).
 //! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
 //! * `db`: the SQLite store and its migrations (`server/migrations/`).
 //! * `id`: the Snowflake ID generator.
@@ -28,9 +30,11 @@ pub mod feed;
 pub mod graph;
 pub mod http;
 pub mod id;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
+pub mod presence;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -129,9 +129,11 @@ impl Application {
             )),
             dummy_hash: dummy_hash.into(),
             leptos,
+            presence: Arc::default(),
         };
         spawn_session_sweeper(state.clone());
         crate::feed::fanout::spawn(&state);
+        crate::presence::spawn(&state);
         let router = router(state.clone());
         Ok(Self {
             listener,
@@ -219,6 +221,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::feed::routes::router())
         .merge(crate::graph::routes::router())
         .merge(crate::chat::routes::router())
+        .merge(crate::presence::routes::router())
+        .merge(crate::notifications::routes::router())
         .merge(ops::router())
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<

@@ -62,6 +62,8 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     /// Flips to `true` when the node shuts down; long-lived connections close on it.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// This node's batched presence activity.
+    pub presence: Arc<crate::presence::Tracker>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

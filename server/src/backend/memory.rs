@@ -3,7 +3,9 @@
 //! Every lock here is a `std::sync::Mutex` held for a few map operations and never across
 //! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
 
-use super::{gcra, Cache, Decision, PubSub, Queue, Quota, RateLimiter, Result, Subscription};
+use super::{
+    gcra, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result, Subscription,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::{
@@ -268,5 +270,63 @@ impl RateLimiter for MemoryRateLimiter {
 
     async fn peek(&self, key: &str, quota: Quota, now_ms: i64) -> Result<Decision> {
         Ok(self.check(key, quota, now_ms, false))
+    }
+}
+
+#[derive(Default)]
+struct PresenceData {
+    /// Online users and their last activity.
+    online: HashMap<i64, i64>,
+    /// Last activity of everyone seen.
+    seen: HashMap<i64, i64>,
+}
+
+/// In-process presence.
+#[derive(Default)]
+pub struct MemoryPresence {
+    data: Mutex<PresenceData>,
+}
+
+#[async_trait]
+impl PresenceStore for MemoryPresence {
+    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>> {
+        let mut data = lock(&self.data);
+        let mut came_online = Vec::new();
+        for &user in users {
+            let last = data.online.entry(user).or_insert_with(|| {
+                came_online.push(user);
+                now_ms
+            });
+            *last = (*last).max(now_ms);
+            let seen = data.seen.entry(user).or_insert(now_ms);
+            *seen = (*seen).max(now_ms);
+        }
+        Ok(came_online)
+    }
+
+    async fn expire(&self, cutoff_ms: i64) -> Result<Vec<(i64, i64)>> {
+        let mut data = lock(&self.data);
+        let gone: Vec<(i64, i64)> = data
+            .online
+            .iter()
+            .filter(|(_, last)| **last <= cutoff_ms)
+            .map(|(user, last)| (*user, *last))
+            .collect();
+        for (user, _) in &gone {
+            data.online.remove(user);
+        }
+        Ok(gone)
+    }
+
+    async fn status(&self, users: &[i64]) -> Result<Vec<(bool, Option<i64>)>> {
+        let data = lock(&self.data);
+        Ok(users
+            .iter()
+            .map(|u| (data.online.contains_key(u), data.seen.get(u).copied()))
+            .collect())
+    }
+
+    async fn online_count(&self) -> Result<u64> {
+        Ok(lock(&self.data).online.len() as u64)
     }
 }

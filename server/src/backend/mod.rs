@@ -1,5 +1,5 @@
-//! The shared, non-durable state of a Kith node: caches, work queues, pub/sub and rate
-//! limits, each behind a small trait with two real implementations.
+//! The shared, non-durable state of a Kith node: caches, work queues, pub/sub, rate
+//! limits and presence, each behind a small trait with two real implementations.
 //!
 //! * [`memory`]: in-process, the default; one process runs everything.
 //! * [`redis`]: Redis (`KITH_REDIS_URL`), so several processes share caches, queues and
@@ -93,6 +93,25 @@ impl Subscription {
     }
 }
 
+/// Who is online, shared by every node: each online user's last activity, plus the last
+/// activity of everyone ever seen (`last_active_at`).
+///
+/// A user goes online when activity is recorded for them while they are not online, and
+/// offline only through [`PresenceStore::expire`], which hands each expired user to exactly
+/// one caller, so with several nodes one of them announces each change.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Records activity of `users` at `now_ms`; returns those who were not online before.
+    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>>;
+    /// Takes offline every online user whose last activity is at or before `cutoff_ms` and
+    /// returns them with that time.
+    async fn expire(&self, cutoff_ms: i64) -> Result<Vec<(i64, i64)>>;
+    /// For each user, in order: whether they are online, and their last activity if any.
+    async fn status(&self, users: &[i64]) -> Result<Vec<(bool, Option<i64>)>>;
+    /// How many users are online.
+    async fn online_count(&self) -> Result<u64>;
+}
+
 /// A GCRA quota: `limit` events per `period`, with bursts of up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
@@ -164,6 +183,7 @@ pub struct Backends {
     pub queue: Arc<dyn Queue>,
     pub pubsub: Arc<dyn PubSub>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub presence: Arc<dyn PresenceStore>,
     /// Redis connection used by readiness checks; `None` when running in-process.
     pub redis: Option<redis::RedisBackend>,
 }
@@ -176,6 +196,7 @@ impl Backends {
             queue: Arc::new(memory::MemoryQueue::default()),
             pubsub: Arc::new(memory::MemoryPubSub::default()),
             limiter: Arc::new(memory::MemoryRateLimiter::default()),
+            presence: Arc::new(memory::MemoryPresence::default()),
             redis: None,
         }
     }
@@ -188,6 +209,7 @@ impl Backends {
             queue: Arc::new(backend.clone()),
             pubsub: Arc::new(backend.pubsub()),
             limiter: Arc::new(backend.clone()),
+            presence: Arc::new(backend.clone()),
             redis: Some(backend),
         })
     }

@@ -7,7 +7,8 @@
 //! to local broadcast channels and resubscribes after a reconnect.
 
 use super::{
-    BackendError, Cache, Decision, PubSub, Queue, Quota, RateLimiter, Result, Subscription,
+    BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
+    Subscription,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -55,6 +56,28 @@ end
 return 0
 ";
 
+/// Records activity. KEYS[1] = the online sorted set (score: last activity), KEYS[2] = the
+/// last-seen hash; ARGV[1] = now, ARGV[2..] = users. Returns the users who were not online.
+const PRESENCE_TOUCH_LUA: &str = r"
+local came = {}
+for i = 2, #ARGV do
+  local user = ARGV[i]
+  if not redis.call('ZSCORE', KEYS[1], user) then table.insert(came, user) end
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], user)
+  local seen = tonumber(redis.call('HGET', KEYS[2], user) or 0)
+  if seen < tonumber(ARGV[1]) then redis.call('HSET', KEYS[2], user, ARGV[1]) end
+end
+return came
+";
+
+/// Takes silent users offline, atomically, so each is announced by one node. KEYS[1] = the
+/// online set; ARGV[1] = the cutoff. Returns user, last activity, user, ... (at most 1000).
+const PRESENCE_EXPIRE_LUA: &str = r"
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, 1000)
+for i = 1, #gone, 2 do redis.call('ZREM', KEYS[1], gone[i]) end
+return gone
+";
+
 /// A connection to Redis shared by the cache, queue and limiter of one node.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -65,6 +88,8 @@ pub struct RedisBackend {
     blocking: Arc<Mutex<Vec<redis::aio::MultiplexedConnection>>>,
     gcra: Arc<Script>,
     ids_add: Arc<Script>,
+    presence_touch: Arc<Script>,
+    presence_expire: Arc<Script>,
 }
 
 impl RedisBackend {
@@ -79,6 +104,8 @@ impl RedisBackend {
             blocking: Arc::default(),
             gcra: Arc::new(Script::new(GCRA_LUA)),
             ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
+            presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
+            presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
         };
         backend.ping().await?;
         Ok(backend)
@@ -121,6 +148,73 @@ impl RedisBackend {
                 retry_after: Duration::from_millis(over as u64),
             }
         })
+    }
+}
+
+const PRESENCE_ONLINE: &str = "presence:online";
+const PRESENCE_SEEN: &str = "presence:seen";
+
+#[async_trait]
+impl PresenceStore for RedisBackend {
+    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut call = self.presence_touch.prepare_invoke();
+        call.key(self.key(PRESENCE_ONLINE))
+            .key(self.key(PRESENCE_SEEN))
+            .arg(now_ms);
+        for user in users {
+            call.arg(*user);
+        }
+        let came: Vec<i64> = call.invoke_async(&mut conn).await?;
+        Ok(came)
+    }
+
+    async fn expire(&self, cutoff_ms: i64) -> Result<Vec<(i64, i64)>> {
+        let mut conn = self.conn.clone();
+        let mut gone = Vec::new();
+        loop {
+            let batch: Vec<(i64, f64)> = self
+                .presence_expire
+                .key(self.key(PRESENCE_ONLINE))
+                .arg(cutoff_ms)
+                .invoke_async(&mut conn)
+                .await?;
+            let n = batch.len();
+            gone.extend(batch.into_iter().map(|(user, last)| (user, last as i64)));
+            if n < 1000 {
+                return Ok(gone);
+            }
+        }
+    }
+
+    async fn status(&self, users: &[i64]) -> Result<Vec<(bool, Option<i64>)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let (online, seen): (Vec<Option<f64>>, Vec<Option<i64>>) = redis::pipe()
+            .cmd("ZMSCORE")
+            .arg(self.key(PRESENCE_ONLINE))
+            .arg(users)
+            .cmd("HMGET")
+            .arg(self.key(PRESENCE_SEEN))
+            .arg(users)
+            .query_async(&mut conn)
+            .await?;
+        Ok(online
+            .into_iter()
+            .zip(seen)
+            .map(|(score, seen)| (score.is_some(), seen))
+            .collect())
+    }
+
+    async fn online_count(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn.zcard(self.key(PRESENCE_ONLINE)).await?;
+        Ok(n)
     }
 }
 

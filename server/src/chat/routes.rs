@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
             delete(remove_member),
         )
         .route("/v1/chat/channels/{id}/messages", get(history).post(send))
+        .route("/v1/chat/channels/{id}/typing", post(typing))
+        .route("/v1/chat/channels/{id}/read", post(read))
         .route("/v1/chat/sync", get(sync))
         .route("/v1/chat/ws", get(super::ws::upgrade))
 }
@@ -202,6 +204,43 @@ pub async fn send(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// POST /v1/chat/channels/{id}/typing — tells the other members (for clients without a
+/// socket; the `typing` frame does the same). Never stored.
+#[utoipa::path(post, path = "/v1/chat/channels/{id}/typing", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody)))]
+pub async fn typing(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    service::typing(&state, &auth.user, channel_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/chat/channels/{id}/read`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadReceipt {
+    /// The newest message the user has read in the channel.
+    pub message_id: app::model::Id,
+}
+
+/// POST /v1/chat/channels/{id}/read — stores a read receipt (it never moves back) and
+/// tells the members and the reader's other devices (the `read` frame does the same).
+#[utoipa::path(post, path = "/v1/chat/channels/{id}/read", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReadReceipt,
+    responses((status = 204), (status = 403, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<ReadReceipt>,
+) -> Result<StatusCode, AppError> {
+    service::read(&state, &auth.user, channel_id(&id)?, body.message_id.0, 0).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `?since&timeout` of sync.

@@ -199,6 +199,36 @@ pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, Ap
     Ok(out)
 }
 
+/// Tells the other members that `user` is typing (never stored).
+pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppError> {
+    member_channel(state, user.id.0, channel).await?;
+    let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
+        .to_string();
+    let payload = super::ws::wake::frame(0, 0, json.as_bytes());
+    let mut others = store::member_ids(&state.db, channel).await?;
+    others.retain(|m| *m != user.id.0);
+    wake(state, &others, payload).await?;
+    Ok(())
+}
+
+/// Stores a read receipt (it never moves back) and tells the members, the reader's other
+/// devices included (`origin`, the connection that sent it, excepted).
+pub async fn read(
+    state: &AppState,
+    user: &User,
+    channel: i64,
+    message_id: i64,
+    origin: u64,
+) -> Result<(), AppError> {
+    member_channel(state, user.id.0, channel).await?;
+    store::mark_read(&state.db, channel, user.id.0, message_id).await?;
+    let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(message_id)}).to_string();
+    let payload = super::ws::wake::frame(origin, 0, json.as_bytes());
+    let members = store::member_ids(&state.db, channel).await?;
+    wake(state, &members, payload).await?;
+    Ok(())
+}
+
 /// Turns stored messages into API messages (senders from the user cache).
 pub async fn hydrate(
     state: &AppState,
@@ -324,6 +354,13 @@ async fn wake_members(state: &AppState, message: &Message, origin: u64) {
     if let Err(e) = wake(state, &members, frame).await {
         tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
     }
+    // Members with no live connection get a notification; off the sender's path.
+    let (state, message) = (state.clone(), message.clone());
+    tokio::spawn(async move {
+        if let Err(e) = crate::notifications::for_message(&state, &message, &members).await {
+            tracing::warn!(error = %e, "cannot create message notifications");
+        }
+    });
 }
 
 /// Publishes `payload` to each user's topic, concurrently (on Redis the connection
@@ -398,16 +435,22 @@ impl Drop for WaiterGauge {
 
 /// Long poll: messages after `since`, waiting up to `wait_secs` for one to arrive. The
 /// wake-up subscription is registered before the database is read, so a message committed
-/// in between still ends the wait.
+/// in between still ends the wait. Other events (presence, typing, read receipts, new posts)
+/// arriving during the wait end it too and come back in `events`. A waiting poll keeps its
+/// user present.
 pub async fn wait_for_messages(
     state: &AppState,
     me: i64,
     since: i64,
     wait_secs: u64,
 ) -> Result<app::model::SyncResponse, AppError> {
+    use super::ws::wake::{parse, Wake};
     use tokio::sync::broadcast::error::RecvError;
+    crate::presence::activity(state, me).await;
+    let _present = crate::presence::hold(state, me);
     let mut wake = state.backends.pubsub.subscribe(&user_topic(me)).await?;
     let mut messages = since_batch(state, me, since).await?;
+    let mut events = Vec::new();
     if messages.is_empty() && wait_secs > 0 {
         state
             .metrics
@@ -418,12 +461,24 @@ pub async fn wait_for_messages(
         loop {
             match tokio::time::timeout_at(deadline, wake.recv()).await {
                 Err(_) => break,
-                // A wake-up, a lagged receiver or a closed topic: the database says what is
-                // new either way.
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => {}
+                // Not a message: hand the event over as it is.
+                Ok(Ok(payload)) => {
+                    if let Some(Wake::Frame {
+                        message_id: 0,
+                        json,
+                        ..
+                    }) = parse(&payload)
+                    {
+                        if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&json) {
+                            events.push(event);
+                        }
+                    }
+                }
+                // A lagged receiver or a closed topic: the database says what is new.
+                Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => {}
             }
             messages = since_batch(state, me, since).await?;
-            if !messages.is_empty() {
+            if !messages.is_empty() || !events.is_empty() {
                 break;
             }
         }
@@ -431,7 +486,7 @@ pub async fn wait_for_messages(
     let cursor = messages.last().map_or(since, |m| m.id.0);
     Ok(app::model::SyncResponse {
         messages,
-        events: Vec::new(),
+        events,
         cursor: Id(cursor),
     })
 }

@@ -297,8 +297,10 @@ pub async fn mark_read(
     message_id: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE channel_members SET last_read_message_id = MAX(last_read_message_id, ?)
-         WHERE channel_id = ? AND user_id = ?",
+        "UPDATE channel_members
+            SET last_read_message_id = MAX(last_read_message_id,
+                MIN(?, (SELECT last_message_id FROM channels WHERE id = channel_id)))
+          WHERE channel_id = ? AND user_id = ?",
     )
     .bind(message_id)
     .bind(channel)

@@ -11,7 +11,7 @@
 //! everything by `sync` from its last message id when it reconnects, and meanwhile it costs
 //! the node nothing. Buffers are small so an idle connection stays cheap.
 
-use super::{service, store, user_topic};
+use super::{service, user_topic};
 use crate::{
     auth::{extract::token_from_headers, service as auth},
     backend::{gcra, Decision, Quota},
@@ -289,6 +289,7 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
             return;
         }
     };
+    crate::presence::activity(&state, user.id.0).await;
     let mut conn = Conn {
         token_hash: token_hash_b64(&token),
         state: state.clone(),
@@ -496,6 +497,7 @@ impl Conn {
             ));
         }
         self.tat = tat;
+        crate::presence::activity(&self.state, self.user.id.0).await;
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(f) => f,
             Err(e) => {
@@ -537,7 +539,7 @@ impl Conn {
                 }
             }
             ClientFrame::Typing { channel_id } => {
-                let result = typing(&self.state, &self.user, channel_id.0).await;
+                let result = service::typing(&self.state, &self.user, channel_id.0).await;
                 match result {
                     Ok(()) => Ok(()),
                     Err(e) => self.error(&e, None),
@@ -546,41 +548,14 @@ impl Conn {
             ClientFrame::Read {
                 channel_id,
                 message_id,
-            } => match read(&self.state, &self.user, channel_id.0, message_id.0, self.id).await {
+            } => match service::read(&self.state, &self.user, channel_id.0, message_id.0, self.id)
+                .await
+            {
                 Ok(()) => Ok(()),
                 Err(e) => self.error(&e, None),
             },
         }
     }
-}
-
-/// Tells the other members that `user` is typing (never stored).
-async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppError> {
-    service::member_channel(state, user.id.0, channel).await?;
-    let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
-        .to_string();
-    let payload = wake::frame(0, 0, json.as_bytes());
-    let mut others = store::member_ids(&state.db, channel).await?;
-    others.retain(|m| *m != user.id.0);
-    service::wake(state, &others, payload).await?;
-    Ok(())
-}
-
-/// Stores a read receipt and tells the members (the reader's other devices included).
-async fn read(
-    state: &AppState,
-    user: &User,
-    channel: i64,
-    message_id: i64,
-    origin: u64,
-) -> Result<(), AppError> {
-    service::member_channel(state, user.id.0, channel).await?;
-    store::mark_read(&state.db, channel, user.id.0, message_id).await?;
-    let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(message_id)}).to_string();
-    let payload = wake::frame(origin, 0, json.as_bytes());
-    let members = store::member_ids(&state.db, channel).await?;
-    service::wake(state, &members, payload).await?;
-    Ok(())
 }
 
 #[cfg(test)]

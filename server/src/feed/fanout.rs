@@ -123,17 +123,17 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
 }
 
 /// Calls `f` with the author's own feed and post list, then with each batch of the
-/// author's followers' feed keys unless the author is a celebrity.
+/// author's followers (their feed keys and ids) unless the author is a celebrity.
 async fn for_each_feed_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
     mut f: F,
 ) -> Result<(), AppError>
 where
-    F: FnMut(Vec<String>) -> Fut,
+    F: FnMut(Vec<String>, Vec<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    f(vec![feed_key(author_id), author_key(author_id)]).await?;
+    f(vec![feed_key(author_id), author_key(author_id)], Vec::new()).await?;
     let followers = store::follower_count(&state.db, author_id).await?;
     if followers as u64 >= state.config.celebrity_threshold {
         return Ok(());
@@ -143,16 +143,43 @@ where
         let page = store::followers_after(&state.db, author_id, after, BATCH).await?;
         let Some(&last) = page.last() else { break };
         after = last;
-        f(page.into_iter().map(feed_key).collect()).await?;
+        f(page.iter().copied().map(feed_key).collect(), page).await?;
     }
     Ok(())
 }
 
+/// Pushes the post into the feeds, notifies the followers and sends the online ones a
+/// `new_post` frame (serialized once).
 async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
-    for_each_feed_batch(state, job.author_id, |keys| async move {
+    let post = match super::posts::one(state, None, job.post_id).await {
+        Ok(post) => Some(post),
+        // Deleted before its fanout ran: the delete job cleans up.
+        Err(AppError::Client { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let frame = post.as_ref().map(|post| {
+        let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
+        crate::chat::ws::wake::frame(0, 0, json.as_bytes())
+    });
+    let (post, frame) = (&post, &frame);
+    for_each_feed_batch(state, job.author_id, |keys, followers| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
         cache.ids_add(&entries, FEED_CAP).await?;
+        if let (Some(post), Some(frame)) = (post, frame) {
+            if !followers.is_empty() {
+                crate::notifications::for_post(
+                    state,
+                    job.author_id,
+                    job.post_id,
+                    &post.content,
+                    &followers,
+                )
+                .await?;
+                let online = crate::presence::online_among(state, &followers).await?;
+                crate::chat::service::wake(state, &online, frame.clone()).await?;
+            }
+        }
         Ok(())
     })
     .await?;
@@ -163,12 +190,13 @@ async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
 
 async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
-    for_each_feed_batch(state, job.author_id, |keys| async move {
+    for_each_feed_batch(state, job.author_id, |keys, _| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
         cache.ids_remove(&entries).await?;
         Ok(())
     })
     .await?;
     cache.delete(&caches::post_key(job.post_id)).await?;
+    crate::notifications::store::forget_post(&state.db, job.post_id).await?;
     Ok(())
 }

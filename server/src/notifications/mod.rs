@@ -1,0 +1,144 @@
+//! The notification service: a chat message for a member with no live connection, and a
+//! new post from someone followed, leave a notification the recipient finds later (the
+//! badge and list of the UI, `GET /v1/me/notifications`).
+//!
+//! "No live connection" is the presence server's answer: a member who is offline (silent
+//! for longer than the presence timeout) is notified; one who is online got the message
+//! live. Post notifications are written by the fanout workers with the feed entries, in
+//! batches, for authors below the celebrity threshold; a celebrity's followers pull their
+//! posts and are not notified one by one (that would be the fanout-on-write the threshold
+//! exists to avoid).
+
+pub mod routes;
+pub mod store;
+
+use crate::{error::AppError, feed::caches, presence, state::AppState};
+use app::model::{Id, Message, Notification, NotificationKind, Page};
+use std::collections::HashMap;
+
+/// Characters of a message or post kept in its notification.
+const EXCERPT_CHARS: usize = 140;
+
+fn excerpt(text: &str) -> String {
+    let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
+    if text.chars().count() > EXCERPT_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// Notifies the members of a message's channel who are offline (the sender excepted).
+pub async fn for_message(
+    state: &AppState,
+    message: &Message,
+    members: &[i64],
+) -> Result<(), AppError> {
+    let sender = message.sender.id.0;
+    let others: Vec<i64> = members.iter().copied().filter(|m| *m != sender).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let online = presence::online_among(state, &others).await?;
+    let offline: Vec<i64> = others.into_iter().filter(|m| !online.contains(m)).collect();
+    let text = excerpt(&message.content);
+    let about = store::About {
+        kind: "message",
+        actor_id: sender,
+        channel_id: Some(message.channel_id.0),
+        message_id: Some(message.id.0),
+        post_id: None,
+        excerpt: &text,
+        created_at: message.created_at.timestamp_millis(),
+    };
+    insert(state, &about, &offline).await
+}
+
+/// Notifies `followers` of a new post.
+pub async fn for_post(
+    state: &AppState,
+    author: i64,
+    post_id: i64,
+    content: &str,
+    followers: &[i64],
+) -> Result<(), AppError> {
+    let text = excerpt(content);
+    let about = store::About {
+        kind: "post",
+        actor_id: author,
+        channel_id: None,
+        message_id: None,
+        post_id: Some(post_id),
+        excerpt: &text,
+        created_at: state.clock.now_ms(),
+    };
+    insert(state, &about, followers).await
+}
+
+async fn insert(
+    state: &AppState,
+    about: &store::About<'_>,
+    recipients: &[i64],
+) -> Result<(), AppError> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, i64)> = recipients
+        .iter()
+        .map(|user| (state.ids.next_id(), *user))
+        .collect();
+    store::insert_many(&state.db, about, &rows).await?;
+    Ok(())
+}
+
+/// A page of the user's notifications, newest first.
+pub async fn list(
+    state: &AppState,
+    user: i64,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Page<Notification>, AppError> {
+    let mut rows = store::page(&state.db, user, before, limit as i64 + 1).await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let actor_ids: Vec<i64> = rows.iter().map(|r| r.actor_id).collect();
+    let actors = caches::users(state, &actor_ids).await?;
+    let next_cursor = more
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .filter_map(|r| to_api(r, &actors))
+        .collect();
+    Ok(Page { items, next_cursor })
+}
+
+fn to_api(
+    r: store::NotificationRow,
+    actors: &HashMap<i64, app::model::User>,
+) -> Option<Notification> {
+    Some(Notification {
+        id: Id(r.id),
+        kind: if r.kind == "post" {
+            NotificationKind::Post
+        } else {
+            NotificationKind::Message
+        },
+        actor: actors.get(&r.actor_id)?.clone(),
+        channel_id: r.channel_id.map(Id),
+        message_id: r.message_id.map(Id),
+        post_id: r.post_id.map(Id),
+        excerpt: r.excerpt,
+        created_at: crate::db::to_datetime(r.created_at),
+        read: r.read_at.is_some(),
+    })
+}
+
+/// Marks the user's notifications up to `up_to` read.
+pub async fn mark_read(state: &AppState, user: i64, up_to: i64) -> Result<(), AppError> {
+    store::mark_read(&state.db, user, up_to, state.clock.now_ms()).await?;
+    Ok(())
+}
+
+pub async fn unread(state: &AppState, user: i64) -> Result<i64, AppError> {
+    Ok(store::unread_count(&state.db, user).await?)
+}

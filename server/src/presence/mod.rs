@@ -1,0 +1,213 @@
+//! The presence servers: who is online, told to the people who care.
+//!
+//! A user is online while any of their connections shows activity: a WebSocket frame
+//! (heartbeats included) or a long-poll that is waiting or polls again. Activity goes to
+//! the shared [`PresenceStore`](crate::backend::PresenceStore) (Redis or in-process), and a
+//! user silent for `KITH_PRESENCE_TIMEOUT_SECS` is taken offline by the periodic sweep, so a
+//! brief drop and reconnect inside that window changes nothing anyone sees.
+//!
+//! Writes are coalesced: the first activity of a user this node does not know to be online
+//! is written at once (so coming online is announced without delay); later heartbeats only
+//! mark the user, and every [`TICK`] one batched write records all of them. 10k users
+//! heartbeating every 5 s cost one store call a second, not 2,000.
+//!
+//! Changes are pushed (`presence` frames) to the user's friends and to the members of the
+//! small channels they are in; members of large groups ask with `GET /v1/presence` when
+//! they open the group instead (pushing every change to 100 people is the cost the seed
+//! warns about).
+
+pub mod routes;
+mod store;
+
+use crate::{chat, error::AppError, state::AppState};
+use app::model::{Id, PresenceStatus, UserPresence};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{atomic::Ordering, Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+/// How often activity is flushed and silent users are expired.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Channels with at most this many members get presence pushed to them.
+pub const SMALL_CHANNEL: i64 = 20;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This node's view of its own users' activity, between two flushes.
+#[derive(Default)]
+pub struct Tracker {
+    /// Users with activity since the last flush.
+    pending: Mutex<HashSet<i64>>,
+    /// Users with a long-poll waiting on this node, and how many.
+    held: Mutex<HashMap<i64, usize>>,
+    /// When this node last wrote each user's activity to the store.
+    written: Mutex<HashMap<i64, i64>>,
+}
+
+/// Records activity of `user`: written through at once unless this node wrote it recently
+/// (then batched into the next tick).
+pub async fn activity(state: &AppState, user: i64) {
+    let now = state.clock.now_ms();
+    let fresh_within = state.config.presence_timeout.as_millis() as i64 / 2;
+    let recently_written = lock(&state.presence.written)
+        .get(&user)
+        .is_some_and(|at| now - at < fresh_within);
+    if recently_written {
+        lock(&state.presence.pending).insert(user);
+        return;
+    }
+    if let Err(e) = write(state, &[user], now).await {
+        tracing::warn!(error = %e, "presence write failed; retrying at the next tick");
+        lock(&state.presence.pending).insert(user);
+    }
+}
+
+/// Marks `user` present while the returned guard lives (a waiting long-poll).
+pub fn hold(state: &AppState, user: i64) -> Hold {
+    *lock(&state.presence.held).entry(user).or_default() += 1;
+    Hold {
+        state: state.clone(),
+        user,
+    }
+}
+
+/// See [`hold`]. Dropping it counts as activity too (the poll answered).
+pub struct Hold {
+    state: AppState,
+    user: i64,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = lock(&self.state.presence.held);
+        if let Some(n) = held.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.user);
+            }
+        }
+        drop(held);
+        lock(&self.state.presence.pending).insert(self.user);
+    }
+}
+
+/// Writes activity and announces the users who came online.
+async fn write(state: &AppState, users: &[i64], now: i64) -> Result<(), AppError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let came_online = state.backends.presence.touch(users, now).await?;
+    {
+        let mut written = lock(&state.presence.written);
+        for user in users {
+            written.insert(*user, now);
+        }
+    }
+    for user in came_online {
+        announce(state, user, PresenceStatus::Online, now).await;
+    }
+    Ok(())
+}
+
+/// One round of the presence server: flushes batched activity, expires silent users and
+/// announces them offline, refreshes the online gauge.
+pub async fn tick(state: &AppState) -> Result<(), AppError> {
+    let now = state.clock.now_ms();
+    let mut users: HashSet<i64> = std::mem::take(&mut *lock(&state.presence.pending));
+    users.extend(lock(&state.presence.held).keys().copied());
+    let users: Vec<i64> = users.into_iter().collect();
+    if let Err(e) = write(state, &users, now).await {
+        // Keep them for the next round.
+        lock(&state.presence.pending).extend(users);
+        return Err(e);
+    }
+    let timeout = state.config.presence_timeout.as_millis() as i64;
+    lock(&state.presence.written).retain(|_, at| now - *at < timeout);
+    for (user, last) in state.backends.presence.expire(now - timeout).await? {
+        announce(state, user, PresenceStatus::Offline, last).await;
+    }
+    let online = state.backends.presence.online_count().await?;
+    state
+        .metrics
+        .presence_online
+        .store(online as i64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Runs [`tick`] every [`TICK`] for the life of the node.
+pub fn spawn(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = tick(&state).await {
+                tracing::warn!(error = %e, "presence tick failed");
+            }
+        }
+    });
+}
+
+/// Pushes a `presence` frame to the online part of the user's audience.
+async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_active_ms: i64) {
+    let result = async {
+        let audience = store::audience(&state.db, user, SMALL_CHANNEL).await?;
+        let online = online_among(state, &audience).await?;
+        if online.is_empty() {
+            return Ok::<(), AppError>(());
+        }
+        let frame = serde_json::json!({
+            "type": "presence",
+            "user_id": Id(user),
+            "status": status,
+            "last_active_at": crate::db::to_datetime(last_active_ms),
+        });
+        let payload = chat::ws::wake::frame(0, 0, frame.to_string().as_bytes());
+        chat::service::wake(state, &online, payload).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(user, error = %e, "presence announcement failed");
+    }
+}
+
+/// The users among `users` who are online (one store call).
+pub async fn online_among(state: &AppState, users: &[i64]) -> Result<Vec<i64>, AppError> {
+    let statuses = state.backends.presence.status(users).await?;
+    Ok(users
+        .iter()
+        .zip(statuses)
+        .filter(|(_, (online, _))| *online)
+        .map(|(u, _)| *u)
+        .collect())
+}
+
+/// The presence of each of `users` (id, username), in order.
+pub async fn lookup(
+    state: &AppState,
+    users: &[(i64, String)],
+) -> Result<Vec<UserPresence>, AppError> {
+    let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
+    let statuses = state.backends.presence.status(&ids).await?;
+    Ok(users
+        .iter()
+        .zip(statuses)
+        .map(|((id, username), (online, last))| UserPresence {
+            user_id: Id(*id),
+            username: username.clone(),
+            status: if online {
+                PresenceStatus::Online
+            } else {
+                PresenceStatus::Offline
+            },
+            last_active_at: last.map(crate::db::to_datetime),
+        })
+        .collect())
+}
+
+/// Shared handle stored in [`AppState`].
+pub type Shared = Arc<Tracker>;
