@@ -5,8 +5,8 @@
 use crate::{
     error::ApiError,
     model::{
-        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Page, Post, Profile,
-        SyncResponse, User,
+        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Notification, Page, Post,
+        Profile, SyncResponse, User, UserPresence,
     },
 };
 use http::request::Parts;
@@ -87,6 +87,25 @@ pub trait UiBackend: Send + Sync + 'static {
         since: &str,
         timeout_secs: u64,
     ) -> Result<SyncResponse, ApiError>;
+    /// Tells a channel's other members the signed-in user is typing.
+    async fn typing(&self, parts: &Parts, channel: &str) -> Result<(), ApiError>;
+    /// Stores the signed-in user's read receipt in a channel.
+    async fn mark_read(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<(), ApiError>;
+    async fn presence(&self, parts: &Parts, username: &str) -> Result<UserPresence, ApiError>;
+    /// A page of the signed-in user's notifications, newest first.
+    async fn notifications(
+        &self,
+        parts: &Parts,
+        cursor: Option<String>,
+    ) -> Result<Page<Notification>, ApiError>;
+    async fn unread_notifications(&self, parts: &Parts) -> Result<i64, ApiError>;
+    /// Marks notifications up to `up_to` read.
+    async fn mark_notifications_read(&self, parts: &Parts, up_to: &str) -> Result<(), ApiError>;
 }
 
 /// How the server hands its [`UiBackend`] to Leptos.

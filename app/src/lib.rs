@@ -18,7 +18,10 @@
 pub mod chat;
 pub mod error;
 pub mod feed;
+pub mod live;
 pub mod model;
+pub mod notifications;
+pub mod presence;
 pub mod session;
 
 #[cfg(feature = "ssr")]
@@ -60,7 +63,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     session::SessionContext::provide();
-    chat::ChatClient::provide();
+    live::LiveClient::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/kith.css" />
@@ -75,6 +78,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/people") view=pages::people::People />
                     <Route path=path!("/chat") view=pages::chat::ChatList />
                     <Route path=path!("/chat/:id") view=pages::chat::Conversation />
+                    <Route path=path!("/notifications") view=pages::notifications::NotificationsPage />
                     // Async so a missing user gets a real 404 status, not a streamed 200.
                     <Route path=path!("/u/:username") view=pages::profile::ProfilePage ssr=SsrMode::Async />
                 </Routes>

@@ -7,7 +7,9 @@ use crate::{
     error::AppError,
     feed, graph,
     http::{client::client_ip, cookies, csrf, security::CspNonce},
+    notifications,
     pagination::DEFAULT_LIMIT,
+    presence,
     state::AppState,
     users::routes::load_profile,
 };
@@ -15,8 +17,8 @@ use app::{
     backend::{UiBackend, UiBackendHandle},
     error::ApiError,
     model::{
-        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Page, Post, Profile,
-        SyncResponse, User,
+        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Notification, Page, Post,
+        Profile, SyncResponse, User, UserPresence,
     },
 };
 use axum::http::request::Parts;
@@ -267,6 +269,61 @@ impl UiBackend for ServerUi {
             .ok_or_else(|| AppError::invalid_request("since must be a message id"))?;
         let wait = timeout_secs.min(chat::routes::MAX_WAIT_SECS);
         Ok(chat::service::wait_for_messages(&self.state, me.id.0, since, wait).await?)
+    }
+
+    async fn typing(&self, parts: &Parts, channel: &str) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::typing(&self.state, &me, parse_id(channel, "channel")?).await?)
+    }
+
+    async fn mark_read(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        let message = parse_id(message_id, "message")?;
+        Ok(
+            chat::service::read(&self.state, &me, parse_id(channel, "channel")?, message, 0)
+                .await?,
+        )
+    }
+
+    async fn presence(&self, parts: &Parts, username: &str) -> Result<UserPresence, ApiError> {
+        self.signed_in(parts).await?;
+        let row = crate::auth::store::user_by_username(&self.state.db, username)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found(&format!("user {username:?}")))?;
+        presence::lookup(&self.state, &[(row.id, row.username)])
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::internal("presence lookup returned nothing").into())
+    }
+
+    async fn notifications(
+        &self,
+        parts: &Parts,
+        cursor: Option<String>,
+    ) -> Result<Page<Notification>, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let before = cursor
+            .as_deref()
+            .map(|c| parse_id(c, "cursor"))
+            .transpose()?;
+        Ok(notifications::list(&self.state, me.id.0, before, DEFAULT_LIMIT).await?)
+    }
+
+    async fn unread_notifications(&self, parts: &Parts) -> Result<i64, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(notifications::unread(&self.state, me.id.0).await?)
+    }
+
+    async fn mark_notifications_read(&self, parts: &Parts, up_to: &str) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        let up_to = parse_id(up_to, "notification")?;
+        Ok(notifications::mark_read(&self.state, me.id.0, up_to).await?)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The top bar: the brand, the main links and who is signed in.
 
 use super::csrf::CsrfField;
-use crate::session::SessionContext;
+use crate::{live::LiveClient, notifications::unread_notifications, session::SessionContext};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -19,11 +19,14 @@ pub fn Nav() -> impl IntoView {
                             Ok(session) => match session.user {
                                 Some(user) => {
                                     let href = format!("/u/{}", user.username);
+                                    let live = LiveClient::get();
+                                    live.start();
                                     view! {
                                         <div class="topbar-links">
                                             <A href="/">"Home"</A>
                                             <A href="/people">"People"</A>
                                             <A href="/chat">"Chat"</A>
+                                            <NotificationsLink />
                                             <span class="whoami">
                                                 "Signed in as "
                                                 <A href=href>{format!("@{}", user.username)}</A>
@@ -50,5 +53,26 @@ pub fn Nav() -> impl IntoView {
                 </Transition>
             </nav>
         </header>
+    }
+}
+
+/// "Notifications", with the unread count as a badge.
+#[component]
+fn NotificationsLink() -> impl IntoView {
+    let live = LiveClient::get();
+    let count = Resource::new(|| (), |_| unread_notifications());
+    Effect::new(move |_| {
+        if let Some(Ok(n)) = count.get() {
+            live.unread_notifications.set(n);
+        }
+    });
+    let unread = move || live.unread_notifications.get();
+    view! {
+        <A href="/notifications">
+            "Notifications"
+            <Show when=move || { unread() > 0 }>
+                " "<span class="badge" aria-label=move || format!("{} unread", unread())>{unread}</span>
+            </Show>
+        </A>
     }
 }

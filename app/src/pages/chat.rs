@@ -2,13 +2,15 @@
 
 use crate::{
     chat::{
-        get_channel, get_history, list_channels, new_client_msg_id, send_message, ChatClient,
-        CreateGroup, Transport,
+        get_channel, get_history, list_channels, mark_read, new_client_msg_id, send_message,
+        send_typing, CreateGroup,
     },
     components::csrf::CsrfField,
     error::ApiError,
     feed::{csrf_token, viewer_id},
+    live::{LiveClient, Transport},
     model::{Channel, ChannelKind, Message, Page},
+    presence::PresenceDot,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -35,9 +37,21 @@ fn title(channel: &Channel) -> String {
 
 #[component]
 pub fn ChatList() -> impl IntoView {
-    ChatClient::get().start();
+    let client = LiveClient::get();
+    client.start();
     let create = ServerAction::<CreateGroup>::new();
-    let channels = Resource::new(move || create.version().get(), |_| list_channels());
+    // A live message or read receipt (this user's other devices included) changes the
+    // order and the unread counts: fetch the list again.
+    let channels = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                client.messages.with(Vec::len),
+                client.reads.get(),
+            )
+        },
+        |_| list_channels(),
+    );
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(channel)) = create.value().get() {
@@ -102,7 +116,7 @@ pub fn ChatList() -> impl IntoView {
 
 #[component]
 pub fn Conversation() -> impl IntoView {
-    let client = ChatClient::get();
+    let client = LiveClient::get();
     client.start();
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
@@ -136,7 +150,7 @@ struct Pending {
 
 #[component]
 fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
-    let client = ChatClient::get();
+    let client = LiveClient::get();
     let channel_id = channel.id;
     let name = title(&channel);
     let members = channel
@@ -151,6 +165,15 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
     let confirmed = RwSignal::new(Vec::<Message>::new());
     let pending = RwSignal::new(Vec::<Pending>::new());
     let (draft, set_draft) = signal(String::new());
+    let me = viewer_id();
+    let dm_partner = (channel.kind == ChannelKind::Dm)
+        .then(|| channel.members.iter().find(|m| Some(m.id) != me).cloned())
+        .flatten();
+    let member_names: Vec<(crate::model::Id, String)> = channel
+        .members
+        .iter()
+        .map(|m| (m.id, m.display_name.clone()))
+        .collect();
 
     // Everything known of this channel, in id order, each message once.
     let messages = Memo::new(move |_| {
@@ -159,7 +182,7 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         all.extend(confirmed.get());
         all.extend(
             client
-                .live
+                .messages
                 .get()
                 .into_iter()
                 .filter(|m| m.channel_id == channel_id),
@@ -227,6 +250,71 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             deliver(p);
         }
     };
+    // Read receipts: the newest message shown while the page is visible is read.
+    let marked = StoredValue::new(crate::model::Id(0));
+    Effect::new(move |_| {
+        let Some(newest) = messages.with(|all| all.last().map(|m| m.id)) else {
+            return;
+        };
+        if newest <= marked.get_value() || !page_visible() {
+            return;
+        }
+        marked.set_value(newest);
+        let channel = channel_id.to_string();
+        leptos::task::spawn_local(async move {
+            let _ = mark_read(csrf_token(), channel, newest.to_string()).await;
+        });
+    });
+    // Typing: at most one indicator every few seconds while the draft changes.
+    let last_typing = StoredValue::new(0f64);
+    let typed = move || {
+        let now = now_ms();
+        if now - last_typing.get_value() < 3_000.0 {
+            return;
+        }
+        last_typing.set_value(now);
+        let channel = channel_id.to_string();
+        leptos::task::spawn_local(async move {
+            let _ = send_typing(csrf_token(), channel).await;
+        });
+    };
+    let typing_names = {
+        let names = member_names.clone();
+        move || {
+            client.typing.with(|t| {
+                t.iter()
+                    .filter(|t| t.channel_id == channel_id && Some(t.user_id) != me)
+                    .filter_map(|t| names.iter().find(|(id, _)| *id == t.user_id))
+                    .map(|(_, name)| name.clone())
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
+    let typing_text = move || match typing_names().as_slice() {
+        [] => String::new(),
+        [one] => format!("{one} is typing…"),
+        many => format!("{} are typing…", many.join(", ")),
+    };
+    // "Seen by …" under the newest message, from receipts that arrived live.
+    let seen_by = {
+        let names = member_names.clone();
+        Signal::derive(move || {
+            let newest = messages.with(|all| all.last().map(|m| m.id))?;
+            let who: Vec<String> = client.reads.with(|reads| {
+                reads
+                    .iter()
+                    .filter(|r| {
+                        r.channel_id == channel_id
+                            && Some(r.user_id) != me
+                            && r.message_id >= newest
+                    })
+                    .filter_map(|r| names.iter().find(|(id, _)| *id == r.user_id))
+                    .map(|(_, name)| name.clone())
+                    .collect()
+            });
+            (!who.is_empty()).then(|| format!("Seen by {}", who.join(", ")))
+        })
+    };
     let load_older = move |_| {
         let Some(before) = cursor.get_untracked() else {
             return;
@@ -245,6 +333,9 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         <section class="card thread">
             <header>
                 <h1>{name}</h1>
+                {dm_partner.map(|u| view! {
+                    <PresenceDot user_id=u.id username=u.username display_name=u.display_name />
+                })}
                 <p class="muted">{members}</p>
             </header>
             <Show when=move || cursor.get().is_some()>
@@ -274,12 +365,45 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
                     </li>
                 </For>
             </ol>
+            <Show when=move || seen_by.with(Option::is_some)>
+                <p class="muted seen">{seen_by}</p>
+            </Show>
+            <p class="muted typing" role="status" aria-live="polite">{typing_text}</p>
             <form class="send" on:submit=submit>
                 <label for="message-input" class="visually-hidden">"Message"</label>
                 <input id="message-input" type="text" autocomplete="off" maxlength="4000" placeholder="Write a message"
-                    aria-label="Message" prop:value=draft on:input=move |ev| set_draft.set(event_target_value(&ev)) />
+                    aria-label="Message" prop:value=draft on:input=move |ev| {
+                        set_draft.set(event_target_value(&ev));
+                        typed();
+                    } />
                 <button type="submit">"Send"</button>
             </form>
         </section>
+    }
+}
+
+/// Milliseconds on the browser's clock (0 on the server, where nothing is typed).
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0.0
+    }
+}
+
+/// Whether the page is in front of the user (a hidden tab has not read anything).
+fn page_visible() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .is_some_and(|d| !d.hidden())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        false
     }
 }

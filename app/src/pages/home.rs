@@ -2,6 +2,7 @@
 
 use crate::{
     feed::{get_feed, Compose, PostList, Source},
+    live::LiveClient,
     model::Post,
     session::SessionContext,
 };
@@ -35,15 +36,40 @@ pub fn Home() -> impl IntoView {
     }
 }
 
-/// The compose box over the news feed.
+/// The compose box over the news feed, and the "N new posts" banner for posts that
+/// arrived live (they go in on click, so the list never jumps while being read).
 #[component]
 fn Timeline() -> impl IntoView {
+    let live = LiveClient::get();
     let first = Resource::new(|| (), |_| get_feed(None));
     let (fresh, set_fresh) = signal(Vec::<Post>::new());
     let on_posted = Callback::new(move |post: Post| set_fresh.update(|f| f.insert(0, post)));
+    let waiting = move || live.new_posts.with(Vec::len);
+    let show_new = move |_| {
+        let arrived = live
+            .new_posts
+            .try_update(std::mem::take)
+            .unwrap_or_default();
+        set_fresh.update(|f| {
+            for post in arrived.into_iter().rev() {
+                if !f.iter().any(|p| p.id == post.id) {
+                    f.insert(0, post);
+                }
+            }
+            f.sort_by_key(|p| std::cmp::Reverse(p.id));
+        });
+    };
     view! {
         <h1 class="visually-hidden">"Home"</h1>
         <Compose on_posted />
+        <Show when=move || { waiting() > 0 }>
+            <button type="button" class="banner new-posts" on:click=show_new>
+                {move || match waiting() {
+                    1 => "1 new post".to_string(),
+                    n => format!("{n} new posts"),
+                }}
+            </button>
+        </Show>
         <Transition fallback=|| view! { <p class="muted">"Loading your feed…"</p> }>
             {move || Suspend::new(async move {
                 match first.await {

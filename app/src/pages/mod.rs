@@ -4,5 +4,6 @@ pub mod auth;
 pub mod chat;
 pub mod home;
 pub mod not_found;
+pub mod notifications;
 pub mod people;
 pub mod profile;

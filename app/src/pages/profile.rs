@@ -5,6 +5,7 @@ use crate::{
     error::ApiError,
     feed::{get_user_posts, viewer_id, PostList, Source},
     model::{ErrorCode, Profile},
+    presence::PresenceDot,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -63,6 +64,11 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     let on_change = Callback::new(move |now_following: bool| {
         set_followers.update(|n| *n += if now_following { 1 } else { -1 });
     });
+    let (dot_id, dot_username, dot_display) = (
+        p.user.id,
+        p.user.username.clone(),
+        p.user.display_name.clone(),
+    );
     view! {
         <Title text=p.user.display_name.clone() />
         <section class="card profile">
@@ -70,6 +76,10 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                 <div>
                     <h1>{p.user.display_name.clone()}</h1>
                     <p class="handle">{format!("@{}", p.user.username)}</p>
+                    <Show when=move || can_follow>
+                        <PresenceDot user_id=dot_id username=dot_username.clone()
+                            display_name=dot_display.clone() />
+                    </Show>
                 </div>
                 <Show when=move || can_follow>
                     <div class="profile-actions">

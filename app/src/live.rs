@@ -1,0 +1,424 @@
+//! The live connection of a signed-in page, app-wide: one WebSocket (falling back to
+//! long-polling when sockets keep failing, or when `?transport=longpoll` asks for it) that
+//! brings chat messages, presence changes, typing indicators, read receipts and new posts
+//! of followed people. Pages read what they need from the signals of [`LiveClient`].
+
+use crate::model::{Id, Message, Post, PresenceStatus};
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// How long a typing indicator shows without a new `typing` event.
+pub const TYPING_SHOWS_MS: u32 = 6_000;
+
+/// How the live client is doing, for the reconnect banner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Not started (server rendering, or before hydration).
+    Idle,
+    Connecting,
+    WebSocket,
+    /// Receiving by long-poll.
+    LongPoll,
+    /// Lost the connection; trying again after a pause.
+    Reconnecting,
+}
+
+/// Server → client frames (and long-poll `events`) this client acts on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Message {
+        message: Message,
+    },
+    Presence {
+        user_id: Id,
+        status: PresenceStatus,
+        last_active_at: Option<DateTime<Utc>>,
+    },
+    Typing {
+        channel_id: Id,
+        user_id: Id,
+    },
+    Read {
+        channel_id: Id,
+        user_id: Id,
+        message_id: Id,
+    },
+    NewPost {
+        post: Post,
+    },
+    /// Acks, errors and frames of later versions.
+    #[serde(other)]
+    Other,
+}
+
+/// The last known presence of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub status: PresenceStatus,
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+/// Someone typing in a channel; `token` tells a refreshed indicator from an expired one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Typing {
+    pub channel_id: Id,
+    pub user_id: Id,
+    token: u64,
+}
+
+/// A member's read position in a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPosition {
+    pub channel_id: Id,
+    pub user_id: Id,
+    pub message_id: Id,
+}
+
+/// The live client of a signed-in page.
+#[derive(Clone, Copy)]
+pub struct LiveClient {
+    pub transport: RwSignal<Transport>,
+    /// Every message received live since the page loaded, in arrival order.
+    pub messages: RwSignal<Vec<Message>>,
+    /// Presence changes pushed since the page loaded (pages fetch the initial state).
+    pub presence: RwSignal<HashMap<Id, Seen>>,
+    /// Who is typing where, right now.
+    pub typing: RwSignal<Vec<Typing>>,
+    /// Read positions received live (the user's own other devices included).
+    pub reads: RwSignal<Vec<ReadPosition>>,
+    /// Posts of followed people that arrived live and are not shown yet.
+    pub new_posts: RwSignal<Vec<Post>>,
+    /// Unread notifications (the badge); set from the server, bumped by live events.
+    pub unread_notifications: RwSignal<i64>,
+    started: StoredValue<bool>,
+    typing_tokens: StoredValue<u64>,
+}
+
+impl LiveClient {
+    /// Creates the (idle) client for the whole app.
+    pub fn provide() -> Self {
+        let client = Self {
+            transport: RwSignal::new(Transport::Idle),
+            messages: RwSignal::new(Vec::new()),
+            presence: RwSignal::new(HashMap::new()),
+            typing: RwSignal::new(Vec::new()),
+            reads: RwSignal::new(Vec::new()),
+            new_posts: RwSignal::new(Vec::new()),
+            unread_notifications: RwSignal::new(0),
+            started: StoredValue::new(false),
+            typing_tokens: StoredValue::new(0),
+        };
+        provide_context(client);
+        client
+    }
+
+    pub fn get() -> Self {
+        expect_context::<Self>()
+    }
+
+    /// Starts receiving (in the browser, once); signed-in pages call it.
+    pub fn start(&self) {
+        if self.started.get_value() {
+            return;
+        }
+        self.started.set_value(true);
+        #[cfg(feature = "hydrate")]
+        transport::start(*self);
+    }
+
+    /// Records messages (from any transport); duplicates are ignored.
+    pub fn receive(&self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.typing.update(|typing| {
+            typing.retain(|t| {
+                !messages
+                    .iter()
+                    .any(|m| m.channel_id == t.channel_id && m.sender.id == t.user_id)
+            })
+        });
+        self.messages.update(|live| {
+            for m in messages {
+                if !live.iter().any(|x| x.id == m.id) {
+                    live.push(m);
+                }
+            }
+        });
+    }
+
+    /// Acts on one event from the server.
+    pub fn handle(&self, event: Event) {
+        match event {
+            Event::Message { message } => {
+                if Some(message.sender.id) != crate::feed::viewer_id() {
+                    alert(
+                        &format!("{} sent a message", message.sender.display_name),
+                        &message.content,
+                    );
+                }
+                self.receive(vec![message]);
+            }
+            Event::Presence {
+                user_id,
+                status,
+                last_active_at,
+            } => self.presence.update(|p| {
+                p.insert(
+                    user_id,
+                    Seen {
+                        status,
+                        last_active_at,
+                    },
+                );
+            }),
+            Event::Typing {
+                channel_id,
+                user_id,
+            } => self.typing_started(channel_id, user_id),
+            Event::Read {
+                channel_id,
+                user_id,
+                message_id,
+            } => self.reads.update(|reads| {
+                match reads
+                    .iter_mut()
+                    .find(|r| r.channel_id == channel_id && r.user_id == user_id)
+                {
+                    Some(r) => r.message_id = r.message_id.max(message_id),
+                    None => reads.push(ReadPosition {
+                        channel_id,
+                        user_id,
+                        message_id,
+                    }),
+                }
+            }),
+            Event::NewPost { post } => {
+                alert(
+                    &format!("{} posted", post.author.display_name),
+                    &post.content,
+                );
+                let mut added = false;
+                self.new_posts.update(|posts| {
+                    if !posts.iter().any(|p| p.id == post.id) {
+                        posts.insert(0, post);
+                        added = true;
+                    }
+                });
+                if added {
+                    self.unread_notifications.update(|n| *n += 1);
+                }
+            }
+            Event::Other => {}
+        }
+    }
+
+    fn typing_started(&self, channel_id: Id, user_id: Id) {
+        let token = self.typing_tokens.get_value() + 1;
+        self.typing_tokens.set_value(token);
+        self.typing.update(|typing| {
+            typing.retain(|t| !(t.channel_id == channel_id && t.user_id == user_id));
+            typing.push(Typing {
+                channel_id,
+                user_id,
+                token,
+            });
+        });
+        #[cfg(feature = "hydrate")]
+        {
+            let typing = self.typing;
+            leptos::task::spawn_local(async move {
+                transport::sleep_ms(f64::from(TYPING_SHOWS_MS)).await;
+                typing.update(|t| t.retain(|x| x.token != token));
+            });
+        }
+    }
+}
+
+/// Raises a browser notification when the tab is hidden and the user has allowed them.
+fn alert(title: &str, body: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use web_sys::{Notification, NotificationOptions, NotificationPermission};
+        let hidden = web_sys::window()
+            .and_then(|w| w.document())
+            .is_some_and(|d| d.hidden());
+        if hidden && Notification::permission() == NotificationPermission::Granted {
+            let options = NotificationOptions::new();
+            options.set_body(body);
+            let _ = Notification::new_with_options(title, &options);
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (title, body);
+}
+
+#[cfg(feature = "hydrate")]
+mod transport {
+    //! The browser side: WebSocket with reconnect (exponential backoff with jitter), and a
+    //! long-poll loop when sockets keep failing, retrying the socket now and then.
+
+    use super::{Event, LiveClient, Transport};
+    use crate::chat::poll;
+    use futures::channel::oneshot;
+    use leptos::prelude::*;
+    use std::{cell::Cell, rc::Rc};
+    use wasm_bindgen::{closure::Closure, JsCast};
+    use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+    /// Socket failures in a row before falling back to long-polling.
+    const FAILURES_BEFORE_LONGPOLL: u32 = 3;
+    /// Heartbeats keep the user present (the server's presence timeout is 30 s by default)
+    /// and the idle timer from closing a quiet socket.
+    const HEARTBEAT_MS: f64 = 10_000.0;
+    /// Long-poll rounds between attempts to get back to a socket.
+    const POLLS_BEFORE_RETRYING_SOCKET: u32 = 4;
+
+    pub async fn sleep_ms(ms: f64) {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(w) = web_sys::window() {
+                let _ =
+                    w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+
+    /// Exponential backoff with full jitter, capped at 30 s, so a restarted node is not
+    /// hit by every client in the same second.
+    fn backoff_ms(attempt: u32) -> f64 {
+        let cap = (500.0 * 2f64.powi(attempt.min(6) as i32)).min(30_000.0);
+        cap / 2.0 + js_sys::Math::random() * cap / 2.0
+    }
+
+    fn forced_longpoll() -> bool {
+        web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .is_some_and(|s| s.contains("transport=longpoll"))
+    }
+
+    fn ws_url() -> Option<String> {
+        let location = web_sys::window()?.location();
+        let scheme = if location.protocol().ok()? == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        Some(format!("{scheme}://{}/v1/chat/ws", location.host().ok()?))
+    }
+
+    pub fn start(client: LiveClient) {
+        let cursor = Rc::new(Cell::new(0i64));
+        leptos::task::spawn_local(async move {
+            let mut failures = 0u32;
+            let mut polls = 0u32;
+            let force = forced_longpoll();
+            loop {
+                if force || failures >= FAILURES_BEFORE_LONGPOLL {
+                    client.transport.set(Transport::LongPoll);
+                    match poll(cursor.get().to_string(), 25).await {
+                        Ok(answer) => {
+                            cursor.set(cursor.get().max(answer.cursor.0));
+                            client.receive(answer.messages);
+                            for event in answer.events {
+                                if let Ok(event) = serde_json::from_value::<Event>(event) {
+                                    client.handle(event);
+                                }
+                            }
+                            polls += 1;
+                        }
+                        Err(_) => {
+                            client.transport.set(Transport::Reconnecting);
+                            sleep_ms(backoff_ms(2)).await;
+                        }
+                    }
+                    if !force && polls >= POLLS_BEFORE_RETRYING_SOCKET {
+                        polls = 0;
+                        failures = FAILURES_BEFORE_LONGPOLL - 1;
+                    }
+                    continue;
+                }
+                client.transport.set(Transport::Connecting);
+                let opened = run_socket(client, cursor.clone()).await;
+                if opened {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                }
+                client.transport.set(Transport::Reconnecting);
+                sleep_ms(backoff_ms(failures)).await;
+            }
+        });
+    }
+
+    /// Runs one socket until it closes; true if it opened at all.
+    async fn run_socket(client: LiveClient, cursor: Rc<Cell<i64>>) -> bool {
+        let Some(url) = ws_url() else { return false };
+        let Ok(ws) = WebSocket::new(&url) else {
+            return false;
+        };
+        let opened = Rc::new(Cell::new(false));
+        let (closed_tx, closed_rx) = oneshot::channel::<()>();
+        let closed_tx = Rc::new(Cell::new(Some(closed_tx)));
+
+        let on_open = {
+            let (ws, opened, cursor) = (ws.clone(), opened.clone(), cursor.clone());
+            Closure::<dyn FnMut()>::new(move || {
+                opened.set(true);
+                client.transport.set(Transport::WebSocket);
+                // Catch up on everything missed while away, then receive live.
+                let frame = serde_json::json!({"type": "sync", "since": cursor.get().to_string()});
+                let _ = ws.send_with_str(&frame.to_string());
+            })
+        };
+        let on_message = {
+            let cursor = cursor.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
+                let Ok(event) = serde_json::from_str::<Event>(&text) else {
+                    return;
+                };
+                if let Event::Message { message } = &event {
+                    cursor.set(cursor.get().max(message.id.0));
+                }
+                client.handle(event);
+            })
+        };
+        let on_close = {
+            let closed_tx = closed_tx.clone();
+            Closure::<dyn FnMut(CloseEvent)>::new(move |_ev: CloseEvent| {
+                if let Some(tx) = closed_tx.take() {
+                    let _ = tx.send(());
+                }
+            })
+        };
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+
+        let beating = Rc::new(Cell::new(true));
+        {
+            let (ws, beating) = (ws.clone(), beating.clone());
+            leptos::task::spawn_local(async move {
+                while beating.get() {
+                    sleep_ms(HEARTBEAT_MS).await;
+                    if beating.get() {
+                        let _ = ws.send_with_str(r#"{"type":"heartbeat"}"#);
+                    }
+                }
+            });
+        }
+        let _ = closed_rx.await;
+        beating.set(false);
+        ws.set_onopen(None);
+        ws.set_onmessage(None);
+        ws.set_onclose(None);
+        drop((on_open, on_message, on_close));
+        opened.get()
+    }
+}
