@@ -60,11 +60,14 @@ pub fn Nav() -> impl IntoView {
 #[component]
 fn NotificationsLink() -> impl IntoView {
     let live = LiveClient::get();
-    let count = Resource::new(|| (), |_| unread_notifications());
+    // Fetched in the browser after hydration: a resource created in the nav's Suspend
+    // would make its Transition render again.
     Effect::new(move |_| {
-        if let Some(Ok(n)) = count.get() {
-            live.unread_notifications.set(n);
-        }
+        leptos::task::spawn_local(async move {
+            if let Ok(n) = unread_notifications().await {
+                live.unread_notifications.set(n);
+            }
+        });
     });
     let unread = move || live.unread_notifications.get();
     view! {
