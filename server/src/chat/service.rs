@@ -212,7 +212,9 @@ pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), A
 }
 
 /// Stores a read receipt (it never moves back) and tells the members, the reader's other
-/// devices included (`origin`, the connection that sent it, excepted).
+/// devices included (`origin`, the connection that sent it, excepted). They are told the
+/// position stored, not the one asked for: a receipt past the newest message, or behind
+/// an earlier one, must not make their view differ from the server's.
 pub async fn read(
     state: &AppState,
     user: &User,
@@ -221,8 +223,10 @@ pub async fn read(
     origin: u64,
 ) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
-    store::mark_read(&state.db, channel, user.id.0, message_id).await?;
-    let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(message_id)}).to_string();
+    let position = store::mark_read(&state.db, channel, user.id.0, message_id)
+        .await?
+        .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
+    let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(position)}).to_string();
     let payload = super::ws::wake::frame(origin, 0, json.as_bytes());
     let members = store::member_ids(&state.db, channel).await?;
     wake(state, &members, payload).await?;

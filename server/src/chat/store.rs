@@ -289,23 +289,24 @@ pub async fn last_message(
     .await
 }
 
-/// Moves a member's read position forward (never back).
+/// Moves a member's read position forward (never back, never past the newest message);
+/// returns the position now stored (`None` if they are not a member).
 pub async fn mark_read(
     db: &SqlitePool,
     channel: i64,
     user: i64,
     message_id: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE channel_members
             SET last_read_message_id = MAX(last_read_message_id,
                 MIN(?, (SELECT last_message_id FROM channels WHERE id = channel_id)))
-          WHERE channel_id = ? AND user_id = ?",
+          WHERE channel_id = ? AND user_id = ?
+          RETURNING last_read_message_id",
     )
     .bind(message_id)
     .bind(channel)
     .bind(user)
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_optional(db)
+    .await
 }

@@ -2,6 +2,8 @@
 //! backends or on the machine's Redis (under a namespace of its own).
 #![allow(dead_code)]
 
+pub mod live;
+
 use anyhow::{anyhow, Result};
 use kith::{
     config::Config,

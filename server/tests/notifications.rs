@@ -1,0 +1,281 @@
+//! Notifications through the real paths that create them (a chat message to a member with
+//! no live connection, a post reaching followers), on both backends.
+//!
+//! Message notifications are written by a task spawned after the send and post ones by
+//! the fanout workers, so tests wait for them with a bounded poll (`eventually`, `settle`).
+
+mod common;
+
+use anyhow::{Context as _, Result};
+use common::{
+    assert_error,
+    live::{eventually, pass_time, presence_env, text, Socket, TIMEOUT_MS},
+    spawn_app, spawn_with, Backend, Options, TestApp, TestUser,
+};
+use reqwest::header;
+use serde_json::{json, Value};
+
+/// A page of `user`'s notifications (`query`: `?limit&cursor`).
+async fn notifications(app: &TestApp, user: &TestUser, query: &str) -> Result<Value> {
+    let resp = app
+        .get(&format!("/v1/me/notifications{query}"), Some(&user.token))
+        .await?;
+    assert_eq!(resp.status(), 200);
+    Ok(resp.json().await?)
+}
+
+/// All of `user`'s notifications, newest first.
+async fn items(app: &TestApp, user: &TestUser) -> Result<Vec<Value>> {
+    let page = notifications(app, user, "?limit=100").await?;
+    Ok(page["items"].as_array().context("items")?.clone())
+}
+
+async fn unread(app: &TestApp, user: &TestUser) -> Result<i64> {
+    let body: Value = app
+        .get("/v1/me/notifications/unread", Some(&user.token))
+        .await?
+        .json()
+        .await?;
+    body["count"].as_i64().context("count")
+}
+
+/// Waits until `user` has `n` notifications; returns them, newest first.
+async fn wait_for(app: &TestApp, user: &TestUser, n: usize) -> Result<Vec<Value>> {
+    eventually(
+        &format!("{} notifications of {}", n, user.username),
+        || async {
+            let got = items(app, user).await?;
+            Ok((got.len() >= n).then_some(got))
+        },
+    )
+    .await
+}
+
+async fn messages_notify_members_without_a_live_connection(backend: Backend) -> Result<()> {
+    let app = spawn_with(
+        backend,
+        Options {
+            manual_clock: true,
+            env: presence_env(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let ann = app.register("nm_ann").await?;
+    let bob = app.register("nm_bob").await?; // connected
+    let cat = app.register("nm_cat").await?; // never connected
+    let club = app.group(&ann, "club", &["nm_bob", "nm_cat"]).await?;
+    let bob_ws = Socket::open(&app, &bob).await?;
+
+    let first = app.say(&ann, &club, "first").await?;
+    let got = wait_for(&app, &cat, 1).await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let n = &got[0];
+    assert_eq!(
+        (n["kind"].as_str(), n["actor"]["username"].as_str()),
+        (Some("message"), Some("nm_ann"))
+    );
+    assert_eq!(
+        (&n["channel_id"], &n["message_id"]),
+        (&json!(club), &first["id"])
+    );
+    assert_eq!(
+        (n["excerpt"].as_str(), n["read"].as_bool()),
+        (Some("first"), Some(false))
+    );
+    assert!(n["post_id"].is_null());
+    assert_eq!(unread(&app, &cat).await?, 1);
+    // One write notifies every offline member, so these are final: the connected member
+    // and the sender have none.
+    assert!(items(&app, &bob).await?.is_empty());
+    assert!(items(&app, &ann).await?.is_empty());
+
+    // Bob's socket closes; once the presence timeout has passed he is offline, and the
+    // next message notifies him (a long one, shortened).
+    bob_ws.close().await?;
+    pass_time(&[&app], TIMEOUT_MS + 1_000, &mut []).await?;
+    let long = "x".repeat(200);
+    let second = app.say(&ann, &club, &long).await?;
+    let got = wait_for(&app, &bob, 1).await?;
+    assert_eq!(got[0]["message_id"], second["id"]);
+    let excerpt = text(&got[0], "excerpt");
+    assert_eq!(
+        excerpt.chars().count(),
+        141,
+        "140 characters and an ellipsis"
+    );
+    assert!(excerpt.ends_with('…'));
+    let cats: Vec<Value> = wait_for(&app, &cat, 2)
+        .await?
+        .iter()
+        .map(|n| n["message_id"].clone())
+        .collect();
+    assert_eq!(cats, vec![second["id"].clone(), first["id"].clone()]);
+    Ok(())
+}
+
+async fn posts_notify_followers_and_reach_online_ones_live(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let pat = app.register("np_pat").await?; // the author
+    let fay = app.register("np_fay").await?; // a follower, online
+    let flo = app.register("np_flo").await?; // a follower, offline
+    let sid = app.register("np_sid").await?; // a stranger, online
+    app.follow(&fay, "np_pat").await?;
+    app.follow(&flo, "np_pat").await?;
+    let mut fay_ws = Socket::open(&app, &fay).await?;
+    let mut sid_ws = Socket::open(&app, &sid).await?;
+
+    let post = app.post_as(&pat, "hello followers").await?;
+    let live = fay_ws
+        .next_where("the new post", |f| {
+            f["type"] == "new_post" && f["post"]["id"] == post["id"]
+        })
+        .await?;
+    assert_eq!(live["post"]["author"]["username"], "np_pat");
+    assert_eq!(live["post"]["content"], "hello followers");
+    app.settle().await?;
+    for follower in [&fay, &flo] {
+        let got = items(&app, follower).await?;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (
+                got[0]["kind"].as_str(),
+                got[0]["actor"]["username"].as_str()
+            ),
+            (Some("post"), Some("np_pat"))
+        );
+        assert_eq!(got[0]["post_id"], post["id"]);
+        assert_eq!(got[0]["excerpt"], "hello followers");
+        assert_eq!(unread(&app, follower).await?, 1);
+    }
+    assert!(items(&app, &sid).await?.is_empty());
+    assert!(items(&app, &pat).await?.is_empty());
+    let heard = sid_ws.fence(&app).await?;
+    assert!(!heard.iter().any(|f| f["type"] == "new_post"), "{heard:?}");
+
+    // Deleting the post takes its notifications with it.
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/v1/posts/{}", text(&post, "id"))))
+        .bearer_auth(&pat.token)
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    app.settle().await?;
+    for follower in [&fay, &flo] {
+        assert!(items(&app, follower).await?.is_empty());
+        assert_eq!(unread(&app, follower).await?, 0);
+    }
+    Ok(())
+}
+
+async fn notifications_page_newest_first_and_are_marked_read(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let pat = app.register("pg_pat").await?;
+    let fay = app.register("pg_fay").await?;
+    let flo = app.register("pg_flo").await?;
+    app.follow(&fay, "pg_pat").await?;
+    app.follow(&flo, "pg_pat").await?;
+    let mut posts = Vec::new();
+    for i in 1..=3 {
+        posts.push(app.post_as(&pat, &format!("post {i}")).await?["id"].clone());
+        app.settle().await?; // one at a time, so their notifications are in post order
+    }
+
+    let first = notifications(&app, &fay, "?limit=2").await?;
+    let page1 = first["items"].as_array().context("items")?;
+    let post_ids: Vec<&Value> = page1.iter().map(|n| &n["post_id"]).collect();
+    assert_eq!(post_ids, vec![&posts[2], &posts[1]]);
+    let cursor = first["next_cursor"].as_str().context("a next page")?;
+    let second = notifications(&app, &fay, &format!("?limit=2&cursor={cursor}")).await?;
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["items"][0]["post_id"], posts[0]);
+    assert!(second["next_cursor"].is_null());
+    assert_eq!(unread(&app, &fay).await?, 3);
+
+    // Reading up to the second newest leaves the newest unread; it is fay's alone.
+    let up_to = page1[1]["id"].clone();
+    let read = app
+        .post_json(
+            "/v1/me/notifications/read",
+            &json!({"up_to": up_to}),
+            Some(&fay.token),
+        )
+        .await?;
+    assert_eq!(read.status(), 204);
+    assert_eq!(unread(&app, &fay).await?, 1);
+    let flags: Vec<Value> = items(&app, &fay)
+        .await?
+        .iter()
+        .map(|n| n["read"].clone())
+        .collect();
+    assert_eq!(flags, vec![json!(false), json!(true), json!(true)]);
+    assert_eq!(unread(&app, &flo).await?, 3);
+    for _ in 0..2 {
+        let read = app
+            .post_json(
+                "/v1/me/notifications/read",
+                &json!({"up_to": page1[0]["id"]}),
+                Some(&fay.token),
+            )
+            .await?;
+        assert_eq!(read.status(), 204);
+        assert_eq!(unread(&app, &fay).await?, 0);
+    }
+    Ok(())
+}
+
+async fn notification_input_is_checked(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let ann = app.register("ni_ann").await?;
+    for query in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=ten",
+        "?cursor=abc",
+        "?cursor=-5",
+    ] {
+        let resp = app
+            .get(&format!("/v1/me/notifications{query}"), Some(&ann.token))
+            .await?;
+        assert_error(resp, 400, "invalid_request").await?;
+    }
+    for body in [
+        json!({}),
+        json!({"up_to": "abc"}),
+        json!({"up_to": "1", "also": true}),
+        json!(null),
+    ] {
+        let resp = app
+            .post_json("/v1/me/notifications/read", &body, Some(&ann.token))
+            .await?;
+        assert_error(resp, 400, "invalid_request").await?;
+    }
+    let malformed = app
+        .client
+        .post(app.url("/v1/me/notifications/read"))
+        .bearer_auth(&ann.token)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{\"up_to\":")
+        .send()
+        .await?;
+    assert_error(malformed, 400, "invalid_request").await?;
+
+    for token in [None, Some("kith_forged")] {
+        for path in ["/v1/me/notifications", "/v1/me/notifications/unread"] {
+            assert_error(app.get(path, token).await?, 401, "unauthorized").await?;
+        }
+        let resp = app
+            .post_json("/v1/me/notifications/read", &json!({"up_to": "1"}), token)
+            .await?;
+        assert_error(resp, 401, "unauthorized").await?;
+    }
+    Ok(())
+}
+
+both_backends!(
+    messages_notify_members_without_a_live_connection,
+    posts_notify_followers_and_reach_online_ones_live,
+    notifications_page_newest_first_and_are_marked_read,
+    notification_input_is_checked,
+);
