@@ -96,7 +96,12 @@ pub trait UiBackend: Send + Sync + 'static {
         channel: &str,
         message_id: &str,
     ) -> Result<(), ApiError>;
-    async fn presence(&self, parts: &Parts, username: &str) -> Result<UserPresence, ApiError>;
+    /// The presence of each of `usernames` (at most 100), in order.
+    async fn presence(
+        &self,
+        parts: &Parts,
+        usernames: &[String],
+    ) -> Result<Vec<UserPresence>, ApiError>;
     /// A page of the signed-in user's notifications, newest first.
     async fn notifications(
         &self,

@@ -7,10 +7,17 @@ use crate::{
 };
 use leptos::prelude::*;
 
+/// The presence of users, `usernames` separated by commas.
 #[server(input = server_fn::codec::GetUrl, endpoint = "presence")]
-pub async fn get_presence(username: String) -> Result<UserPresence, ApiError> {
+pub async fn get_presence(usernames: String) -> Result<Vec<UserPresence>, ApiError> {
     let (backend, parts) = crate::backend::context()?;
-    crate::backend::finish(backend.presence(&parts, &username).await)
+    let names: Vec<String> = usernames
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    crate::backend::finish(backend.presence(&parts, &names).await)
 }
 
 /// "Online" or "Offline · last seen …" for one user: fetched in the browser, then updated
@@ -25,8 +32,8 @@ pub fn PresenceDot(user_id: Id, username: String, display_name: String) -> impl 
     Effect::new(move |_| {
         let username = username.clone();
         leptos::task::spawn_local(async move {
-            if let Ok(p) = get_presence(username).await {
-                fetched.set(Some(p));
+            if let Ok(mut p) = get_presence(username).await {
+                fetched.set(p.pop());
             }
         });
     });
@@ -63,4 +70,42 @@ pub fn PresenceDot(user_id: Id, username: String, display_name: String) -> impl 
             </span>
         </Show>
     }
+}
+
+/// Who of a group is online, read once when the group is opened: groups larger than a few
+/// people get no presence pushed (every change would go to every member).
+#[component]
+pub fn GroupPresence(members: Vec<crate::model::User>) -> impl IntoView {
+    let online = RwSignal::new(None::<Vec<String>>);
+    let usernames = members
+        .iter()
+        .map(|m| m.username.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let names: Vec<(Id, String)> = members
+        .iter()
+        .map(|m| (m.id, m.display_name.clone()))
+        .collect();
+    let me = crate::feed::viewer_id();
+    Effect::new(move |_| {
+        let (usernames, names) = (usernames.clone(), names.clone());
+        leptos::task::spawn_local(async move {
+            if let Ok(items) = get_presence(usernames).await {
+                online.set(Some(
+                    items
+                        .into_iter()
+                        .filter(|p| p.status == PresenceStatus::Online && Some(p.user_id) != me)
+                        .filter_map(|p| names.iter().find(|(id, _)| *id == p.user_id))
+                        .map(|(_, name)| name.clone())
+                        .collect(),
+                ));
+            }
+        });
+    });
+    let text = move || match online.get() {
+        None => String::new(),
+        Some(names) if names.is_empty() => "Nobody else is online".to_string(),
+        Some(names) => format!("Online now: {}", names.join(", ")),
+    };
+    view! { <p class="presence muted" role="status">{text}</p> }
 }

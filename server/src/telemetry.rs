@@ -88,6 +88,8 @@ pub struct Metrics {
     pub longpoll_waiters: AtomicI64,
     /// Chat messages handed to a connection.
     pub messages_delivered: AtomicU64,
+    /// WebSockets closed with 1013 because the client did not keep up.
+    pub slow_consumers: AtomicU64,
     /// Users currently online on this node's view.
     pub presence_online: AtomicI64,
     /// Post stored → last follower's feed written.
@@ -175,6 +177,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP kith_messages_delivered_total Chat messages delivered to connections.\n# TYPE kith_messages_delivered_total counter\nkith_messages_delivered_total {delivered}"
+        );
+        let slow = self.slow_consumers.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP kith_ws_slow_consumers_total WebSockets closed (1013) for not keeping up.\n# TYPE kith_ws_slow_consumers_total counter\nkith_ws_slow_consumers_total {slow}"
         );
         out.push_str("# HELP kith_fanout_lag_seconds Post stored to last follower feed written.\n");
         out.push_str("# TYPE kith_fanout_lag_seconds histogram\n");

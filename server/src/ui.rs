@@ -290,16 +290,13 @@ impl UiBackend for ServerUi {
         )
     }
 
-    async fn presence(&self, parts: &Parts, username: &str) -> Result<UserPresence, ApiError> {
+    async fn presence(
+        &self,
+        parts: &Parts,
+        usernames: &[String],
+    ) -> Result<Vec<UserPresence>, ApiError> {
         self.signed_in(parts).await?;
-        let row = crate::auth::store::user_by_username(&self.state.db, username)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| AppError::not_found(&format!("user {username:?}")))?;
-        presence::lookup(&self.state, &[(row.id, row.username)])
-            .await?
-            .pop()
-            .ok_or_else(|| AppError::internal("presence lookup returned nothing").into())
+        Ok(presence::routes::by_usernames(&self.state, usernames).await?)
     }
 
     async fn notifications(

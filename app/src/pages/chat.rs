@@ -10,7 +10,7 @@ use crate::{
     feed::{csrf_token, viewer_id},
     live::{LiveClient, Transport},
     model::{Channel, ChannelKind, Message, Page},
-    presence::PresenceDot,
+    presence::{GroupPresence, PresenceDot},
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -333,9 +333,12 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         <section class="card thread">
             <header>
                 <h1>{name}</h1>
-                {dm_partner.map(|u| view! {
-                    <PresenceDot user_id=u.id username=u.username display_name=u.display_name />
-                })}
+                {match dm_partner {
+                    Some(u) => view! {
+                        <PresenceDot user_id=u.id username=u.username display_name=u.display_name />
+                    }.into_any(),
+                    None => view! { <GroupPresence members=channel.members.clone() /> }.into_any(),
+                }}
                 <p class="muted">{members}</p>
             </header>
             <Show when=move || cursor.get().is_some()>

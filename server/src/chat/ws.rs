@@ -355,6 +355,9 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
     };
     match end {
         End::Close(code, reason) => {
+            if code == close::TRY_AGAIN_LATER {
+                state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = closer.send((code, reason));
         }
         End::Gone => drop(closer),

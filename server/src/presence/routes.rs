@@ -62,16 +62,29 @@ pub async fn presence(
     RawQuery(query): RawQuery,
 ) -> Result<Json<PresenceList>, AppError> {
     let names = usernames(query.as_deref())?;
+    Ok(Json(PresenceList {
+        items: by_usernames(&state, &names).await?,
+    }))
+}
+
+/// The presence of each named user, in order; 404 for an unknown name.
+pub async fn by_usernames(
+    state: &AppState,
+    names: &[String],
+) -> Result<Vec<UserPresence>, AppError> {
+    if names.len() > MAX_USERS {
+        return Err(AppError::invalid_request(format!(
+            "at most {MAX_USERS} users per lookup"
+        )));
+    }
     let mut users = Vec::with_capacity(names.len());
-    for name in &names {
+    for name in names {
         let row = crate::auth::store::user_by_username(&state.db, name)
             .await?
             .ok_or_else(|| AppError::not_found(&format!("user {name:?}")))?;
         users.push((row.id, row.username));
     }
-    Ok(Json(PresenceList {
-        items: super::lookup(&state, &users).await?,
-    }))
+    super::lookup(state, &users).await
 }
 
 #[cfg(test)]
