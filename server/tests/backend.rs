@@ -98,6 +98,12 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
         ])
         .await?;
     assert_eq!(cache.ids_range("feed:a", None, 100).await?, vec![10, 8, 6]);
+    assert_eq!(
+        cache.ids_contain("feed:a", &[10, 9, 6, 1]).await?,
+        vec![true, false, true, false]
+    );
+    assert_eq!(cache.ids_contain("feed:none", &[1]).await?, vec![false]);
+    assert!(cache.ids_contain("feed:a", &[]).await?.is_empty());
     assert!(cache.exists("feed:a").await?);
     assert!(cache.ids_range("feed:none", None, 10).await?.is_empty());
     assert!(!cache.exists("feed:none").await?);

@@ -413,6 +413,13 @@ async fn likes_are_idempotent_and_counted(backend: Backend) -> Result<()> {
         (seen["like_count"].as_i64(), seen["liked_by_me"].as_bool()),
         (Some(1), Some(false))
     );
+    // Liking again with the liker's liked set already cached updates the set in place.
+    assert_eq!(like(&q, true).await?.status(), StatusCode::NO_CONTENT);
+    let seen = view(&q).await?;
+    assert_eq!(
+        (seen["like_count"].as_i64(), seen["liked_by_me"].as_bool()),
+        (Some(2), Some(true))
+    );
     assert_error(
         app.client
             .put(app.url("/v1/posts/999/like"))

@@ -140,6 +140,15 @@ impl Cache for MemoryCache {
             None => Vec::new(),
         })
     }
+
+    async fn ids_contain(&self, key: &str, ids: &[i64]) -> Result<Vec<bool>> {
+        let data = lock(&self.data);
+        let set = data.sets.get(key);
+        Ok(ids
+            .iter()
+            .map(|id| set.is_some_and(|s| s.contains(id)))
+            .collect())
+    }
 }
 
 /// In-process FIFO queues.

@@ -50,6 +50,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Up to `limit` ids of the set at `key` smaller than `below` (all if `None`),
     /// largest first.
     async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>>;
+    /// For each of `ids`, whether the set at `key` holds it (one round trip on Redis).
+    async fn ids_contain(&self, key: &str, ids: &[i64]) -> Result<Vec<bool>>;
 }
 
 /// A FIFO work queue. Delivery is at-most-once; durability comes from the caller's outbox

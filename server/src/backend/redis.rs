@@ -326,6 +326,19 @@ impl Cache for RedisBackend {
             .await?;
         Ok(ids)
     }
+
+    async fn ids_contain(&self, key: &str, ids: &[i64]) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.key(key))
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(scores.into_iter().map(|s| s.is_some()).collect())
+    }
 }
 
 #[async_trait]

@@ -25,6 +25,16 @@ fn user_key(id: i64) -> String {
 pub fn likes_key(post_id: i64) -> String {
     format!("likes:{post_id}")
 }
+/// The sorted set of the post ids a user liked: the newest [`LIKED_CAP`], plus
+/// [`ALL_LIKES`] while that is all of them.
+pub fn liked_key(user_id: i64) -> String {
+    format!("liked:{user_id}")
+}
+/// Likes of a user kept in their cached set.
+const LIKED_CAP: usize = 1000;
+/// Marks a liked set that holds every like of its user (0 is never a post id). It is the
+/// smallest member, so it is the first trimmed once the set outgrows the cap.
+const ALL_LIKES: i64 = 0;
 
 /// Stores a freshly written post.
 pub async fn put_post(state: &AppState, post: &PostRow) -> Result<(), AppError> {
@@ -128,4 +138,55 @@ pub async fn like_counts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, i
         cache.set_many(&fill, Some(LIKES_TTL)).await?;
     }
     Ok(counts)
+}
+
+/// Which of `ids` `user` liked, from the user's cached liked set (built from SQLite on a
+/// miss). For a heavy liker whose set no longer holds every like, ids it does not hold are
+/// asked of SQLite.
+pub async fn liked_among(state: &AppState, user: i64, ids: &[i64]) -> Result<Vec<i64>, AppError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cache = &state.backends.cache;
+    let key = liked_key(user);
+    if !cache.exists(&key).await? {
+        let liked = store::liked_post_ids(&state.db, user, LIKED_CAP as i64).await?;
+        let all = liked.len() < LIKED_CAP;
+        let mut entries: Vec<(String, i64)> =
+            liked.into_iter().map(|id| (key.clone(), id)).collect();
+        if all {
+            entries.push((key.clone(), ALL_LIKES));
+        }
+        cache.ids_add(&entries, LIKED_CAP + 1).await?;
+    }
+    let mut probe = ids.to_vec();
+    probe.push(ALL_LIKES);
+    let held = cache.ids_contain(&key, &probe).await?;
+    let all = held.last().copied().unwrap_or(false);
+    let mut liked = Vec::new();
+    let mut unknown = Vec::new();
+    for (id, held) in ids.iter().zip(&held) {
+        if *held {
+            liked.push(*id);
+        } else if !all {
+            unknown.push(*id);
+        }
+    }
+    liked.extend(store::liked_by(&state.db, user, &unknown).await?);
+    Ok(liked)
+}
+
+/// Keeps a user's liked set in step with a like or unlike that just committed. A set not
+/// built yet stays unbuilt (the next read builds it from SQLite).
+pub async fn note_like(state: &AppState, user: i64, post: i64, like: bool) -> Result<(), AppError> {
+    let cache = &state.backends.cache;
+    let key = liked_key(user);
+    if like {
+        if cache.exists(&key).await? {
+            cache.ids_add(&[(key, post)], LIKED_CAP + 1).await?;
+        }
+    } else {
+        cache.ids_remove(&[(key, post)]).await?;
+    }
+    Ok(())
 }

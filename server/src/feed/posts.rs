@@ -164,6 +164,7 @@ pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Res
     };
     if changed {
         state.backends.cache.delete(&caches::likes_key(id)).await?;
+        caches::note_like(state, viewer, id, like).await?;
     }
     Ok(())
 }

@@ -281,6 +281,19 @@ pub async fn like_counts(db: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, i64)>
 }
 
 /// Which of `ids` `user_id` has liked.
+/// The newest `limit` post ids `user_id` liked, newest first (the index on likes by user).
+pub async fn liked_post_ids(
+    db: &SqlitePool,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT post_id FROM likes WHERE user_id = ? ORDER BY post_id DESC LIMIT ?")
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn liked_by(db: &SqlitePool, user_id: i64, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());

@@ -195,7 +195,7 @@ pub async fn hydrate(
         .collect();
     let likes = caches::like_counts(state, &present).await?;
     let liked = match viewer {
-        Some(v) => store::liked_by(&state.db, v, &present).await?,
+        Some(v) => caches::liked_among(state, v, &present).await?,
         None => Vec::new(),
     };
     Ok(present
