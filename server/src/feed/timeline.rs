@@ -137,17 +137,20 @@ async fn cached_ids(
     source: Source,
 ) -> Result<Vec<i64>, AppError> {
     let cache = &state.backends.cache;
-    if !cache.exists(key).await? {
-        let ids = source.ids(state, i64::MAX, FEED_CAP).await?;
-        let whole = ids.len() < FEED_CAP;
+    // A built list is never empty (it holds ids or the marker), so on the hot path one
+    // range read both finds the list and reads it.
+    let mut ids = cache.ids_range(key, Some(upper), want).await?;
+    if ids.is_empty() && !cache.exists(key).await? {
+        let stored = source.ids(state, i64::MAX, FEED_CAP).await?;
+        let whole = stored.len() < FEED_CAP;
         let mut entries: Vec<(String, i64)> =
-            ids.into_iter().map(|id| (key.to_string(), id)).collect();
+            stored.into_iter().map(|id| (key.to_string(), id)).collect();
         if whole {
             entries.push((key.to_string(), COMPLETE_MARKER));
         }
         cache.ids_add(&entries, FEED_CAP + 1).await?;
+        ids = cache.ids_range(key, Some(upper), want).await?;
     }
-    let mut ids = cache.ids_range(key, Some(upper), want).await?;
     let whole = ids.last() == Some(&COMPLETE_MARKER);
     ids.retain(|id| *id != COMPLETE_MARKER);
     if ids.len() < want && !whole {
@@ -185,7 +188,19 @@ pub async fn hydrate(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let posts = caches::posts(state, ids).await?;
+    // Posts, like counts and the viewer's likes are independent reads: issue them together
+    // (one pipelined round trip on Redis); authors need the posts first.
+    let liked = async {
+        match viewer {
+            Some(v) => caches::liked_among(state, v, ids).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (posts, likes, liked) = futures::try_join!(
+        caches::posts(state, ids),
+        caches::like_counts(state, ids),
+        liked
+    )?;
     let author_ids: Vec<i64> = posts.values().map(|p| p.author_id).collect();
     let authors = caches::users(state, &author_ids).await?;
     let present: Vec<i64> = ids
@@ -193,11 +208,6 @@ pub async fn hydrate(
         .copied()
         .filter(|id| posts.contains_key(id))
         .collect();
-    let likes = caches::like_counts(state, &present).await?;
-    let liked = match viewer {
-        Some(v) => caches::liked_among(state, v, &present).await?,
-        None => Vec::new(),
-    };
     Ok(present
         .iter()
         .filter_map(|id| {
