@@ -1,27 +1,25 @@
 -- Notifications: a chat message for a member who was offline, a new post from someone
--- followed. One row per recipient; the excerpt is copied so listing needs no joins but
--- the actor's (cached) user.
+-- followed. One row per recipient and subject, keyed by (recipient, subject id): the id is
+-- the message's or post's own Snowflake id, so a retried fanout or delivery cannot notify
+-- twice, rows sort by the subject's time, and an insert touches one b-tree. The excerpt is
+-- copied so listing needs no joins but the actor's (cached) user.
 
 CREATE TABLE notifications (
-    id         INTEGER PRIMARY KEY,
     user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    id         INTEGER NOT NULL,
     kind       TEXT    NOT NULL CHECK (kind IN ('message', 'post')),
     actor_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- For messages: their channel.
     channel_id INTEGER,
-    message_id INTEGER,
-    post_id    INTEGER,
     excerpt    TEXT    NOT NULL,
     created_at INTEGER NOT NULL,
-    read_at    INTEGER,
-    CHECK ((kind = 'message') = (message_id IS NOT NULL AND channel_id IS NOT NULL)),
-    CHECK ((kind = 'post') = (post_id IS NOT NULL))
-);
+    PRIMARY KEY (user_id, id),
+    CHECK ((kind = 'message') = (channel_id IS NOT NULL))
+) WITHOUT ROWID;
 
--- Fanout and delivery are at-least-once: the same event notifies a user once.
-CREATE UNIQUE INDEX notifications_once ON notifications (user_id, kind, COALESCE(message_id, post_id));
--- A user's list, newest first (keyset paging on id).
-CREATE INDEX notifications_by_user ON notifications (user_id, id);
--- The badge: unread ones only.
-CREATE INDEX notifications_unread ON notifications (user_id, id) WHERE read_at IS NULL;
--- A deleted post takes its notifications with it.
-CREATE INDEX notifications_by_post ON notifications (post_id) WHERE post_id IS NOT NULL;
+-- What each user has read: everything up to this notification id (one row per user, so
+-- "mark all read" is one write however many there are).
+CREATE TABLE notification_reads (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    up_to   INTEGER NOT NULL
+);

@@ -190,13 +190,13 @@ async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
 
 async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
-    for_each_feed_batch(state, job.author_id, |keys, _| async move {
+    for_each_feed_batch(state, job.author_id, |keys, followers| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
         cache.ids_remove(&entries).await?;
+        crate::notifications::store::forget_post(&state.db, job.post_id, &followers).await?;
         Ok(())
     })
     .await?;
     cache.delete(&caches::post_key(job.post_id)).await?;
-    crate::notifications::store::forget_post(&state.db, job.post_id).await?;
     Ok(())
 }

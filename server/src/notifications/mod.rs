@@ -8,6 +8,9 @@
 //! batches, for authors below the celebrity threshold; a celebrity's followers pull their
 //! posts and are not notified one by one (that would be the fanout-on-write the threshold
 //! exists to avoid).
+//!
+//! A notification's id is its subject's (the message's or the post's), so at-least-once
+//! delivery cannot notify twice; reading is a per-user watermark ("everything up to").
 
 pub mod routes;
 pub mod store;
@@ -43,14 +46,14 @@ pub async fn for_message(
     let text = excerpt(&message.content);
     let about = store::About {
         kind: "message",
+        subject: message.id.0,
         actor_id: sender,
         channel_id: Some(message.channel_id.0),
-        message_id: Some(message.id.0),
-        post_id: None,
         excerpt: &text,
         created_at: message.created_at.timestamp_millis(),
     };
-    insert(state, &about, &offline).await
+    store::insert_many(&state.db, &about, &offline).await?;
+    Ok(())
 }
 
 /// Notifies `followers` of a new post.
@@ -64,29 +67,13 @@ pub async fn for_post(
     let text = excerpt(content);
     let about = store::About {
         kind: "post",
+        subject: post_id,
         actor_id: author,
         channel_id: None,
-        message_id: None,
-        post_id: Some(post_id),
         excerpt: &text,
         created_at: state.clock.now_ms(),
     };
-    insert(state, &about, followers).await
-}
-
-async fn insert(
-    state: &AppState,
-    about: &store::About<'_>,
-    recipients: &[i64],
-) -> Result<(), AppError> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(i64, i64)> = recipients
-        .iter()
-        .map(|user| (state.ids.next_id(), *user))
-        .collect();
-    store::insert_many(&state.db, about, &rows).await?;
+    store::insert_many(&state.db, &about, followers).await?;
     Ok(())
 }
 
@@ -98,6 +85,7 @@ pub async fn list(
     limit: usize,
 ) -> Result<Page<Notification>, AppError> {
     let mut rows = store::page(&state.db, user, before, limit as i64 + 1).await?;
+    let read_up_to = store::read_up_to(&state.db, user).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let actor_ids: Vec<i64> = rows.iter().map(|r| r.actor_id).collect();
@@ -107,7 +95,7 @@ pub async fn list(
         .flatten();
     let items = rows
         .into_iter()
-        .filter_map(|r| to_api(r, &actors))
+        .filter_map(|r| to_api(r, &actors, read_up_to))
         .collect();
     Ok(Page { items, next_cursor })
 }
@@ -115,27 +103,29 @@ pub async fn list(
 fn to_api(
     r: store::NotificationRow,
     actors: &HashMap<i64, app::model::User>,
+    read_up_to: i64,
 ) -> Option<Notification> {
+    let post = r.kind == "post";
     Some(Notification {
         id: Id(r.id),
-        kind: if r.kind == "post" {
+        kind: if post {
             NotificationKind::Post
         } else {
             NotificationKind::Message
         },
         actor: actors.get(&r.actor_id)?.clone(),
         channel_id: r.channel_id.map(Id),
-        message_id: r.message_id.map(Id),
-        post_id: r.post_id.map(Id),
+        message_id: (!post).then_some(Id(r.id)),
+        post_id: post.then_some(Id(r.id)),
         excerpt: r.excerpt,
         created_at: crate::db::to_datetime(r.created_at),
-        read: r.read_at.is_some(),
+        read: r.id <= read_up_to,
     })
 }
 
 /// Marks the user's notifications up to `up_to` read.
 pub async fn mark_read(state: &AppState, user: i64, up_to: i64) -> Result<(), AppError> {
-    store::mark_read(&state.db, user, up_to, state.clock.now_ms()).await?;
+    store::mark_read(&state.db, user, up_to).await?;
     Ok(())
 }
 

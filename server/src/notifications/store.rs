@@ -1,4 +1,4 @@
-//! Notification rows.
+//! Notification rows (see the migration for the layout).
 
 use sqlx::SqlitePool;
 
@@ -8,49 +8,44 @@ pub struct NotificationRow {
     pub kind: String,
     pub actor_id: i64,
     pub channel_id: Option<i64>,
-    pub message_id: Option<i64>,
-    pub post_id: Option<i64>,
     pub excerpt: String,
     pub created_at: i64,
-    pub read_at: Option<i64>,
 }
 
 /// What one batch of notifications is about; every recipient gets the same.
 pub struct About<'a> {
     pub kind: &'a str,
+    /// The message's or post's id (the notification's id).
+    pub subject: i64,
     pub actor_id: i64,
     pub channel_id: Option<i64>,
-    pub message_id: Option<i64>,
-    pub post_id: Option<i64>,
     pub excerpt: &'a str,
     pub created_at: i64,
 }
 
-/// Inserts one notification per `(id, recipient)`, in one statement; a recipient already
-/// notified of the same message or post is skipped.
+/// Inserts one notification per recipient, in one statement; a recipient already
+/// notified of the same subject is skipped.
 pub async fn insert_many(
     db: &SqlitePool,
     about: &About<'_>,
-    rows: &[(i64, i64)],
+    recipients: &[i64],
 ) -> Result<u64, sqlx::Error> {
-    if rows.is_empty() {
+    if recipients.is_empty() {
         return Ok(0);
     }
-    let pairs = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
+    let list = serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into());
     let done = sqlx::query(
         "INSERT OR IGNORE INTO notifications
-             (id, user_id, kind, actor_id, channel_id, message_id, post_id, excerpt, created_at)
-         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?, ?, ?, ?, ?, ?, ?
-           FROM json_each(?)",
+             (user_id, id, kind, actor_id, channel_id, excerpt, created_at)
+         SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?)",
     )
+    .bind(about.subject)
     .bind(about.kind)
     .bind(about.actor_id)
     .bind(about.channel_id)
-    .bind(about.message_id)
-    .bind(about.post_id)
     .bind(about.excerpt)
     .bind(about.created_at)
-    .bind(pairs)
+    .bind(list)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -64,7 +59,7 @@ pub async fn page(
     limit: i64,
 ) -> Result<Vec<NotificationRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, kind, actor_id, channel_id, message_id, post_id, excerpt, created_at, read_at
+        "SELECT id, kind, actor_id, channel_id, excerpt, created_at
            FROM notifications
           WHERE user_id = ? AND id < ?
           ORDER BY id DESC LIMIT ?",
@@ -76,36 +71,58 @@ pub async fn page(
     .await
 }
 
-/// Marks every notification of `user` up to `up_to` (inclusive) read.
-pub async fn mark_read(
-    db: &SqlitePool,
-    user: i64,
-    up_to: i64,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE notifications SET read_at = ? WHERE user_id = ? AND id <= ? AND read_at IS NULL",
+/// Everything up to this id is read (0: nothing).
+pub async fn read_up_to(db: &SqlitePool, user: i64) -> Result<i64, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar("SELECT up_to FROM notification_reads WHERE user_id = ?")
+            .bind(user)
+            .fetch_optional(db)
+            .await?
+            .unwrap_or(0),
     )
-    .bind(now)
+}
+
+/// Marks every notification of `user` up to `up_to` (inclusive) read; never backwards.
+pub async fn mark_read(db: &SqlitePool, user: i64, up_to: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notification_reads (user_id, up_to) VALUES (?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET up_to = MAX(up_to, excluded.up_to)",
+    )
     .bind(user)
     .bind(up_to)
     .execute(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok(())
 }
 
 pub async fn unread_count(db: &SqlitePool, user: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL")
-        .bind(user)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications
+          WHERE user_id = ?1
+            AND id > COALESCE((SELECT up_to FROM notification_reads WHERE user_id = ?1), 0)",
+    )
+    .bind(user)
+    .fetch_one(db)
+    .await
 }
 
-/// Removes the notifications of a deleted post.
-pub async fn forget_post(db: &SqlitePool, post_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM notifications WHERE post_id = ?")
-        .bind(post_id)
-        .execute(db)
-        .await?;
+/// Removes a deleted post's notifications from these recipients (primary-key deletes).
+pub async fn forget_post(
+    db: &SqlitePool,
+    post_id: i64,
+    recipients: &[i64],
+) -> Result<(), sqlx::Error> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let list = serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "DELETE FROM notifications
+          WHERE id = ? AND user_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(post_id)
+    .bind(list)
+    .execute(db)
+    .await?;
     Ok(())
 }
