@@ -17,11 +17,10 @@
 
 use crate::{
     chat_seed::{self, ChatPopulation, GROUP_SIZE},
-    cli::{Backend, ChatOptions, Flavour},
     cpu::CpuClock,
     error::Error,
-    redis_ns,
-    server::{Launch, ServerProcess, TempDir},
+    options::{Backend, ChatOptions, Flavour},
+    server::{ServerProcess, UnderTest},
     ws_client::{self, Conn, Recorder, Tally},
 };
 use reqwest::Client;
@@ -48,10 +47,10 @@ pub const COMPLETE: f64 = 0.999;
 const SATURATED_SHARE: f64 = 0.9;
 const GIVE_UP_P99: Duration = Duration::from_secs(1);
 /// Open-file limit asked for the server (and, as far as allowed, this process).
-const FD_LIMIT: u64 = 65_536;
+pub const FD_LIMIT: u64 = 65_536;
 /// Wait after the open-socket gauge reaches its target before reading RSS: lets the
 /// connection tasks finish their start-up allocations.
-const SETTLE: Duration = Duration::from_secs(2);
+pub const SETTLE: Duration = Duration::from_secs(2);
 /// The server has drained once no frame has arrived for this long.
 const QUIET: Duration = Duration::from_millis(500);
 /// Longest drain; a server still delivering after this is far past saturation.
@@ -167,44 +166,25 @@ pub async fn run(
     flavour: Flavour,
     with_longpoll: bool,
 ) -> Result<ChatReport, Error> {
-    let redis_url = setup.opts.redis_url.as_str();
-    let namespace = format!("loadgen-{:016x}", rand::random::<u64>());
-    if backend == Backend::Redis {
-        redis_ns::ping(redis_url)
-            .await
-            .map_err(|e| Error::Run(format!("Redis at {redis_url} does not answer: {e}")))?;
-    }
-    let dir = TempDir::new()?;
-    let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
-    let mut env: Vec<(String, String)> = [
-        ("KITH_DATABASE_URL", db_url.as_str()),
-        ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
-        ("KITH_RUNTIME", flavour.name()),
-        ("RUST_LOG", "warn"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    if backend == Backend::Redis {
-        env.push(("KITH_REDIS_URL".into(), redis_url.into()));
-        env.push(("KITH_REDIS_NAMESPACE".into(), namespace.clone()));
-    }
-    let mut server = ServerProcess::start(Launch {
-        bin: &setup.server_bin,
-        cpu: setup.server_cpu,
-        dir: &dir.0,
-        env,
-        fd_limit: Some(FD_LIMIT),
-    })?;
-    let outcome = measure(setup, backend, flavour, with_longpoll, &mut server, &db_url).await;
-    let log = server.log_summary();
-    drop(server);
-    if backend == Backend::Redis {
-        match redis_ns::delete_namespace(redis_url, &namespace).await {
-            Ok(n) => eprintln!("[{}] deleted {n} Redis keys", backend.name()),
-            Err(e) => eprintln!("[{}] could not delete {namespace}:*: {e}", backend.name()),
-        }
-    }
+    let mut run = UnderTest::start(
+        &setup.server_bin,
+        setup.server_cpu,
+        backend,
+        &setup.opts.redis_url,
+        &[("KITH_RUNTIME", flavour.name())],
+        Some(FD_LIMIT),
+    )
+    .await?;
+    let outcome = measure(
+        setup,
+        backend,
+        flavour,
+        with_longpoll,
+        &mut run.server,
+        &run.db_url,
+    )
+    .await;
+    let log = run.finish(backend.name()).await;
     outcome.map(|mut r| {
         r.log = log;
         r
@@ -429,7 +409,7 @@ async fn drain(recorder: &Recorder) -> Duration {
 }
 
 /// Waits until the server's open-socket gauge reads `expected`, then a little longer.
-async fn settle(http: &Client, base: &str, expected: i64) -> Result<(), Error> {
+pub async fn settle(http: &Client, base: &str, expected: i64) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let open = websockets_open(http, base).await?;
@@ -449,6 +429,11 @@ async fn settle(http: &Client, base: &str, expected: i64) -> Result<(), Error> {
 
 /// `kith_websockets_open` from `/metrics`.
 async fn websockets_open(http: &Client, base: &str) -> Result<Option<i64>, Error> {
+    gauge(http, base, "kith_websockets_open").await
+}
+
+/// A gauge (`name value` line) from `/metrics`.
+pub async fn gauge(http: &Client, base: &str, name: &str) -> Result<Option<i64>, Error> {
     let text = http
         .get(format!("{base}/metrics"))
         .send()
@@ -457,7 +442,7 @@ async fn websockets_open(http: &Client, base: &str) -> Result<Option<i64>, Error
         .await?;
     Ok(text
         .lines()
-        .find_map(|l| l.strip_prefix("kith_websockets_open "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok()))
 }
 
@@ -637,7 +622,7 @@ async fn post_run(
     }
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

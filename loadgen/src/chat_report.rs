@@ -326,7 +326,7 @@ fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(|| "n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
 
-fn counts(map: &BTreeMap<String, u64>) -> String {
+pub fn counts(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "0".into();
     }
@@ -336,7 +336,7 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-fn yes(met: bool) -> &'static str {
+pub fn yes(met: bool) -> &'static str {
     if met {
         "yes"
     } else {
@@ -345,7 +345,7 @@ fn yes(met: bool) -> &'static str {
 }
 
 /// `100202` → `100,202`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

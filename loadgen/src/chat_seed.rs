@@ -5,6 +5,8 @@
 //! Rows look like the server's own: a 1:1 channel has kind `dm`, an empty name and the
 //! `dm_key` "smaller_id:larger_id" (so `POST /v1/chat/dm/{username}` would find it); every
 //! channel starts with `last_seq` and `last_message_id` at 0, as a new one does.
+//!
+//! [`write_users`] (users and sessions only) is the presence scenario's population too.
 
 use crate::{
     error::Error,
@@ -57,44 +59,10 @@ pub struct ChatPopulation {
 /// Writes users, sessions, channels and members, one transaction per table.
 pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<ChatPopulation, Error> {
     let total = IDLE_USERS + 2 * PAIRS + GROUPS * GROUP_SIZE;
-    let mut users: Vec<(ChatUser, Vec<u8>)> = (1..=total as i64)
-        .map(|id| {
-            let (token, hash) = new_token();
-            (ChatUser { id, token }, hash)
-        })
-        .collect();
+    let mut users = write_users(db, 1, total, "Chat user", now_ms).await?;
 
-    let mut tx = db.begin().await?;
-    for chunk in users.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
-        );
-        q.push_values(chunk, |mut row, (u, _)| {
-            row.push_bind(u.id)
-                .push_bind(username(u.id))
-                .push_bind(format!("Chat user {}", u.id))
-                .push_bind(NO_PASSWORD)
-                .push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    for chunk in users.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
-        );
-        q.push_values(chunk, |mut row, (u, hash)| {
-            row.push_bind(hash.clone())
-                .push_bind(u.id)
-                .push_bind(now_ms)
-                .push_bind(now_ms + SESSION_LIFETIME_MS);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-
-    let mut rest: Vec<ChatUser> = users.drain(..).map(|(u, _)| u).collect();
-    let mut after_idle = rest.split_off(IDLE_USERS);
-    let idle = rest;
+    let mut after_idle = users.split_off(IDLE_USERS);
+    let idle = users;
     let group_users = after_idle.split_off(2 * PAIRS);
 
     // Channel ids are small integers; the server's own are Snowflakes, far above them.
@@ -166,4 +134,50 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<ChatPopulation, Error
         pairs,
         groups,
     })
+}
+
+/// Writes `count` users with ids from `first_id` (usernames `seed::username`, display names
+/// "`label` <id>") and a session for each, in one transaction; returns them in id order.
+/// Registering through the API would hash a password with Argon2 for every one of them.
+pub async fn write_users(
+    db: &SqlitePool,
+    first_id: i64,
+    count: usize,
+    label: &str,
+    now_ms: i64,
+) -> Result<Vec<ChatUser>, Error> {
+    let users: Vec<(ChatUser, Vec<u8>)> = (first_id..first_id + count as i64)
+        .map(|id| {
+            let (token, hash) = new_token();
+            (ChatUser { id, token }, hash)
+        })
+        .collect();
+    let mut tx = db.begin().await?;
+    for chunk in users.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (u, _)| {
+            row.push_bind(u.id)
+                .push_bind(username(u.id))
+                .push_bind(format!("{label} {}", u.id))
+                .push_bind(NO_PASSWORD)
+                .push_bind(now_ms);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in users.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
+        );
+        q.push_values(chunk, |mut row, (u, hash)| {
+            row.push_bind(hash.clone())
+                .push_bind(u.id)
+                .push_bind(now_ms)
+                .push_bind(now_ms + SESSION_LIFETIME_MS);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(users.into_iter().map(|(u, _)| u).collect())
 }

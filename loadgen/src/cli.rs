@@ -1,212 +1,89 @@
-//! The command line: `loadgen feed|chat [options]`, parsed by hand (a dozen flags do not
-//! justify a parser dependency).
+//! The command line: `loadgen feed|chat|presence [options]`, parsed by hand (a dozen flags
+//! do not justify a parser dependency). The options themselves live in `options`.
 
-use crate::error::Error;
+use crate::{
+    error::Error,
+    options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions},
+};
 use std::{path::PathBuf, time::Duration};
 
 pub const USAGE: &str = "\
 usage: loadgen feed [options]
        loadgen chat [options]
+       loadgen presence [options]
 
 feed: starts target/release/server once per backend, seeds a social graph, and measures
 the news feed (healthz baseline, feed reads, post latency, fanout, celebrity vs normal).
 chat: starts it once per backend and runtime flavour, seeds users and channels, and
 measures the chat hub (memory per idle WebSocket, 1:1 latency, 100-member group fanout,
 long-poll against WebSocket delivery).
+presence: starts it once per backend and runtime flavour, connects 10,000 users who
+heartbeat every 5 s, and measures the server's CPU for it against an idle baseline, and
+how fast friends hear that someone came online or went offline.
 Build the server first: cargo build -p server --release
 
-options (both):
+options (all):
   --backends LIST        memory,redis (default: both, in that order)
   --redis-url URL        Redis for the redis backend (default: redis://127.0.0.1:6379)
-  --duration-secs N      length of each throughput measurement (default: 10)
-  --concurrency N        concurrent clients for the throughput measurements (default: 64)
+  --duration-secs N      length of each throughput measurement (default: 10; presence:
+                         each CPU window, default 30)
   --server-cpu N|none    core the server is pinned to with taskset (default: 0)
   --client-cpu N|none    core this tool is pinned to with taskset (default: 1)
   --server-bin PATH      server binary (default: `server` next to this executable)
 
+options (feed only):
+  --concurrency N        concurrent clients for the throughput measurements (default: 64)
+
+options (chat and presence):
+  --flavours LIST        current_thread,multi_thread (default: both; in chat only the first
+                         one runs the long-poll comparison)
+
 options (chat only):
-  --flavours LIST        current_thread,multi_thread (default: both; only the first one
-                         runs the long-poll comparison)
   --pair-rates LIST      1:1 send rates in messages/s, one run each (default: 5000,1000,500)
   --group-rates LIST     group send rates in messages/s, ascending, stepped until the server
                          saturates (default: 100,200,300,400,500,750,1000)
-  --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)";
+  --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)
 
-/// Which backend the server under test uses for caches, queues and rate limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Memory,
-    Redis,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Memory => "memory",
-            Backend::Redis => "redis",
-        }
-    }
-}
-
-/// Options of the `feed` command.
-#[derive(Debug, Clone)]
-pub struct FeedOptions {
-    pub backends: Vec<Backend>,
-    pub redis_url: String,
-    /// How long each throughput measurement (healthz, feed reads) runs.
-    pub duration: Duration,
-    /// Concurrent client tasks for the throughput measurements.
-    pub concurrency: usize,
-    /// Cores to pin to; `None` leaves scheduling to the OS.
-    pub server_cpu: Option<usize>,
-    pub client_cpu: Option<usize>,
-    /// `None`: the `server` binary next to this executable (same cargo profile).
-    pub server_bin: Option<PathBuf>,
-}
-
-impl Default for FeedOptions {
-    fn default() -> Self {
-        Self {
-            backends: vec![Backend::Memory, Backend::Redis],
-            redis_url: "redis://127.0.0.1:6379".into(),
-            duration: Duration::from_secs(10),
-            concurrency: 64,
-            server_cpu: Some(0),
-            client_cpu: Some(1),
-            server_bin: None,
-        }
-    }
-}
-
-impl FeedOptions {
-    /// The command that reproduces this run, every option spelled out.
-    pub fn command_line(&self) -> String {
-        let cpu = |c: Option<usize>| c.map_or_else(|| "none".to_string(), |c| c.to_string());
-        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
-        let mut cmd = format!(
-            "cargo build -p server --release && cargo run -p loadgen --release -- feed \
-             --backends {} --redis-url {} --duration-secs {} --concurrency {} \
-             --server-cpu {} --client-cpu {}",
-            backends.join(","),
-            self.redis_url,
-            self.duration.as_secs(),
-            self.concurrency,
-            cpu(self.server_cpu),
-            cpu(self.client_cpu),
-        );
-        if let Some(bin) = &self.server_bin {
-            cmd.push_str(&format!(" --server-bin {}", bin.display()));
-        }
-        cmd
-    }
-}
-
-/// Which tokio scheduler the server under test runs (`KITH_RUNTIME`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
-    CurrentThread,
-    MultiThread,
-}
-
-impl Flavour {
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavour::CurrentThread => "current_thread",
-            Flavour::MultiThread => "multi_thread",
-        }
-    }
-}
-
-/// Options of the `chat` command. The shared ones mean what they mean for `feed`.
-#[derive(Debug, Clone)]
-pub struct ChatOptions {
-    pub backends: Vec<Backend>,
-    pub redis_url: String,
-    /// Length of each measured send run.
-    pub duration: Duration,
-    pub server_cpu: Option<usize>,
-    pub client_cpu: Option<usize>,
-    pub server_bin: Option<PathBuf>,
-    /// One server per backend and flavour; the first flavour gets the long-poll run too.
-    pub flavours: Vec<Flavour>,
-    /// Aggregate 1:1 send rates (messages/s), one run each.
-    pub pair_rates: Vec<u32>,
-    /// Aggregate group send rates (messages/s), stepped in this order.
-    pub group_rates: Vec<u32>,
-    /// Messages/s POSTed while receivers long-poll (and then listen on WebSockets).
-    pub longpoll_rate: u32,
-}
-
-impl Default for ChatOptions {
-    fn default() -> Self {
-        let feed = FeedOptions::default();
-        Self {
-            backends: feed.backends,
-            redis_url: feed.redis_url,
-            duration: feed.duration,
-            server_cpu: feed.server_cpu,
-            client_cpu: feed.client_cpu,
-            server_bin: None,
-            flavours: vec![Flavour::CurrentThread, Flavour::MultiThread],
-            pair_rates: vec![5_000, 1_000, 500],
-            group_rates: vec![100, 200, 300, 400, 500, 750, 1_000],
-            longpoll_rate: 500,
-        }
-    }
-}
-
-impl ChatOptions {
-    /// The command that reproduces this run, every option spelled out.
-    pub fn command_line(&self) -> String {
-        let cpu = |c: Option<usize>| c.map_or_else(|| "none".to_string(), |c| c.to_string());
-        let list = |v: &[u32]| {
-            v.iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
-        let flavours: Vec<&str> = self.flavours.iter().map(|f| f.name()).collect();
-        let mut cmd = format!(
-            "cargo build -p server --release && cargo run -p loadgen --release -- chat \
-             --backends {} --redis-url {} --duration-secs {} --server-cpu {} --client-cpu {} \
-             --flavours {} --pair-rates {} --group-rates {} --longpoll-rate {}",
-            backends.join(","),
-            self.redis_url,
-            self.duration.as_secs(),
-            cpu(self.server_cpu),
-            cpu(self.client_cpu),
-            flavours.join(","),
-            list(&self.pair_rates),
-            list(&self.group_rates),
-            self.longpoll_rate,
-        );
-        if let Some(bin) = &self.server_bin {
-            cmd.push_str(&format!(" --server-bin {}", bin.display()));
-        }
-        cmd
-    }
-}
+options (presence only):
+  --users N              connected users, all heartbeating (default: 10000)
+  --heartbeat-secs N     each user's heartbeat interval, random phase (default: 5)
+  --subjects N           users who come online and go offline once, timed (default: 200)
+  --friends N            friends of each subject among the users (default: 4)
+  --presence-timeout-secs N
+                         the server's KITH_PRESENCE_TIMEOUT_SECS (default: 30, its own)";
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
     Feed(FeedOptions),
     Chat(ChatOptions),
+    Presence(PresenceOptions),
     Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Feed,
+    Chat,
+    Presence,
 }
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
     let mut args = args.into_iter();
-    let chat = match args.next().as_deref() {
-        Some("feed") => false,
-        Some("chat") => true,
+    let which = match args.next().as_deref() {
+        Some("feed") => Which::Feed,
+        Some("chat") => Which::Chat,
+        Some("presence") => Which::Presence,
         None | Some("-h") | Some("--help") | Some("help") => return Ok(Command::Help),
         Some(other) => return Err(usage(format!("unknown command {other:?}"))),
     };
+    let (chat, presence) = (which == Which::Chat, which == Which::Presence);
     let mut opts = FeedOptions::default();
     let mut chat_opts = ChatOptions::default();
+    let mut presence_opts = PresenceOptions::default();
+    let mut duration = None;
+    let mut flavour_list = None;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
@@ -220,38 +97,75 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             Some(v) => v,
             None => return Err(usage(format!("{flag} needs a value"))),
         };
+        let secs = |flag: &str, value: &str| -> Result<Duration, Error> {
+            Ok(Duration::from_secs(positive(flag, value)? as u64))
+        };
         match flag.as_str() {
             "--backends" => opts.backends = backends(&value)?,
             "--redis-url" => opts.redis_url = value,
-            "--duration-secs" => {
-                opts.duration = Duration::from_secs(positive(&flag, &value)? as u64);
+            "--duration-secs" => duration = Some(secs(&flag, &value)?),
+            "--concurrency" if which == Which::Feed => {
+                opts.concurrency = positive(&flag, &value)?;
             }
-            "--concurrency" => opts.concurrency = positive(&flag, &value)?,
             "--server-cpu" => opts.server_cpu = cpu(&flag, &value)?,
             "--client-cpu" => opts.client_cpu = cpu(&flag, &value)?,
             "--server-bin" => opts.server_bin = Some(PathBuf::from(value)),
-            "--flavours" if chat => chat_opts.flavours = flavours(&value)?,
+            "--flavours" if chat || presence => flavour_list = Some(flavours(&value)?),
             "--pair-rates" if chat => chat_opts.pair_rates = rates(&flag, &value)?,
             "--group-rates" if chat => chat_opts.group_rates = rates(&flag, &value)?,
             "--longpoll-rate" if chat => chat_opts.longpoll_rate = rate(&flag, &value)?,
+            "--users" if presence => presence_opts.users = positive(&flag, &value)?,
+            "--heartbeat-secs" if presence => presence_opts.heartbeat = secs(&flag, &value)?,
+            "--subjects" if presence => presence_opts.subjects = positive(&flag, &value)?,
+            "--friends" if presence => presence_opts.friends = positive(&flag, &value)?,
+            "--presence-timeout-secs" if presence => {
+                presence_opts.timeout = secs(&flag, &value)?;
+            }
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
     }
-    if !chat {
-        return Ok(Command::Feed(opts));
+    match which {
+        Which::Feed => Ok(Command::Feed(FeedOptions {
+            duration: duration.unwrap_or(opts.duration),
+            ..opts
+        })),
+        Which::Chat => Ok(Command::Chat(ChatOptions {
+            backends: opts.backends,
+            redis_url: opts.redis_url,
+            duration: duration.unwrap_or(chat_opts.duration),
+            server_cpu: opts.server_cpu,
+            client_cpu: opts.client_cpu,
+            server_bin: opts.server_bin,
+            flavours: flavour_list.unwrap_or(chat_opts.flavours),
+            ..chat_opts
+        })),
+        Which::Presence => {
+            let p = PresenceOptions {
+                backends: opts.backends,
+                redis_url: opts.redis_url,
+                duration: duration.unwrap_or(presence_opts.duration),
+                server_cpu: opts.server_cpu,
+                client_cpu: opts.client_cpu,
+                server_bin: opts.server_bin,
+                flavours: flavour_list.unwrap_or(presence_opts.flavours),
+                ..presence_opts
+            };
+            // A user silent for less than the timeout must never expire between two
+            // heartbeats (the server flushes them up to a second late).
+            if p.timeout <= p.heartbeat + Duration::from_secs(1) {
+                return Err(usage(
+                    "--presence-timeout-secs must exceed --heartbeat-secs by more than 1 s".into(),
+                ));
+            }
+            if p.subjects * p.friends > p.users {
+                return Err(usage(
+                    "--subjects × --friends must not exceed --users (friends are distinct users)"
+                        .into(),
+                ));
+            }
+            Ok(Command::Presence(p))
+        }
     }
-    if opts.concurrency != FeedOptions::default().concurrency {
-        return Err(usage("--concurrency applies to feed only".into()));
-    }
-    Ok(Command::Chat(ChatOptions {
-        backends: opts.backends,
-        redis_url: opts.redis_url,
-        duration: opts.duration,
-        server_cpu: opts.server_cpu,
-        client_cpu: opts.client_cpu,
-        server_bin: opts.server_bin,
-        ..chat_opts
-    }))
 }
 
 fn flavours(list: &str) -> Result<Vec<Flavour>, Error> {
@@ -389,6 +303,33 @@ mod tests {
     }
 
     #[test]
+    fn presence_has_its_own_defaults_and_flags() {
+        let parse_presence = |args: &[&str]| match parse(
+            std::iter::once("presence")
+                .chain(args.iter().copied())
+                .map(String::from),
+        ) {
+            Ok(Command::Presence(o)) => o,
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        let o = parse_presence(&[]);
+        assert_eq!((o.users, o.subjects, o.friends), (10_000, 200, 4));
+        assert_eq!(o.duration, Duration::from_secs(30));
+        assert_eq!(o.heartbeat, Duration::from_secs(5));
+        assert_eq!(o.timeout, Duration::from_secs(30));
+        assert_eq!(o.flavours.len(), 2);
+        let o = parse_presence(&[
+            "--users=800",
+            "--flavours",
+            "multi_thread",
+            "--duration-secs=5",
+        ]);
+        assert_eq!(o.users, 800);
+        assert_eq!(o.flavours, vec![Flavour::MultiThread]);
+        assert_eq!(o.duration, Duration::from_secs(5));
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error() {
         for args in [
             vec!["feed", "--backends", "postgres"],
@@ -397,6 +338,19 @@ mod tests {
             vec!["feed", "--group-rates", "100"],
             vec!["chat", "--pair-rates", "0"],
             vec!["chat", "--flavours", "work_stealing"],
+            vec!["chat", "--concurrency", "8"],
+            vec!["feed", "--flavours", "multi_thread"],
+            vec!["presence", "--pair-rates", "100"],
+            vec!["presence", "--presence-timeout-secs", "5"],
+            vec![
+                "presence",
+                "--users",
+                "100",
+                "--subjects",
+                "30",
+                "--friends",
+                "4",
+            ],
             vec!["bench"],
         ] {
             let parsed = parse(args.iter().map(|s| s.to_string()));

@@ -70,6 +70,32 @@ impl CpuClock {
     }
 }
 
+impl CpuClock {
+    /// Seconds core `cpu` has spent busy (anything but idle and iowait) since boot, all
+    /// processes together: set against the server's own time, it shows whether anything
+    /// else ran on the server's core during a measurement.
+    pub fn core_busy_seconds(&self, cpu: usize) -> Option<f64> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        Some(core_busy_ticks(&text, cpu)? / self.ticks_per_sec)
+    }
+}
+
+/// Busy ticks of `cpu<N>` in `/proc/stat`: user nice system idle iowait irq softirq steal
+/// …, all but idle (4th) and iowait (5th). Guest time is already inside user and nice.
+fn core_busy_ticks(stat: &str, cpu: usize) -> Option<f64> {
+    let label = format!("cpu{cpu} ");
+    let line = stat.lines().find(|l| l.starts_with(&label))?;
+    let ticks: Vec<f64> = line[label.len()..]
+        .split_whitespace()
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    if ticks.len() < 5 {
+        return None;
+    }
+    Some(ticks.iter().sum::<f64>() - ticks[3] - ticks[4])
+}
+
 /// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2) is in
 /// parentheses and may itself contain spaces and parentheses, so fields are counted from
 /// the last `)`: after it come state (field 3) … utime (14), stime (15).
@@ -126,6 +152,14 @@ mod tests {
         let line = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(stat_ticks(line), Some(300.0));
         assert_eq!(stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn core_busy_time_leaves_out_idle_and_iowait() {
+        let stat =
+            "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 5 50 1000 20 1 2 3 0 0\ncpu1 1 1 1 1 1 1 1 1 0 0\n";
+        assert_eq!(core_busy_ticks(stat, 0), Some(161.0));
+        assert_eq!(core_busy_ticks(stat, 2), None);
     }
 
     #[test]

@@ -5,15 +5,15 @@
 //! background work never lands in another's figures.
 
 use crate::{
-    cli::{Backend, FeedOptions},
     cpu::{self, CpuClock},
     error::Error,
     load::{self, Stop, Summary},
+    options::{Backend, FeedOptions},
     posting::{drained, post_until_drained, publish},
     redis_ns,
     report::{BackendReport, FeedSample, Phase, PostCosts},
     seed::{self, Account, Population},
-    server::{Launch, ServerProcess, TempDir},
+    server::{ServerProcess, UnderTest},
 };
 use rand::{rngs::StdRng, seq::SliceRandom as _, Rng as _};
 use reqwest::{Client, RequestBuilder};
@@ -61,54 +61,32 @@ pub struct Setup {
 /// One backend, start to finish. The server is killed and the Redis namespace deleted
 /// whether or not the measurements succeeded.
 pub async fn run(setup: &Setup, backend: Backend) -> Result<BackendReport, Error> {
-    let redis_url = setup.opts.redis_url.as_str();
-    let namespace = format!("loadgen-{:016x}", rand::random::<u64>());
-    if backend == Backend::Redis {
-        redis_ns::ping(redis_url)
-            .await
-            .map_err(|e| Error::Run(format!("Redis at {redis_url} does not answer: {e}")))?;
-    }
-    let dir = TempDir::new()?;
-    let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
     let threshold = seed::CELEBRITY_THRESHOLD.to_string();
-    let mut env: Vec<(String, String)> = [
-        ("KITH_DATABASE_URL", db_url.as_str()),
-        ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
+    let env = [
         // Rate limiting would turn the post measurements into 429s.
         ("KITH_POST_RATE_PER_MIN", "1000000"),
         ("KITH_CELEBRITY_THRESHOLD", threshold.as_str()),
         ("KITH_RUNTIME", "current_thread"),
-        ("RUST_LOG", "warn"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    if backend == Backend::Redis {
-        env.push(("KITH_REDIS_URL".into(), redis_url.into()));
-        env.push(("KITH_REDIS_NAMESPACE".into(), namespace.clone()));
-    }
-
-    let mut server = ServerProcess::start(Launch {
-        bin: &setup.server_bin,
-        cpu: setup.server_cpu,
-        dir: &dir.0,
-        env,
-        fd_limit: None,
-    })?;
-    let redis = (backend == Backend::Redis).then_some(namespace.as_str());
-    let outcome = measure(setup, backend, &mut server, &db_url, redis).await;
-    let log = server.log_summary();
-    drop(server);
-
-    if backend == Backend::Redis {
-        match redis_ns::delete_namespace(redis_url, &namespace).await {
-            Ok(n) => eprintln!(
-                "[{}] deleted {n} Redis keys under {namespace}:",
-                backend.name()
-            ),
-            Err(e) => eprintln!("[{}] could not delete {namespace}:*: {e}", backend.name()),
-        }
-    }
+    ];
+    let mut run = UnderTest::start(
+        &setup.server_bin,
+        setup.server_cpu,
+        backend,
+        &setup.opts.redis_url,
+        &env,
+        None,
+    )
+    .await?;
+    let namespace = run.namespace().map(str::to_string);
+    let outcome = measure(
+        setup,
+        backend,
+        &mut run.server,
+        &run.db_url,
+        namespace.as_deref(),
+    )
+    .await;
+    let log = run.finish(backend.name()).await;
     outcome.map(|mut report| {
         report.log = log;
         report

@@ -1,8 +1,9 @@
-//! `loadgen`: a load tool for Kith's news feed and chat.
+//! `loadgen`: a load tool for Kith's news feed, chat and presence.
 //!
 //! ```sh
 //! cargo build -p server --release && cargo run -p loadgen --release -- feed
 //! cargo build -p server --release && cargo run -p loadgen --release -- chat
+//! cargo build -p server --release && cargo run -p loadgen --release -- presence
 //! ```
 //!
 //! For each backend (in-process memory, then Redis) it starts the real release `server`
@@ -15,19 +16,26 @@
 //! WebSocket, 1:1 latency at a fixed rate, 100-member group fanout stepped to saturation,
 //! and long-poll delivery against WebSocket delivery.
 //!
+//! `presence`, per backend and runtime flavour: the server's CPU while 10,000 connected
+//! users heartbeat every 5 s, against the same sockets idle, and how long friends wait for
+//! the `presence` frame when someone comes online or goes offline.
+//!
 //! # Layout
-//! * `cli`: the command line.
+//! * `cli`: the command line; `options`: what each command takes, and its defaults.
 //! * `feed`: the scenario, once per backend: start, seed, measure, tear down.
 //! * `chat`: the chat scenario, once per backend and runtime flavour.
 //! * `chat_seed`: users, sessions, 1:1 channels and groups, written into SQLite.
 //! * `ws_client`: WebSocket clients, the frame recorder and the open-loop pacer.
 //! * `chat_report`: the chat figures and their markdown.
+//! * `presence`: the presence scenario, once per backend and runtime flavour (heartbeat
+//!   sender, CPU windows, fanout timing and report in its submodules).
 //! * `seed`: the population (celebrity, big author, normal authors, readers) and its SQL.
 //! * `load`: the closed-loop request runner and percentiles.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
-//! * `server`: the server child process (readiness, log, killed on drop) and its directory.
+//! * `server`: the server child process (readiness, log, killed on drop), its directory,
+//!   and `UnderTest`, the server configured for one backend.
 //! * `cpu`: core pinning with `taskset` and CPU time from `/proc`.
-//! * `redis_ns`: checking Redis and deleting the run's key namespace.
+//! * `redis_ns`: checking Redis, its CPU time, and deleting the run's key namespace.
 //! * `report`: the figures, the targets and their markdown.
 //! * `error`: the error type.
 
@@ -39,30 +47,25 @@ mod cpu;
 mod error;
 mod feed;
 mod load;
+mod options;
 mod posting;
+mod presence;
 mod redis_ns;
 mod report;
 mod seed;
 mod server;
 mod ws_client;
 
-use cli::{ChatOptions, Command, FeedOptions};
+use cli::Command;
 use error::Error;
-use std::{path::PathBuf, process::ExitCode};
+use options::{ChatOptions, FeedOptions, PresenceOptions};
+use std::{future::Future, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args().skip(1)) {
-        Ok(Command::Feed(opts)) => opts,
-        Ok(Command::Chat(opts)) => {
-            return match run_chat(opts) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("loadgen: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    let outcome = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Feed(opts)) => run_feed(opts),
+        Ok(Command::Chat(opts)) => run_chat(opts),
+        Ok(Command::Presence(opts)) => run_presence(opts),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(opts) {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -82,63 +85,110 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs every requested backend; `Ok(false)` if one of them failed (the others still ran).
-fn run(opts: FeedOptions) -> Result<bool, Error> {
-    // Asked before pinning: afterwards this process sees only its own core.
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let server_bin = match &opts.server_bin {
-        Some(path) => path.clone(),
-        None => sibling_server()?,
-    };
-    if !server_bin.is_file() {
-        return Err(Error::Usage(format!(
-            "no server binary at {}; build it first: cargo build -p server --release",
-            server_bin.display()
-        )));
-    }
+/// What every command sets up before its first server.
+struct Bench {
+    /// Cores of the machine, asked before pinning (afterwards this process sees only its own).
+    cores: usize,
+    server_bin: PathBuf,
+    /// Core for the servers, or `None` (unpinned, or taskset missing).
+    server_cpu: Option<usize>,
+    /// "server on CPU 0", "loadgen on CPU 1": what the pinning came to, for the report.
+    pinning: Vec<String>,
+    /// A `current_thread` runtime, so the client is one thread on its one core.
+    runtime: tokio::runtime::Runtime,
+}
 
-    let taskset = cpu::taskset_available();
-    let mut pinning = Vec::new();
-    let server_cpu = opts.server_cpu.filter(|_| taskset);
-    if let Some(c) = server_cpu {
-        pinning.push(format!("server on CPU {c}"));
-    }
-    if let Some(c) = opts.client_cpu.filter(|_| taskset) {
-        // Before the runtime exists, so every thread it (and sqlx) starts inherits the mask.
-        match cpu::pin_self(c) {
-            Ok(()) => pinning.push(format!("loadgen on CPU {c}")),
-            Err(e) => eprintln!("loadgen: running unpinned: {e}"),
+impl Bench {
+    fn prepare(
+        server_bin: Option<&PathBuf>,
+        server_cpu: Option<usize>,
+        client_cpu: Option<usize>,
+    ) -> Result<Self, Error> {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let server_bin = match server_bin {
+            Some(path) => path.clone(),
+            None => sibling_server()?,
+        };
+        if !server_bin.is_file() {
+            return Err(Error::Usage(format!(
+                "no server binary at {}; build it first: cargo build -p server --release",
+                server_bin.display()
+            )));
         }
-    }
-    if !taskset && (opts.server_cpu.is_some() || opts.client_cpu.is_some()) {
-        eprintln!("loadgen: taskset not found; running unpinned");
+        let taskset = cpu::taskset_available();
+        let mut pinning = Vec::new();
+        let server_cpu = server_cpu.filter(|_| taskset);
+        if let Some(c) = server_cpu {
+            pinning.push(format!("server on CPU {c}"));
+        }
+        if let Some(c) = client_cpu.filter(|_| taskset) {
+            // Before the runtime exists, so every thread it (and sqlx) starts inherits the mask.
+            match cpu::pin_self(c) {
+                Ok(()) => pinning.push(format!("loadgen on CPU {c}")),
+                Err(e) => eprintln!("loadgen: running unpinned: {e}"),
+            }
+        }
+        if !taskset && (server_cpu.is_some() || client_cpu.is_some()) {
+            eprintln!("loadgen: taskset not found; running unpinned");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(error::io("starting the tokio runtime"))?;
+        Ok(Self {
+            cores,
+            server_bin,
+            server_cpu,
+            pinning,
+            runtime,
+        })
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(error::io("starting the tokio runtime"))?;
+    /// "2 core(s) (model); server on CPU 0, loadgen on CPU 1".
+    fn machine(&self) -> String {
+        format!(
+            "{} core(s){}; {}",
+            self.cores,
+            cpu::model_name()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
+            if self.pinning.is_empty() {
+                "unpinned".to_string()
+            } else {
+                self.pinning.join(", ")
+            },
+        )
+    }
+
+    /// Runs one server's scenario to its end, or until Ctrl-C: dropping the unfinished run
+    /// drops its server guard, which kills the server; without this, Ctrl-C would leave it
+    /// running. (Its Redis keys stay: each run uses a fresh namespace.)
+    fn block_on<T>(&self, scenario: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        self.runtime.block_on(async {
+            tokio::select! {
+                outcome = scenario => outcome,
+                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            }
+        })
+    }
+}
+
+/// Runs every requested backend; `Ok(false)` if one of them failed (the others still ran).
+fn run_feed(opts: FeedOptions) -> Result<bool, Error> {
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
     let setup = feed::Setup {
         opts: opts.clone(),
-        server_bin,
-        server_cpu,
+        server_bin: bench.server_bin.clone(),
+        server_cpu: bench.server_cpu,
         clock: cpu::CpuClock::new(),
     };
 
     println!("## News feed\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {} core(s){}; {}; server runtime `current_thread`, \
-         `KITH_SQLITE_SYNCHRONOUS=NORMAL`; {} client tasks, {} s per throughput run.\n",
-        cores,
-        cpu::model_name()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default(),
-        if pinning.is_empty() {
-            "unpinned".to_string()
-        } else {
-            pinning.join(", ")
-        },
+        "Machine: {}; server runtime `current_thread`, `KITH_SQLITE_SYNCHRONOUS=NORMAL`; {} \
+         client tasks, {} s per throughput run.\n",
+        bench.machine(),
         opts.concurrency,
         opts.duration.as_secs(),
     );
@@ -146,16 +196,7 @@ fn run(opts: FeedOptions) -> Result<bool, Error> {
     let mut all_ok = true;
     for backend in &opts.backends {
         eprintln!("[{}] starting", backend.name());
-        let outcome = runtime.block_on(async {
-            tokio::select! {
-                outcome = feed::run(&setup, *backend) => outcome,
-                // Dropping the unfinished run drops its server guard, which kills the
-                // server; without this, Ctrl-C would leave it running. (Its Redis keys
-                // stay: each run uses a fresh namespace.)
-                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-            }
-        });
-        match outcome {
+        match bench.block_on(feed::run(&setup, *backend)) {
             Ok(report) => println!("{}", report.markdown()),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
@@ -169,55 +210,21 @@ fn run(opts: FeedOptions) -> Result<bool, Error> {
 
 /// Runs the chat scenario on every backend and flavour; `Ok(false)` if one failed.
 fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let server_bin = match &opts.server_bin {
-        Some(path) => path.clone(),
-        None => sibling_server()?,
-    };
-    if !server_bin.is_file() {
-        return Err(Error::Usage(format!(
-            "no server binary at {}; build it first: cargo build -p server --release",
-            server_bin.display()
-        )));
-    }
     let fd_limit = chat::raise_fd_limit();
-    let taskset = cpu::taskset_available();
-    let mut pinning = Vec::new();
-    let server_cpu = opts.server_cpu.filter(|_| taskset);
-    if let Some(c) = server_cpu {
-        pinning.push(format!("server on CPU {c}"));
-    }
-    if let Some(c) = opts.client_cpu.filter(|_| taskset) {
-        match cpu::pin_self(c) {
-            Ok(()) => pinning.push(format!("loadgen on CPU {c}")),
-            Err(e) => eprintln!("loadgen: running unpinned: {e}"),
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(error::io("starting the tokio runtime"))?;
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
     let setup = chat::Setup {
         opts: opts.clone(),
-        server_bin,
-        server_cpu,
+        server_bin: bench.server_bin.clone(),
+        server_cpu: bench.server_cpu,
         clock: cpu::CpuClock::new(),
     };
 
     println!("## Chat\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {} core(s){}; {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}; \
-         {} s per send run.\n",
-        cores,
-        cpu::model_name()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default(),
-        if pinning.is_empty() {
-            "unpinned".to_string()
-        } else {
-            pinning.join(", ")
-        },
+        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}; {} s per \
+         send run.\n",
+        bench.machine(),
         fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
         opts.duration.as_secs(),
     );
@@ -227,13 +234,7 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
     for backend in &opts.backends {
         for (i, flavour) in opts.flavours.iter().enumerate() {
             eprintln!("[{}/{}] starting", backend.name(), flavour.name());
-            let outcome = runtime.block_on(async {
-                tokio::select! {
-                    outcome = chat::run(&setup, *backend, *flavour, i == 0) => outcome,
-                    _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-                }
-            });
-            match outcome {
+            match bench.block_on(chat::run(&setup, *backend, *flavour, i == 0)) {
                 Ok(report) => {
                     println!("{}", report.markdown());
                     reports.push(report);
@@ -252,6 +253,53 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
     }
     if !reports.is_empty() {
         println!("{}", chat_report::flavours_markdown(&reports));
+    }
+    Ok(all_ok)
+}
+
+/// Runs the presence scenario on every backend and flavour; `Ok(false)` if one failed.
+fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
+    let fd_limit = chat::raise_fd_limit();
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
+    let setup = presence::Setup {
+        opts: opts.clone(),
+        server_bin: bench.server_bin.clone(),
+        server_cpu: bench.server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+
+    println!("## Presence\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}.\n",
+        bench.machine(),
+        fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
+    );
+
+    let mut all_ok = true;
+    let mut reports = Vec::new();
+    for backend in &opts.backends {
+        for flavour in &opts.flavours {
+            eprintln!("[{}/{}] starting", backend.name(), flavour.name());
+            match bench.block_on(presence::run(&setup, *backend, *flavour)) {
+                Ok(report) => {
+                    println!("{}", report.markdown());
+                    reports.push(report);
+                }
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => {
+                    all_ok = false;
+                    println!(
+                        "### Backend: {}, runtime: {}\n\nFailed: {e}\n",
+                        backend.name(),
+                        flavour.name()
+                    );
+                }
+            }
+        }
+    }
+    if !reports.is_empty() {
+        println!("{}", presence::report::summary_markdown(&reports));
     }
     Ok(all_ok)
 }

@@ -1,7 +1,8 @@
 //! The run's Redis namespace: checked before the server starts (a missing Redis should
 //! say so, not look like a server that never gets ready) and deleted afterwards, since
 //! every run uses a fresh random prefix and would otherwise leave ~100k keys behind.
-//! It also looks into feed caches to prove a fanout really pushed.
+//! It also looks into feed caches to prove a fanout really pushed, and reads Redis's own
+//! CPU time (the presence scenario moves part of the work there).
 
 use crate::error::Error;
 
@@ -14,6 +15,26 @@ pub async fn ping(url: &str) -> Result<(), Error> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let _: String = redis::cmd("PING").query_async(&mut conn).await?;
     Ok(())
+}
+
+/// CPU seconds (user + system) the Redis server has used so far, from `INFO cpu`: all
+/// its clients count, not only this run's server.
+pub async fn cpu_seconds(url: &str) -> Result<f64, Error> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+    info_cpu(&info).ok_or_else(|| Error::Run("INFO cpu without used_cpu_sys/used_cpu_user".into()))
+}
+
+fn info_cpu(info: &str) -> Option<f64> {
+    let field = |name: &str| -> Option<f64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
 }
 
 /// Deletes every key under `<namespace>:`; returns how many there were.
@@ -62,4 +83,16 @@ pub async fn feeds_holding(
     }
     let scores: Vec<Option<f64>> = pipe.query_async(&mut conn).await?;
     Ok(scores.iter().flatten().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_system_plus_user() {
+        let info = "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\nused_cpu_sys_children:9.0\r\n";
+        assert_eq!(info_cpu(info), Some(3.75));
+        assert_eq!(info_cpu("# CPU\r\n"), None);
+    }
 }

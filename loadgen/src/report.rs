@@ -2,8 +2,8 @@
 //! the terminal and, by hand, into `docs/benchmarks.md`).
 
 use crate::{
-    cli::Backend,
     load::{mean, percentile, Summary},
+    options::Backend,
     seed,
     server::LogSummary,
 };

@@ -1,9 +1,14 @@
 //! The server under test: the real release binary as a child process, pinned to its own
 //! core, with a private database, and killed when its guard is dropped, so an error or a
 //! panic halfway through a run never leaves a server behind. Its temporary directory (the
-//! database and the log) is removed the same way.
+//! database and the log) is removed the same way. [`UnderTest`] is what every scenario
+//! starts: the server configured for one backend, with its directory and Redis namespace.
 
-use crate::error::{io, Error};
+use crate::{
+    error::{io, Error},
+    options::Backend,
+    redis_ns,
+};
 use std::{
     fs::File,
     net::TcpListener,
@@ -161,6 +166,94 @@ impl Drop for ServerProcess {
         // Errors mean it is already gone; either way wait() reaps it.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A server started for one backend, with its own database in a private directory and,
+/// on Redis, its own random key namespace. [`UnderTest::finish`] kills it and deletes the
+/// namespace; dropping it (an error, Ctrl-C) still kills it, but leaves the keys.
+pub struct UnderTest {
+    pub server: ServerProcess,
+    /// `sqlite://…/kith.db`, for seeding straight into the server's database.
+    pub db_url: String,
+    /// Redis URL and the run's namespace, when the server uses Redis.
+    pub redis: Option<(String, String)>,
+    /// Declared last so it is removed after the server is killed.
+    dir: TempDir,
+}
+
+impl UnderTest {
+    /// Starts `bin` for `backend` with `env` on top of the settings every scenario shares
+    /// (database, `KITH_SQLITE_SYNCHRONOUS=NORMAL`, `RUST_LOG=warn`, the Redis URL and a
+    /// fresh namespace). Fails early, and says so, when Redis does not answer.
+    pub async fn start(
+        bin: &Path,
+        cpu: Option<usize>,
+        backend: Backend,
+        redis_url: &str,
+        env: &[(&str, &str)],
+        fd_limit: Option<u64>,
+    ) -> Result<Self, Error> {
+        let redis = match backend {
+            Backend::Memory => None,
+            Backend::Redis => {
+                redis_ns::ping(redis_url).await.map_err(|e| {
+                    Error::Run(format!("Redis at {redis_url} does not answer: {e}"))
+                })?;
+                let namespace = format!("loadgen-{:016x}", rand::random::<u64>());
+                Some((redis_url.to_string(), namespace))
+            }
+        };
+        let dir = TempDir::new()?;
+        let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
+        let mut all: Vec<(String, String)> = [
+            ("KITH_DATABASE_URL", db_url.as_str()),
+            ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
+            ("RUST_LOG", "warn"),
+        ]
+        .iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some((url, namespace)) = &redis {
+            all.push(("KITH_REDIS_URL".into(), url.clone()));
+            all.push(("KITH_REDIS_NAMESPACE".into(), namespace.clone()));
+        }
+        let server = ServerProcess::start(Launch {
+            bin,
+            cpu,
+            dir: &dir.0,
+            env: all,
+            fd_limit,
+        })?;
+        Ok(Self {
+            server,
+            db_url,
+            redis,
+            dir,
+        })
+    }
+
+    /// The Redis namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.redis.as_ref().map(|(_, ns)| ns.as_str())
+    }
+
+    /// Kills the server, deletes its Redis keys and directory; returns what it logged.
+    pub async fn finish(self, tag: &str) -> LogSummary {
+        let Self {
+            server, redis, dir, ..
+        } = self;
+        let log = server.log_summary();
+        drop(server);
+        if let Some((url, namespace)) = redis {
+            match redis_ns::delete_namespace(&url, &namespace).await {
+                Ok(n) => eprintln!("[{tag}] deleted {n} Redis keys under {namespace}:"),
+                Err(e) => eprintln!("[{tag}] could not delete {namespace}:*: {e}"),
+            }
+        }
+        drop(dir);
+        log
     }
 }
 

@@ -1,5 +1,6 @@
 //! The chat clients: WebSocket connections (one task each), the recorder every received
-//! frame reports to, and the open-loop pacer that decides when messages are sent.
+//! frame reports to, and the open-loop pacer that decides when messages (or heartbeats)
+//! are sent.
 //!
 //! Latency needs no correlation table: a message's content carries its send time
 //! (`lg <ns since the run's epoch> …`), and sender and receivers share this process's
@@ -55,6 +56,48 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     /// Connections that ended without being asked to, by close code or error.
     pub disconnects: BTreeMap<String, u64>,
+    /// `presence` frames, in order of arrival (whatever the window: they are rare).
+    pub presence: Vec<PresenceSeen>,
+}
+
+/// One `presence` frame as a client received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceSeen {
+    /// Whose presence changed.
+    pub user_id: i64,
+    pub online: bool,
+    /// When it arrived, on the recorder's clock (ns).
+    pub at_ns: u64,
+    /// The frame's `last_active_at`, ms since the Unix epoch (`None` if null or unreadable).
+    pub last_active_ms: Option<i64>,
+}
+
+impl PresenceSeen {
+    /// Reads a frame `{"type":"presence","user_id","status","last_active_at"}`.
+    fn parse(text: &str, at_ns: u64) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        // Ids travel as strings (they exceed JavaScript's integers); accept numbers too.
+        let user_id = match v.get("user_id")? {
+            serde_json::Value::String(s) => s.parse().ok()?,
+            n => n.as_i64()?,
+        };
+        let online = match v.get("status")?.as_str()? {
+            "online" => true,
+            "offline" => false,
+            _ => return None,
+        };
+        let last_active_ms = v
+            .get("last_active_at")
+            .and_then(|t| t.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis());
+        Some(Self {
+            user_id,
+            online,
+            at_ns,
+            last_active_ms,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -154,6 +197,12 @@ impl Recorder {
             self.delivery(stamp_of(text));
         } else if text.contains(r#""type":"ack""#) {
             self.ack(stamp_of(text));
+        } else if text.contains(r#""type":"presence""#) {
+            let now = self.now_ns();
+            match PresenceSeen::parse(text, now) {
+                Some(seen) => lock(&self.state).tally.presence.push(seen),
+                None => self.error("unreadable presence frame".into()),
+            }
         } else if text.contains(r#""type":"error""#) {
             let code = serde_json::from_str::<serde_json::Value>(text)
                 .ok()
@@ -178,6 +227,8 @@ pub fn stamp_of(text: &str) -> Option<u64> {
 enum Outgoing {
     /// Send a message into `channel` with this `client_msg_id`.
     Send { channel: i64, client_msg_id: String },
+    /// Send `{"type":"heartbeat"}`.
+    Heartbeat,
     /// Close the connection (a normal end, not counted as a disconnect).
     Close,
 }
@@ -197,6 +248,11 @@ impl Conn {
                 client_msg_id,
             })
             .is_ok()
+    }
+
+    /// Queues a heartbeat; false as for [`Conn::send`].
+    pub fn heartbeat(&self) -> bool {
+        self.tx.try_send(Outgoing::Heartbeat).is_ok()
     }
 
     /// Asks the connection to close.
@@ -282,6 +338,12 @@ async fn drive(
                         return;
                     }
                 }
+                Some(Outgoing::Heartbeat) => {
+                    if let Err(e) = ws.send(Message::text(r#"{"type":"heartbeat"}"#)).await {
+                        recorder.disconnect(format!("send failed: {e}"));
+                        return;
+                    }
+                }
                 Some(Outgoing::Close) | None => {
                     let _ = ws.close(None).await;
                     return;
@@ -363,5 +425,23 @@ mod tests {
         assert_eq!(t.received_in_window, 2);
         assert_eq!(t.errors.get("error frame `rate_limited`"), Some(&1));
         assert_eq!(r.frames_total(), 3);
+    }
+
+    #[test]
+    fn presence_frames_are_recorded() {
+        let r = Recorder::new();
+        r.frame(r#"{"last_active_at":"2026-11-25T19:01:01.250Z","status":"offline","type":"presence","user_id":"42"}"#);
+        r.frame(r#"{"last_active_at":null,"status":"online","type":"presence","user_id":"7"}"#);
+        r.frame(r#"{"status":"away","type":"presence","user_id":"7"}"#);
+        let t = r.take();
+        assert_eq!(t.presence.len(), 2);
+        assert_eq!(t.presence[0].user_id, 42);
+        assert!(!t.presence[0].online);
+        assert_eq!(t.presence[0].last_active_ms, Some(1_795_633_261_250));
+        assert!(t.presence[1].online);
+        assert_eq!(t.presence[1].last_active_ms, None);
+        assert_eq!(t.errors.get("unreadable presence frame"), Some(&1));
+        // Presence frames are neither deliveries nor acks.
+        assert_eq!(r.frames_total(), 0);
     }
 }

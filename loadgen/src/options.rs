@@ -1,0 +1,238 @@
+//! What each command measures with: the options of `feed`, `chat` and `presence`, their
+//! defaults, and the command line that reproduces a run (printed above every report).
+
+use std::{path::PathBuf, time::Duration};
+
+/// Which backend the server under test uses for caches, queues and rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+/// Options of the `feed` command.
+#[derive(Debug, Clone)]
+pub struct FeedOptions {
+    pub backends: Vec<Backend>,
+    pub redis_url: String,
+    /// How long each throughput measurement (healthz, feed reads) runs.
+    pub duration: Duration,
+    /// Concurrent client tasks for the throughput measurements.
+    pub concurrency: usize,
+    /// Cores to pin to; `None` leaves scheduling to the OS.
+    pub server_cpu: Option<usize>,
+    pub client_cpu: Option<usize>,
+    /// `None`: the `server` binary next to this executable (same cargo profile).
+    pub server_bin: Option<PathBuf>,
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        Self {
+            backends: vec![Backend::Memory, Backend::Redis],
+            redis_url: "redis://127.0.0.1:6379".into(),
+            duration: Duration::from_secs(10),
+            concurrency: 64,
+            server_cpu: Some(0),
+            client_cpu: Some(1),
+            server_bin: None,
+        }
+    }
+}
+
+impl FeedOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        let mut cmd = format!(
+            "cargo build -p server --release && cargo run -p loadgen --release -- feed \
+             --backends {} --redis-url {} --duration-secs {} --concurrency {} \
+             --server-cpu {} --client-cpu {}",
+            backends.join(","),
+            self.redis_url,
+            self.duration.as_secs(),
+            self.concurrency,
+            cpu(self.server_cpu),
+            cpu(self.client_cpu),
+        );
+        push_server_bin(&mut cmd, &self.server_bin);
+        cmd
+    }
+}
+
+/// Which tokio scheduler the server under test runs (`KITH_RUNTIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    CurrentThread,
+    MultiThread,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::CurrentThread => "current_thread",
+            Flavour::MultiThread => "multi_thread",
+        }
+    }
+}
+
+/// Options of the `chat` command. The shared ones mean what they mean for `feed`.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    pub backends: Vec<Backend>,
+    pub redis_url: String,
+    /// Length of each measured send run.
+    pub duration: Duration,
+    pub server_cpu: Option<usize>,
+    pub client_cpu: Option<usize>,
+    pub server_bin: Option<PathBuf>,
+    /// One server per backend and flavour; the first flavour gets the long-poll run too.
+    pub flavours: Vec<Flavour>,
+    /// Aggregate 1:1 send rates (messages/s), one run each.
+    pub pair_rates: Vec<u32>,
+    /// Aggregate group send rates (messages/s), stepped in this order.
+    pub group_rates: Vec<u32>,
+    /// Messages/s POSTed while receivers long-poll (and then listen on WebSockets).
+    pub longpoll_rate: u32,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        let feed = FeedOptions::default();
+        Self {
+            backends: feed.backends,
+            redis_url: feed.redis_url,
+            duration: feed.duration,
+            server_cpu: feed.server_cpu,
+            client_cpu: feed.client_cpu,
+            server_bin: None,
+            flavours: vec![Flavour::CurrentThread, Flavour::MultiThread],
+            pair_rates: vec![5_000, 1_000, 500],
+            group_rates: vec![100, 200, 300, 400, 500, 750, 1_000],
+            longpoll_rate: 500,
+        }
+    }
+}
+
+impl ChatOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let list = |v: &[u32]| {
+            v.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        let mut cmd = format!(
+            "cargo build -p server --release && cargo run -p loadgen --release -- chat \
+             --backends {} --redis-url {} --duration-secs {} --server-cpu {} --client-cpu {} \
+             --flavours {} --pair-rates {} --group-rates {} --longpoll-rate {}",
+            backends.join(","),
+            self.redis_url,
+            self.duration.as_secs(),
+            cpu(self.server_cpu),
+            cpu(self.client_cpu),
+            flavours(&self.flavours),
+            list(&self.pair_rates),
+            list(&self.group_rates),
+            self.longpoll_rate,
+        );
+        push_server_bin(&mut cmd, &self.server_bin);
+        cmd
+    }
+}
+
+/// Options of the `presence` command. The shared ones mean what they mean for `chat`,
+/// except `duration`: the length of the two CPU windows (heartbeats, then idle).
+#[derive(Debug, Clone)]
+pub struct PresenceOptions {
+    pub backends: Vec<Backend>,
+    pub redis_url: String,
+    /// Length of the heartbeat window and of the idle baseline window. 30 s, the server's
+    /// ping interval, puts exactly one ping per connection in each.
+    pub duration: Duration,
+    pub server_cpu: Option<usize>,
+    pub client_cpu: Option<usize>,
+    pub server_bin: Option<PathBuf>,
+    pub flavours: Vec<Flavour>,
+    /// Connected users, each heartbeating every `heartbeat`.
+    pub users: usize,
+    pub heartbeat: Duration,
+    /// Users who come online and go offline once each, for the fanout latency.
+    pub subjects: usize,
+    /// Friends (mutual follows) of each subject, all among the heartbeating users.
+    pub friends: usize,
+    /// `KITH_PRESENCE_TIMEOUT_SECS` of the server.
+    pub timeout: Duration,
+}
+
+impl Default for PresenceOptions {
+    fn default() -> Self {
+        let chat = ChatOptions::default();
+        Self {
+            backends: chat.backends,
+            redis_url: chat.redis_url,
+            duration: Duration::from_secs(30),
+            server_cpu: chat.server_cpu,
+            client_cpu: chat.client_cpu,
+            server_bin: None,
+            flavours: chat.flavours,
+            users: 10_000,
+            heartbeat: Duration::from_secs(5),
+            subjects: 200,
+            friends: 4,
+            // The server's default.
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PresenceOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        let mut cmd = format!(
+            "cargo build -p server --release && cargo run -p loadgen --release -- presence \
+             --backends {} --redis-url {} --duration-secs {} --server-cpu {} --client-cpu {} \
+             --flavours {} --users {} --heartbeat-secs {} --subjects {} --friends {} \
+             --presence-timeout-secs {}",
+            backends.join(","),
+            self.redis_url,
+            self.duration.as_secs(),
+            cpu(self.server_cpu),
+            cpu(self.client_cpu),
+            flavours(&self.flavours),
+            self.users,
+            self.heartbeat.as_secs(),
+            self.subjects,
+            self.friends,
+            self.timeout.as_secs(),
+        );
+        push_server_bin(&mut cmd, &self.server_bin);
+        cmd
+    }
+}
+
+fn cpu(c: Option<usize>) -> String {
+    c.map_or_else(|| "none".to_string(), |c| c.to_string())
+}
+
+fn flavours(list: &[Flavour]) -> String {
+    list.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
+}
+
+fn push_server_bin(cmd: &mut String, bin: &Option<PathBuf>) {
+    if let Some(bin) = bin {
+        cmd.push_str(&format!(" --server-bin {}", bin.display()));
+    }
+}
