@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     load::{self, Stop, Summary},
     options::{Backend, FeedOptions},
-    posting::{drained, post_until_drained, publish},
+    posting::{drained, post_until_drained, publish, Stage},
     redis_ns,
     report::{BackendReport, FeedSample, Phase, PostCosts},
     seed::{self, Account, Population},
@@ -118,7 +118,7 @@ async fn measure(
     eprintln!("[{tag}] publishing seed posts through the API");
     let started = Instant::now();
     let seed_posts = publish_seed_posts(&http, &base, &pop).await?;
-    drained(&probe).await?;
+    drained(&probe, Stage::All).await?;
     let seed_drain = started.elapsed();
     server.check_alive()?;
 
@@ -184,17 +184,26 @@ async fn measure(
         },
     )
     .await;
-    drained(&probe).await?;
+    drained(&probe, Stage::All).await?;
     server.check_alive()?;
 
     eprintln!("[{tag}] {BIG_POSTS} posts by the big author, each until fanout is done");
     let mut big = PostCosts::default();
     let mut last_big_post = None;
+    let mut big_notified = Vec::new();
     for i in 0..BIG_POSTS {
-        let (ack, done, id) = post_until_drained(&http, &base, &probe, &pop.big, i).await?;
+        let (ack, done, notified, id) =
+            post_until_drained(&http, &base, &probe, &pop.big, i).await?;
         big.push((ack, done));
+        big_notified.push(notified);
         last_big_post = id;
     }
+    big_notified.sort();
+    eprintln!(
+        "[{tag}] big author: notifications done (after the feeds), p50 {:?}, max {:?}",
+        big_notified[big_notified.len() / 2],
+        big_notified[big_notified.len() - 1]
+    );
     let push_check = match (redis_namespace, last_big_post) {
         (Some(namespace), Some(post)) => {
             let sample: Vec<i64> = pop.big_followers.clone().step_by(PUSH_CHECK_STEP).collect();
@@ -215,9 +224,9 @@ async fn measure(
     let (mut celebrity, mut normal) = (PostCosts::default(), PostCosts::default());
     // Alternating keeps slow drifts (cache growth, WAL size) out of the ratio.
     for i in 0..COMPARE_POSTS {
-        let (ack, done, _) = post_until_drained(&http, &base, &probe, &pop.celebrity, i).await?;
+        let (ack, done, _, _) = post_until_drained(&http, &base, &probe, &pop.celebrity, i).await?;
         celebrity.push((ack, done));
-        let (ack, done, _) = post_until_drained(&http, &base, &probe, reference, i).await?;
+        let (ack, done, _, _) = post_until_drained(&http, &base, &probe, reference, i).await?;
         normal.push((ack, done));
     }
     server.check_alive()?;

@@ -2,8 +2,10 @@
 //!
 //! "Done" is observed from outside, the way an operator would: the server deletes a post's
 //! `fanout_outbox` row only after every feed it goes to has been written, so an empty
-//! outbox means no fanout is in flight. The table is read through a read-only connection;
-//! WAL lets those reads run alongside the server's writes.
+//! outbox means no fanout is in flight. The post's notifications follow from the
+//! `notification_outbox`; each timed post starts with both empty, so one post's
+//! notifications never overlap the next post's fanout. The tables are read through a
+//! read-only connection; WAL lets those reads run alongside the server's writes.
 
 use crate::{error::Error, seed::Account};
 use reqwest::{Client, RequestBuilder, StatusCode};
@@ -26,16 +28,37 @@ pub fn publish(client: &Client, url: &str, token: &str, seq: u64) -> RequestBuil
         .json(&serde_json::json!({ "content": content }))
 }
 
-/// One post and its fanout: time to the 201 and time until the outbox is empty again, both
-/// from the moment the request is sent, and the new post's id.
+/// Which outboxes [`drained`] waits for.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    /// Feed fanout done: every follower's feed holds the post.
+    Feeds,
+    /// Notifications written and live events sent as well.
+    All,
+}
+
+impl Stage {
+    fn query(self) -> &'static str {
+        match self {
+            Stage::Feeds => "SELECT COUNT(*) FROM fanout_outbox",
+            Stage::All => {
+                "SELECT (SELECT COUNT(*) FROM fanout_outbox) + (SELECT COUNT(*) FROM notification_outbox)"
+            }
+        }
+    }
+}
+
+/// One post and its delivery: time to the 201, time until the fanout outbox is empty again
+/// and time until the notification outbox is too, all from the moment the request is sent,
+/// and the new post's id.
 pub async fn post_until_drained(
     http: &Client,
     base: &str,
     probe: &SqlitePool,
     author: &Account,
     seq: usize,
-) -> Result<(Duration, Duration, Option<i64>), Error> {
-    drained(probe).await?;
+) -> Result<(Duration, Duration, Duration, Option<i64>), Error> {
+    drained(probe, Stage::All).await?;
     let sent = Instant::now();
     let response = publish(
         http,
@@ -54,29 +77,29 @@ pub async fn post_until_drained(
             author.id
         )));
     }
-    drained(probe).await?;
+    drained(probe, Stage::Feeds).await?;
     let done = sent.elapsed();
+    drained(probe, Stage::All).await?;
+    let notified = sent.elapsed();
     // IDs travel as decimal strings (JavaScript cannot hold 64-bit integers).
     let id = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("id")?.as_str()?.parse().ok());
-    Ok((ack, done, id))
+    Ok((ack, done, notified, id))
 }
 
-/// Waits until `fanout_outbox` is empty, polling every millisecond.
-pub async fn drained(probe: &SqlitePool) -> Result<(), Error> {
+/// Waits until the outboxes of `stage` are empty, polling every millisecond.
+pub async fn drained(probe: &SqlitePool, stage: Stage) -> Result<(), Error> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
         let polled = Instant::now();
-        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fanout_outbox")
-            .fetch_one(probe)
-            .await?;
+        let pending: i64 = sqlx::query_scalar(stage.query()).fetch_one(probe).await?;
         if pending == 0 {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(Error::Run(format!(
-                "fanout_outbox still holds {pending} jobs after {DRAIN_TIMEOUT:?}"
+                "the outboxes still hold {pending} jobs after {DRAIN_TIMEOUT:?}"
             )));
         }
         // tokio's timer rounds a 1 ms sleep up to the next millisecond tick (1-2 ms), which

@@ -11,6 +11,7 @@
 //! * `chat`: channels, the message store, the WebSocket hub, sync and long-poll.
 //! * `presence`: the presence servers (who is online, told to friends and small groups).
 //! * `notifications`: the notification service (offline chat recipients, new posts).
+//! * `outbox`: durable background jobs (feed fanout, then post notifications).
 //! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
 //! * `db`: the SQLite store and its migrations (`server/migrations/`).
 //! * `id`: the Snowflake ID generator.
@@ -33,6 +34,7 @@ pub mod id;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
+pub mod outbox;
 pub mod pagination;
 pub mod presence;
 pub mod startup;
@@ -40,6 +42,3 @@ pub mod state;
 pub mod telemetry;
 pub mod ui;
 pub mod users;
-
-/// Name of the queue feeding the fanout workers (read by `/metrics` for its depth).
-pub const FANOUT_QUEUE: &str = "fanout";

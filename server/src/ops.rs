@@ -1,6 +1,6 @@
 //! Operational endpoints: liveness, readiness, metrics and the API description.
 
-use crate::{openapi::ApiDoc, state::AppState};
+use crate::{openapi::ApiDoc, outbox::Outbox, state::AppState};
 use axum::{
     extract::State,
     http::{header, StatusCode},
@@ -55,15 +55,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// GET /metrics — Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let depth = state
-        .backends
-        .queue
-        .len(crate::FANOUT_QUEUE)
-        .await
-        .unwrap_or(0);
+    let queue = &state.backends.queue;
+    let fanout = queue.len(Outbox::Fanout.queue()).await.unwrap_or(0);
+    let notify = queue.len(Outbox::Notify.queue()).await.unwrap_or(0);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(depth),
+        state.metrics.render(fanout, notify),
     )
 }
 

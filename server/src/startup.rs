@@ -115,9 +115,11 @@ impl Application {
                 .map_err(|e| StartupError::Other(e.to_string()))?;
 
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let ids = Arc::new(IdGenerator::new(config.node_id));
+        let messages = crate::chat::writer::Writer::spawn(db.clone(), ids.clone());
         let state = AppState {
             shutdown: shutdown_rx,
-            ids: Arc::new(IdGenerator::new(config.node_id)),
+            ids,
             config: Arc::new(config),
             db,
             backends,
@@ -130,9 +132,10 @@ impl Application {
             dummy_hash: dummy_hash.into(),
             leptos,
             presence: Arc::default(),
+            messages,
         };
         spawn_session_sweeper(state.clone());
-        crate::feed::fanout::spawn(&state);
+        crate::outbox::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());
         Ok(Self {

@@ -114,9 +114,9 @@ impl Metrics {
         histogram.observe(seconds);
     }
 
-    /// Renders every metric in the Prometheus text format; `fanout_queue_depth` is read
-    /// from the queue by the caller.
-    pub fn render(&self, fanout_queue_depth: u64) -> String {
+    /// Renders every metric in the Prometheus text format; the queue depths are read from
+    /// the queues by the caller.
+    pub fn render(&self, fanout_queue_depth: u64, notification_queue_depth: u64) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP kith_http_requests_total HTTP requests by method, route and status.\n",
@@ -165,6 +165,11 @@ impl Metrics {
                 "kith_fanout_queue_depth",
                 "Fanout jobs waiting.",
                 fanout_queue_depth as i64,
+            ),
+            (
+                "kith_notification_queue_depth",
+                "Post notification jobs waiting.",
+                notification_queue_depth as i64,
             ),
         ];
         for (name, help, value) in gauges {

@@ -2,7 +2,7 @@
 //! no live connection, a post reaching followers), on both backends.
 //!
 //! Message notifications are written by a task spawned after the send and post ones by
-//! the fanout workers, so tests wait for them with a bounded poll (`eventually`, `settle`).
+//! the notification workers once the fanout is done, so tests wait for them with a bounded poll (`eventually`, `settle`).
 
 mod common;
 
@@ -273,9 +273,67 @@ async fn notification_input_is_checked(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// A post's notifications are a durable stage of their own: a node that finished the feed
+/// fanout and died before notifying anyone leaves the work in `notification_outbox`, and
+/// the next node on the same database does it.
+async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -> Result<()> {
+    let namespace = common::unique_namespace();
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}/shared.db", dir.path().display());
+    let node = |workers: &str| Options {
+        env: vec![("KITH_FANOUT_WORKERS", workers.to_string())],
+        namespace: Some(namespace.clone()),
+        database_url: Some(db.clone()),
+        ..Default::default()
+    };
+    // No workers: the test runs the fanout job itself, and nothing runs the next stage.
+    let crashed = spawn_with(backend, node("0")).await?;
+    let (author, reader) = (
+        crashed.register("nc_author").await?,
+        crashed.register("nc_reader").await?,
+    );
+    crashed.follow(&reader, "nc_author").await?;
+    let post = crashed.post_as(&author, "after the crash").await?;
+    let job: i64 = sqlx::query_scalar("SELECT id FROM fanout_outbox")
+        .fetch_one(&crashed.state.db)
+        .await?;
+    kith::feed::fanout::process(&crashed.state, job).await?;
+    let count = |table: &'static str| {
+        let db = crashed.state.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&db)
+                .await
+        }
+    };
+    assert_eq!(
+        (
+            count("fanout_outbox").await?,
+            count("notification_outbox").await?
+        ),
+        (0, 1),
+        "the finished fanout handed over to the notification outbox"
+    );
+    assert_eq!(crashed.whole_feed(&reader, 10).await?.len(), 1);
+    assert!(
+        items(&crashed, &reader).await?.is_empty(),
+        "nobody notified yet"
+    );
+    drop(crashed);
+
+    let restarted = spawn_with(backend, node("2")).await?;
+    restarted.settle().await?;
+    let got = items(&restarted, &reader).await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["post_id"], post["id"]);
+    println!("notify-resume: handed_over=1 notified_after_restart=1 lost=0");
+    Ok(())
+}
+
 both_backends!(
     messages_notify_members_without_a_live_connection,
     posts_notify_followers_and_reach_online_ones_live,
     notifications_page_newest_first_and_are_marked_read,
     notification_input_is_checked,
+    post_notifications_survive_a_crash_after_the_fanout,
 );

@@ -6,6 +6,7 @@ use crate::{
     backend::{Decision, Quota},
     db::is_unique_violation,
     error::AppError,
+    outbox::Outbox,
     state::AppState,
 };
 use app::model::{rules, ErrorCode, Page, Post, User};
@@ -87,7 +88,7 @@ pub async fn publish(
     if let Err(e) = state.backends.cache.ids_add(&own, fanout::FEED_CAP).await {
         tracing::warn!(error = %e, "own feed write failed");
     }
-    if let Err(e) = fanout::enqueue(state, job).await {
+    if let Err(e) = Outbox::Fanout.enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
     }
     Ok(Post {
@@ -146,7 +147,7 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
     let job = store::insert_outbox(&mut tx, "delete", id, viewer, post.created_at, now).await?;
     tx.commit().await?;
     state.backends.cache.delete(&caches::post_key(id)).await?;
-    if let Err(e) = fanout::enqueue(state, job).await {
+    if let Err(e) = Outbox::Fanout.enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
     }
     Ok(())

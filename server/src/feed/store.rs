@@ -188,21 +188,25 @@ pub async fn follower_count(db: &SqlitePool, user_id: i64) -> Result<i64, sqlx::
     )
 }
 
-/// One page of an author's followers, by id, after `after`.
+/// One page of an author's followers after `after`: the `limit` smallest ids (in no
+/// particular order; one row for the whole page, see `db::id_list`).
 pub async fn followers_after(
     db: &SqlitePool,
     author_id: i64,
     after: i64,
     limit: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id > ? ORDER BY follower_id LIMIT ?",
+    let list: String = sqlx::query_scalar(
+        "SELECT json_group_array(follower_id) FROM (
+           SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id > ?
+           ORDER BY follower_id LIMIT ?)",
     )
     .bind(author_id)
     .bind(after)
     .bind(limit)
-    .fetch_all(db)
-    .await
+    .fetch_one(db)
+    .await?;
+    crate::db::id_list(&list)
 }
 
 pub async fn outbox_job(db: &SqlitePool, id: i64) -> Result<Option<OutboxRow>, sqlx::Error> {
@@ -214,27 +218,35 @@ pub async fn outbox_job(db: &SqlitePool, id: i64) -> Result<Option<OutboxRow>, s
     .await
 }
 
-pub async fn delete_outbox_job(db: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM fanout_outbox WHERE id = ?")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-/// Jobs handed out before `stale_before` and still unfinished; marks them re-enqueued now.
-pub async fn claim_stale_outbox(
+/// Retires a finished publish job and queues its notifications, in one transaction so the
+/// post's followers are notified exactly as surely as their feeds were written. Returns the
+/// notification job's id, or `None` if the fanout job was already retired.
+pub async fn hand_over_to_notifications(
     db: &SqlitePool,
-    stale_before: i64,
+    job: &OutboxRow,
     now: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE fanout_outbox SET enqueued_at = ? WHERE enqueued_at < ? RETURNING id",
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let retired = sqlx::query("DELETE FROM fanout_outbox WHERE id = ?")
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if retired == 0 {
+        return Ok(None);
+    }
+    let id = sqlx::query(
+        "INSERT INTO notification_outbox (post_id, author_id, created_at, enqueued_at) VALUES (?, ?, ?, ?)",
     )
+    .bind(job.post_id)
+    .bind(job.author_id)
+    .bind(job.created_at)
     .bind(now)
-    .bind(stale_before)
-    .fetch_all(db)
-    .await
+    .execute(&mut *tx)
+    .await?
+    .last_insert_rowid();
+    tx.commit().await?;
+    Ok(Some(id))
 }
 
 /// Adds a like; false if it was already there.

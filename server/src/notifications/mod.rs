@@ -4,14 +4,16 @@
 //!
 //! "No live connection" is the presence server's answer: a member who is offline (silent
 //! for longer than the presence timeout) is notified; one who is online got the message
-//! live. Post notifications are written by the fanout workers with the feed entries, in
-//! batches, for authors below the celebrity threshold; a celebrity's followers pull their
+//! live. Post notifications are written by their own workers (`posts`, fed by the
+//! notification outbox once the post's feed fanout is done), in batches, for authors below
+//! the celebrity threshold; a celebrity's followers pull their
 //! posts and are not notified one by one (that would be the fanout-on-write the threshold
 //! exists to avoid).
 //!
 //! A notification's id is its subject's (the message's or the post's), so at-least-once
 //! delivery cannot notify twice; reading is a per-user watermark ("everything up to").
 
+pub mod posts;
 pub mod routes;
 pub mod store;
 

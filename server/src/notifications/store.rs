@@ -1,8 +1,8 @@
 //! Notification rows (see the migration for the layout).
 
-use sqlx::SqlitePool;
+use sqlx::{FromRow, SqlitePool};
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, FromRow)]
 pub struct NotificationRow {
     pub id: i64,
     pub kind: String,
@@ -37,7 +37,10 @@ pub async fn insert_many(
     let done = sqlx::query(
         "INSERT OR IGNORE INTO notifications
              (user_id, id, kind, actor_id, channel_id, excerpt, created_at)
-         SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+         SELECT value, ?1, ?2, ?3, ?4, ?5, ?6 FROM json_each(?7)
+         -- A post deleted meanwhile notifies nobody: its deletion removes what was
+         -- written before it, and this check stops what would come after.
+         WHERE ?2 <> 'post' OR EXISTS (SELECT 1 FROM posts WHERE id = ?1)",
     )
     .bind(about.subject)
     .bind(about.kind)
@@ -125,4 +128,19 @@ pub async fn forget_post(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// A `notification_outbox` row: a post whose followers are to be notified.
+#[derive(Debug, Clone, FromRow)]
+pub struct NotifyJob {
+    pub id: i64,
+    pub post_id: i64,
+    pub author_id: i64,
+}
+
+pub async fn notify_job(db: &SqlitePool, id: i64) -> Result<Option<NotifyJob>, sqlx::Error> {
+    sqlx::query_as("SELECT id, post_id, author_id FROM notification_outbox WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }

@@ -252,12 +252,14 @@ impl TestApp {
         Ok(())
     }
 
-    /// Waits until every fanout job has been processed (outbox empty). Polls a condition;
-    /// it does not sleep for a fixed time.
+    /// Waits until every fanout and notification job has been processed (both outboxes
+    /// empty). Polls a condition; it does not sleep for a fixed time.
     pub async fn settle(&self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fanout_outbox")
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM fanout_outbox) + (SELECT COUNT(*) FROM notification_outbox)",
+            )
                 .fetch_one(&self.state.db)
                 .await?;
             if pending == 0 {

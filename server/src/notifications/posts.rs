@@ -1,0 +1,40 @@
+//! Post notifications: the notification service's stage of a post's delivery, run from
+//! the notification outbox after the fanout service has written the followers' feeds.
+//!
+//! Each follower gets a notification (written in batches, one statement per page of
+//! followers), and those online get a live `new_post` frame, serialized once per post.
+//! Celebrities' followers are skipped, as in the fanout: they pull those posts.
+
+use super::store;
+use crate::{error::AppError, feed, outbox::Outbox, presence, state::AppState};
+
+/// Runs one notification job to completion (a no-op if it was already finished).
+pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
+    let Some(job) = store::notify_job(&state.db, id).await? else {
+        return Ok(());
+    };
+    match feed::posts::one(state, None, job.post_id).await {
+        Ok(post) => notify_followers(state, &job, &post).await?,
+        // Deleted before its notifications went out: nobody is told.
+        Err(AppError::Client { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    Outbox::Notify.finish(&state.db, id).await?;
+    Ok(())
+}
+
+async fn notify_followers(
+    state: &AppState,
+    job: &store::NotifyJob,
+    post: &app::model::Post,
+) -> Result<(), AppError> {
+    let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
+    let frame = &crate::chat::ws::wake::frame(0, 0, json.as_bytes());
+    feed::fanout::for_each_follower_batch(state, job.author_id, |followers| async move {
+        super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
+        let online = presence::online_among(state, &followers).await?;
+        crate::chat::service::wake(state, &online, frame.clone()).await?;
+        Ok(())
+    })
+    .await
+}

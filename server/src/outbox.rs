@@ -1,0 +1,169 @@
+//! Durable background jobs: a row in an outbox table, committed with the write that
+//! causes the work, plus its id on a queue the workers pop.
+//!
+//! Two outboxes exist, one per stage of a post's delivery:
+//! * [`Outbox::Fanout`]: the fanout service pushes the post into followers' feed caches
+//!   (`feed::fanout`);
+//! * [`Outbox::Notify`]: the notification service then notifies those followers and sends
+//!   the online ones a live `new_post` event (`notifications::posts`).
+//!
+//! The fanout job hands over to the notification job in the transaction that finishes it,
+//! so a post reaches its followers' feeds without waiting for thousands of notification
+//! rows, and neither stage is lost if the process dies. Workers delete a row only when its
+//! work is done; rows left over by a crash are re-enqueued at start-up and by a periodic
+//! sweep. Both jobs are idempotent, so doing one twice changes nothing.
+
+use crate::{error::AppError, state::AppState};
+use bytes::Bytes;
+use sqlx::SqlitePool;
+use std::time::Duration;
+
+/// A job handed out this long ago and still in its outbox is presumed lost.
+const STALE_AFTER_MS: i64 = 30_000;
+/// How often each outbox is swept for lost jobs.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// One of the durable job queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbox {
+    /// Feed fanout of a post or of its deletion (`fanout_outbox`).
+    Fanout,
+    /// Notifications and live events for a post's followers (`notification_outbox`).
+    Notify,
+}
+
+impl Outbox {
+    /// The SQLite table holding the jobs.
+    pub const fn table(self) -> &'static str {
+        match self {
+            Outbox::Fanout => "fanout_outbox",
+            Outbox::Notify => "notification_outbox",
+        }
+    }
+
+    /// The queue (in-process or Redis list) carrying job ids to the workers; `/metrics`
+    /// reports its depth.
+    pub const fn queue(self) -> &'static str {
+        match self {
+            Outbox::Fanout => "fanout",
+            Outbox::Notify => "notify",
+        }
+    }
+
+    /// Puts a job on its queue.
+    pub async fn enqueue(self, state: &AppState, id: i64) -> Result<(), AppError> {
+        state
+            .backends
+            .queue
+            .push(self.queue(), Bytes::from(id.to_string()))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a finished job.
+    pub async fn finish(self, db: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!("DELETE FROM {} WHERE id = ?", self.table()))
+            .bind(id)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs handed out before `stale_before` and still unfinished; marks them handed out
+    /// again at `now`.
+    async fn claim_stale(
+        self,
+        db: &SqlitePool,
+        stale_before: i64,
+        now: i64,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(&format!(
+            "UPDATE {} SET enqueued_at = ? WHERE enqueued_at < ? RETURNING id",
+            self.table()
+        ))
+        .bind(now)
+        .bind(stale_before)
+        .fetch_all(db)
+        .await
+    }
+
+    async fn process(self, state: &AppState, id: i64) -> Result<(), AppError> {
+        match self {
+            Outbox::Fanout => crate::feed::fanout::process(state, id).await,
+            Outbox::Notify => crate::notifications::posts::process(state, id).await,
+        }
+    }
+}
+
+/// Starts `KITH_FANOUT_WORKERS` workers per outbox and each outbox's sweep (nothing at all
+/// with 0, which tests use to leave jobs unfinished as a crash would).
+pub fn spawn(state: &AppState) {
+    let workers = state.config.fanout_workers;
+    if workers == 0 {
+        return;
+    }
+    for outbox in [Outbox::Fanout, Outbox::Notify] {
+        for _ in 0..workers {
+            tokio::spawn(worker(state.clone(), outbox));
+        }
+        tokio::spawn(sweeper(state.clone(), outbox));
+    }
+}
+
+async fn worker(state: AppState, outbox: Outbox) {
+    loop {
+        match state
+            .backends
+            .queue
+            .pop(outbox.queue(), Duration::from_secs(1))
+            .await
+        {
+            Ok(Some(item)) => {
+                let Some(id) = std::str::from_utf8(&item)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                else {
+                    tracing::warn!(queue = outbox.queue(), "dropping malformed job");
+                    continue;
+                };
+                if let Err(e) = outbox.process(&state, id).await {
+                    // The row stays; the sweep retries it.
+                    tracing::warn!(queue = outbox.queue(), job = id, error = %e, "job failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(queue = outbox.queue(), error = %e, "job queue unavailable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Re-enqueues unfinished jobs: everything at start-up, then stale ones every few seconds.
+async fn sweeper(state: AppState, outbox: Outbox) {
+    let mut stale_before = i64::MAX;
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now_ms();
+        match outbox.claim_stale(&state.db, stale_before, now).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::info!(
+                        queue = outbox.queue(),
+                        jobs = ids.len(),
+                        "re-enqueueing unfinished jobs"
+                    );
+                }
+                for id in ids {
+                    if let Err(e) = outbox.enqueue(&state, id).await {
+                        tracing::warn!(queue = outbox.queue(), error = %e, "cannot re-enqueue job");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(queue = outbox.queue(), error = %e, "outbox sweep failed"),
+        }
+        stale_before = state.clock.now_ms() - STALE_AFTER_MS;
+    }
+}
