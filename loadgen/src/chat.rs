@@ -45,6 +45,8 @@ pub const COMPLETE: f64 = 0.999;
 /// fanout while sending, or whose p99 passes `GIVE_UP_P99`: the server is saturated, and
 /// higher rates would only take longer to drain.
 const SATURATED_SHARE: f64 = 0.9;
+/// How often pair and group members heartbeat (the browser client's interval).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const GIVE_UP_P99: Duration = Duration::from_secs(1);
 /// Open-file limit asked for the server (and, as far as allowed, this process).
 pub const FD_LIMIT: u64 = 65_536;
@@ -257,6 +259,7 @@ async fn measure(
         .flat_map(|p| [p.a.token.clone(), p.b.token.clone()])
         .collect();
     let pair_conns = ws_client::open_all(&ws_url, &pair_tokens, &recorder).await?;
+    let pair_beats = ws_client::keep_present(pair_conns.clone(), HEARTBEAT_EVERY);
     let mut open_now = keep + pair_conns.len();
     settle(&http, &base, open_now as i64).await?;
     let mut pairs = Vec::new();
@@ -287,6 +290,7 @@ async fn measure(
         .flat_map(|g| g.members.iter().map(|m| m.token.clone()))
         .collect();
     let group_conns = ws_client::open_all(&ws_url, &group_tokens, &recorder).await?;
+    let group_beats = ws_client::keep_present(group_conns.clone(), HEARTBEAT_EVERY);
     open_now += group_conns.len();
     settle(&http, &base, open_now as i64).await?;
     let mut groups = Vec::new();
@@ -318,6 +322,8 @@ async fn measure(
     }
 
     // The pairs' and groups' connections close; only the 5,000 idle ones stay.
+    pair_beats.abort();
+    group_beats.abort();
     for conn in pair_conns.iter().chain(group_conns.iter()) {
         conn.close().await;
     }

@@ -234,6 +234,7 @@ enum Outgoing {
 }
 
 /// A live connection: its task owns the socket; this handle queues work for it.
+#[derive(Clone)]
 pub struct Conn {
     tx: mpsc::Sender<Outgoing>,
 }
@@ -259,6 +260,24 @@ impl Conn {
     pub async fn close(&self) {
         let _ = self.tx.send(Outgoing::Close).await;
     }
+}
+
+/// Heartbeats every connection once per `every`, spread evenly over the interval, as the
+/// browser client does (every 10 s). Without it a connected member falls silent for longer
+/// than the presence timeout and counts as offline, and every message to them would also
+/// write a notification, which real clients do not cause. Abort the handle to stop.
+pub fn keep_present(conns: Vec<Conn>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if conns.is_empty() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every / conns.len() as u32);
+        for conn in conns.iter().cycle() {
+            tick.tick().await;
+            // A full queue means the connection is busy sending, which counts as activity.
+            let _ = conn.heartbeat();
+        }
+    })
 }
 
 /// Opens authenticated connections for `tokens`, in order; fails if any cannot connect.

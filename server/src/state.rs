@@ -64,6 +64,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// This node's batched presence activity.
     pub presence: Arc<crate::presence::Tracker>,
+    /// This node's message writer (group commit of chat sends).
+    pub messages: crate::chat::writer::Writer,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -5,6 +5,7 @@
 //! * `service`: channels and membership, sending (durable first, then a pub/sub wake-up),
 //!   history and sync.
 //! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
+//! * `writer`: the one task per node that stores messages, committing them in groups.
 //!
 //! The database is the source of truth: pub/sub (`user:{id}` topics) only wakes waiting
 //! connections up, and anything a wake-up missed is recovered by the next `sync`.
@@ -12,6 +13,7 @@
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod writer;
 pub mod ws;
 
 /// The pub/sub topic that wakes a user's connections.

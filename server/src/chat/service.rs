@@ -1,6 +1,9 @@
 //! Channels, membership, sending, history and sync.
 
-use super::{store, user_topic};
+use super::{
+    store, user_topic,
+    writer::{NewMessage, Written},
+};
 use crate::{
     auth::store as auth_store,
     db::{is_unique_violation, to_datetime},
@@ -9,7 +12,7 @@ use crate::{
     state::AppState,
 };
 use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User};
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 /// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
 /// they are not in it.
@@ -277,46 +280,31 @@ pub async fn send(
             "must be 1 to 64 visible ASCII characters",
         ));
     }
-    member_channel(state, me.id.0, channel).await?;
-    if let Some(existing) = store::message_by_client_id(&state.db, me.id.0, client_msg_id).await? {
-        return first_of_retry(state, existing, channel).await;
-    }
     rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
-    let now = state.clock.now_ms();
-    let mut tx = state.db.begin().await?;
-    let ids = state.ids.clone();
-    let stored = match store::insert_message(
-        &mut tx,
-        channel,
-        me.id.0,
-        content,
-        client_msg_id,
-        now,
-        |floor| ids.next_id_above(floor),
-    )
-    .await
-    {
-        Ok(row) => row,
-        Err(e) if is_unique_violation(&e) => {
-            drop(tx);
-            let existing = store::message_by_client_id(&state.db, me.id.0, client_msg_id)
-                .await?
-                .ok_or_else(|| AppError::internal("idempotent message vanished"))?;
-            return first_of_retry(state, existing, channel).await;
-        }
-        Err(e) => return Err(e.into()),
+    let written = state
+        .messages
+        .write(NewMessage {
+            channel,
+            sender: me.id.0,
+            content: content.to_string(),
+            client_msg_id: client_msg_id.to_string(),
+            now: state.clock.now_ms(),
+        })
+        .await?;
+    let (stored, members) = match written {
+        Written::Existing(first) => return first_of_retry(state, first, channel).await,
+        Written::Stored { row, members } => (row, members),
     };
-    tx.commit().await?;
     let message = Message {
         id: Id(stored.id),
         channel_id: Id(channel),
         seq: stored.seq,
         sender: me.clone(),
         content: stored.content,
-        created_at: to_datetime(now),
+        created_at: to_datetime(stored.created_at),
         client_msg_id: stored.client_msg_id,
     };
-    wake_members(state, &message, origin).await;
+    wake_members(state, &message, members, origin).await;
     Ok(message)
 }
 
@@ -339,24 +327,15 @@ async fn first_of_retry(
 
 /// Publishes the message frame (serialized once) to every member's topic. Failures are
 /// logged, not returned: the message is stored, and clients recover it by `sync`.
-async fn wake_members(state: &AppState, message: &Message, origin: u64) {
-    let members = match store::member_ids(&state.db, message.channel_id.0).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read members to wake");
-            return;
-        }
-    };
-    let frame =
-        match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
-            Ok(f) => super::ws::wake::frame(origin, message.id.0, &f),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot serialize message frame");
-                return;
+async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, origin: u64) {
+    match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
+        Ok(f) => {
+            let frame = super::ws::wake::frame(origin, message.id.0, &f);
+            if let Err(e) = wake(state, &members, frame).await {
+                tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
             }
-        };
-    if let Err(e) = wake(state, &members, frame).await {
-        tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot serialize message frame"),
     }
     // Members with no live connection get a notification; off the sender's path.
     let (state, message) = (state.clone(), message.clone());

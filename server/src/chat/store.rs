@@ -129,10 +129,13 @@ pub async fn members(db: &SqlitePool, channel: i64) -> Result<Vec<UserRow>, sqlx
 }
 
 pub async fn member_ids(db: &SqlitePool, channel: i64) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT user_id FROM channel_members WHERE channel_id = ?")
-        .bind(channel)
-        .fetch_all(db)
-        .await
+    let list: String = sqlx::query_scalar(
+        "SELECT json_group_array(user_id) FROM channel_members WHERE channel_id = ?",
+    )
+    .bind(channel)
+    .fetch_one(db)
+    .await?;
+    crate::db::id_list(&list)
 }
 
 /// The user's channels with their unread counts, most recent activity first.
@@ -158,71 +161,6 @@ pub async fn channels_of(
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(|r| (r.channel, r.unread)).collect())
-}
-
-/// Stores a message: takes the channel's next seq (this write also takes SQLite's write
-/// lock, so the id chosen by `make_id` afterwards is ordered like the commits) and inserts
-/// the row. Returns the stored row.
-pub async fn insert_message(
-    conn: &mut SqliteConnection,
-    channel: i64,
-    sender: i64,
-    content: &str,
-    client_msg_id: &str,
-    now: i64,
-    make_id: impl FnOnce(i64) -> i64,
-) -> Result<MessageRow, sqlx::Error> {
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-    )
-    .bind(channel)
-    .fetch_one(&mut *conn)
-    .await?;
-    let floor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
-        .fetch_one(&mut *conn)
-        .await?;
-    let id = make_id(floor);
-    sqlx::query(
-        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(channel)
-    .bind(id)
-    .bind(seq)
-    .bind(sender)
-    .bind(content)
-    .bind(client_msg_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE channels SET last_message_id = ? WHERE id = ?")
-        .bind(id)
-        .bind(channel)
-        .execute(&mut *conn)
-        .await?;
-    Ok(MessageRow {
-        channel_id: channel,
-        id,
-        seq,
-        sender_id: sender,
-        content: content.to_string(),
-        client_msg_id: client_msg_id.to_string(),
-        created_at: now,
-    })
-}
-
-pub async fn message_by_client_id(
-    db: &SqlitePool,
-    sender: i64,
-    client_msg_id: &str,
-) -> Result<Option<MessageRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
-    ))
-    .bind(sender)
-    .bind(client_msg_id)
-    .fetch_optional(db)
-    .await
 }
 
 /// A page of a channel's history: before `before` (newest first, returned oldest first)

@@ -6,10 +6,12 @@
 //! are: each message is serialized once per fanout, not once per connection), and the
 //! node's shutdown signal (close 1012 so clients reconnect elsewhere).
 //!
-//! Outbound frames go through a bounded queue drained by a writer task. A client that does
-//! not read fast enough fills it and is closed with 1013 ("try again later"); it recovers
-//! everything by `sync` from its last message id when it reconnects, and meanwhile it costs
-//! the node nothing. Buffers are small so an idle connection stays cheap.
+//! The same task writes: outbound frames wait in a bounded queue that the loop hands to the
+//! socket whenever the socket can take them, so a delivery is one task wake-up and one
+//! write, with no hand-over to a second task. A client that does not read fast enough fills
+//! the queue and is closed with 1013 ("try again later"); it recovers everything by `sync`
+//! from its last message id when it reconnects, and meanwhile it costs the node nothing.
+//! Buffers are small so an idle connection stays cheap.
 
 use super::{service, user_topic};
 use crate::{
@@ -29,20 +31,34 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{
+    stream::{SplitSink, SplitStream},
+    Sink, SinkExt, StreamExt,
+};
 use serde::Deserialize;
-use std::{sync::atomic::Ordering, time::Duration};
-use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::atomic::Ordering,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    sync::broadcast::error::RecvError,
+    time::{timeout, Instant},
+};
 
 /// Largest frame and message a client may send (SECURITY.md).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Frames waiting for a slow client before it is dropped.
 const OUTBOUND_QUEUE: usize = 256;
+/// Initial read buffer of a connection (allocated up front by the WebSocket codec).
+const READ_BUFFER: usize = 1024;
 /// An unauthenticated socket is closed after this long.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A socket that sends nothing (not even a heartbeat or pong) for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
-/// A send the client does not take within this long ends the connection.
+/// Frames the client has not taken for this long end the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings, so proxies keep the connection and dead peers are found.
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -169,7 +185,8 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .read_buffer_size(4 * 1024)
+        // Chat frames are small; a larger frame grows the buffer while it is read.
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| run(state, socket, user))
@@ -215,7 +232,11 @@ struct Conn {
     token_hash: String,
     /// Identifies this connection in wake-ups it caused itself.
     id: u64,
-    out: mpsc::Sender<WsMessage>,
+    sink: SplitSink<WebSocket, WsMessage>,
+    /// Frames waiting for the socket (at most `OUTBOUND_QUEUE`).
+    outbound: VecDeque<WsMessage>,
+    /// Since when queued frames have been waiting for the socket to take them.
+    blocked_since: Option<Instant>,
     /// The largest message id this connection has handed the client.
     cursor: i64,
     /// GCRA state of the per-connection frame limit.
@@ -232,83 +253,73 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
 
     let (user, token) = match user {
         Some(u) => u,
-        None => {
-            match tokio::time::timeout(AUTH_TIMEOUT, first_frame_auth(&state, &mut stream)).await {
-                Ok(Some(u)) => u,
-                _ => {
-                    let _ = sink
-                        .send(close_frame(close::POLICY, "authentication required"))
-                        .await;
-                    return;
-                }
+        None => match timeout(
+            AUTH_TIMEOUT,
+            Box::pin(first_frame_auth(&state, &mut stream)),
+        )
+        .await
+        {
+            Ok(Some(u)) => u,
+            _ => {
+                let _ = timeout(
+                    WRITE_TIMEOUT,
+                    sink.send(close_frame(close::POLICY, "authentication required")),
+                )
+                .await;
+                return;
             }
-        }
+        },
     };
 
-    let (out, mut outbox) = mpsc::channel::<WsMessage>(OUTBOUND_QUEUE);
-    // The writer drains the queue; a close request jumps ahead of queued frames (a slow
-    // consumer's queue is full), and a client that stops reading altogether is dropped
-    // after WRITE_TIMEOUT instead of holding the task forever.
-    let (closer, mut close_request) = oneshot::channel::<(u16, &'static str)>();
-    let writer = tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                biased;
-                request = &mut close_request => match request {
-                    Ok((code, reason)) => close_frame(code, reason),
-                    Err(_) => break,
-                },
-                frame = outbox.recv() => match frame {
-                    Some(frame) => frame,
-                    None => break,
-                },
-            };
-            let closing = matches!(frame, WsMessage::Close(_));
-            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
-                Ok(Ok(())) if !closing => {}
-                _ => break,
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-    });
-
-    let mut wake = match state
-        .backends
-        .pubsub
-        .subscribe(&user_topic(user.id.0))
-        .await
-    {
+    let mut wake = match Box::pin(state.backends.pubsub.subscribe(&user_topic(user.id.0))).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot subscribe a connection");
-            let _ = out
-                .send(close_frame(close::TRY_AGAIN_LATER, "try again later"))
-                .await;
-            drop(out);
-            let _ = writer.await;
+            let _ = timeout(
+                WRITE_TIMEOUT,
+                sink.send(close_frame(close::TRY_AGAIN_LATER, "try again later")),
+            )
+            .await;
             return;
         }
     };
-    crate::presence::activity(&state, user.id.0).await;
+    Box::pin(crate::presence::activity(&state, user.id.0)).await;
     let mut conn = Conn {
         token_hash: token_hash_b64(&token),
         state: state.clone(),
         user,
         id: rand::random::<u64>() | 1,
-        out,
+        sink,
+        outbound: VecDeque::new(),
+        blocked_since: None,
         cursor: 0,
         tat: None,
     };
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
+    let mut last_heard = Instant::now();
 
     let end = loop {
+        // Unflushed frames count as queued too: the socket has not taken them yet.
+        let writing = conn.blocked_since.is_some();
+        let write_deadline = conn
+            .blocked_since
+            .map_or_else(Instant::now, |since| since + WRITE_TIMEOUT);
         tokio::select! {
+            biased;
             _ = shutdown.changed() => break End::Close(close::RESTARTING, "server restarting; reconnect"),
+            written = futures::future::poll_fn(|cx| poll_write(&mut conn.sink, &mut conn.outbound, &mut conn.blocked_since, cx)), if writing => {
+                if written.is_err() {
+                    break End::Gone;
+                }
+            }
+            // Polled only when the write above is stuck: the client stopped reading.
+            _ = tokio::time::sleep_until(write_deadline), if writing => {
+                break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
+            }
             frame = stream.next() => {
-                last_heard = tokio::time::Instant::now();
+                last_heard = Instant::now();
                 match frame {
                     None | Some(Ok(WsMessage::Close(_))) => break End::Gone,
                     Some(Err(e)) => {
@@ -320,13 +331,16 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                         };
                     }
                     Some(Ok(WsMessage::Text(text))) => {
-                        if let Err(end) = conn.client_frame(text.as_str()).await {
+                        // Boxed, like every large await below: a future is as big as its
+                        // largest state, and an idle connection should not carry the room
+                        // a send needs while it waits for the next frame.
+                        if let Err(end) = Box::pin(conn.client_frame(text.as_str())).await {
                             break end;
                         }
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
-                        if conn.push(error_frame("invalid_request", "binary frames are not supported; send JSON text", None)).is_err() {
-                            break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
+                        if let Err(end) = conn.push(error_frame("invalid_request", "binary frames are not supported; send JSON text", None)) {
+                            break end;
                         }
                     }
                     Some(Ok(_)) => {}
@@ -336,7 +350,7 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                 let result = match woke {
                     Ok(payload) => conn.wake(payload),
                     // Dropped wake-ups: catch up from the database.
-                    Err(RecvError::Lagged(_)) => conn.catch_up().await,
+                    Err(RecvError::Lagged(_)) => Box::pin(conn.catch_up()).await,
                     Err(RecvError::Closed) => Err(End::Close(close::RESTARTING, "reconnect")),
                 };
                 if let Err(end) = result {
@@ -347,23 +361,52 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     break End::Close(close::GOING_AWAY, "idle");
                 }
-                if conn.push(WsMessage::Ping(Bytes::new())).is_err() {
-                    break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
+                if let Err(end) = conn.push(WsMessage::Ping(Bytes::new())) {
+                    break end;
                 }
             }
         }
     };
-    match end {
-        End::Close(code, reason) => {
-            if code == close::TRY_AGAIN_LATER {
-                state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = closer.send((code, reason));
+    if let End::Close(code, reason) = end {
+        if code == close::TRY_AGAIN_LATER {
+            state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
-        End::Gone => drop(closer),
+        // The close jumps ahead of queued frames (a slow consumer's queue is full).
+        conn.outbound.clear();
+        let _ = timeout(
+            Duration::from_secs(1),
+            conn.sink.send(close_frame(code, reason)),
+        )
+        .await;
     }
-    drop(conn);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    let _ = timeout(Duration::from_secs(1), conn.sink.close()).await;
+}
+
+/// Hands queued frames to the socket as far as it takes them, then flushes. A frame leaves
+/// the queue only together with its hand-over, so dropping this poll loses nothing.
+/// `blocked_since` restarts whenever the socket takes a frame, and clears once all is out.
+fn poll_write(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    outbound: &mut VecDeque<WsMessage>,
+    blocked_since: &mut Option<Instant>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), axum::Error>> {
+    while !outbound.is_empty() {
+        match Pin::new(&mut *sink).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Some(frame) = outbound.pop_front() {
+            Pin::new(&mut *sink).start_send(frame)?;
+            *blocked_since = Some(Instant::now());
+        }
+    }
+    let flushed = Pin::new(&mut *sink).poll_flush(cx);
+    if let Poll::Ready(Ok(())) = flushed {
+        *blocked_since = None;
+    }
+    flushed
 }
 
 fn token_hash_b64(token: &str) -> String {
@@ -374,7 +417,7 @@ fn token_hash_b64(token: &str) -> String {
 /// Waits for an `auth` frame and checks its token.
 async fn first_frame_auth(
     state: &AppState,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
 ) -> Option<(User, String)> {
     while let Some(Ok(frame)) = stream.next().await {
         match frame {
@@ -398,13 +441,41 @@ async fn first_frame_auth(
 
 impl Conn {
     /// Queues a frame; a full queue means the client is not keeping up.
-    fn push(&self, frame: WsMessage) -> Result<(), End> {
-        self.out
-            .try_send(frame)
-            .map_err(|_| End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync"))
+    fn push(&mut self, frame: WsMessage) -> Result<(), End> {
+        if self.outbound.len() >= OUTBOUND_QUEUE {
+            return Err(End::Close(
+                close::TRY_AGAIN_LATER,
+                "too slow; reconnect and sync",
+            ));
+        }
+        if self.blocked_since.is_none() {
+            self.blocked_since = Some(Instant::now());
+        }
+        self.outbound.push_back(frame);
+        Ok(())
     }
 
-    fn error(&self, e: &AppError, client_msg_id: Option<&str>) -> Result<(), End> {
+    /// Writes out every queued frame (the client asked for them and is reading: waiting
+    /// for room is right, not treating a large catch-up as a slow consumer).
+    async fn drain(&mut self) -> Result<(), End> {
+        let (sink, outbound, blocked) =
+            (&mut self.sink, &mut self.outbound, &mut self.blocked_since);
+        match timeout(
+            WRITE_TIMEOUT,
+            futures::future::poll_fn(|cx| poll_write(sink, outbound, blocked, cx)),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Close(
+                close::TRY_AGAIN_LATER,
+                "too slow; reconnect and sync",
+            )),
+        }
+    }
+
+    fn error(&mut self, e: &AppError, client_msg_id: Option<&str>) -> Result<(), End> {
         let (code, message) = match e {
             AppError::Client { code, message } => (code.as_str(), message.clone()),
             AppError::RateLimited { .. } => ("rate_limited", "slow down".to_string()),
@@ -465,22 +536,10 @@ impl Conn {
             since = last.id.0;
             for message in &batch {
                 let frame = serde_json::json!({"type": "message", "message": message}).to_string();
-                // The client asked for this: wait for room (it is reading) rather than
-                // treating a catch-up larger than the queue as a slow consumer.
-                match tokio::time::timeout(
-                    WRITE_TIMEOUT,
-                    self.out.send(WsMessage::Text(frame.into())),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {}
-                    _ => {
-                        return Err(End::Close(
-                            close::TRY_AGAIN_LATER,
-                            "too slow; reconnect and sync",
-                        ))
-                    }
+                if self.outbound.len() >= OUTBOUND_QUEUE {
+                    self.drain().await?;
                 }
+                self.push(WsMessage::Text(frame.into()))?;
             }
             self.cursor = self.cursor.max(since);
             if batch.len() < 200 {

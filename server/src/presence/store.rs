@@ -5,18 +5,20 @@ use sqlx::SqlitePool;
 /// The user's friends (mutual follows) and the other members of the channels of at most
 /// `small` members they belong to.
 pub async fn audience(db: &SqlitePool, user: i64, small: i64) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT f.follower_id FROM follows f
+    let list: String = sqlx::query_scalar(
+        "SELECT json_group_array(id) FROM (
+         SELECT f.follower_id AS id FROM follows f
            JOIN follows back ON back.follower_id = f.followee_id AND back.followee_id = f.follower_id
           WHERE f.followee_id = ?1
          UNION
          SELECT other.user_id FROM channel_members mine
            JOIN channel_members other ON other.channel_id = mine.channel_id
           WHERE mine.user_id = ?1 AND other.user_id != ?1
-            AND (SELECT COUNT(*) FROM channel_members m WHERE m.channel_id = mine.channel_id) <= ?2",
+            AND (SELECT COUNT(*) FROM channel_members m WHERE m.channel_id = mine.channel_id) <= ?2)",
     )
     .bind(user)
     .bind(small)
-    .fetch_all(db)
-    .await
+    .fetch_one(db)
+    .await?;
+    crate::db::id_list(&list)
 }
