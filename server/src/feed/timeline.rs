@@ -155,7 +155,20 @@ async fn cached_ids(
     ids.retain(|id| *id != COMPLETE_MARKER);
     if ids.len() < want && !whole {
         let below = ids.last().copied().unwrap_or(upper);
-        ids.extend(source.ids(state, below, want - ids.len()).await?);
+        let asked = want - ids.len();
+        let older = source.ids(state, below, asked).await?;
+        // The range read ended inside the list, so `below` is its oldest id; SQLite having
+        // fewer than asked means `older` is everything before it. Appending those and the
+        // marker makes the list whole, and the next read of this list stays in the cache
+        // (a list started by fanout, e.g. a new author's, would otherwise send every read
+        // of it to SQLite).
+        if !ids.is_empty() && older.len() < asked {
+            let mut entries: Vec<(String, i64)> =
+                older.iter().map(|id| (key.to_string(), *id)).collect();
+            entries.push((key.to_string(), COMPLETE_MARKER));
+            cache.ids_add(&entries, FEED_CAP + 1).await?;
+        }
+        ids.extend(older);
     }
     Ok(ids)
 }
