@@ -508,6 +508,34 @@ async fn a_waiting_long_poll_returns_early_with_typing(backend: Backend) -> Resu
     Ok(())
 }
 
+/// Heartbeats are batched into one store write per round, but each keeps its own time: a
+/// flush late by a few seconds must not make the user look active later (and go offline
+/// later) than they were.
+async fn batched_heartbeats_keep_their_own_time(backend: Backend) -> Result<()> {
+    let app = spawn_with(backend, manual_clock()).await?;
+    let (ann, fred) = (
+        app.register("beat_ann").await?,
+        app.register("beat_fred").await?,
+    );
+    let mut ann_ws = Socket::open(&app, &ann).await?;
+    // Connecting is written through at once; this heartbeat, soon after, is batched.
+    app.manual_clock()?.advance(1_000);
+    let beat_at = app.now_ms()?;
+    ann_ws.heartbeat().await?;
+    app.manual_clock()?.advance(3_000);
+    app.presence_round().await?;
+    let seen = app.presence_of(&fred, &ann).await?;
+    assert_eq!(seen["status"], "online");
+    assert_eq!(millis(&seen["last_active_at"])?, beat_at, "{seen}");
+
+    // Offline exactly one timeout after that heartbeat, not after the flush.
+    ann_ws.close().await?;
+    app.manual_clock()?.advance(TIMEOUT_MS - 3_000);
+    app.presence_round().await?;
+    assert_eq!(app.presence_of(&fred, &ann).await?["status"], "offline");
+    Ok(())
+}
+
 both_backends!(
     a_socket_keeps_its_user_online_through_short_drops,
     a_second_device_keeps_its_user_online,
@@ -516,4 +544,5 @@ both_backends!(
     presence_lookups_check_their_input,
     typing_and_read_receipts_reach_the_right_people,
     a_waiting_long_poll_returns_early_with_typing,
+    batched_heartbeats_keep_their_own_time,
 );

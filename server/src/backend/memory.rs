@@ -298,10 +298,10 @@ pub struct MemoryPresence {
 
 #[async_trait]
 impl PresenceStore for MemoryPresence {
-    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>> {
+    async fn touch(&self, activity: &[(i64, i64)]) -> Result<Vec<i64>> {
         let mut data = lock(&self.data);
         let mut came_online = Vec::new();
-        for &user in users {
+        for &(user, now_ms) in activity {
             let last = data.online.entry(user).or_insert_with(|| {
                 came_online.push(user);
                 now_ms

@@ -103,8 +103,9 @@ impl Subscription {
 /// one caller, so with several nodes one of them announces each change.
 #[async_trait]
 pub trait PresenceStore: Send + Sync + 'static {
-    /// Records activity of `users` at `now_ms`; returns those who were not online before.
-    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>>;
+    /// Records activity: each `(user, at_ms)` was active at that time (a user's last
+    /// activity never moves back). Returns the users who were not online before.
+    async fn touch(&self, activity: &[(i64, i64)]) -> Result<Vec<i64>>;
     /// Takes offline every online user whose last activity is at or before `cutoff_ms` and
     /// returns them with that time.
     async fn expire(&self, cutoff_ms: i64) -> Result<Vec<(i64, i64)>>;

@@ -57,15 +57,19 @@ return 0
 ";
 
 /// Records activity. KEYS[1] = the online sorted set (score: last activity), KEYS[2] = the
-/// last-seen hash; ARGV[1] = now, ARGV[2..] = users. Returns the users who were not online.
+/// last-seen hash; ARGV = user, time, user, time, ... Returns the users who were not online.
 const PRESENCE_TOUCH_LUA: &str = r"
 local came = {}
-for i = 2, #ARGV do
-  local user = ARGV[i]
-  if not redis.call('ZSCORE', KEYS[1], user) then table.insert(came, user) end
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], user)
+for i = 1, #ARGV, 2 do
+  local user, at = ARGV[i], ARGV[i + 1]
+  if not redis.call('ZSCORE', KEYS[1], user) then
+    table.insert(came, user)
+    redis.call('ZADD', KEYS[1], at, user)
+  else
+    redis.call('ZADD', KEYS[1], 'GT', at, user)
+  end
   local seen = tonumber(redis.call('HGET', KEYS[2], user) or 0)
-  if seen < tonumber(ARGV[1]) then redis.call('HSET', KEYS[2], user, ARGV[1]) end
+  if seen < tonumber(at) then redis.call('HSET', KEYS[2], user, at) end
 end
 return came
 ";
@@ -156,17 +160,16 @@ const PRESENCE_SEEN: &str = "presence:seen";
 
 #[async_trait]
 impl PresenceStore for RedisBackend {
-    async fn touch(&self, users: &[i64], now_ms: i64) -> Result<Vec<i64>> {
-        if users.is_empty() {
+    async fn touch(&self, activity: &[(i64, i64)]) -> Result<Vec<i64>> {
+        if activity.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let mut call = self.presence_touch.prepare_invoke();
         call.key(self.key(PRESENCE_ONLINE))
-            .key(self.key(PRESENCE_SEEN))
-            .arg(now_ms);
-        for user in users {
-            call.arg(*user);
+            .key(self.key(PRESENCE_SEEN));
+        for (user, at) in activity {
+            call.arg(*user).arg(*at);
         }
         let came: Vec<i64> = call.invoke_async(&mut conn).await?;
         Ok(came)

@@ -22,7 +22,7 @@ mod store;
 use crate::{chat, error::AppError, state::AppState};
 use app::model::{Id, PresenceStatus, UserPresence};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -39,8 +39,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// This node's view of its own users' activity, between two flushes.
 #[derive(Default)]
 pub struct Tracker {
-    /// Users with activity since the last flush.
-    pending: Mutex<HashSet<i64>>,
+    /// Users with activity since the last flush, and the time of their latest (the flush
+    /// records that time, not its own, so going offline is not delayed by the batching).
+    pending: Mutex<HashMap<i64, i64>>,
     /// Users with a long-poll waiting on this node, and how many.
     held: Mutex<HashMap<i64, usize>>,
     /// When this node last wrote each user's activity to the store.
@@ -56,13 +57,20 @@ pub async fn activity(state: &AppState, user: i64) {
         .get(&user)
         .is_some_and(|at| now - at < fresh_within);
     if recently_written {
-        lock(&state.presence.pending).insert(user);
+        note(state, user, now);
         return;
     }
-    if let Err(e) = write(state, &[user], now).await {
+    if let Err(e) = write(state, &[(user, now)]).await {
         tracing::warn!(error = %e, "presence write failed; retrying at the next tick");
-        lock(&state.presence.pending).insert(user);
+        note(state, user, now);
     }
+}
+
+/// Batches activity of `user` at `at` for the next flush.
+fn note(state: &AppState, user: i64, at: i64) {
+    let mut pending = lock(&state.presence.pending);
+    let last = pending.entry(user).or_insert(at);
+    *last = (*last).max(at);
 }
 
 /// Marks `user` present while the returned guard lives (a waiting long-poll).
@@ -90,24 +98,27 @@ impl Drop for Hold {
             }
         }
         drop(held);
-        lock(&self.state.presence.pending).insert(self.user);
+        note(&self.state, self.user, self.state.clock.now_ms());
     }
 }
 
 /// Writes activity and announces the users who came online.
-async fn write(state: &AppState, users: &[i64], now: i64) -> Result<(), AppError> {
-    if users.is_empty() {
+async fn write(state: &AppState, activity: &[(i64, i64)]) -> Result<(), AppError> {
+    if activity.is_empty() {
         return Ok(());
     }
-    let came_online = state.backends.presence.touch(users, now).await?;
+    let came_online = state.backends.presence.touch(activity).await?;
+    let mut last_of = HashMap::with_capacity(came_online.len());
     {
         let mut written = lock(&state.presence.written);
-        for user in users {
-            written.insert(*user, now);
+        for &(user, at) in activity {
+            written.insert(user, at);
+            last_of.insert(user, at);
         }
     }
     for user in came_online {
-        announce(state, user, PresenceStatus::Online, now).await;
+        let at = last_of.get(&user).copied().unwrap_or_default();
+        announce(state, user, PresenceStatus::Online, at).await;
     }
     Ok(())
 }
@@ -116,12 +127,17 @@ async fn write(state: &AppState, users: &[i64], now: i64) -> Result<(), AppError
 /// announces them offline, refreshes the online gauge.
 pub async fn tick(state: &AppState) -> Result<(), AppError> {
     let now = state.clock.now_ms();
-    let mut users: HashSet<i64> = std::mem::take(&mut *lock(&state.presence.pending));
-    users.extend(lock(&state.presence.held).keys().copied());
-    let users: Vec<i64> = users.into_iter().collect();
-    if let Err(e) = write(state, &users, now).await {
+    let mut activity: HashMap<i64, i64> = std::mem::take(&mut *lock(&state.presence.pending));
+    // A waiting long-poll is activity right now.
+    for user in lock(&state.presence.held).keys() {
+        activity.insert(*user, now);
+    }
+    let activity: Vec<(i64, i64)> = activity.into_iter().collect();
+    if let Err(e) = write(state, &activity).await {
         // Keep them for the next round.
-        lock(&state.presence.pending).extend(users);
+        for (user, at) in activity {
+            note(state, user, at);
+        }
         return Err(e);
     }
     let timeout = state.config.presence_timeout.as_millis() as i64;
