@@ -194,9 +194,11 @@ impl Queue for MemoryQueue {
 }
 
 /// Capacity of each topic's broadcast buffer; a receiver further behind gets `Lagged` and
-/// recovers from the database. Small on purpose: tokio allocates every slot up front, and
-/// there is a topic per connected user.
-const TOPIC_CAPACITY: usize = 32;
+/// recovers from the database (the hub re-reads everything after its cursor; clients drop
+/// a message id they already hold). Small on purpose: tokio allocates every slot up front
+/// (~45 bytes each), there is a topic per connected user, and a connection's task takes
+/// its wake-ups within milliseconds, long before eight pile up.
+const TOPIC_CAPACITY: usize = 8;
 
 type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
 

@@ -93,6 +93,11 @@ impl Subscription {
     pub async fn recv(&mut self) -> std::result::Result<Bytes, broadcast::error::RecvError> {
         self.rx.recv().await
     }
+
+    /// The next message already waiting, without waiting.
+    pub fn try_recv(&mut self) -> std::result::Result<Bytes, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
 }
 
 /// Who is online, shared by every node: each online user's last activity, plus the last

@@ -20,6 +20,7 @@ use crate::{
     error::AppError,
     http::cookies,
     state::AppState,
+    telemetry::Metrics,
 };
 use app::model::{Id, User};
 use axum::{
@@ -39,7 +40,7 @@ use serde::Deserialize;
 use std::{
     collections::VecDeque,
     pin::Pin,
-    sync::atomic::Ordering,
+    sync::{atomic::Ordering, Arc},
     task::{Context, Poll},
     time::Duration,
 };
@@ -53,7 +54,7 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Frames waiting for a slow client before it is dropped.
 const OUTBOUND_QUEUE: usize = 256;
 /// Initial read buffer of a connection (allocated up front by the WebSocket codec).
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 512;
 /// An unauthenticated socket is closed after this long.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A socket that sends nothing (not even a heartbeat or pong) for this long is closed.
@@ -207,15 +208,13 @@ fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> WsMess
     WsMessage::Text(frame.to_string().into())
 }
 
-/// Keeps the open-socket gauge right however the connection ends.
-struct OpenGauge(AppState);
+/// Keeps the open-socket gauge right however the connection ends. It holds the metrics
+/// alone: a connection keeps one copy of the (large) `AppState`, in its `Conn`.
+struct OpenGauge(Arc<Metrics>);
 
 impl Drop for OpenGauge {
     fn drop(&mut self) {
-        self.0
-            .metrics
-            .websockets_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.websockets_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -229,7 +228,9 @@ enum End {
 struct Conn {
     state: AppState,
     user: User,
-    token_hash: String,
+    /// The session's token hash, to recognise its revocation (kept raw: 32 bytes in place
+    /// rather than a heap string per connection).
+    token_hash: [u8; 32],
     /// Identifies this connection in wake-ups it caused itself.
     id: u64,
     sink: SplitSink<WebSocket, WsMessage>,
@@ -248,7 +249,7 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
         .metrics
         .websockets_open
         .fetch_add(1, Ordering::Relaxed);
-    let _gauge = OpenGauge(state.clone());
+    let _gauge = OpenGauge(state.metrics.clone());
     let (mut sink, mut stream) = socket.split();
 
     let (user, token) = match user {
@@ -285,8 +286,8 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
     };
     Box::pin(crate::presence::activity(&state, user.id.0)).await;
     let mut conn = Conn {
-        token_hash: token_hash_b64(&token),
-        state: state.clone(),
+        token_hash: crate::auth::token::hash(&token),
+        state,
         user,
         id: rand::random::<u64>() | 1,
         sink,
@@ -295,7 +296,8 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
         cursor: 0,
         tat: None,
     };
-    let mut shutdown = state.shutdown.clone();
+    drop(token);
+    let mut shutdown = conn.state.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_heard = Instant::now();
@@ -350,7 +352,10 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                 let result = match woke {
                     Ok(payload) => conn.wake(payload),
                     // Dropped wake-ups: catch up from the database.
-                    Err(RecvError::Lagged(_)) => Box::pin(conn.catch_up()).await,
+                    Err(RecvError::Lagged(_)) => match conn.skip_buffered(&mut wake) {
+                        Ok(()) => Box::pin(conn.catch_up()).await,
+                        Err(end) => Err(end),
+                    },
                     Err(RecvError::Closed) => Err(End::Close(close::RESTARTING, "reconnect")),
                 };
                 if let Err(end) = result {
@@ -369,7 +374,10 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
     };
     if let End::Close(code, reason) = end {
         if code == close::TRY_AGAIN_LATER {
-            state.metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            conn.state
+                .metrics
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
         }
         // The close jumps ahead of queued frames (a slow consumer's queue is full).
         conn.outbound.clear();
@@ -409,9 +417,9 @@ fn poll_write(
     flushed
 }
 
-fn token_hash_b64(token: &str) -> String {
+fn token_hash_b64(hash: &[u8; 32]) -> String {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-    URL_SAFE_NO_PAD.encode(crate::auth::token::hash(token))
+    URL_SAFE_NO_PAD.encode(hash)
 }
 
 /// Waits for an `auth` frame and checks its token.
@@ -510,10 +518,33 @@ impl Conn {
                 }
                 Ok(())
             }
-            Some(wake::Wake::Revoke(hash)) if hash == self.token_hash => {
+            Some(wake::Wake::Revoke(hash)) if hash == token_hash_b64(&self.token_hash) => {
                 Err(End::Close(close::REVOKED, "signed out"))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// After lost wake-ups, empties the subscription before the catch-up reads the
+    /// database: the messages still buffered are committed, so the catch-up sends them, and
+    /// delivering them from the buffer too would send them twice. Other events (presence,
+    /// typing, a revoked session) are not in the database and are handled now.
+    fn skip_buffered(&mut self, wake: &mut crate::backend::Subscription) -> Result<(), End> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match wake.try_recv() {
+                Ok(payload) => {
+                    let message = matches!(
+                        wake::parse(&payload),
+                        Some(wake::Wake::Frame { message_id, .. }) if message_id > 0
+                    );
+                    if !message {
+                        self.wake(payload)?;
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return Ok(()),
+            }
         }
     }
 
