@@ -532,16 +532,8 @@ async fn posting_is_rate_limited_per_user(backend: Backend) -> Result<()> {
 
 async fn fanout_resumes_after_a_crash(backend: Backend) -> Result<()> {
     // Node 1 acknowledges a post but dies before any fanout runs (no workers).
-    let namespace = common::unique_namespace();
-    let dir = tempfile::tempdir()?;
-    let db = format!("sqlite://{}/shared.db", dir.path().display());
-    let node = |workers: &str| Options {
-        env: vec![("KITH_FANOUT_WORKERS", workers.to_string())],
-        namespace: Some(namespace.clone()),
-        database_url: Some(db.clone()),
-        ..Default::default()
-    };
-    let crashed = spawn_with(backend, node("0")).await?;
+    let cluster = common::Cluster::new()?;
+    let crashed = spawn_with(backend, cluster.node(0)).await?;
     let (author, reader) = (
         crashed.register("phoenix").await?,
         crashed.register("watcher").await?,
@@ -557,7 +549,7 @@ async fn fanout_resumes_after_a_crash(backend: Backend) -> Result<()> {
     assert_eq!(pending, 1);
     drop(crashed);
     // Node 2 starts on the same database: the outbox is resumed.
-    let restarted = spawn_with(backend, node("2")).await?;
+    let restarted = spawn_with(backend, cluster.node(2)).await?;
     restarted.settle().await?;
     let cached = restarted
         .state

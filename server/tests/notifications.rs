@@ -277,17 +277,9 @@ async fn notification_input_is_checked(backend: Backend) -> Result<()> {
 /// fanout and died before notifying anyone leaves the work in `notification_outbox`, and
 /// the next node on the same database does it.
 async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -> Result<()> {
-    let namespace = common::unique_namespace();
-    let dir = tempfile::tempdir()?;
-    let db = format!("sqlite://{}/shared.db", dir.path().display());
-    let node = |workers: &str| Options {
-        env: vec![("KITH_FANOUT_WORKERS", workers.to_string())],
-        namespace: Some(namespace.clone()),
-        database_url: Some(db.clone()),
-        ..Default::default()
-    };
+    let cluster = common::Cluster::new()?;
     // No workers: the test runs the fanout job itself, and nothing runs the next stage.
-    let crashed = spawn_with(backend, node("0")).await?;
+    let crashed = spawn_with(backend, cluster.node(0)).await?;
     let (author, reader) = (
         crashed.register("nc_author").await?,
         crashed.register("nc_reader").await?,
@@ -321,7 +313,7 @@ async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -
     );
     drop(crashed);
 
-    let restarted = spawn_with(backend, node("2")).await?;
+    let restarted = spawn_with(backend, cluster.node(2)).await?;
     restarted.settle().await?;
     let got = items(&restarted, &reader).await?;
     assert_eq!(got.len(), 1, "{got:?}");

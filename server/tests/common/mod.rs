@@ -65,6 +65,37 @@ pub fn unique_namespace() -> String {
     format!("kith-test-{:016x}", rand_u64())
 }
 
+/// Nodes of one cluster: a shared database file and Redis namespace, for tests where one
+/// node dies and another carries on.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    namespace: String,
+    database_url: String,
+}
+
+impl Cluster {
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database_url = format!("sqlite://{}/shared.db", dir.path().display());
+        Ok(Self {
+            _dir: dir,
+            namespace: unique_namespace(),
+            database_url,
+        })
+    }
+
+    /// A node of the cluster with `workers` background workers per outbox (0: jobs stay in
+    /// the outboxes, as a crash would leave them).
+    pub fn node(&self, workers: usize) -> Options {
+        Options {
+            env: vec![("KITH_FANOUT_WORKERS", workers.to_string())],
+            namespace: Some(self.namespace.clone()),
+            database_url: Some(self.database_url.clone()),
+            ..Default::default()
+        }
+    }
+}
+
 pub fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
