@@ -9,7 +9,7 @@ use crate::{
     http::{csrf, security},
     id::IdGenerator,
     ops,
-    state::{AppState, Clock, SystemClock},
+    state::{AppState, AppStateInner, Clock, SystemClock},
     telemetry::{self, Metrics},
     ui, users,
 };
@@ -117,7 +117,7 @@ impl Application {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let ids = Arc::new(IdGenerator::new(config.node_id));
         let messages = crate::chat::writer::Writer::spawn(db.clone(), ids.clone());
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
             config: Arc::new(config),
@@ -133,7 +133,7 @@ impl Application {
             leptos,
             presence: Arc::default(),
             messages,
-        };
+        });
         spawn_session_sweeper(state.clone());
         crate::outbox::spawn(&state);
         crate::presence::spawn(&state);

@@ -44,9 +44,28 @@ impl Clock for ManualClock {
     }
 }
 
-/// Shared application state; cheap to clone (everything is behind `Arc`s).
+/// Shared application state: one allocation behind one `Arc`, so the several clones axum
+/// makes per request (one per extractor that takes the state) cost one reference count
+/// each, and a WebSocket connection holding it costs a pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppStateInner {
     pub config: Arc<Config>,
     pub db: SqlitePool,
     pub backends: Backends,

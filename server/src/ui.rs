@@ -139,7 +139,11 @@ impl UiBackend for ServerUi {
     async fn feed(&self, parts: &Parts, cursor: Option<String>) -> Result<Page<Post>, ApiError> {
         let me = self.signed_in(parts).await?;
         let cursor = parse_cursor(cursor)?;
-        Ok(feed::timeline::read(&self.state, me.id.0, cursor, DEFAULT_LIMIT).await?)
+        Ok(
+            feed::timeline::read(&self.state, me.id.0, cursor, DEFAULT_LIMIT)
+                .await?
+                .to_page()?,
+        )
     }
 
     async fn publish(&self, parts: &Parts, content: &str) -> Result<Post, ApiError> {
@@ -169,7 +173,11 @@ impl UiBackend for ServerUi {
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("user"))?;
-        Ok(feed::posts::by_author(&self.state, viewer, author.id, cursor, DEFAULT_LIMIT).await?)
+        Ok(
+            feed::posts::by_author(&self.state, viewer, author.id, cursor, DEFAULT_LIMIT)
+                .await?
+                .to_page()?,
+        )
     }
 
     async fn set_follow(

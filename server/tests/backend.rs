@@ -5,7 +5,7 @@ mod common;
 use anyhow::Result;
 use bytes::Bytes;
 use common::{redis_url, unique_namespace, Backend};
-use kith::backend::{Backends, Decision, Quota};
+use kith::backend::{Backends, Decision, Quota, PUSH_TRIM_EVERY};
 use std::time::Duration;
 
 async fn backends(backend: Backend, namespace: &str) -> Result<Backends> {
@@ -107,6 +107,22 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
     assert!(cache.exists("feed:a").await?);
     assert!(cache.ids_range("feed:none", None, 10).await?.is_empty());
     assert!(!cache.exists("feed:none").await?);
+
+    // One id into many sets (fanout): idempotent, and each set keeps its largest ids.
+    let keys = vec!["feed:c".to_string(), "feed:d".to_string()];
+    for id in 1..=40 {
+        cache.ids_push(&keys, id, 5).await?;
+        cache.ids_push(&keys, id, 5).await?;
+    }
+    cache.ids_push(&[], 41, 5).await?;
+    for key in &keys {
+        let held = cache.ids_range(key, None, 100).await?;
+        assert_eq!(held[..5], [40, 39, 38, 37, 36]);
+        assert!(
+            held.len() <= 5 + PUSH_TRIM_EVERY as usize,
+            "{key} holds {held:?}"
+        );
+    }
     Ok(())
 }
 

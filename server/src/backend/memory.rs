@@ -28,6 +28,24 @@ struct CacheData {
     values: HashMap<String, (Bytes, Option<Instant>)>,
     counters: HashMap<String, i64>,
     sets: HashMap<String, BTreeSet<i64>>,
+    /// `values` is swept of expired entries when it grows past this (then it doubles from
+    /// what is left, so sweeps stay rare however many entries are live).
+    sweep_at: usize,
+}
+
+/// The size of `values` that triggers the first sweep.
+const FIRST_SWEEP: usize = 100_000;
+
+impl CacheData {
+    /// Drops expired entries once `values` has grown past the sweep mark, so the map
+    /// cannot grow without bound (reads skip expired entries but leave them).
+    fn sweep(&mut self, now: Instant) {
+        if self.values.len() < self.sweep_at.max(FIRST_SWEEP) {
+            return;
+        }
+        self.values.retain(|_, e| MemoryCache::live(e, now));
+        self.sweep_at = (self.values.len() * 2).max(FIRST_SWEEP);
+    }
 }
 
 /// In-process cache.
@@ -37,49 +55,51 @@ pub struct MemoryCache {
 }
 
 impl MemoryCache {
-    fn live(entry: &(Bytes, Option<Instant>)) -> bool {
-        entry.1.is_none_or(|deadline| Instant::now() < deadline)
+    fn live(entry: &(Bytes, Option<Instant>), now: Instant) -> bool {
+        entry.1.is_none_or(|deadline| now < deadline)
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let now = Instant::now();
         let data = lock(&self.data);
         Ok(data
             .values
             .get(key)
-            .filter(|e| Self::live(e))
+            .filter(|e| Self::live(e, now))
             .map(|e| e.0.clone()))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let now = Instant::now();
         let data = lock(&self.data);
         Ok(keys
             .iter()
             .map(|k| {
                 data.values
                     .get(k)
-                    .filter(|e| Self::live(e))
+                    .filter(|e| Self::live(e, now))
                     .map(|e| e.0.clone())
             })
             .collect())
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        let deadline = ttl.map(|t| Instant::now() + t);
+        let now = Instant::now();
         let mut data = lock(&self.data);
-        // Expired entries are dropped lazily here, so the map cannot grow without bound.
-        if data.values.len() > 100_000 {
-            data.values.retain(|_, e| Self::live(e));
-        }
-        data.values.insert(key.to_string(), (value, deadline));
+        data.sweep(now);
+        data.values
+            .insert(key.to_string(), (value, ttl.map(|t| now + t)));
         Ok(())
     }
 
     async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        let deadline = ttl.map(|t| Instant::now() + t);
+        let now = Instant::now();
+        let deadline = ttl.map(|t| now + t);
         let mut data = lock(&self.data);
+        data.sweep(now);
         for (key, value) in entries {
             data.values.insert(key.clone(), (value.clone(), deadline));
         }
@@ -95,8 +115,9 @@ impl Cache for MemoryCache {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
+        let now = Instant::now();
         let data = lock(&self.data);
-        Ok(data.values.get(key).is_some_and(Self::live)
+        Ok(data.values.get(key).is_some_and(|e| Self::live(e, now))
             || data.counters.contains_key(key)
             || data.sets.contains_key(key))
     }
@@ -113,6 +134,18 @@ impl Cache for MemoryCache {
         for (key, id) in entries {
             let set = data.sets.entry(key.clone()).or_default();
             set.insert(*id);
+            while set.len() > cap {
+                set.pop_first();
+            }
+        }
+        Ok(())
+    }
+
+    async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()> {
+        let mut data = lock(&self.data);
+        for key in keys {
+            let set = data.sets.entry(key.clone()).or_default();
+            set.insert(id);
             while set.len() > cap {
                 set.pop_first();
             }

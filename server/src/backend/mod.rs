@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast;
+use tokio_util::sync::ReusableBoxFuture;
 
 /// A failure of the shared-state backend (only Redis can fail).
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum BackendError {
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// See [`Cache::ids_push`].
+pub const PUSH_TRIM_EVERY: i64 = 16;
 
 /// Key-value cache plus bounded sorted ID sets (feeds keep the newest IDs of each user).
 #[async_trait]
@@ -45,6 +49,11 @@ pub trait Cache: Send + Sync + 'static {
     /// Adds each `(key, id)` to its sorted set and trims every touched set to the `cap`
     /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
+    /// Adds the one `id` to the sorted set at each of `keys` (a post fanned out to its
+    /// followers' feeds). Each set keeps at least its `cap` largest ids; Redis trims a set
+    /// on about one push in [`PUSH_TRIM_EVERY`], so between trims it may hold that many more
+    /// (trimming is most of a push's cost there).
+    async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()>;
     /// Removes each `(key, id)` from its sorted set (pipelined on Redis).
     async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()>;
     /// Up to `limit` ids of the set at `key` smaller than `below` (all if `None`),
@@ -76,27 +85,68 @@ pub trait PubSub: Send + Sync + 'static {
 ///
 /// Receivers that fall behind get `RecvError::Lagged` from [`Subscription::recv`] and must
 /// recover from the durable store rather than assume nothing was missed.
+///
+/// The wait for the next message is kept between calls: a `recv` future dropped unfinished
+/// (a `select!` branch that lost) leaves the subscription registered with its channel
+/// instead of unlinking, to link again on the next call. A connection's loop waits on its
+/// subscription after every frame it reads, so this is on the hot path of every socket.
 pub struct Subscription {
-    /// Declared before the guard on purpose: fields drop in order, so when the guard runs
-    /// the topic's receiver count no longer includes this subscription.
-    rx: broadcast::Receiver<Bytes>,
+    /// The receiver, whenever the waiting future does not hold it (after a message and
+    /// before the next wait). Declared before the guard on purpose: fields drop in order,
+    /// so when the guard runs the topic's receiver count no longer includes this
+    /// subscription.
+    rx: Option<broadcast::Receiver<Bytes>>,
+    /// Waits for the next message, holding the receiver meanwhile; its allocation is reused
+    /// by every wait.
+    waiting: ReusableBoxFuture<'static, Received>,
     /// Keeps the topic registered while this subscription lives.
     _guard: Box<dyn Send + Sync>,
 }
 
+type Received = (
+    std::result::Result<Bytes, broadcast::error::RecvError>,
+    broadcast::Receiver<Bytes>,
+);
+
+async fn next_message(mut rx: broadcast::Receiver<Bytes>) -> Received {
+    (rx.recv().await, rx)
+}
+
 impl Subscription {
     pub(crate) fn new(rx: broadcast::Receiver<Bytes>, guard: Box<dyn Send + Sync>) -> Self {
-        Self { rx, _guard: guard }
+        Self {
+            rx: None,
+            waiting: ReusableBoxFuture::new(next_message(rx)),
+            _guard: guard,
+        }
     }
 
     /// The next message, or `Lagged(n)` if `n` were dropped because this receiver was slow.
+    /// Cancel-safe: dropping the future loses nothing and keeps the wait registered.
     pub async fn recv(&mut self) -> std::result::Result<Bytes, broadcast::error::RecvError> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// The next message already waiting, without waiting.
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<Bytes, broadcast::error::RecvError>> {
+        if let Some(rx) = self.rx.take() {
+            self.waiting.set(next_message(rx));
+        }
+        let (result, rx) = std::task::ready!(self.waiting.poll(cx));
+        self.rx = Some(rx);
+        std::task::Poll::Ready(result)
+    }
+
+    /// The next message already waiting, without waiting. Only between a finished
+    /// [`recv`](Self::recv) and the next one: while a wait is pending, what arrives goes to
+    /// that wait, and this answers `Empty`.
     pub fn try_recv(&mut self) -> std::result::Result<Bytes, broadcast::error::TryRecvError> {
-        self.rx.try_recv()
+        match self.rx.as_mut() {
+            Some(rx) => rx.try_recv(),
+            None => Err(broadcast::error::TryRecvError::Empty),
+        }
     }
 }
 

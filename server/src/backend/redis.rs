@@ -8,7 +8,7 @@
 
 use super::{
     BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
-    Subscription,
+    Subscription, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,6 +56,20 @@ end
 return 0
 ";
 
+/// Adds one id to many sorted sets. KEYS = the sets; ARGV[1] = the cap, ARGV[2] = the id,
+/// ARGV[3] = "1" to trim the sets to the cap. One id argument for the whole batch: a
+/// fanout of 2,000 feeds parses one id, not 2,000.
+const IDS_PUSH_LUA: &str = r"
+local cap, id, trim = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, id, id)
+  if trim and redis.call('ZCARD', key) > cap then
+    redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+  end
+end
+return 0
+";
+
 /// Records activity. KEYS[1] = the online sorted set (score: last activity), KEYS[2] = the
 /// last-seen hash; ARGV = user, time, user, time, ... Returns the users who were not online.
 const PRESENCE_TOUCH_LUA: &str = r"
@@ -92,6 +106,7 @@ pub struct RedisBackend {
     blocking: Arc<Mutex<Vec<redis::aio::MultiplexedConnection>>>,
     gcra: Arc<Script>,
     ids_add: Arc<Script>,
+    ids_push: Arc<Script>,
     presence_touch: Arc<Script>,
     presence_expire: Arc<Script>,
 }
@@ -108,6 +123,7 @@ impl RedisBackend {
             blocking: Arc::default(),
             gcra: Arc::new(Script::new(GCRA_LUA)),
             ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
+            ids_push: Arc::new(Script::new(IDS_PUSH_LUA)),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
         };
@@ -300,6 +316,26 @@ impl Cache for RedisBackend {
         for (key, id) in entries {
             invocation.key(self.key(key)).arg(*id);
         }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // Trim on the pushes of about one id in `PUSH_TRIM_EVERY`, chosen by the id's
+        // millisecond (Snowflake bits 22 and up), so retries of a push decide alike.
+        let trim = (id >> 22) % PUSH_TRIM_EVERY == 0;
+        let mut invocation = self.ids_push.prepare_invoke();
+        for key in keys {
+            invocation.key(self.key(key));
+        }
+        invocation
+            .arg(cap)
+            .arg(id)
+            .arg(if trim { "1" } else { "0" });
         let mut conn = self.conn.clone();
         let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())

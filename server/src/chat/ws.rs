@@ -32,10 +32,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::{
-    stream::{SplitSink, SplitStream},
-    Sink, SinkExt, StreamExt,
-};
+use futures::{Sink, SinkExt, StreamExt};
 use serde::Deserialize;
 use std::{
     collections::VecDeque,
@@ -55,6 +52,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const OUTBOUND_QUEUE: usize = 256;
 /// Initial read buffer of a connection (allocated up front by the WebSocket codec).
 const READ_BUFFER: usize = 512;
+/// The commonest frame by far; handled without parsing or boxing.
+const HEARTBEAT: &str = r#"{"type":"heartbeat"}"#;
 /// An unauthenticated socket is closed after this long.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A socket that sends nothing (not even a heartbeat or pong) for this long is closed.
@@ -233,7 +232,8 @@ struct Conn {
     token_hash: [u8; 32],
     /// Identifies this connection in wake-ups it caused itself.
     id: u64,
-    sink: SplitSink<WebSocket, WsMessage>,
+    /// The socket, read and written by this task alone (no split halves and their lock).
+    socket: WebSocket,
     /// Frames waiting for the socket (at most `OUTBOUND_QUEUE`).
     outbound: VecDeque<WsMessage>,
     /// Since when queued frames have been waiting for the socket to take them.
@@ -244,19 +244,26 @@ struct Conn {
     tat: Option<i64>,
 }
 
-async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
+/// What the socket had for the connection loop.
+enum Io {
+    /// A frame from the client, the end of its stream, or a read error.
+    Frame(Option<Result<WsMessage, axum::Error>>),
+    /// Writing failed: the peer is gone.
+    WriteFailed,
+}
+
+async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)>) {
     state
         .metrics
         .websockets_open
         .fetch_add(1, Ordering::Relaxed);
     let _gauge = OpenGauge(state.metrics.clone());
-    let (mut sink, mut stream) = socket.split();
 
     let (user, token) = match user {
         Some(u) => u,
         None => match timeout(
             AUTH_TIMEOUT,
-            Box::pin(first_frame_auth(&state, &mut stream)),
+            Box::pin(first_frame_auth(&state, &mut socket)),
         )
         .await
         {
@@ -264,7 +271,7 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
             _ => {
                 let _ = timeout(
                     WRITE_TIMEOUT,
-                    sink.send(close_frame(close::POLICY, "authentication required")),
+                    socket.send(close_frame(close::POLICY, "authentication required")),
                 )
                 .await;
                 return;
@@ -278,7 +285,7 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
             tracing::warn!(error = %e, "cannot subscribe a connection");
             let _ = timeout(
                 WRITE_TIMEOUT,
-                sink.send(close_frame(close::TRY_AGAIN_LATER, "try again later")),
+                socket.send(close_frame(close::TRY_AGAIN_LATER, "try again later")),
             )
             .await;
             return;
@@ -290,41 +297,36 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
         state,
         user,
         id: rand::random::<u64>() | 1,
-        sink,
+        socket,
         outbound: VecDeque::new(),
         blocked_since: None,
         cursor: 0,
         tat: None,
     };
     drop(token);
+    // The futures that wait across many wake-ups live outside the loop: re-creating them on
+    // every frame would unlink and relink this connection in lists shared with the other
+    // connections (the shutdown signal's waiters), which is most of an idle wake-up's cost.
     let mut shutdown = conn.state.shutdown.clone();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
+    let shutdown = async move {
+        let _ = shutdown.changed().await;
+    };
+    tokio::pin!(shutdown);
+    let ping = tokio::time::sleep(PING_EVERY);
+    tokio::pin!(ping);
     let mut last_heard = Instant::now();
 
     let end = loop {
         // Unflushed frames count as queued too: the socket has not taken them yet.
-        let writing = conn.blocked_since.is_some();
-        let write_deadline = conn
-            .blocked_since
-            .map_or_else(Instant::now, |since| since + WRITE_TIMEOUT);
+        let write_deadline = conn.blocked_since.map(|since| since + WRITE_TIMEOUT);
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break End::Close(close::RESTARTING, "server restarting; reconnect"),
-            written = futures::future::poll_fn(|cx| poll_write(&mut conn.sink, &mut conn.outbound, &mut conn.blocked_since, cx)), if writing => {
-                if written.is_err() {
-                    break End::Gone;
-                }
-            }
-            // Polled only when the write above is stuck: the client stopped reading.
-            _ = tokio::time::sleep_until(write_deadline), if writing => {
-                break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
-            }
-            frame = stream.next() => {
+            () = &mut shutdown => break End::Close(close::RESTARTING, "server restarting; reconnect"),
+            io = futures::future::poll_fn(|cx| conn.poll_io(cx)) => {
                 last_heard = Instant::now();
-                match frame {
-                    None | Some(Ok(WsMessage::Close(_))) => break End::Gone,
-                    Some(Err(e)) => {
+                match io {
+                    Io::WriteFailed | Io::Frame(None) | Io::Frame(Some(Ok(WsMessage::Close(_)))) => break End::Gone,
+                    Io::Frame(Some(Err(e))) => {
                         let text = e.to_string();
                         break if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
                             End::Close(close::TOO_BIG, "message too big (64 KiB at most)")
@@ -332,20 +334,33 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                             End::Gone
                         };
                     }
-                    Some(Ok(WsMessage::Text(text))) => {
-                        // Boxed, like every large await below: a future is as big as its
-                        // largest state, and an idle connection should not carry the room
-                        // a send needs while it waits for the next frame.
-                        if let Err(end) = Box::pin(conn.client_frame(text.as_str())).await {
+                    Io::Frame(Some(Ok(WsMessage::Text(text)))) => {
+                        let result = if text.as_str() == HEARTBEAT {
+                            conn.heartbeat().await
+                        } else {
+                            // Boxed, like every large await below: a future is as big as
+                            // its largest state, and an idle connection should not carry
+                            // the room a send needs while it waits for the next frame.
+                            Box::pin(conn.client_frame(text.as_str())).await
+                        };
+                        if let Err(end) = result {
                             break end;
                         }
                     }
-                    Some(Ok(WsMessage::Binary(_))) => {
+                    Io::Frame(Some(Ok(WsMessage::Binary(_)))) => {
                         if let Err(end) = conn.push(error_frame("invalid_request", "binary frames are not supported; send JSON text", None)) {
                             break end;
                         }
                     }
-                    Some(Ok(_)) => {}
+                    Io::Frame(Some(Ok(_))) => {}
+                }
+            }
+            // Armed only while frames wait for the socket: the client stopped reading.
+            () = async { tokio::time::sleep_until(write_deadline.unwrap_or_else(Instant::now)).await }, if write_deadline.is_some() => {
+                // The deadline was computed before this select; the socket may have taken
+                // frames since.
+                if conn.blocked_since.is_some_and(|since| since.elapsed() >= WRITE_TIMEOUT) {
+                    break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
                 }
             }
             woke = wake.recv() => {
@@ -362,10 +377,11 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
                     break end;
                 }
             }
-            _ = ping.tick() => {
+            () = &mut ping => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     break End::Close(close::GOING_AWAY, "idle");
                 }
+                ping.as_mut().reset(Instant::now() + PING_EVERY);
                 if let Err(end) = conn.push(WsMessage::Ping(Bytes::new())) {
                     break end;
                 }
@@ -383,18 +399,18 @@ async fn run(state: AppState, socket: WebSocket, user: Option<(User, String)>) {
         conn.outbound.clear();
         let _ = timeout(
             Duration::from_secs(1),
-            conn.sink.send(close_frame(code, reason)),
+            conn.socket.send(close_frame(code, reason)),
         )
         .await;
     }
-    let _ = timeout(Duration::from_secs(1), conn.sink.close()).await;
+    let _ = timeout(Duration::from_secs(1), conn.socket.close()).await;
 }
 
 /// Hands queued frames to the socket as far as it takes them, then flushes. A frame leaves
 /// the queue only together with its hand-over, so dropping this poll loses nothing.
 /// `blocked_since` restarts whenever the socket takes a frame, and clears once all is out.
 fn poll_write(
-    sink: &mut SplitSink<WebSocket, WsMessage>,
+    sink: &mut WebSocket,
     outbound: &mut VecDeque<WsMessage>,
     blocked_since: &mut Option<Instant>,
     cx: &mut Context<'_>,
@@ -423,10 +439,7 @@ fn token_hash_b64(hash: &[u8; 32]) -> String {
 }
 
 /// Waits for an `auth` frame and checks its token.
-async fn first_frame_auth(
-    state: &AppState,
-    stream: &mut SplitStream<WebSocket>,
-) -> Option<(User, String)> {
+async fn first_frame_auth(state: &AppState, stream: &mut WebSocket) -> Option<(User, String)> {
     while let Some(Ok(frame)) = stream.next().await {
         match frame {
             WsMessage::Text(text) => {
@@ -448,6 +461,22 @@ async fn first_frame_auth(
 }
 
 impl Conn {
+    /// Writes what is queued (when anything is) and reads the next frame: one poll for both
+    /// directions of the one socket.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
+        if self.blocked_since.is_some() {
+            if let Poll::Ready(Err(_)) = poll_write(
+                &mut self.socket,
+                &mut self.outbound,
+                &mut self.blocked_since,
+                cx,
+            ) {
+                return Poll::Ready(Io::WriteFailed);
+            }
+        }
+        self.socket.poll_next_unpin(cx).map(Io::Frame)
+    }
+
     /// Queues a frame; a full queue means the client is not keeping up.
     fn push(&mut self, frame: WsMessage) -> Result<(), End> {
         if self.outbound.len() >= OUTBOUND_QUEUE {
@@ -466,8 +495,11 @@ impl Conn {
     /// Writes out every queued frame (the client asked for them and is reading: waiting
     /// for room is right, not treating a large catch-up as a slow consumer).
     async fn drain(&mut self) -> Result<(), End> {
-        let (sink, outbound, blocked) =
-            (&mut self.sink, &mut self.outbound, &mut self.blocked_since);
+        let (sink, outbound, blocked) = (
+            &mut self.socket,
+            &mut self.outbound,
+            &mut self.blocked_since,
+        );
         match timeout(
             WRITE_TIMEOUT,
             futures::future::poll_fn(|cx| poll_write(sink, outbound, blocked, cx)),
@@ -579,17 +611,36 @@ impl Conn {
         }
     }
 
-    async fn client_frame(&mut self, text: &str) -> Result<(), End> {
+    /// Applies the per-connection frame limit: `Ok(false)` when this frame is over it (the
+    /// client has been told).
+    fn admit(&mut self) -> Result<bool, End> {
         let now = self.state.clock.now_ms();
         let (decision, tat) = gcra(self.tat, FRAME_QUOTA, now, true);
         if let Decision::Denied { .. } = decision {
-            return self.push(error_frame(
+            self.push(error_frame(
                 "rate_limited",
                 "too many frames; slow down",
                 None,
-            ));
+            ))?;
+            return Ok(false);
         }
         self.tat = tat;
+        Ok(true)
+    }
+
+    /// A bare `{"type":"heartbeat"}`: activity, usually batched in memory; only a write
+    /// through to the presence store needs the (boxed) async path.
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        if self.admit()? && !crate::presence::batched(&self.state, self.user.id.0) {
+            Box::pin(crate::presence::activity(&self.state, self.user.id.0)).await;
+        }
+        Ok(())
+    }
+
+    async fn client_frame(&mut self, text: &str) -> Result<(), End> {
+        if !self.admit()? {
+            return Ok(());
+        }
         crate::presence::activity(&self.state, self.user.id.0).await;
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(f) => f,

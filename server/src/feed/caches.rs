@@ -36,26 +36,64 @@ const LIKED_CAP: usize = 1000;
 /// smallest member, so it is the first trimmed once the set outgrows the cap.
 const ALL_LIKES: i64 = 0;
 
+/// A post as cached: its author, and its `content` and `created_at` members rendered as
+/// JSON (see `json`). Stored as `{author_id}|{members}`.
+pub struct CachedPost {
+    pub author_id: i64,
+    pub members: Bytes,
+}
+
+/// `"content":"…","created_at":"…"`: a post's own members of its API JSON.
+pub fn render_members(content: &str, created_at_ms: i64) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Members<'a> {
+        content: &'a str,
+        created_at: chrono::DateTime<chrono::Utc>,
+    }
+    let object = serde_json::to_vec(&Members {
+        content,
+        created_at: crate::db::to_datetime(created_at_ms),
+    })
+    .unwrap_or_else(|_| b"{}".to_vec());
+    // Without the braces: the members go inside the post's object.
+    object[1..object.len() - 1].to_vec()
+}
+
+fn encode_post(post: &PostRow) -> Bytes {
+    let mut value = format!("{}|", post.author_id).into_bytes();
+    value.extend_from_slice(&render_members(&post.content, post.created_at));
+    Bytes::from(value)
+}
+
+/// `None` for anything not written by [`encode_post`] (then the post is read again).
+fn decode_post(value: Bytes) -> Option<CachedPost> {
+    let bar = value.iter().position(|b| *b == b'|')?;
+    let author_id = std::str::from_utf8(&value[..bar]).ok()?.parse().ok()?;
+    let members = value.slice(bar + 1..);
+    members
+        .starts_with(b"\"content\":")
+        .then_some(CachedPost { author_id, members })
+}
+
 /// Stores a freshly written post.
 pub async fn put_post(state: &AppState, post: &PostRow) -> Result<(), AppError> {
-    let bytes = serde_json::to_vec(post).map_err(|e| AppError::internal(e.to_string()))?;
     state
         .backends
         .cache
-        .set(&post_key(post.id), Bytes::from(bytes), Some(POST_TTL))
+        .set(&post_key(post.id), encode_post(post), Some(POST_TTL))
         .await?;
     Ok(())
 }
 
 /// Posts by id (deleted ones are simply absent).
-pub async fn posts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, PostRow>, AppError> {
+pub async fn posts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, CachedPost>, AppError> {
     let cache = &state.backends.cache;
     let keys: Vec<String> = ids.iter().map(|id| post_key(*id)).collect();
     let cached = cache.get_many(&keys).await?;
     let mut found = HashMap::with_capacity(ids.len());
     let mut missing = Vec::new();
     for (id, value) in ids.iter().zip(cached) {
-        match value.and_then(|v| serde_json::from_slice::<PostRow>(&v).ok()) {
+        match value.and_then(decode_post) {
             Some(post) => {
                 found.insert(*id, post);
             }
@@ -66,18 +104,19 @@ pub async fn posts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, PostRow
         let rows = store::posts_by_ids(&state.db, &missing).await?;
         let mut fill = Vec::with_capacity(rows.len());
         for row in rows {
-            if let Ok(bytes) = serde_json::to_vec(&row) {
-                fill.push((post_key(row.id), Bytes::from(bytes)));
+            let value = encode_post(&row);
+            if let Some(post) = decode_post(value.clone()) {
+                found.insert(row.id, post);
             }
-            found.insert(row.id, row);
+            fill.push((post_key(row.id), value));
         }
         cache.set_many(&fill, Some(POST_TTL)).await?;
     }
     Ok(found)
 }
 
-/// Users by id.
-pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, AppError> {
+/// Users by id, rendered as `User` JSON (as the user cache holds them).
+pub async fn users_json(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, Bytes>, AppError> {
     let cache = &state.backends.cache;
     let mut unique = ids.to_vec();
     unique.sort_unstable();
@@ -87,11 +126,12 @@ pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, 
     let mut found = HashMap::with_capacity(unique.len());
     let mut missing = Vec::new();
     for (id, value) in unique.iter().zip(cached) {
-        match value.and_then(|v| serde_json::from_slice::<User>(&v).ok()) {
-            Some(user) => {
-                found.insert(*id, user);
+        match value {
+            // Written by `serde_json::to_vec(&User)` below: an object.
+            Some(json) if json.first() == Some(&b'{') => {
+                found.insert(*id, json);
             }
-            None => missing.push(*id),
+            _ => missing.push(*id),
         }
     }
     if !missing.is_empty() {
@@ -99,14 +139,27 @@ pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, 
         let mut fill = Vec::with_capacity(rows.len());
         for row in rows {
             let user = User::from(row);
-            if let Ok(bytes) = serde_json::to_vec(&user) {
-                fill.push((user_key(user.id.0), Bytes::from(bytes)));
-            }
-            found.insert(user.id.0, user);
+            let json = Bytes::from(
+                serde_json::to_vec(&user).map_err(|e| AppError::internal(e.to_string()))?,
+            );
+            found.insert(user.id.0, json.clone());
+            fill.push((user_key(user.id.0), json));
         }
         cache.set_many(&fill, Some(USER_TTL)).await?;
     }
     Ok(found)
+}
+
+/// Users by id.
+pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, AppError> {
+    let rendered = users_json(state, ids).await?;
+    let mut users = HashMap::with_capacity(rendered.len());
+    for (id, json) in rendered {
+        let user = serde_json::from_slice::<User>(&json)
+            .map_err(|e| AppError::internal(format!("cached user {id} does not parse: {e}")))?;
+        users.insert(id, user);
+    }
+    Ok(users)
 }
 
 /// Like counts by post id (0 for posts nobody liked).

@@ -56,7 +56,7 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
 
 /// Calls `f` with each page of the author's followers, in id order, unless the author is a
 /// celebrity (at or above `KITH_CELEBRITY_THRESHOLD`), whose followers are never written
-/// to one by one.
+/// to one by one. The next page is read from SQLite while `f` handles the current one.
 pub async fn for_each_follower_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
@@ -70,20 +70,25 @@ where
     if followers as u64 >= state.config.celebrity_threshold {
         return Ok(());
     }
-    let mut after = i64::MIN;
-    loop {
-        let page = store::followers_after(&state.db, author_id, after, BATCH).await?;
-        let Some(&last) = page.iter().max() else {
-            break;
-        };
-        after = last;
-        f(page).await?;
+    let mut page = store::followers_after(&state.db, author_id, i64::MIN, BATCH).await?;
+    while let Some(&last) = page.iter().max() {
+        if page.len() < BATCH as usize {
+            // A short page is the last one.
+            return f(page).await;
+        }
+        let (next, done) = futures::join!(
+            store::followers_after(&state.db, author_id, last, BATCH),
+            f(page)
+        );
+        done?;
+        page = next?;
     }
     Ok(())
 }
 
-/// Calls `f` with the author's own feed and post list, then with each batch of the
-/// author's followers' feed keys (see [`for_each_follower_batch`]).
+/// Calls `f` with batches of feed keys: the author's own feed and post list, then their
+/// followers' feeds (see [`for_each_follower_batch`]), the author's keys riding along with
+/// the first batch; `f` also gets the batch's follower ids.
 async fn for_each_feed_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
@@ -93,19 +98,24 @@ where
     F: FnMut(Vec<String>, Vec<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    f(vec![feed_key(author_id), author_key(author_id)], Vec::new()).await?;
+    let mut own = Some(vec![feed_key(author_id), author_key(author_id)]);
     for_each_follower_batch(state, author_id, |page| {
-        f(page.iter().copied().map(feed_key).collect(), page)
+        let mut keys = own.take().unwrap_or_default();
+        keys.extend(page.iter().copied().map(feed_key));
+        f(keys, page)
     })
-    .await
+    .await?;
+    match own {
+        Some(keys) => f(keys, Vec::new()).await,
+        None => Ok(()),
+    }
 }
 
 /// Pushes the post into the feeds.
 async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
     for_each_feed_batch(state, job.author_id, |keys, _| async move {
-        let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
-        cache.ids_add(&entries, FEED_CAP).await?;
+        cache.ids_push(&keys, job.post_id, FEED_CAP).await?;
         Ok(())
     })
     .await?;

@@ -6,10 +6,12 @@
 //! * `fanout`: fanout-on-write through the outbox, queue and workers.
 //! * `timeline`: the news feed service (cache, SQLite and celebrity merge) and hydration.
 //! * `caches`: post, user and like-count caches.
+//! * `json`: posts and pages written as API JSON from the caches' rendered pieces.
 //! * `store`: the SQL.
 
 pub mod caches;
 pub mod fanout;
+pub mod json;
 pub mod posts;
 pub mod routes;
 pub mod store;

@@ -1,7 +1,11 @@
 //! The post service: publishing (validated, rate-limited, idempotent, stored together with
 //! its fanout job), reading one post or an author's posts, deleting, liking.
 
-use super::{caches, fanout, store, timeline};
+use super::{
+    caches, fanout,
+    json::{PageJson, PostJson},
+    store, timeline,
+};
 use crate::{
     backend::{Decision, Quota},
     db::is_unique_violation,
@@ -9,7 +13,7 @@ use crate::{
     outbox::Outbox,
     state::AppState,
 };
-use app::model::{rules, ErrorCode, Page, Post, User};
+use app::model::{rules, ErrorCode, Post, User};
 
 /// Publishes a post for `author`. A retry with the same `idempotency_key` returns the first
 /// post and creates nothing.
@@ -26,7 +30,7 @@ pub async fn publish(
             ));
         }
         if let Some(existing) = store::post_by_idempotency_key(&state.db, author.id.0, key).await? {
-            return one(state, Some(author.id.0), existing.id).await;
+            return one(state, Some(author.id.0), existing.id).await?.to_post();
         }
     }
     rules::check_post(content).map_err(|p| AppError::validation("content", p))?;
@@ -60,7 +64,7 @@ pub async fn publish(
             let existing = store::post_by_idempotency_key(&state.db, author.id.0, key)
                 .await?
                 .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
-            return one(state, Some(author.id.0), existing.id).await;
+            return one(state, Some(author.id.0), existing.id).await?.to_post();
         }
         Err(e) => return Err(e.into()),
     }
@@ -102,7 +106,7 @@ pub async fn publish(
 }
 
 /// One post as `viewer` sees it.
-pub async fn one(state: &AppState, viewer: Option<i64>, id: i64) -> Result<Post, AppError> {
+pub async fn one(state: &AppState, viewer: Option<i64>, id: i64) -> Result<PostJson, AppError> {
     timeline::hydrate(state, viewer, &[id])
         .await?
         .pop()
@@ -116,7 +120,7 @@ pub async fn by_author(
     author_id: i64,
     cursor: Option<i64>,
     limit: usize,
-) -> Result<Page<Post>, AppError> {
+) -> Result<PageJson, AppError> {
     let ids = store::author_post_ids(
         &state.db,
         author_id,

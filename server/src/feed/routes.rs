@@ -1,6 +1,9 @@
 //! HTTP handlers of the news feed.
 
-use super::{posts, timeline};
+use super::{
+    json::{PageJson, PostJson},
+    posts, timeline,
+};
 use crate::{
     auth::{extract::MaybeUser, store as auth_store, AuthUser},
     error::{AppError, Json, Query},
@@ -68,11 +71,9 @@ pub async fn read_feed(
     State(state): State<AppState>,
     auth: AuthUser,
     Query(page): Query<PageQuery>,
-) -> Result<Json<Page<Post>>, AppError> {
+) -> Result<PageJson, AppError> {
     let (limit, cursor) = (page.limit()?, page.id_cursor()?);
-    Ok(Json(
-        timeline::read(&state, auth.user.id.0, cursor, limit).await?,
-    ))
+    timeline::read(&state, auth.user.id.0, cursor, limit).await
 }
 
 /// GET /v1/posts/{id}
@@ -82,9 +83,9 @@ pub async fn get_post(
     State(state): State<AppState>,
     MaybeUser(viewer): MaybeUser,
     Path(id): Path<String>,
-) -> Result<Json<Post>, AppError> {
+) -> Result<PostJson, AppError> {
     let viewer = viewer.map(|v| v.id.0);
-    Ok(Json(posts::one(&state, viewer, post_id(&id)?).await?))
+    posts::one(&state, viewer, post_id(&id)?).await
 }
 
 /// DELETE /v1/posts/{id}
@@ -131,13 +132,11 @@ pub async fn user_posts(
     MaybeUser(viewer): MaybeUser,
     Path(username): Path<String>,
     Query(page): Query<PageQuery>,
-) -> Result<Json<Page<Post>>, AppError> {
+) -> Result<PageJson, AppError> {
     let (limit, cursor) = (page.limit()?, page.id_cursor()?);
     let author = auth_store::user_by_username(&state.db, &username)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
     let viewer = viewer.map(|v| v.id.0);
-    Ok(Json(
-        posts::by_author(&state, viewer, author.id, cursor, limit).await?,
-    ))
+    posts::by_author(&state, viewer, author.id, cursor, limit).await
 }

@@ -19,10 +19,10 @@
 use super::{
     caches,
     fanout::{author_key, feed_key, FEED_CAP},
+    json::{PageJson, PostJson},
     store,
 };
 use crate::{error::AppError, state::AppState};
-use app::model::{Id, Page, Post};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ pub async fn read(
     viewer: i64,
     cursor: Option<i64>,
     limit: usize,
-) -> Result<Page<Post>, AppError> {
+) -> Result<PageJson, AppError> {
     let key = feed_key(viewer);
     let upper = cursor.unwrap_or(i64::MAX);
     let want = limit + 1;
@@ -95,11 +95,11 @@ pub async fn page_of(
     viewer: Option<i64>,
     mut ids: Vec<i64>,
     limit: usize,
-) -> Result<Page<Post>, AppError> {
+) -> Result<PageJson, AppError> {
     let more = ids.len() > limit;
     ids.truncate(limit);
     let next_cursor = more.then(|| ids.last().map(i64::to_string)).flatten();
-    Ok(Page {
+    Ok(PageJson {
         items: hydrate(state, viewer, &ids).await?,
         next_cursor,
     })
@@ -192,12 +192,13 @@ async fn celebrities(state: &AppState, viewer: i64) -> Result<Vec<i64>, AppError
     Ok(ids)
 }
 
-/// Full `Post`s for `ids`, in the same order; ids of deleted posts are skipped.
+/// The posts with `ids`, as `viewer` sees them, in the same order; ids of deleted posts
+/// are skipped.
 pub async fn hydrate(
     state: &AppState,
     viewer: Option<i64>,
     ids: &[i64],
-) -> Result<Vec<Post>, AppError> {
+) -> Result<Vec<PostJson>, AppError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -215,25 +216,19 @@ pub async fn hydrate(
         liked
     )?;
     let author_ids: Vec<i64> = posts.values().map(|p| p.author_id).collect();
-    let authors = caches::users(state, &author_ids).await?;
-    let present: Vec<i64> = ids
-        .iter()
-        .copied()
-        .filter(|id| posts.contains_key(id))
-        .collect();
-    Ok(present
+    let authors = caches::users_json(state, &author_ids).await?;
+    Ok(ids
         .iter()
         .filter_map(|id| {
             let post = posts.get(id)?;
-            let author = authors.get(&post.author_id)?.clone();
-            Some(Post {
-                id: Id(post.id),
+            let author = authors.get(&post.author_id)?;
+            Some(PostJson::render(
+                *id,
                 author,
-                content: post.content.clone(),
-                created_at: crate::db::to_datetime(post.created_at),
-                like_count: likes.get(id).copied().unwrap_or(0),
-                liked_by_me: liked.contains(id),
-            })
+                &post.members,
+                likes.get(id).copied().unwrap_or(0),
+                liked.contains(id),
+            ))
         })
         .collect())
 }

@@ -14,7 +14,7 @@ pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
         return Ok(());
     };
     match feed::posts::one(state, None, job.post_id).await {
-        Ok(post) => notify_followers(state, &job, &post).await?,
+        Ok(post) => notify_followers(state, &job, &post.to_post()?).await?,
         // Deleted before its notifications went out: nobody is told.
         Err(AppError::Client { .. }) => {}
         Err(e) => return Err(e),
