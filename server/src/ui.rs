@@ -303,8 +303,8 @@ impl UiBackend for ServerUi {
         parts: &Parts,
         usernames: &[String],
     ) -> Result<Vec<UserPresence>, ApiError> {
-        self.signed_in(parts).await?;
-        Ok(presence::routes::by_usernames(&self.state, usernames).await?)
+        let me = self.signed_in(parts).await?;
+        Ok(presence::routes::by_usernames(&self.state, me.id.0, usernames).await?)
     }
 
     async fn notifications(

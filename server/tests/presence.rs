@@ -314,6 +314,32 @@ async fn presence_lookups_check_their_input(backend: Backend) -> Result<()> {
     );
     let _ann_ws = Socket::open(&app, &ann).await?;
 
+    // Presence is for friends and conversation partners: not for a stranger, nor for
+    // someone ann only follows.
+    let path = "/v1/presence?user=look_bob";
+    assert_error(app.get(path, Some(&ann.token)).await?, 403, "forbidden").await?;
+    app.follow(&ann, "look_bob").await?;
+    assert_error(app.get(path, Some(&ann.token)).await?, 403, "forbidden").await?;
+    let carl = app.register("look_carl").await?;
+    let both = "/v1/presence?user=look_bob&user=look_carl";
+    let refused = assert_error(app.get(both, Some(&ann.token)).await?, 403, "forbidden").await?;
+    assert!(
+        refused.contains("look_bob") && refused.contains("look_carl"),
+        "{refused}"
+    );
+    app.follow(&bob, "look_ann").await?;
+    // A fellow member of a group (of any size) may look too.
+    app.group(&carl, "lookers", &["look_ann"]).await?;
+    let carl_seen: Value = app
+        .get("/v1/presence?user=look_carl", Some(&ann.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        carl_seen["items"][0]["username"], "look_carl",
+        "{carl_seen}"
+    );
+
     // Several users at once, in the order asked; someone never seen has no time.
     let both: Value = app
         .get("/v1/presence?user=look_bob&user=look_ann", Some(&ann.token))
@@ -517,6 +543,7 @@ async fn batched_heartbeats_keep_their_own_time(backend: Backend) -> Result<()> 
         app.register("beat_ann").await?,
         app.register("beat_fred").await?,
     );
+    app.befriend(&ann, &fred).await?;
     let mut ann_ws = Socket::open(&app, &ann).await?;
     // Connecting is written through at once; this heartbeat, soon after, is batched.
     app.manual_clock()?.advance(1_000);

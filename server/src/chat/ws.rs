@@ -611,9 +611,9 @@ impl Conn {
         }
     }
 
-    /// Applies the per-connection frame limit: `Ok(false)` when this frame is over it (the
-    /// client has been told).
-    fn admit(&mut self) -> Result<bool, End> {
+    /// Applies the per-connection frame limit: the time of a frame within it, `None` for
+    /// a frame over it (the client has been told).
+    fn admit(&mut self) -> Result<Option<i64>, End> {
         let now = self.state.clock.now_ms();
         let (decision, tat) = gcra(self.tat, FRAME_QUOTA, now, true);
         if let Decision::Denied { .. } = decision {
@@ -622,23 +622,26 @@ impl Conn {
                 "too many frames; slow down",
                 None,
             ))?;
-            return Ok(false);
+            return Ok(None);
         }
         self.tat = tat;
-        Ok(true)
+        Ok(Some(now))
     }
 
     /// A bare `{"type":"heartbeat"}`: activity, usually batched in memory; only a write
     /// through to the presence store needs the (boxed) async path.
     async fn heartbeat(&mut self) -> Result<(), End> {
-        if self.admit()? && !crate::presence::batched(&self.state, self.user.id.0) {
+        let Some(now) = self.admit()? else {
+            return Ok(());
+        };
+        if !crate::presence::batched(&self.state, self.user.id.0, now) {
             Box::pin(crate::presence::activity(&self.state, self.user.id.0)).await;
         }
         Ok(())
     }
 
     async fn client_frame(&mut self, text: &str) -> Result<(), End> {
-        if !self.admit()? {
+        if self.admit()?.is_none() {
             return Ok(());
         }
         crate::presence::activity(&self.state, self.user.id.0).await;

@@ -51,20 +51,19 @@ pub struct Tracker {
 /// Records activity of `user`: written through at once unless this node wrote it recently
 /// (then batched into the next tick).
 pub async fn activity(state: &AppState, user: i64) {
-    if batched(state, user) {
+    let now = state.clock.now_ms();
+    if batched(state, user, now) {
         return;
     }
-    let now = state.clock.now_ms();
     if let Err(e) = write(state, &[(user, now)]).await {
         tracing::warn!(error = %e, "presence write failed; retrying at the next tick");
         note(state, user, now);
     }
 }
 
-/// Batches activity of `user` (now) for the next flush if this node wrote the user's
+/// Batches activity of `user` at `now` for the next flush if this node wrote the user's
 /// activity recently; `false` means it has to be written through ([`activity`]).
-pub fn batched(state: &AppState, user: i64) -> bool {
-    let now = state.clock.now_ms();
+pub fn batched(state: &AppState, user: i64, now: i64) -> bool {
     let fresh_within = state.config.presence_timeout.as_millis() as i64 / 2;
     let recently_written = lock(&state.presence.written)
         .get(&user)

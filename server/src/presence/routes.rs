@@ -55,21 +55,25 @@ fn usernames(query: Option<&str>) -> Result<Vec<String>, AppError> {
 #[utoipa::path(get, path = "/v1/presence", tag = "presence", security(("bearer" = [])),
     params(("user" = Vec<String>, Query, description = "a username; repeat for several (at most 100)")),
     responses((status = 200, body = PresenceList), (status = 400, body = app::model::ErrorBody),
-        (status = 401, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody)))]
+        (status = 401, body = app::model::ErrorBody), (status = 403, body = app::model::ErrorBody),
+        (status = 404, body = app::model::ErrorBody)))]
 pub async fn presence(
     State(state): State<AppState>,
-    _auth: AuthUser,
+    auth: AuthUser,
     RawQuery(query): RawQuery,
 ) -> Result<Json<PresenceList>, AppError> {
     let names = usernames(query.as_deref())?;
     Ok(Json(PresenceList {
-        items: by_usernames(&state, &names).await?,
+        items: by_usernames(&state, auth.user.id.0, &names).await?,
     }))
 }
 
-/// The presence of each named user, in order; 404 for an unknown name.
+/// The presence of each named user, in order, as `viewer` may see it: 404 for an unknown
+/// name, 403 for someone who is neither `viewer`, nor a friend (mutual follow), nor in a
+/// channel with them (API.md: friends see each other's presence).
 pub async fn by_usernames(
     state: &AppState,
+    viewer: i64,
     names: &[String],
 ) -> Result<Vec<UserPresence>, AppError> {
     if names.len() > MAX_USERS {
@@ -83,6 +87,19 @@ pub async fn by_usernames(
             .await?
             .ok_or_else(|| AppError::not_found(&format!("user {name:?}")))?;
         users.push((row.id, row.username));
+    }
+    let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
+    let visible = super::store::visible_to(&state.db, viewer, &ids).await?;
+    let hidden: Vec<&str> = users
+        .iter()
+        .filter(|(id, _)| !visible.contains(id))
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if !hidden.is_empty() {
+        return Err(AppError::forbidden(format!(
+            "presence is shown to friends (mutual follows) and people in a conversation together; not to you for: {}",
+            hidden.join(", ")
+        )));
     }
     super::lookup(state, &users).await
 }

@@ -22,3 +22,27 @@ pub async fn audience(db: &SqlitePool, user: i64, small: i64) -> Result<Vec<i64>
     .await?;
     crate::db::id_list(&list)
 }
+
+/// Which of `users` `viewer` may see the presence of: themself, their friends, and the
+/// people they share a channel with (any size: large groups ask when they are opened).
+pub async fn visible_to(
+    db: &SqlitePool,
+    viewer: i64,
+    users: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let asked = serde_json::to_string(users).unwrap_or_else(|_| "[]".into());
+    let list: String = sqlx::query_scalar(
+        "SELECT json_group_array(u.value) FROM json_each(?2) u
+          WHERE u.value = ?1
+             OR (EXISTS (SELECT 1 FROM follows WHERE follower_id = ?1 AND followee_id = u.value)
+                 AND EXISTS (SELECT 1 FROM follows WHERE follower_id = u.value AND followee_id = ?1))
+             OR EXISTS (SELECT 1 FROM channel_members mine
+                          JOIN channel_members other ON other.channel_id = mine.channel_id
+                         WHERE mine.user_id = ?1 AND other.user_id = u.value)",
+    )
+    .bind(viewer)
+    .bind(asked)
+    .fetch_one(db)
+    .await?;
+    crate::db::id_list(&list)
+}
