@@ -109,19 +109,26 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
     assert!(!cache.exists("feed:none").await?);
 
     // One id into many sets (fanout): idempotent, and each set keeps its largest ids.
+    // Ids shaped like Snowflakes (a millisecond above bit 22), so Redis trims on some
+    // pushes and not on others.
     let keys = vec!["feed:c".to_string(), "feed:d".to_string()];
-    for id in 1..=40 {
-        cache.ids_push(&keys, id, 5).await?;
-        cache.ids_push(&keys, id, 5).await?;
+    let ids: Vec<i64> = (1..=40).map(|ms| (ms << 22) | 1).collect();
+    for id in &ids {
+        cache.ids_push(&keys, *id, 5).await?;
+        cache.ids_push(&keys, *id, 5).await?;
     }
-    cache.ids_push(&[], 41, 5).await?;
+    cache.ids_push(&[], (41 << 22) | 1, 5).await?;
+    let newest: Vec<i64> = ids.iter().rev().take(5).copied().collect();
     for key in &keys {
         let held = cache.ids_range(key, None, 100).await?;
-        assert_eq!(held[..5], [40, 39, 38, 37, 36]);
+        assert_eq!(held[..5], newest[..]);
         assert!(
             held.len() <= 5 + PUSH_TRIM_EVERY as usize,
             "{key} holds {held:?}"
         );
+        let mut distinct = held.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), held.len(), "no duplicates in {held:?}");
     }
     Ok(())
 }

@@ -50,9 +50,10 @@ pub trait Cache: Send + Sync + 'static {
     /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
     /// Adds the one `id` to the sorted set at each of `keys` (a post fanned out to its
-    /// followers' feeds). Each set keeps at least its `cap` largest ids; Redis trims a set
-    /// on about one push in [`PUSH_TRIM_EVERY`], so between trims it may hold that many more
-    /// (trimming is most of a push's cost there).
+    /// followers' feeds). Each set keeps at least its `cap` largest ids. Redis trims only on
+    /// the pushes of about one id in [`PUSH_TRIM_EVERY`] (trimming is most of a push's cost
+    /// there), so between trims a set holds on average about that many more: a soft cap
+    /// that readers, who take only what they ask for, do not notice.
     async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()>;
     /// Removes each `(key, id)` from its sorted set (pipelined on Redis).
     async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()>;

@@ -317,6 +317,11 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
     let mut last_heard = Instant::now();
 
     let end = loop {
+        // What the last turn queued usually goes out right here, so the write deadline
+        // below is armed only for frames the socket could not take.
+        if let Err(end) = conn.flush_now() {
+            break end;
+        }
         // Unflushed frames count as queued too: the socket has not taken them yet.
         let write_deadline = conn.blocked_since.map(|since| since + WRITE_TIMEOUT);
         tokio::select! {
@@ -475,6 +480,24 @@ impl Conn {
             }
         }
         self.socket.poll_next_unpin(cx).map(Io::Frame)
+    }
+
+    /// Hands queued frames to the socket if it takes them without waiting. (Polled with a
+    /// no-op waker: if the socket is full, the loop's next poll registers the real one.)
+    fn flush_now(&mut self) -> Result<(), End> {
+        if self.blocked_since.is_none() {
+            return Ok(());
+        }
+        let (socket, outbound, blocked) = (
+            &mut self.socket,
+            &mut self.outbound,
+            &mut self.blocked_since,
+        );
+        let attempt = futures::future::poll_fn(|cx| poll_write(socket, outbound, blocked, cx));
+        match futures::FutureExt::now_or_never(attempt) {
+            Some(Err(_)) => Err(End::Gone),
+            Some(Ok(())) | None => Ok(()),
+        }
     }
 
     /// Queues a frame; a full queue means the client is not keeping up.

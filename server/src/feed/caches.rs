@@ -150,14 +150,30 @@ pub async fn users_json(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, By
     Ok(found)
 }
 
-/// Users by id.
+/// Users by id. A cached entry that does not parse as a `User` (written by another
+/// version, say) is read again from SQLite and overwritten, which heals the feed's copy too.
 pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, AppError> {
     let rendered = users_json(state, ids).await?;
     let mut users = HashMap::with_capacity(rendered.len());
+    let mut unreadable = Vec::new();
     for (id, json) in rendered {
-        let user = serde_json::from_slice::<User>(&json)
-            .map_err(|e| AppError::internal(format!("cached user {id} does not parse: {e}")))?;
-        users.insert(id, user);
+        match serde_json::from_slice::<User>(&json) {
+            Ok(user) => {
+                users.insert(id, user);
+            }
+            Err(_) => unreadable.push(id),
+        }
+    }
+    if !unreadable.is_empty() {
+        let rows: Vec<UserRow> = store::users_by_ids(&state.db, &unreadable).await?;
+        let mut fill = Vec::with_capacity(rows.len());
+        for row in rows {
+            let user = User::from(row);
+            let json = serde_json::to_vec(&user).map_err(|e| AppError::internal(e.to_string()))?;
+            fill.push((user_key(user.id.0), Bytes::from(json)));
+            users.insert(user.id.0, user);
+        }
+        state.backends.cache.set_many(&fill, Some(USER_TTL)).await?;
     }
     Ok(users)
 }
