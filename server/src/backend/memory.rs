@@ -37,6 +37,15 @@ struct CacheData {
 const FIRST_SWEEP: usize = 100_000;
 
 impl CacheData {
+    /// Adds `id` to the set at `key`, keeping its `cap` largest ids.
+    fn insert_capped(&mut self, key: &str, id: i64, cap: usize) {
+        let set = self.sets.entry(key.to_string()).or_default();
+        set.insert(id);
+        while set.len() > cap {
+            set.pop_first();
+        }
+    }
+
     /// Drops expired entries once `values` has grown past the sweep mark, so the map
     /// cannot grow without bound (reads skip expired entries but leave them).
     fn sweep(&mut self, now: Instant) {
@@ -132,11 +141,7 @@ impl Cache for MemoryCache {
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()> {
         let mut data = lock(&self.data);
         for (key, id) in entries {
-            let set = data.sets.entry(key.clone()).or_default();
-            set.insert(*id);
-            while set.len() > cap {
-                set.pop_first();
-            }
+            data.insert_capped(key, *id, cap);
         }
         Ok(())
     }
@@ -144,11 +149,7 @@ impl Cache for MemoryCache {
     async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()> {
         let mut data = lock(&self.data);
         for key in keys {
-            let set = data.sets.entry(key.clone()).or_default();
-            set.insert(id);
-            while set.len() > cap {
-                set.pop_first();
-            }
+            data.insert_capped(key, id, cap);
         }
         Ok(())
     }

@@ -411,33 +411,6 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
     let _ = timeout(Duration::from_secs(1), conn.socket.close()).await;
 }
 
-/// Hands queued frames to the socket as far as it takes them, then flushes. A frame leaves
-/// the queue only together with its hand-over, so dropping this poll loses nothing.
-/// `blocked_since` restarts whenever the socket takes a frame, and clears once all is out.
-fn poll_write(
-    sink: &mut WebSocket,
-    outbound: &mut VecDeque<WsMessage>,
-    blocked_since: &mut Option<Instant>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), axum::Error>> {
-    while !outbound.is_empty() {
-        match Pin::new(&mut *sink).poll_ready(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        }
-        if let Some(frame) = outbound.pop_front() {
-            Pin::new(&mut *sink).start_send(frame)?;
-            *blocked_since = Some(Instant::now());
-        }
-    }
-    let flushed = Pin::new(&mut *sink).poll_flush(cx);
-    if let Poll::Ready(Ok(())) = flushed {
-        *blocked_since = None;
-    }
-    flushed
-}
-
 fn token_hash_b64(hash: &[u8; 32]) -> String {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
     URL_SAFE_NO_PAD.encode(hash)
@@ -466,16 +439,34 @@ async fn first_frame_auth(state: &AppState, stream: &mut WebSocket) -> Option<(U
 }
 
 impl Conn {
+    /// Hands queued frames to the socket as far as it takes them, then flushes. A frame
+    /// leaves the queue only together with its hand-over, so dropping this poll loses
+    /// nothing. `blocked_since` restarts whenever the socket takes a frame, and clears once
+    /// all is out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        while !self.outbound.is_empty() {
+            match Pin::new(&mut self.socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if let Some(frame) = self.outbound.pop_front() {
+                Pin::new(&mut self.socket).start_send(frame)?;
+                self.blocked_since = Some(Instant::now());
+            }
+        }
+        let flushed = Pin::new(&mut self.socket).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            self.blocked_since = None;
+        }
+        flushed
+    }
+
     /// Writes what is queued (when anything is) and reads the next frame: one poll for both
     /// directions of the one socket.
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Io> {
         if self.blocked_since.is_some() {
-            if let Poll::Ready(Err(_)) = poll_write(
-                &mut self.socket,
-                &mut self.outbound,
-                &mut self.blocked_since,
-                cx,
-            ) {
+            if let Poll::Ready(Err(_)) = self.poll_write(cx) {
                 return Poll::Ready(Io::WriteFailed);
             }
         }
@@ -488,12 +479,7 @@ impl Conn {
         if self.blocked_since.is_none() {
             return Ok(());
         }
-        let (socket, outbound, blocked) = (
-            &mut self.socket,
-            &mut self.outbound,
-            &mut self.blocked_since,
-        );
-        let attempt = futures::future::poll_fn(|cx| poll_write(socket, outbound, blocked, cx));
+        let attempt = futures::future::poll_fn(|cx| self.poll_write(cx));
         match futures::FutureExt::now_or_never(attempt) {
             Some(Err(_)) => Err(End::Gone),
             Some(Ok(())) | None => Ok(()),
@@ -518,14 +504,9 @@ impl Conn {
     /// Writes out every queued frame (the client asked for them and is reading: waiting
     /// for room is right, not treating a large catch-up as a slow consumer).
     async fn drain(&mut self) -> Result<(), End> {
-        let (sink, outbound, blocked) = (
-            &mut self.socket,
-            &mut self.outbound,
-            &mut self.blocked_since,
-        );
         match timeout(
             WRITE_TIMEOUT,
-            futures::future::poll_fn(|cx| poll_write(sink, outbound, blocked, cx)),
+            futures::future::poll_fn(|cx| self.poll_write(cx)),
         )
         .await
         {

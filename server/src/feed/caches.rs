@@ -134,20 +134,30 @@ pub async fn users_json(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, By
             _ => missing.push(*id),
         }
     }
-    if !missing.is_empty() {
-        let rows: Vec<UserRow> = store::users_by_ids(&state.db, &missing).await?;
-        let mut fill = Vec::with_capacity(rows.len());
-        for row in rows {
-            let user = User::from(row);
-            let json = Bytes::from(
-                serde_json::to_vec(&user).map_err(|e| AppError::internal(e.to_string()))?,
-            );
-            found.insert(user.id.0, json.clone());
-            fill.push((user_key(user.id.0), json));
-        }
-        cache.set_many(&fill, Some(USER_TTL)).await?;
+    for (user, json) in load_users(state, &missing).await? {
+        found.insert(user.id.0, json);
     }
     Ok(found)
+}
+
+/// Reads users from SQLite and (re)writes their user-cache entries: each user with its
+/// rendered JSON.
+async fn load_users(state: &AppState, ids: &[i64]) -> Result<Vec<(User, Bytes)>, AppError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<UserRow> = store::users_by_ids(&state.db, ids).await?;
+    let mut loaded = Vec::with_capacity(rows.len());
+    let mut fill = Vec::with_capacity(rows.len());
+    for row in rows {
+        let user = User::from(row);
+        let json =
+            Bytes::from(serde_json::to_vec(&user).map_err(|e| AppError::internal(e.to_string()))?);
+        fill.push((user_key(user.id.0), json.clone()));
+        loaded.push((user, json));
+    }
+    state.backends.cache.set_many(&fill, Some(USER_TTL)).await?;
+    Ok(loaded)
 }
 
 /// Users by id. A cached entry that does not parse as a `User` (written by another
@@ -164,16 +174,8 @@ pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, 
             Err(_) => unreadable.push(id),
         }
     }
-    if !unreadable.is_empty() {
-        let rows: Vec<UserRow> = store::users_by_ids(&state.db, &unreadable).await?;
-        let mut fill = Vec::with_capacity(rows.len());
-        for row in rows {
-            let user = User::from(row);
-            let json = serde_json::to_vec(&user).map_err(|e| AppError::internal(e.to_string()))?;
-            fill.push((user_key(user.id.0), Bytes::from(json)));
-            users.insert(user.id.0, user);
-        }
-        state.backends.cache.set_many(&fill, Some(USER_TTL)).await?;
+    for (user, _) in load_users(state, &unreadable).await? {
+        users.insert(user.id.0, user);
     }
     Ok(users)
 }
