@@ -8,6 +8,11 @@ use kith::{
 };
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: a node's work is many short-lived allocations
+/// (requests, frames, cache keys), which glibc served at ~15% of a feed read's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     telemetry::init_tracing();
     let config = match Config::from_env() {

@@ -9,7 +9,7 @@ use super::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -22,6 +22,10 @@ use tokio::{
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The maps of this module: foldhash rather than SipHash, which was a visible part of a
+/// feed read's dozens of lookups (the seed is still random per process).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct CacheData {

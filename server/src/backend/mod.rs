@@ -29,6 +29,17 @@ pub enum BackendError {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// The key `{prefix}{id}` (`prefix` ends with its separator, e.g. `"post:"`). Keys are built
+/// for every cache read, dozens per feed page, so without `format!`'s machinery.
+pub fn id_key(prefix: &str, id: i64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(id);
+    let mut key = String::with_capacity(prefix.len() + digits.len());
+    key.push_str(prefix);
+    key.push_str(digits);
+    key
+}
+
 /// See [`Cache::ids_push`].
 pub const PUSH_TRIM_EVERY: i64 = 16;
 

@@ -18,5 +18,5 @@ pub mod ws;
 
 /// The pub/sub topic that wakes a user's connections.
 pub fn user_topic(user_id: i64) -> String {
-    format!("user:{user_id}")
+    crate::backend::id_key("user:", user_id)
 }

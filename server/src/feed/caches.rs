@@ -17,18 +17,18 @@ const USER_TTL: Duration = Duration::from_secs(3600);
 const LIKES_TTL: Duration = Duration::from_secs(60);
 
 pub fn post_key(id: i64) -> String {
-    format!("post:{id}")
+    crate::backend::id_key("post:", id)
 }
 fn user_key(id: i64) -> String {
-    format!("user:{id}")
+    crate::backend::id_key("user:", id)
 }
 pub fn likes_key(post_id: i64) -> String {
-    format!("likes:{post_id}")
+    crate::backend::id_key("likes:", post_id)
 }
 /// The sorted set of the post ids a user liked: the newest [`LIKED_CAP`], plus
 /// [`ALL_LIKES`] while that is all of them.
 pub fn liked_key(user_id: i64) -> String {
-    format!("liked:{user_id}")
+    crate::backend::id_key("liked:", user_id)
 }
 /// Likes of a user kept in their cached set.
 const LIKED_CAP: usize = 1000;

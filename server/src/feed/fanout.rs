@@ -20,12 +20,12 @@ const BATCH: i64 = 2000;
 
 /// The feed cache key of a user.
 pub fn feed_key(user_id: i64) -> String {
-    format!("feed:{user_id}")
+    crate::backend::id_key("feed:", user_id)
 }
 
 /// The cache key of an author's own newest post ids (what followers of a celebrity pull).
 pub fn author_key(user_id: i64) -> String {
-    format!("posts:{user_id}")
+    crate::backend::id_key("posts:", user_id)
 }
 
 /// Runs one fanout job to completion (a no-op if another worker already finished it).

@@ -24,13 +24,13 @@ impl PostJson {
     pub fn render(id: i64, author: &[u8], members: &[u8], likes: i64, liked: bool) -> Self {
         let mut out = Vec::with_capacity(author.len() + members.len() + 96);
         out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(id.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
         out.extend_from_slice(b"\",\"author\":");
         out.extend_from_slice(author);
         out.push(b',');
         out.extend_from_slice(members);
         out.extend_from_slice(b",\"like_count\":");
-        out.extend_from_slice(likes.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(likes).as_bytes());
         out.extend_from_slice(if liked {
             b",\"liked_by_me\":true}"
         } else {

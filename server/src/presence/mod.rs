@@ -22,7 +22,6 @@ mod store;
 use crate::{chat, error::AppError, state::AppState};
 use app::model::{Id, PresenceStatus, UserPresence};
 use std::{
-    collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -35,6 +34,9 @@ pub const SMALL_CHANNEL: i64 = 20;
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Maps touched on every heartbeat: foldhash rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// This node's view of its own users' activity, between two flushes.
 #[derive(Default)]
@@ -116,7 +118,7 @@ async fn write(state: &AppState, activity: &[(i64, i64)]) -> Result<(), AppError
         return Ok(());
     }
     let came_online = state.backends.presence.touch(activity).await?;
-    let mut last_of = HashMap::with_capacity(came_online.len());
+    let mut last_of = HashMap::with_capacity_and_hasher(came_online.len(), Default::default());
     {
         let mut written = lock(&state.presence.written);
         for &(user, at) in activity {
