@@ -21,7 +21,7 @@
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
 use serde_json::json;
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{pool::PoolConnection, Connection, FromRow, Sqlite, SqliteConnection, SqlitePool};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -91,9 +91,25 @@ impl Writer {
 
 async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps one connection. SQLite empties a connection's page cache whenever
+    // another connection has written since its last transaction, so a writer taking
+    // whichever pooled connection was free read the pages of the message indexes back from
+    // the file on most batches. After a failure it starts again with a fresh one.
+    let mut held: Option<PoolConnection<Sqlite>> = None;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
-        match commit(&db, &ids, &messages).await {
+        let result = async {
+            let conn = match held.as_mut() {
+                Some(conn) => conn,
+                None => held.insert(db.acquire().await?),
+            };
+            commit(conn, &ids, &messages).await
+        }
+        .await;
+        if result.is_err() {
+            held = None;
+        }
+        match result {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     // A sender that went away (connection closed) no longer needs the
@@ -146,7 +162,7 @@ struct ChannelState {
 
 /// Stores a batch in one transaction; one result per message, in order.
 async fn commit(
-    db: &SqlitePool,
+    db: &mut SqliteConnection,
     ids: &IdGenerator,
     messages: &[&NewMessage],
 ) -> Result<Vec<Result<Written, AppError>>, sqlx::Error> {
