@@ -67,6 +67,15 @@ async fn cache_values_and_counters(backend: Backend) -> Result<()> {
     assert_eq!(cache.incr("likes:7", 1).await?, 1);
     assert_eq!(cache.incr("likes:7", 5).await?, 6);
     assert_eq!(cache.incr("likes:7", -2).await?, 4);
+    // A counter is a value like any other (the celebrity-list version is read with `get`).
+    assert_eq!(cache.get("likes:7").await?, Some(Bytes::from_static(b"4")));
+    cache.set("n", Bytes::from_static(b"41"), None).await?;
+    assert_eq!(cache.incr("n", 1).await?, 42);
+    assert!(cache.exists("likes:7").await?);
+    cache.delete("likes:7").await?;
+    assert_eq!(cache.incr("likes:7", 1).await?, 1);
+    cache.set("text", Bytes::from_static(b"abc"), None).await?;
+    assert!(cache.incr("text", 1).await.is_err());
     Ok(())
 }
 

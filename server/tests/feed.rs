@@ -229,12 +229,14 @@ async fn celebrity_posts_are_pulled_and_merged(backend: Backend) -> Result<()> {
     let fan = app.register("fan").await?;
     let other_fan = app.register("other_fan").await?;
     app.follow(&fan, "star").await?;
-    // The fan's caches are warm while the star is still an ordinary author…
-    assert!(app.whole_feed(&fan, 5).await?.is_empty());
-    // …then the star crosses the threshold (2 followers): the fan must still see every
-    // post of theirs at once.
-    app.follow(&other_fan, "star").await?;
     app.follow(&fan, "friend").await?;
+    // The fan's caches (feed, followed celebrities) are warm while the star is still an
+    // ordinary author…
+    assert!(app.whole_feed(&fan, 5).await?.is_empty());
+    // …then someone else's follow makes the star cross the threshold (2 followers). Nothing
+    // of the fan's changed, yet the fan must see every post of the star's at once: the
+    // crossing outdates every cached list of followed celebrities.
+    app.follow(&other_fan, "star").await?;
     let mut expected = Vec::new();
     let mut star_ids = Vec::new();
     for i in 0..12 {

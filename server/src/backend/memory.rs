@@ -4,7 +4,8 @@
 //! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
 
 use super::{
-    gcra, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result, Subscription,
+    gcra, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
+    Subscription,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,7 +31,6 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 #[derive(Default)]
 struct CacheData {
     values: HashMap<String, (Bytes, Option<Instant>)>,
-    counters: HashMap<String, i64>,
     sets: HashMap<String, BTreeSet<i64>>,
     /// `values` is swept of expired entries when it grows past this (then it doubles from
     /// what is left, so sweeps stay rare however many entries are live).
@@ -122,7 +122,6 @@ impl Cache for MemoryCache {
     async fn delete(&self, key: &str) -> Result<()> {
         let mut data = lock(&self.data);
         data.values.remove(key);
-        data.counters.remove(key);
         data.sets.remove(key);
         Ok(())
     }
@@ -130,16 +129,30 @@ impl Cache for MemoryCache {
     async fn exists(&self, key: &str) -> Result<bool> {
         let now = Instant::now();
         let data = lock(&self.data);
-        Ok(data.values.get(key).is_some_and(|e| Self::live(e, now))
-            || data.counters.contains_key(key)
-            || data.sets.contains_key(key))
+        Ok(data.values.get(key).is_some_and(|e| Self::live(e, now)) || data.sets.contains_key(key))
     }
 
+    /// A counter is a value holding a decimal number, as in Redis: `get` reads it, and it
+    /// keeps the expiry it had.
     async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
+        let now = Instant::now();
         let mut data = lock(&self.data);
-        let v = data.counters.entry(key.to_string()).or_insert(0);
-        *v += delta;
-        Ok(*v)
+        let (current, deadline) = match data.values.get(key).filter(|e| Self::live(e, now)) {
+            Some((value, deadline)) => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .ok_or_else(|| BackendError::NotAnInteger(key.to_string()))?;
+                (n, *deadline)
+            }
+            None => (0, None),
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| BackendError::NotAnInteger(key.to_string()))?;
+        data.values
+            .insert(key.to_string(), (Bytes::from(next.to_string()), deadline));
+        Ok(next)
     }
 
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()> {

@@ -25,6 +25,9 @@ pub enum BackendError {
     Redis(#[from] ::redis::RedisError),
     #[error("pub/sub is shut down")]
     Closed,
+    /// `incr` on a value that is not a decimal integer (or would overflow).
+    #[error("{0} does not hold an integer")]
+    NotAnInteger(String),
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -55,7 +58,8 @@ pub trait Cache: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Whether `key` exists (a feed that was never built vs. one that is empty).
     async fn exists(&self, key: &str) -> Result<bool>;
-    /// Adds `delta` to a counter and returns the new value (missing counts as 0).
+    /// Adds `delta` to a counter and returns the new value (missing counts as 0). A counter
+    /// is a value holding a decimal integer, so `get` reads it; any other value is an error.
     async fn incr(&self, key: &str, delta: i64) -> Result<i64>;
     /// Adds each `(key, id)` to its sorted set and trims every touched set to the `cap`
     /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).

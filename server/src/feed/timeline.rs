@@ -35,19 +35,13 @@ const COMPLETE_MARKER: i64 = 0;
 const CELEBRITIES_TTL: Duration = Duration::from_secs(60);
 
 /// Bumped whenever an author crosses the celebrity threshold (either way), which
-/// invalidates every cached list of followed celebrities at once.
+/// invalidates every cached list of followed celebrities at once: a list is stored with the
+/// version it was built under (`{version}|{ids as JSON}`) and used only while it is current.
 const CELEBRITIES_VERSION: &str = "celebs:version";
 
-/// The cache key of a user's followed celebrities, under the current version.
-pub async fn celebrities_key(state: &AppState, user_id: i64) -> Result<String, AppError> {
-    let version = state
-        .backends
-        .cache
-        .get(CELEBRITIES_VERSION)
-        .await?
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
-        .unwrap_or(0);
-    Ok(format!("celebs:{version}:{user_id}"))
+/// The cache key of a user's followed celebrities.
+pub fn celebrities_key(user_id: i64) -> String {
+    crate::backend::id_key("celebs:", user_id)
 }
 
 /// Called after a follow or unfollow changed `author`'s follower count to `followers`: if
@@ -79,11 +73,20 @@ pub async fn read(
     let key = feed_key(viewer);
     let upper = cursor.unwrap_or(i64::MAX);
     let want = limit + 1;
-    let mut ids = cached_ids(state, &key, upper, want, Source::Feed(viewer)).await?;
-    for celebrity in celebrities(state, viewer).await? {
-        let key = author_key(celebrity);
-        ids.extend(cached_ids(state, &key, upper, want, Source::Author(celebrity)).await?);
-    }
+    // Independent reads go out together (one pipelined round trip each step on Redis).
+    let (mut ids, celebrities) = futures::try_join!(
+        cached_ids(state, &key, upper, want, Source::Feed(viewer)),
+        celebrities(state, viewer),
+    )?;
+    let keys: Vec<String> = celebrities.iter().map(|c| author_key(*c)).collect();
+    let pulled = futures::future::try_join_all(
+        celebrities
+            .iter()
+            .zip(&keys)
+            .map(|(c, key)| cached_ids(state, key, upper, want, Source::Author(*c))),
+    )
+    .await?;
+    ids.extend(pulled.into_iter().flatten());
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
     page_of(state, Some(viewer), ids, limit).await
@@ -174,22 +177,49 @@ async fn cached_ids(
 }
 
 /// Whom `viewer` follows that has at least `KITH_CELEBRITY_THRESHOLD` followers.
+/// The version is read in the same round trip as the list; a list built under an older
+/// version (or written by an older format) is rebuilt from SQLite.
 async fn celebrities(state: &AppState, viewer: i64) -> Result<Vec<i64>, AppError> {
     let cache = &state.backends.cache;
-    let key = celebrities_key(state, viewer).await?;
-    if let Some(bytes) = cache.get(&key).await? {
-        if let Ok(ids) = serde_json::from_slice::<Vec<i64>>(&bytes) {
-            return Ok(ids);
-        }
+    let key = celebrities_key(viewer);
+    let mut found = cache
+        .get_many(&[CELEBRITIES_VERSION.to_string(), key.clone()])
+        .await?
+        .into_iter();
+    let version = found
+        .next()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    if let Some(ids) = found
+        .next()
+        .flatten()
+        .and_then(|v| decode_celebrities(&v, version))
+    {
+        return Ok(ids);
     }
     let threshold = i64::try_from(state.config.celebrity_threshold).unwrap_or(i64::MAX);
     let ids = store::celebrity_followees(&state.db, viewer, threshold).await?;
-    if let Ok(bytes) = serde_json::to_vec(&ids) {
-        cache
-            .set(&key, Bytes::from(bytes), Some(CELEBRITIES_TTL))
-            .await?;
-    }
+    // Stored under the version read before SQLite was: if a crossing bumped it since,
+    // the next read sees the list as stale and rebuilds it.
+    let mut value = format!("{version}|").into_bytes();
+    value.extend_from_slice(
+        &serde_json::to_vec(&ids).map_err(|e| AppError::internal(e.to_string()))?,
+    );
+    cache
+        .set(&key, Bytes::from(value), Some(CELEBRITIES_TTL))
+        .await?;
     Ok(ids)
+}
+
+/// The ids of a cached celebrity list if it was built under `version`.
+fn decode_celebrities(value: &[u8], version: i64) -> Option<Vec<i64>> {
+    let bar = value.iter().position(|b| *b == b'|')?;
+    let built_under: i64 = std::str::from_utf8(&value[..bar]).ok()?.parse().ok()?;
+    if built_under != version {
+        return None;
+    }
+    serde_json::from_slice(&value[bar + 1..]).ok()
 }
 
 /// The posts with `ids`, as `viewer` sees them, in the same order; ids of deleted posts

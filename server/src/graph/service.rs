@@ -54,10 +54,6 @@ pub async fn unfollow(state: &AppState, follower: i64, username: &str) -> Result
 /// Drops the cached feed and followed-celebrity list of `user`.
 async fn forget_feed(state: &AppState, user: i64) -> Result<(), AppError> {
     state.backends.cache.delete(&feed_key(user)).await?;
-    state
-        .backends
-        .cache
-        .delete(&celebrities_key(state, user).await?)
-        .await?;
+    state.backends.cache.delete(&celebrities_key(user)).await?;
     Ok(())
 }
