@@ -24,9 +24,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The maps of this module: foldhash rather than SipHash, which was a visible part of a
-/// feed read's dozens of lookups (the seed is still random per process).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashMap<K, V> = super::FastMap<K, V>;
 
 #[derive(Default)]
 struct CacheData {
@@ -150,8 +148,13 @@ impl Cache for MemoryCache {
         let next = current
             .checked_add(delta)
             .ok_or_else(|| BackendError::NotAnInteger(key.to_string()))?;
-        data.values
-            .insert(key.to_string(), (Bytes::from(next.to_string()), deadline));
+        data.values.insert(
+            key.to_string(),
+            (
+                Bytes::copy_from_slice(itoa::Buffer::new().format(next).as_bytes()),
+                deadline,
+            ),
+        );
         Ok(next)
     }
 

@@ -32,6 +32,11 @@ pub enum BackendError {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// The hash map of the node's hot in-process state (caches, pub/sub topics, presence):
+/// foldhash rather than SipHash, which was a visible part of a feed read's dozens of
+/// lookups. The seed is still random per process.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The key `{prefix}{id}` (`prefix` ends with its separator, e.g. `"post:"`). Keys are built
 /// for every cache read, dozens per feed page, so without `format!`'s machinery.
 pub fn id_key(prefix: &str, id: i64) -> String {

@@ -35,8 +35,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Maps touched on every heartbeat: foldhash rather than SipHash.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Maps touched on every heartbeat.
+type HashMap<K, V> = crate::backend::FastMap<K, V>;
 
 /// This node's view of its own users' activity, between two flushes.
 #[derive(Default)]
