@@ -7,7 +7,7 @@
 //!
 //! None of this is the source of truth: SQLite is. Everything here can be lost (a Redis
 //! restart, a node restart) and is rebuilt from the database or recovered by clients'
-//! `sync`. The same test suite (`server/tests/backend.rs`) runs against both.
+//! `sync`. The same test suite (`server/tests/integration/backend.rs`) runs against both.
 
 pub mod memory;
 pub mod redis;

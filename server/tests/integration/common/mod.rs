@@ -1,6 +1,5 @@
 //! Test harness: a real Kith node on port 0 with its own SQLite file, on the embedded
 //! backends or on the machine's Redis (under a namespace of its own).
-#![allow(dead_code)]
 
 pub mod live;
 

@@ -1,6 +1,6 @@
 //! The chat hub over real WebSockets, on both backends.
 
-mod common;
+use crate::common;
 
 use anyhow::{anyhow, Context as _, Result};
 use common::{spawn_app, Backend, TestApp, TestUser, ORIGIN};

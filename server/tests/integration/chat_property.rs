@@ -2,7 +2,7 @@
 //! and retries happens, afterwards every device of every member holds exactly its
 //! channels' messages, in id order, with seqs 1..=n: no loss, no gap, no duplicate.
 
-mod common;
+use crate::common;
 
 use anyhow::{anyhow, Result};
 use common::{spawn_app, Backend, TestApp, TestUser};

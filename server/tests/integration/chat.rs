@@ -1,6 +1,6 @@
 //! API.md "Chat" over HTTP (REST and long-poll), on both backends.
 
-mod common;
+use crate::common;
 
 use anyhow::{Context as _, Result};
 use common::{assert_error, spawn_app, Backend, TestApp, TestUser};

@@ -1,6 +1,6 @@
 //! API.md "Accounts": every rule and error path, through a real server.
 
-mod common;
+use crate::common;
 
 use anyhow::{Context as _, Result};
 use common::{assert_error, spawn_app, spawn_with, Backend, Options, TestApp};

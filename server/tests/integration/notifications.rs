@@ -4,7 +4,7 @@
 //! Message notifications are written by a task spawned after the send and post ones by
 //! the notification workers once the fanout is done, so tests wait for them with a bounded poll (`eventually`, `settle`).
 
-mod common;
+use crate::common;
 
 use anyhow::{Context as _, Result};
 use common::{

@@ -4,7 +4,7 @@
 //! [`pass_time`](common::live::pass_time), which also runs the presence rounds the node's
 //! timer would run, so nothing here sleeps for the timeout.
 
-mod common;
+use crate::common;
 
 use anyhow::{Context as _, Result};
 use common::{

@@ -1,6 +1,6 @@
 //! One suite for both implementations of the backend traits (in-process and Redis).
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! The browser path: cookies, CSRF on the JSON API and on server functions, security
 //! headers and the pages, plus the operational endpoints.
 
-mod common;
+use crate::common;
 
 use anyhow::{anyhow, Result};
 use common::{assert_error, spawn_app, Backend, TestApp, ORIGIN};

@@ -1,6 +1,6 @@
 //! API.md "Social graph" and "News feed", on both backends.
 
-mod common;
+use crate::common;
 
 use anyhow::{Context as _, Result};
 use common::{assert_error, spawn_app, spawn_with, Backend, Options, TestApp, TestUser};

@@ -1,0 +1,16 @@
+//! The server's integration tests, one binary: every suite starts real servers on port 0
+//! with real SQLite, on the in-process backend and, when `KITH_TEST_REDIS_URL` answers, on
+//! Redis too. One binary links once, where nine linked the whole server nine times.
+
+#[macro_use]
+mod common;
+
+mod accounts;
+mod backend;
+mod chat;
+mod chat_property;
+mod feed;
+mod notifications;
+mod presence;
+mod web;
+mod ws;
