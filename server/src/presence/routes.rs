@@ -82,11 +82,11 @@ pub async fn by_usernames(
         )));
     }
     let mut users = Vec::with_capacity(names.len());
-    for name in names {
-        let row = crate::auth::store::user_by_username(&state.db, name)
-            .await?
-            .ok_or_else(|| AppError::not_found(&format!("user {name:?}")))?;
-        users.push((row.id, row.username));
+    for (name, found) in names
+        .iter()
+        .zip(super::store::by_usernames(&state.db, names).await?)
+    {
+        users.push(found.ok_or_else(|| AppError::not_found(&format!("user {name:?}")))?);
     }
     let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
     let visible = super::store::visible_to(&state.db, viewer, &ids).await?;

@@ -46,3 +46,21 @@ pub async fn visible_to(
     .await?;
     crate::db::id_list(&list)
 }
+
+/// The id and username of each of `names`, in order, in one query (`None` for a name no
+/// user has; usernames compare without regard to case).
+pub async fn by_usernames(
+    db: &SqlitePool,
+    names: &[String],
+) -> Result<Vec<Option<(i64, String)>>, sqlx::Error> {
+    let asked = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT u.id, u.username FROM json_each(?1) n
+           LEFT JOIN users u ON u.username = n.value
+          ORDER BY n.key",
+    )
+    .bind(asked)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id, name)| id.zip(name)).collect())
+}

@@ -358,6 +358,14 @@ async fn presence_lookups_check_their_input(backend: Backend) -> Result<()> {
         (Some("look_ann"), Some("online"))
     );
 
+    // Usernames are matched without regard to case, and answered as they are spelled.
+    let shouted: Value = app
+        .get("/v1/presence?user=LOOK_Bob", Some(&ann.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(shouted["items"][0]["username"], "look_bob", "{shouted}");
+
     for bad in [
         "/v1/presence",
         "/v1/presence?user=",
