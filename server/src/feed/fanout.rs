@@ -54,9 +54,15 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Calls `f` with each page of the author's followers, in id order, unless the author is a
-/// celebrity (at or above `KITH_CELEBRITY_THRESHOLD`), whose followers are never written
-/// to one by one. The next page is read from SQLite while `f` handles the current one.
+/// Whether the author is a celebrity now (at or above `KITH_CELEBRITY_THRESHOLD`): their
+/// followers' feeds and notification lists pull their posts instead of being written to.
+pub async fn is_celebrity(state: &AppState, author_id: i64) -> Result<bool, AppError> {
+    let followers = store::follower_count(&state.db, author_id).await?;
+    Ok(followers as u64 >= state.config.celebrity_threshold)
+}
+
+/// Calls `f` with each page of the author's followers, in id order. The next page is read
+/// from SQLite while `f` handles the current one.
 pub async fn for_each_follower_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
@@ -66,10 +72,6 @@ where
     F: FnMut(Vec<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    let followers = store::follower_count(&state.db, author_id).await?;
-    if followers as u64 >= state.config.celebrity_threshold {
-        return Ok(());
-    }
     let mut page = store::followers_after(&state.db, author_id, i64::MIN, BATCH).await?;
     while let Some(&last) = page.iter().max() {
         if page.len() < BATCH as usize {
@@ -86,9 +88,10 @@ where
     Ok(())
 }
 
-/// Calls `f` with batches of feed keys: the author's own feed and post list, then their
-/// followers' feeds (see [`for_each_follower_batch`]), the author's keys riding along with
-/// the first batch; `f` also gets the batch's follower ids.
+/// Calls `f` with batches of feed keys: the author's own feed and post list, then, unless
+/// the author is a celebrity (whose followers pull), their followers' feeds (see
+/// [`for_each_follower_batch`]), the author's keys riding along with the first batch; `f`
+/// also gets the batch's follower ids.
 async fn for_each_feed_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
@@ -99,12 +102,14 @@ where
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
     let mut own = Some(vec![feed_key(author_id), author_key(author_id)]);
-    for_each_follower_batch(state, author_id, |page| {
-        let mut keys = own.take().unwrap_or_default();
-        keys.extend(page.iter().copied().map(feed_key));
-        f(keys, page)
-    })
-    .await?;
+    if !is_celebrity(state, author_id).await? {
+        for_each_follower_batch(state, author_id, |page| {
+            let mut keys = own.take().unwrap_or_default();
+            keys.extend(page.iter().copied().map(feed_key));
+            f(keys, page)
+        })
+        .await?;
+    }
     match own {
         Some(keys) => f(keys, Vec::new()).await,
         None => Ok(()),

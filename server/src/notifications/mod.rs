@@ -6,9 +6,10 @@
 //! for longer than the presence timeout) is notified; one who is online got the message
 //! live. Post notifications are written by their own workers (`posts`, fed by the
 //! notification outbox once the post's feed fanout is done), in batches, for authors below
-//! the celebrity threshold; a celebrity's followers pull their
-//! posts and are not notified one by one (that would be the fanout-on-write the threshold
-//! exists to avoid).
+//! the celebrity threshold. A celebrity's post is recorded once instead, and their
+//! followers' lists pull it (fanout-on-read, as in the feed: a row per follower would be
+//! the fanout-on-write the threshold exists to avoid); pulled notifications are kept for
+//! [`PULLED_DAYS`] days.
 //!
 //! A notification's id is its subject's (the message's or the post's), so at-least-once
 //! delivery cannot notify twice; reading is a per-user watermark ("everything up to").
@@ -23,6 +24,15 @@ use std::collections::HashMap;
 
 /// Characters of a message or post kept in its notification.
 const EXCERPT_CHARS: usize = 140;
+
+/// Days a celebrity's post stays in its followers' notifications (they are pulled, see the
+/// module's note; stored rows are kept until their post is deleted).
+pub const PULLED_DAYS: i64 = 30;
+
+/// The oldest id a pulled notification may have now.
+fn pulled_since(state: &AppState) -> i64 {
+    crate::id::min_id_at(state.clock.now_ms() - PULLED_DAYS * 24 * 3600 * 1000)
+}
 
 fn excerpt(text: &str) -> String {
     let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
@@ -86,7 +96,15 @@ pub async fn list(
     before: Option<i64>,
     limit: usize,
 ) -> Result<Page<Notification>, AppError> {
-    let mut rows = store::page(&state.db, user, before, limit as i64 + 1).await?;
+    let mut rows = store::page(
+        &state.db,
+        user,
+        before,
+        limit as i64 + 1,
+        pulled_since(state),
+        EXCERPT_CHARS as i64,
+    )
+    .await?;
     let read_up_to = store::read_up_to(&state.db, user).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -132,5 +150,5 @@ pub async fn mark_read(state: &AppState, user: i64, up_to: i64) -> Result<(), Ap
 }
 
 pub async fn unread(state: &AppState, user: i64) -> Result<i64, AppError> {
-    Ok(store::unread_count(&state.db, user).await?)
+    Ok(store::unread_count(&state.db, user, pulled_since(state)).await?)
 }

@@ -3,7 +3,9 @@
 //!
 //! Each follower gets a notification (written in batches, one statement per page of
 //! followers), and those online get a live `new_post` frame, serialized once per post.
-//! Celebrities' followers are skipped, as in the fanout: they pull those posts.
+//! A celebrity's post gets one `pulled_post_notifications` row instead of a row per
+//! follower (followers pull it, as they pull the post into their feed); the online ones
+//! still get the live frame, so a followed celebrity raises the "new posts" banner too.
 
 use super::store;
 use crate::{error::AppError, feed, outbox::Outbox, presence, state::AppState};
@@ -30,8 +32,14 @@ async fn notify_followers(
 ) -> Result<(), AppError> {
     let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
     let frame = &crate::chat::ws::wake::frame(0, 0, json.as_bytes());
+    let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
+    if pulled {
+        store::mark_pulled(&state.db, job.post_id, job.author_id).await?;
+    }
     feed::fanout::for_each_follower_batch(state, job.author_id, |followers| async move {
-        super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
+        if !pulled {
+            super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
+        }
         let online = presence::online_among(state, &followers).await?;
         crate::chat::service::wake(state, &online, frame.clone()).await?;
         Ok(())

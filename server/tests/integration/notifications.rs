@@ -169,6 +169,96 @@ async fn posts_notify_followers_and_reach_online_ones_live(backend: Backend) -> 
     Ok(())
 }
 
+/// A celebrity's post is one row that followers pull, not a row each: it is listed and
+/// counted like any other, merged in id order with stored ones, paged across, and seen
+/// only by those who followed before it; online followers still get it live.
+async fn celebrity_posts_are_pulled_into_notifications(backend: Backend) -> Result<()> {
+    let mut options = Options::default();
+    options.env.push(("KITH_CELEBRITY_THRESHOLD", "2".into()));
+    let app = spawn_with(backend, options).await?;
+    let pat = app.register("cp_pat").await?; // a celebrity: two followers
+    let nia = app.register("cp_nia").await?; // a normal author: one follower
+    let fay = app.register("cp_fay").await?; // follows both, online
+    let flo = app.register("cp_flo").await?; // follows pat, offline
+    let lee = app.register("cp_lee").await?; // follows pat after the post
+    app.follow(&fay, "cp_pat").await?;
+    app.follow(&flo, "cp_pat").await?;
+    app.follow(&fay, "cp_nia").await?;
+    let mut fay_ws = Socket::open(&app, &fay).await?;
+
+    let older = app.post_as(&nia, "first from nia").await?;
+    let long = "★".repeat(150);
+    let star = app.post_as(&pat, &long).await?;
+    let newer = app.post_as(&nia, "second from nia").await?;
+    fay_ws
+        .next_where("the celebrity's post, live", |f| {
+            f["type"] == "new_post" && f["post"]["id"] == star["id"]
+        })
+        .await?;
+    app.settle().await?;
+    app.follow(&lee, "cp_pat").await?;
+
+    let got = items(&app, &fay).await?;
+    let ids: Vec<&Value> = got.iter().map(|n| &n["post_id"]).collect();
+    assert_eq!(
+        ids,
+        vec![&newer["id"], &star["id"], &older["id"]],
+        "{got:?}"
+    );
+    assert_eq!(got[1]["actor"]["username"], "cp_pat");
+    assert_eq!(got[1]["kind"], "post");
+    assert_eq!(got[1]["excerpt"], format!("{}…", "★".repeat(140)));
+    assert_eq!(got[1]["read"], false);
+    assert_eq!(unread(&app, &fay).await?, 3);
+    // Pages run across stored and pulled notifications without a gap or a repeat.
+    let first = notifications(&app, &fay, "?limit=2").await?;
+    assert_eq!(first["items"][1]["post_id"], star["id"]);
+    let cursor = first["next_cursor"].as_str().context("a next page")?;
+    let second = notifications(&app, &fay, &format!("?limit=2&cursor={cursor}")).await?;
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["items"][0]["post_id"], older["id"]);
+
+    let flo_got = items(&app, &flo).await?;
+    assert_eq!(flo_got.len(), 1, "{flo_got:?}");
+    assert_eq!(flo_got[0]["post_id"], star["id"]);
+    assert_eq!(unread(&app, &flo).await?, 1);
+    // Followed after the post: not notified of it; nor is the author.
+    assert!(items(&app, &lee).await?.is_empty());
+    assert_eq!(unread(&app, &lee).await?, 0);
+    assert!(items(&app, &pat).await?.is_empty());
+
+    // The read watermark covers pulled notifications too.
+    let read = app
+        .post_json(
+            "/v1/me/notifications/read",
+            &json!({"up_to": star["id"]}),
+            Some(&fay.token),
+        )
+        .await?;
+    assert_eq!(read.status(), 204);
+    assert_eq!(unread(&app, &fay).await?, 1);
+    let flags: Vec<Value> = items(&app, &fay)
+        .await?
+        .iter()
+        .map(|n| n["read"].clone())
+        .collect();
+    assert_eq!(flags, vec![json!(false), json!(true), json!(true)]);
+
+    // Deleting the post takes it out of every list.
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/v1/posts/{}", text(&star, "id"))))
+        .bearer_auth(&pat.token)
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    app.settle().await?;
+    assert!(items(&app, &flo).await?.is_empty());
+    assert_eq!(unread(&app, &flo).await?, 0);
+    assert_eq!(items(&app, &fay).await?.len(), 2);
+    Ok(())
+}
+
 async fn notifications_page_newest_first_and_are_marked_read(backend: Backend) -> Result<()> {
     let app = spawn_app(backend).await?;
     let pat = app.register("pg_pat").await?;
@@ -325,6 +415,7 @@ async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -
 both_backends!(
     messages_notify_members_without_a_live_connection,
     posts_notify_followers_and_reach_online_ones_live,
+    celebrity_posts_are_pulled_into_notifications,
     notifications_page_newest_first_and_are_marked_read,
     notification_input_is_checked,
     post_notifications_survive_a_crash_after_the_fanout,
