@@ -19,7 +19,14 @@ pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Sqlite
         .synchronous(synchronous)
         .foreign_keys(true)
         // Writers queue inside SQLite for up to 5 s instead of failing with SQLITE_BUSY.
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // No checkpoint inside a commit: by default the commit that takes the log past
+        // 1,000 pages copies it into the database file and syncs it, and every message
+        // waiting on that commit waits for the copy (the 1:1 chat tail). The checkpointer
+        // below does it beside the writers instead.
+        .pragma("wal_autocheckpoint", "0")
+        // A log that a burst made large is cut back to this once it has been checkpointed.
+        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
@@ -31,6 +38,37 @@ pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Sqlite
         .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
+}
+
+/// How often the checkpointer folds the write-ahead log back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the write-ahead log every [`CHECKPOINT_EVERY`], off the write path: a
+/// `PASSIVE` checkpoint waits for no reader or writer and copies only each page's newest
+/// version, on a pooled connection's own thread. (SQLite restarts the log from its start
+/// once a checkpoint has copied all of it, so it does not grow while readers come and go.)
+pub fn spawn_checkpointer(db: SqlitePool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if db.is_closed() {
+                return;
+            }
+            // (busy, frames in the log, frames copied)
+            let done: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&db)
+                .await;
+            match done {
+                Ok((_, log, copied)) if log > 0 => {
+                    tracing::debug!(log, copied, "write-ahead log checkpointed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
+        }
+    });
 }
 
 /// Current time in Unix milliseconds, the unit of every stored timestamp.

@@ -135,6 +135,7 @@ impl Application {
             messages,
         });
         spawn_session_sweeper(state.clone());
+        db::spawn_checkpointer(state.db.clone());
         crate::outbox::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());

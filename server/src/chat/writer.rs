@@ -15,17 +15,15 @@
 //! 2. messages already stored under a sender's `client_msg_id` (retries);
 //! 3. the channels' last `seq` and the newest message id: new ids must exceed every stored
 //!    one (nodes' clocks may disagree) so that a device's sync cursor never skips a message;
-//! 4. one `INSERT` of the new messages, one `UPDATE` of their channels;
-//! 5. the members of those channels, for the wake-ups after commit.
+//! 4. with 1–3, the members of the batch's channels, for the wake-ups after commit (1–4
+//!    are one statement: each statement is a round trip to the connection's thread);
+//! 5. one `INSERT` of the new messages, one `UPDATE` of their channels.
 
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
 use serde_json::json;
-use sqlx::{pool::PoolConnection, Connection, FromRow, Sqlite, SqliteConnection, SqlitePool};
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use sqlx::{pool::PoolConnection, Connection, Sqlite, SqliteConnection, SqlitePool};
+use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most sends committed in one transaction.
@@ -139,26 +137,38 @@ enum Plan {
     Repeat(usize),
 }
 
-#[derive(FromRow)]
-struct Access {
-    i: i64,
-    channel_exists: bool,
-    member: bool,
-}
-
-#[derive(FromRow)]
-struct Retry {
-    i: i64,
-    #[sqlx(flatten)]
-    row: MessageRow,
-}
-
-#[derive(FromRow)]
-struct ChannelState {
-    id: i64,
-    last_seq: i64,
+/// What the transaction reads before it writes, in one statement (see [`READ`]).
+#[derive(serde::Deserialize)]
+struct Before {
+    /// Per send: its index, whether its channel exists, whether its sender is a member
+    /// (SQLite's booleans: 0 or 1).
+    access: Vec<(usize, u8, u8)>,
+    /// Per send already stored under its `client_msg_id` (a retry): its index and row.
+    retries: Vec<(usize, MessageRow)>,
+    /// The newest stored message id: new ids must exceed it.
     floor: i64,
+    /// Per channel of the batch: id, last `seq`, members.
+    channels: Vec<(i64, i64, Vec<i64>)>,
 }
+
+/// The reads of a batch as one JSON row: every statement is a round trip to the
+/// connection's thread, so reading membership, retries, channel states and members
+/// separately cost four where this costs one. `?1` is the batch: `[{c, s, k}]`.
+const READ: &str = "SELECT json_object(
+    'access', (SELECT json_group_array(json_array(j.key,
+            EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c'),
+            EXISTS (SELECT 1 FROM channel_members m
+                     WHERE m.channel_id = j.value->>'c' AND m.user_id = j.value->>'s')))
+        FROM json_each(?1) j),
+    'retries', (SELECT json_group_array(json_array(j.key, json_object(
+            'channel_id', x.channel_id, 'id', x.id, 'seq', x.seq, 'sender_id', x.sender_id,
+            'content', x.content, 'client_msg_id', x.client_msg_id, 'created_at', x.created_at)))
+        FROM json_each(?1) j
+        JOIN messages x ON x.sender_id = j.value->>'s' AND x.client_msg_id = j.value->>'k'),
+    'floor', (SELECT COALESCE(MAX(id), 0) FROM messages),
+    'channels', (SELECT json_group_array(json_array(c.id, c.last_seq,
+            (SELECT json_group_array(m.user_id) FROM channel_members m WHERE m.channel_id = c.id)))
+        FROM channels c WHERE c.id IN (SELECT j.value->>'c' FROM json_each(?1) j)))";
 
 /// Stores a batch in one transaction; one result per message, in order.
 async fn commit(
@@ -169,37 +179,22 @@ async fn commit(
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     let keys = json!(messages
         .iter()
-        .enumerate()
-        .map(|(i, m)| json!({"i": i, "c": m.channel, "s": m.sender, "k": m.client_msg_id}))
+        .map(|m| json!({"c": m.channel, "s": m.sender, "k": m.client_msg_id}))
         .collect::<Vec<_>>())
     .to_string();
-    let access: Vec<Access> = sqlx::query_as(
-        "SELECT j.value->>'i' AS i,
-                EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c') AS channel_exists,
-                EXISTS (SELECT 1 FROM channel_members m
-                        WHERE m.channel_id = j.value->>'c' AND m.user_id = j.value->>'s') AS member
-         FROM json_each(?) j",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
-    let retries: Vec<Retry> = sqlx::query_as(
-        "SELECT j.value->>'i' AS i, x.channel_id, x.id, x.seq, x.sender_id, x.content,
-                x.client_msg_id, x.created_at
-         FROM json_each(?) j
-         JOIN messages x ON x.sender_id = j.value->>'s' AND x.client_msg_id = j.value->>'k'",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
+    let before: String = sqlx::query_scalar(READ)
+        .bind(&keys)
+        .fetch_one(&mut *tx)
+        .await?;
+    let before: Before =
+        serde_json::from_str(&before).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let mut allowed = vec![None; messages.len()];
-    for a in access {
-        if let Some(slot) = allowed.get_mut(a.i as usize) {
-            *slot = Some((a.channel_exists, a.member));
+    for (i, channel_exists, member) in before.access {
+        if let Some(slot) = allowed.get_mut(i) {
+            *slot = Some((channel_exists != 0, member != 0));
         }
     }
-    let mut stored: HashMap<usize, MessageRow> =
-        retries.into_iter().map(|r| (r.i as usize, r.row)).collect();
+    let mut stored: HashMap<usize, MessageRow> = before.retries.into_iter().collect();
 
     // Decide each send, in order; new messages are numbered as they will be inserted.
     let mut new: Vec<usize> = Vec::new();
@@ -226,10 +221,16 @@ async fn commit(
         plans.push(plan);
     }
 
-    let (rows, members) = if new.is_empty() {
-        (Vec::new(), HashMap::new())
+    let mut members = HashMap::with_capacity(before.channels.len());
+    let mut last_seq = HashMap::with_capacity(before.channels.len());
+    for (channel, seq, list) in before.channels {
+        last_seq.insert(channel, seq);
+        members.insert(channel, Arc::<[i64]>::from(list));
+    }
+    let rows = if new.is_empty() {
+        Vec::new()
     } else {
-        insert(&mut tx, ids, messages, &new).await?
+        insert(&mut tx, ids, messages, &new, before.floor, last_seq).await?
     };
     tx.commit().await?;
 
@@ -251,31 +252,16 @@ async fn commit(
         .collect())
 }
 
-/// Numbers and inserts the new messages (`new` indexes `messages`); returns their rows and
-/// the members of their channels.
+/// Numbers and inserts the new messages (`new` indexes `messages`) above `floor` and
+/// after each channel's `last_seq`; returns their rows.
 async fn insert(
     tx: &mut SqliteConnection,
     ids: &IdGenerator,
     messages: &[&NewMessage],
     new: &[usize],
-) -> Result<(Vec<MessageRow>, HashMap<i64, Arc<[i64]>>), sqlx::Error> {
-    let channels: Vec<i64> = new
-        .iter()
-        .map(|&i| messages[i].channel)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let channel_list = json!(channels).to_string();
-    let states: Vec<ChannelState> = sqlx::query_as(
-        "SELECT id, last_seq, (SELECT COALESCE(MAX(id), 0) FROM messages) AS floor
-         FROM channels WHERE id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&channel_list)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut floor = states.iter().map(|s| s.floor).max().unwrap_or(0);
-    let mut last_seq: HashMap<i64, i64> = states.iter().map(|s| (s.id, s.last_seq)).collect();
-
+    mut floor: i64,
+    mut last_seq: HashMap<i64, i64>,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
     let mut rows = Vec::with_capacity(new.len());
     for &i in new {
         let m = messages[i];
@@ -320,17 +306,5 @@ async fn insert(
     .bind(updates)
     .execute(&mut *tx)
     .await?;
-    // One row per channel (see `db::id_list`).
-    let lists: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT channel_id, json_group_array(user_id) FROM channel_members
-         WHERE channel_id IN (SELECT value FROM json_each(?)) GROUP BY channel_id",
-    )
-    .bind(&channel_list)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut members = HashMap::with_capacity(lists.len());
-    for (channel, list) in lists {
-        members.insert(channel, Arc::from(crate::db::id_list(&list)?));
-    }
-    Ok((rows, members))
+    Ok(rows)
 }
