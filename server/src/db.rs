@@ -11,8 +11,23 @@ use sqlx::{
 };
 use std::{str::FromStr, time::Duration};
 
-/// Opens (creating if missing) the database at `url` and applies pending migrations.
-pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<SqlitePool, sqlx::Error> {
+/// The node's two pools on one database file.
+pub struct Pools {
+    /// Reads (any number at once, beside the writer, as WAL allows).
+    pub reads: SqlitePool,
+    /// Writes: one connection, so this node's write transactions queue for it in order
+    /// instead of racing for SQLite's write lock. Connections that lose that race are
+    /// retried by SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between
+    /// attempts: with posts, notification batches and outbox updates all writing, a post
+    /// waited up to a third of a second that way. (Other processes on the same file still
+    /// meet that handler; `busy_timeout` bounds it.) Never take a second write connection
+    /// while holding this one: it would wait for itself.
+    pub writes: SqlitePool,
+}
+
+/// Opens (creating if missing) the database at `url`, applies pending migrations, and
+/// returns the read and write pools.
+pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Pools, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -27,17 +42,19 @@ pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Sqlite
         .pragma("wal_autocheckpoint", "0")
         // A log that a burst made large is cut back to this once it has been checkpointed.
         .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        // A local file cannot drop the connection; pinging it on every acquire costs two
-        // thread hops per query for nothing.
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    let pool = |size: u32| {
+        SqlitePoolOptions::new()
+            .max_connections(size)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            // A local file cannot drop the connection; pinging it on every acquire costs
+            // two thread hops per query for nothing.
+            .test_before_acquire(false)
+    };
+    let writes = pool(1).connect_with(options.clone()).await?;
+    sqlx::migrate!("./migrations").run(&writes).await?;
+    let reads = pool(8).connect_with(options).await?;
+    Ok(Pools { reads, writes })
 }
 
 /// How often the checkpointer folds the write-ahead log back into the database file.

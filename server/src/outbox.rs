@@ -147,7 +147,10 @@ async fn sweeper(state: AppState, outbox: Outbox) {
     loop {
         tick.tick().await;
         let now = state.clock.now_ms();
-        match outbox.claim_stale(&state.db, stale_before, now).await {
+        match outbox
+            .claim_stale(&state.db_writes, stale_before, now)
+            .await
+        {
             Ok(ids) => {
                 if !ids.is_empty() {
                     tracing::info!(

@@ -72,7 +72,10 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let db = db::connect(&config.database_url, config.sqlite_synchronous).await?;
+        let db::Pools {
+            reads: db,
+            writes: db_writes,
+        } = db::connect(&config.database_url, config.sqlite_synchronous).await?;
         let backends = match &config.redis_url {
             Some(url) => Backends::redis(url, &config.redis_namespace).await?,
             None => Backends::memory(),
@@ -116,12 +119,13 @@ impl Application {
 
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let ids = Arc::new(IdGenerator::new(config.node_id));
-        let messages = crate::chat::writer::Writer::spawn(db.clone(), ids.clone());
+        let messages = crate::chat::writer::Writer::spawn(db_writes.clone(), ids.clone());
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
             config: Arc::new(config),
             db,
+            db_writes,
             backends,
             clock,
             metrics: Arc::new(Metrics::default()),
@@ -266,7 +270,8 @@ fn spawn_session_sweeper(state: AppState) {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            match auth::store::delete_expired_sessions(&state.db, state.clock.now_ms()).await {
+            match auth::store::delete_expired_sessions(&state.db_writes, state.clock.now_ms()).await
+            {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions swept"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),

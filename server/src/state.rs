@@ -67,7 +67,10 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] holds.
 pub struct AppStateInner {
     pub config: Arc<Config>,
+    /// Reads (and the reads of a write path that need no transaction).
     pub db: SqlitePool,
+    /// Every write of this node: one connection (see [`crate::db::Pools`]).
+    pub db_writes: SqlitePool,
     pub backends: Backends,
     pub ids: Arc<IdGenerator>,
     pub clock: Arc<dyn Clock>,

@@ -50,7 +50,7 @@ pub async fn register(
     let hash = password::hash(state, password_text).await?;
     let id = state.ids.next_id();
     let now = state.clock.now_ms();
-    match store::insert_user(&state.db, id, username, &display_name, &hash, now).await {
+    match store::insert_user(&state.db_writes, id, username, &display_name, &hash, now).await {
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) => return Err(username_taken()),
         Err(e) => return Err(e.into()),
@@ -129,7 +129,14 @@ async fn open_session(state: &AppState, user_id: i64) -> Result<String, AppError
     let token = token::generate();
     let now = state.clock.now_ms();
     let expires = now + state.config.session_ttl.as_millis() as i64;
-    store::insert_session(&state.db, &token::hash(&token), user_id, now, expires).await?;
+    store::insert_session(
+        &state.db_writes,
+        &token::hash(&token),
+        user_id,
+        now,
+        expires,
+    )
+    .await?;
     Ok(token)
 }
 
@@ -188,7 +195,7 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
 pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
     let hash = token::hash(token_text);
-    store::delete_session(&state.db, &hash).await?;
+    store::delete_session(&state.db_writes, &hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
     let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
     state

@@ -66,7 +66,7 @@ pub async fn open_dm(state: &AppState, me: &User, username: &str) -> Result<Chan
     }
     let now = state.clock.now_ms();
     let id = state.ids.next_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db_writes.begin().await?;
     match store::insert_channel(&mut tx, id, "dm", "", me.id.0, Some(&key), now).await {
         Ok(()) => {
             store::insert_member(&mut tx, id, me.id.0, now).await?;
@@ -112,7 +112,7 @@ pub async fn create_group(
     }
     let now = state.clock.now_ms();
     let id = state.ids.next_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db_writes.begin().await?;
     store::insert_channel(&mut tx, id, "group", name, me.id.0, None, now).await?;
     for user in &ids {
         store::insert_member(&mut tx, id, *user, now).await?;
@@ -150,7 +150,7 @@ pub async fn add_member(
     username: &str,
 ) -> Result<(), AppError> {
     let (_, user) = group_and_user(state, me, channel, username).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db_writes.begin().await?;
     // Counting inside the write transaction keeps concurrent adds from passing 100.
     if store::insert_member(&mut tx, channel, user.id, state.clock.now_ms()).await?
         && store::member_count(&mut tx, channel).await? > rules::MAX_GROUP_MEMBERS as i64
@@ -177,7 +177,7 @@ pub async fn remove_member(
             "only the group's creator can remove others",
         ));
     }
-    if !store::delete_member(&state.db, channel, user.id).await? {
+    if !store::delete_member(&state.db_writes, channel, user.id).await? {
         return Err(AppError::not_found("member"));
     }
     Ok(())
@@ -226,7 +226,7 @@ pub async fn read(
     origin: u64,
 ) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
-    let position = store::mark_read(&state.db, channel, user.id.0, message_id)
+    let position = store::mark_read(&state.db_writes, channel, user.id.0, message_id)
         .await?
         .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
     let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(position)}).to_string();

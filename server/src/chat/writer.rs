@@ -22,7 +22,7 @@
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
 use serde_json::json;
-use sqlx::{pool::PoolConnection, Connection, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -89,24 +89,16 @@ impl Writer {
 
 async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // The writer keeps one connection. SQLite empties a connection's page cache whenever
-    // another connection has written since its last transaction, so a writer taking
-    // whichever pooled connection was free read the pages of the message indexes back from
-    // the file on most batches. After a failure it starts again with a fresh one.
-    let mut held: Option<PoolConnection<Sqlite>> = None;
+    // `db` is the node's write pool: its one connection, taken per batch, so other writes
+    // queue between batches. Being the only connection that writes, it also keeps its
+    // page cache (SQLite empties a connection's cache whenever another has written).
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
         let result = async {
-            let conn = match held.as_mut() {
-                Some(conn) => conn,
-                None => held.insert(db.acquire().await?),
-            };
-            commit(conn, &ids, &messages).await
+            let mut conn = db.acquire().await?;
+            commit(&mut conn, &ids, &messages).await
         }
         .await;
-        if result.is_err() {
-            held = None;
-        }
         match result {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {

@@ -38,7 +38,9 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
             publish(state, &job).await?;
             let now = state.clock.now_ms();
             // None: another worker ran this job too and handed it over first.
-            if let Some(next) = store::hand_over_to_notifications(&state.db, &job, now).await? {
+            if let Some(next) =
+                store::hand_over_to_notifications(&state.db_writes, &job, now).await?
+            {
                 if let Err(e) = Outbox::Notify.enqueue(state, next).await {
                     // The row is durable: the sweep enqueues it.
                     tracing::warn!(error = %e, "cannot enqueue post notifications");
@@ -47,7 +49,7 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
         }
         "delete" => {
             retract(state, &job).await?;
-            Outbox::Fanout.finish(&state.db, outbox_id).await?;
+            Outbox::Fanout.finish(&state.db_writes, outbox_id).await?;
         }
         other => tracing::warn!(kind = other, "unknown fanout job kind"),
     }
@@ -134,7 +136,7 @@ async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
     for_each_feed_batch(state, job.author_id, |keys, followers| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
         cache.ids_remove(&entries).await?;
-        crate::notifications::store::forget_post(&state.db, job.post_id, &followers).await?;
+        crate::notifications::store::forget_post(&state.db_writes, job.post_id, &followers).await?;
         Ok(())
     })
     .await?;

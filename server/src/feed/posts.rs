@@ -54,7 +54,7 @@ pub async fn publish(
         content: content.trim().to_string(),
         created_at: now,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db_writes.begin().await?;
     match store::insert_post(&mut tx, &post, idempotency_key).await {
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) => {
@@ -144,7 +144,7 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
         ));
     }
     let now = state.clock.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db_writes.begin().await?;
     if !store::delete_post(&mut tx, id).await? {
         return Err(AppError::not_found("post"));
     }
@@ -163,9 +163,9 @@ pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Res
         return Err(AppError::not_found("post"));
     }
     let changed = if like {
-        store::insert_like(&state.db, id, viewer, state.clock.now_ms()).await?
+        store::insert_like(&state.db_writes, id, viewer, state.clock.now_ms()).await?
     } else {
-        store::delete_like(&state.db, id, viewer).await?
+        store::delete_like(&state.db_writes, id, viewer).await?
     };
     if changed {
         state.backends.cache.delete(&caches::likes_key(id)).await?;

@@ -32,7 +32,7 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
             "you cannot follow yourself",
         ));
     }
-    if store::follow(&state.db, follower, target, state.clock.now_ms()).await? {
+    if store::follow(&state.db_writes, follower, target, state.clock.now_ms()).await? {
         forget_feed(state, follower).await?;
         let followers = crate::feed::store::follower_count(&state.db, target).await?;
         note_follower_count(state, followers, true).await?;
@@ -43,7 +43,7 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
 /// `follower` stops following `username`; idempotent.
 pub async fn unfollow(state: &AppState, follower: i64, username: &str) -> Result<(), AppError> {
     let target = followee(state, username).await?;
-    if store::unfollow(&state.db, follower, target).await? {
+    if store::unfollow(&state.db_writes, follower, target).await? {
         forget_feed(state, follower).await?;
         let followers = crate::feed::store::follower_count(&state.db, target).await?;
         note_follower_count(state, followers, false).await?;

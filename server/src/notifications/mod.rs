@@ -64,7 +64,7 @@ pub async fn for_message(
         excerpt: &text,
         created_at: message.created_at.timestamp_millis(),
     };
-    store::insert_many(&state.db, &about, &offline).await?;
+    store::insert_many(&state.db_writes, &about, &offline).await?;
     Ok(())
 }
 
@@ -85,7 +85,7 @@ pub async fn for_post(
         excerpt: &text,
         created_at: state.clock.now_ms(),
     };
-    store::insert_many(&state.db, &about, followers).await?;
+    store::insert_many(&state.db_writes, &about, followers).await?;
     Ok(())
 }
 
@@ -145,7 +145,7 @@ fn to_api(
 
 /// Marks the user's notifications up to `up_to` read.
 pub async fn mark_read(state: &AppState, user: i64, up_to: i64) -> Result<(), AppError> {
-    store::mark_read(&state.db, user, up_to).await?;
+    store::mark_read(&state.db_writes, user, up_to).await?;
     Ok(())
 }
 

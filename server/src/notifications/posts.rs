@@ -21,7 +21,7 @@ pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
         Err(AppError::Client { .. }) => {}
         Err(e) => return Err(e),
     }
-    Outbox::Notify.finish(&state.db, id).await?;
+    Outbox::Notify.finish(&state.db_writes, id).await?;
     Ok(())
 }
 
@@ -34,7 +34,7 @@ async fn notify_followers(
     let frame = &crate::chat::ws::wake::frame(0, 0, json.as_bytes());
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
     if pulled {
-        store::mark_pulled(&state.db, job.post_id, job.author_id).await?;
+        store::mark_pulled(&state.db_writes, job.post_id, job.author_id).await?;
     }
     feed::fanout::for_each_follower_batch(state, job.author_id, |followers| async move {
         if !pulled {
