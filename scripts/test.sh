@@ -11,8 +11,8 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "clippy (ssr: server and app)"
-cargo clippy -p server -p app --features app/ssr --all-targets -- -D warnings
+step "clippy (ssr: server, app and the load tool)"
+cargo clippy -p server -p app -p loadgen --features app/ssr --all-targets -- -D warnings
 
 step "clippy (hydrate: frontend and app, wasm32)"
 cargo clippy -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
@@ -28,7 +28,7 @@ else
   unset KITH_TEST_REDIS_URL
   step "Rust tests (embedded backends; no Redis at $REDIS_URL, Redis variants skipped)"
 fi
-cargo test -p server -p app --features app/ssr
+cargo test -p server -p app -p loadgen --features app/ssr
 
 step "release build (server and wasm bundle)"
 cargo leptos build --release

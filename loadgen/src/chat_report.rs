@@ -4,6 +4,7 @@
 use crate::{
     chat::{ChatReport, SendRun, COMPLETE, GROUP_P99_TARGET, LONGPOLL_PAIRS, MEMORY_POINTS},
     chat_seed::{GROUPS, GROUP_SIZE, PAIRS},
+    markdown::{server_log, thousands, yes},
 };
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
@@ -13,8 +14,6 @@ pub const KIB_PER_CONNECTION_TARGET: f64 = 8.0;
 pub const PAIR_P99_TARGET: Duration = Duration::from_millis(2);
 /// Group deliveries per second wanted within `GROUP_P99_TARGET`.
 pub const GROUP_DELIVERIES_TARGET: f64 = 100_000.0;
-/// Distinct server log messages shown.
-const LOG_LINES: usize = 8;
 
 /// Nearest-rank percentile of sorted nanosecond samples (zero for none).
 pub fn percentile_ns(sorted: &[u64], p: f64) -> u64 {
@@ -203,15 +202,7 @@ impl ChatReport {
                 counts(&self.idle_disconnects.disconnects)
             )?;
         }
-        writeln!(
-            out,
-            "\nServer log (RUST_LOG=warn): {} warnings, {} errors.",
-            self.log.warnings, self.log.errors
-        )?;
-        for (message, count) in self.log.distinct.iter().take(LOG_LINES) {
-            writeln!(out, "* {count} × `{message}`")?;
-        }
-        Ok(())
+        server_log(out, &self.log)
     }
 
     /// The highest-rate group step that met the criteria.
@@ -336,27 +327,6 @@ pub fn counts(map: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-pub fn yes(met: bool) -> &'static str {
-    if met {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-/// `100202` → `100,202`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +337,5 @@ mod tests {
         assert_eq!(percentile_ns(&ns, 50.0), 50);
         assert_eq!(percentile_ns(&ns, 99.0), 99);
         assert_eq!(percentile_ns(&[], 99.0), 0);
-        assert_eq!(thousands(100_000), "100,000");
     }
 }

@@ -47,6 +47,7 @@ mod cpu;
 mod error;
 mod feed;
 mod load;
+mod markdown;
 mod options;
 mod posting;
 mod presence;
@@ -58,7 +59,7 @@ mod ws_client;
 
 use cli::Command;
 use error::Error;
-use options::{ChatOptions, FeedOptions, PresenceOptions};
+use options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions};
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
@@ -229,28 +230,13 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
         opts.duration.as_secs(),
     );
 
-    let mut all_ok = true;
-    let mut reports = Vec::new();
-    for backend in &opts.backends {
-        for (i, flavour) in opts.flavours.iter().enumerate() {
-            eprintln!("[{}/{}] starting", backend.name(), flavour.name());
-            match bench.block_on(chat::run(&setup, *backend, *flavour, i == 0)) {
-                Ok(report) => {
-                    println!("{}", report.markdown());
-                    reports.push(report);
-                }
-                Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e) => {
-                    all_ok = false;
-                    println!(
-                        "### Backend: {}, runtime: {}\n\nFailed: {e}\n",
-                        backend.name(),
-                        flavour.name()
-                    );
-                }
-            }
-        }
-    }
+    let (reports, all_ok) = each_server(
+        &bench,
+        &opts.backends,
+        &opts.flavours,
+        |backend, flavour, i| chat::run(&setup, backend, flavour, i == 0),
+        |report| report.markdown(),
+    )?;
     if !reports.is_empty() {
         println!("{}", chat_report::flavours_markdown(&reports));
     }
@@ -276,14 +262,40 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
         fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
     );
 
+    let (reports, all_ok) = each_server(
+        &bench,
+        &opts.backends,
+        &opts.flavours,
+        |backend, flavour, _| presence::run(&setup, backend, flavour),
+        |report| report.markdown(),
+    )?;
+    if !reports.is_empty() {
+        println!("{}", presence::report::summary_markdown(&reports));
+    }
+    Ok(all_ok)
+}
+
+/// Runs `scenario` once per backend and runtime flavour (`i`: the flavour's position), and
+/// prints each report as it finishes, or why it failed. Returns the reports and whether
+/// every run succeeded; Ctrl-C stops everything.
+fn each_server<R, Fut>(
+    bench: &Bench,
+    backends: &[Backend],
+    flavours: &[Flavour],
+    mut scenario: impl FnMut(Backend, Flavour, usize) -> Fut,
+    markdown: impl Fn(&R) -> String,
+) -> Result<(Vec<R>, bool), Error>
+where
+    Fut: Future<Output = Result<R, Error>>,
+{
     let mut all_ok = true;
     let mut reports = Vec::new();
-    for backend in &opts.backends {
-        for flavour in &opts.flavours {
+    for backend in backends {
+        for (i, flavour) in flavours.iter().enumerate() {
             eprintln!("[{}/{}] starting", backend.name(), flavour.name());
-            match bench.block_on(presence::run(&setup, *backend, *flavour)) {
+            match bench.block_on(scenario(*backend, *flavour, i)) {
                 Ok(report) => {
-                    println!("{}", report.markdown());
+                    println!("{}", markdown(&report));
                     reports.push(report);
                 }
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
@@ -298,10 +310,7 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
             }
         }
     }
-    if !reports.is_empty() {
-        println!("{}", presence::report::summary_markdown(&reports));
-    }
-    Ok(all_ok)
+    Ok((reports, all_ok))
 }
 
 /// `server` in the directory of this executable: `cargo run --release` puts both in

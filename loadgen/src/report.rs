@@ -3,6 +3,7 @@
 
 use crate::{
     load::{mean, percentile, Summary},
+    markdown::{server_log, thousands, yes},
     options::Backend,
     seed,
     server::LogSummary,
@@ -15,8 +16,6 @@ pub const FEED_SHARE_TARGET: f64 = 0.40;
 pub const BIG_FANOUT_TARGET: Duration = Duration::from_millis(40);
 /// A celebrity's post may cost at most this multiple of a normal author's.
 pub const CELEBRITY_RATIO_TARGET: f64 = 1.2;
-/// Distinct server log messages shown.
-const LOG_LINES: usize = 8;
 
 /// One load run and the CPU spent on it.
 #[derive(Debug)]
@@ -282,15 +281,7 @@ impl BackendReport {
             yes(celeb <= CELEBRITY_RATIO_TARGET),
         )?;
 
-        writeln!(
-            out,
-            "\nServer log (RUST_LOG=warn): {} warnings, {} errors.",
-            self.log.warnings, self.log.errors
-        )?;
-        for (message, count) in self.log.distinct.iter().take(LOG_LINES) {
-            writeln!(out, "* {count} × `{message}`")?;
-        }
-        Ok(())
+        server_log(out, &self.log)
     }
 }
 
@@ -308,38 +299,4 @@ fn ms(d: Duration) -> String {
 
 fn share(busy: Option<f64>) -> String {
     busy.map_or_else(|| "n/a".into(), |b| format!("{:.0}%", b * 100.0))
-}
-
-fn yes(met: bool) -> &'static str {
-    if met {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-/// `100202` → `100,202`.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(10_000), "10,000");
-        assert_eq!(thousands(100_202), "100,202");
-    }
 }

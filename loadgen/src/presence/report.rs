@@ -2,7 +2,8 @@
 //! then a summary table of all of them.
 
 use crate::{
-    chat_report::{counts, percentile_ns, thousands},
+    chat_report::{counts, percentile_ns},
+    markdown::{server_log, thousands},
     presence::{
         fanout::{SUBJECT_GAP, SUBJECT_HOLD},
         heartbeats::LATE,
@@ -15,8 +16,6 @@ use std::fmt::Write as _;
 
 /// Server CPU allowed for presence with 10,000 users heartbeating every 5 s.
 pub const CPU_TARGET: f64 = 0.05;
-/// Distinct server log messages shown.
-const LOG_LINES: usize = 8;
 
 /// One server's figures and what it logged.
 #[derive(Debug)]
@@ -245,15 +244,7 @@ impl PresenceReport {
         } else {
             writeln!(out, "\n{}.", notes.join("; "))?;
         }
-        writeln!(
-            out,
-            "\nServer log (RUST_LOG=warn): {} warnings, {} errors.",
-            self.log.warnings, self.log.errors
-        )?;
-        for (message, count) in self.log.distinct.iter().take(LOG_LINES) {
-            writeln!(out, "* {count} × `{message}`")?;
-        }
-        Ok(())
+        server_log(out, &self.log)
     }
 }
 
