@@ -26,6 +26,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments (or test runs) can share a server.
     pub redis_namespace: String,
+    /// Keys the node's near cache of Redis entries may hold (0 turns it off).
+    pub near_cache_entries: usize,
     /// Snowflake node bits, 0..=1023, unique per node of a cluster.
     pub node_id: u16,
     /// Followers at which an author's posts switch from push to pull.
@@ -173,9 +175,15 @@ impl Config {
             .transpose()?
             .unwrap_or(4);
 
+        let near_cache_entries: usize = var("KITH_NEAR_CACHE_ENTRIES")
+            .map(|v| parse("KITH_NEAR_CACHE_ENTRIES", &v))
+            .transpose()?
+            .unwrap_or(200_000);
+
         Ok(Self {
             addr,
             fanout_workers,
+            near_cache_entries,
             sqlite_synchronous,
             database_url,
             redis_url,

@@ -58,10 +58,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let queue = &state.backends.queue;
     let fanout = queue.len(Outbox::Fanout.queue()).await.unwrap_or(0);
     let notify = queue.len(Outbox::Notify.queue()).await.unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(fanout, notify),
-    )
+    let mut text = state.metrics.render(fanout, notify);
+    if let Some(near) = state.backends.redis.as_ref().and_then(|r| r.near()) {
+        near_cache_metrics(&mut text, near.stats());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The near cache's counters (Redis only).
+fn near_cache_metrics(out: &mut String, stats: &crate::backend::near::Stats) {
+    use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
+    for (name, help, value) in [
+        ("hits", "Cache reads answered from the node's near cache.", &stats.hits),
+        ("misses", "Cache reads the near cache sent to Redis.", &stats.misses),
+        ("invalidations", "Keys Redis told the near cache to drop.", &stats.invalidations),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP kith_near_cache_{name}_total {help}\n# TYPE kith_near_cache_{name}_total counter\nkith_near_cache_{name}_total {}",
+            value.load(Relaxed)
+        );
+    }
 }
 
 /// GET /v1/openapi.json

@@ -10,6 +10,7 @@
 //! `sync`. The same test suite (`server/tests/integration/backend.rs`) runs against both.
 
 pub mod memory;
+pub mod near;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -280,9 +281,10 @@ impl Backends {
         }
     }
 
-    /// Redis backends, all under the key prefix `namespace`.
-    pub async fn redis(url: &str, namespace: &str) -> Result<Self> {
-        let backend = redis::RedisBackend::connect(url, namespace).await?;
+    /// Redis backends, all under the key prefix `namespace`, with a near cache of up to
+    /// `near_entries` keys (0: none).
+    pub async fn redis(url: &str, namespace: &str, near_entries: usize) -> Result<Self> {
+        let backend = redis::RedisBackend::connect(url, namespace, near_entries).await?;
         Ok(Self {
             cache: Arc::new(backend.clone()),
             queue: Arc::new(backend.clone()),

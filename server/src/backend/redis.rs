@@ -7,7 +7,7 @@
 //! to local broadcast channels and resubscribes after a reconnect.
 
 use super::{
-    BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
+    near::NearCache, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
     Subscription, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
@@ -109,15 +109,18 @@ pub struct RedisBackend {
     ids_push: Arc<Script>,
     presence_touch: Arc<Script>,
     presence_expire: Arc<Script>,
+    /// This node's copy of the cache entries it reads (see [`super::near`]).
+    near: Option<Arc<NearCache>>,
 }
 
 impl RedisBackend {
-    /// Connects and checks the server answers.
-    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+    /// Connects and checks the server answers. The near cache holds up to `near_entries`
+    /// keys (0: none).
+    pub async fn connect(url: &str, namespace: &str, near_entries: usize) -> Result<Self> {
         let client = Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let backend = Self {
-            client,
+            client: client.clone(),
             conn,
             namespace: namespace.into(),
             blocking: Arc::default(),
@@ -126,6 +129,7 @@ impl RedisBackend {
             ids_push: Arc::new(Script::new(IDS_PUSH_LUA)),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
+            near: NearCache::start(client, near_entries).map(Arc::new),
         };
         backend.ping().await?;
         Ok(backend)
@@ -139,6 +143,23 @@ impl RedisBackend {
 
     fn key(&self, key: &str) -> String {
         format!("{}:{key}", self.namespace)
+    }
+
+    /// The near cache, if this node runs one.
+    pub fn near(&self) -> Option<&NearCache> {
+        self.near.as_deref()
+    }
+
+    /// Drops keys this node just wrote from its near cache.
+    fn written<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        if let Some(near) = &self.near {
+            near.forget(keys);
+        }
+    }
+
+    /// The ids of the sorted set at `key` (a full key) as the near cache holds them.
+    async fn near_ids(&self, key: &str) -> Option<Arc<[i64]>> {
+        self.near.as_ref()?.ids(key).await
     }
 
     /// The pub/sub half, with its subscriber task.
@@ -240,8 +261,14 @@ impl PresenceStore for RedisBackend {
 #[async_trait]
 impl Cache for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let key = self.key(key);
+        if let Some(near) = &self.near {
+            if let Some(mut v) = near.values(std::slice::from_ref(&key)).await {
+                return Ok(v.pop().flatten());
+            }
+        }
         let mut conn = self.conn.clone();
-        let v: Option<Vec<u8>> = conn.get(self.key(key)).await?;
+        let v: Option<Vec<u8>> = conn.get(key).await?;
         Ok(v.map(Bytes::from))
     }
 
@@ -249,8 +276,13 @@ impl Cache for RedisBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        if let Some(near) = &self.near {
+            if let Some(values) = near.values(&full).await {
+                return Ok(values);
+            }
+        }
+        let mut conn = self.conn.clone();
         let values: Vec<Option<Vec<u8>>> =
             redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
@@ -259,16 +291,15 @@ impl Cache for RedisBackend {
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         let mut conn = self.conn.clone();
         let key = self.key(key);
-        match ttl {
+        let result = match ttl {
             Some(ttl) => {
-                let _: () = conn
-                    .pset_ex(key, value.as_ref(), ttl.as_millis().max(1) as u64)
-                    .await?;
+                conn.pset_ex(&key, value.as_ref(), ttl.as_millis().max(1) as u64)
+                    .await
             }
-            None => {
-                let _: () = conn.set(key, value.as_ref()).await?;
-            }
-        }
+            None => conn.set(&key, value.as_ref()).await,
+        };
+        self.written([key.as_str()]);
+        let () = result?;
         Ok(())
     }
 
@@ -276,48 +307,62 @@ impl Cache for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
+        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
         let mut pipe = redis::pipe();
-        for (key, value) in entries {
+        for (key, (_, value)) in full.iter().zip(entries) {
             match ttl {
-                Some(ttl) => {
-                    pipe.pset_ex(self.key(key), value.as_ref(), ttl.as_millis().max(1) as u64)
-                }
-                None => pipe.set(self.key(key), value.as_ref()),
+                Some(ttl) => pipe.pset_ex(key, value.as_ref(), ttl.as_millis().max(1) as u64),
+                None => pipe.set(key, value.as_ref()),
             }
             .ignore();
         }
         let mut conn = self.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await?;
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let mut conn = self.conn.clone();
-        let _: () = conn.del(self.key(key)).await?;
+        let key = self.key(key);
+        let result: redis::RedisResult<()> = conn.del(&key).await;
+        self.written([key.as_str()]);
+        result?;
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
+        let key = self.key(key);
+        if let Some(held) = self.near.as_ref().and_then(|near| near.exists(&key)) {
+            return Ok(held);
+        }
         let mut conn = self.conn.clone();
-        Ok(conn.exists(self.key(key)).await?)
+        Ok(conn.exists(key).await?)
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
         let mut conn = self.conn.clone();
-        Ok(conn.incr(self.key(key), delta).await?)
+        let key = self.key(key);
+        let result = conn.incr(&key, delta).await;
+        self.written([key.as_str()]);
+        Ok(result?)
     }
 
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
+        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
         let mut invocation = self.ids_add.prepare_invoke();
         invocation.arg(cap);
-        for (key, id) in entries {
-            invocation.key(self.key(key)).arg(*id);
+        for (key, (_, id)) in full.iter().zip(entries) {
+            invocation.key(key).arg(*id);
         }
         let mut conn = self.conn.clone();
-        let _: i64 = invocation.invoke_async(&mut conn).await?;
+        let result: redis::RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
         Ok(())
     }
 
@@ -328,16 +373,19 @@ impl Cache for RedisBackend {
         // Trim on the pushes of about one id in `PUSH_TRIM_EVERY`, chosen by the id's
         // millisecond (Snowflake bits 22 and up), so retries of a push decide alike.
         let trim = (id >> 22) % PUSH_TRIM_EVERY == 0;
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut invocation = self.ids_push.prepare_invoke();
-        for key in keys {
-            invocation.key(self.key(key));
+        for key in &full {
+            invocation.key(key);
         }
         invocation
             .arg(cap)
             .arg(id)
             .arg(if trim { "1" } else { "0" });
         let mut conn = self.conn.clone();
-        let _: i64 = invocation.invoke_async(&mut conn).await?;
+        let result: redis::RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
         Ok(())
     }
 
@@ -345,23 +393,32 @@ impl Cache for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
+        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
         let mut pipe = redis::pipe();
-        for (key, id) in entries {
-            pipe.zrem(self.key(key), id).ignore();
+        for (key, (_, id)) in full.iter().zip(entries) {
+            pipe.zrem(key, id).ignore();
         }
         let mut conn = self.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await?;
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
         Ok(())
     }
 
     async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>> {
+        let key = self.key(key);
+        if let Some(ids) = self.near_ids(&key).await {
+            // Largest first: skip down to `below`, then take `limit`.
+            let start = below.map_or(0, |b| ids.partition_point(|id| *id >= b));
+            return Ok(ids[start..].iter().take(limit).copied().collect());
+        }
         let mut conn = self.conn.clone();
         let max = match below {
             Some(b) => format!("({b}"),
             None => "+inf".to_string(),
         };
         let ids: Vec<i64> = conn
-            .zrevrangebyscore_limit(self.key(key), max, "-inf", 0, limit as isize)
+            .zrevrangebyscore_limit(key, max, "-inf", 0, limit as isize)
             .await?;
         Ok(ids)
     }
@@ -370,9 +427,17 @@ impl Cache for RedisBackend {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let key = self.key(key);
+        if let Some(held) = self.near_ids(&key).await {
+            // Largest first, so the comparison is reversed.
+            return Ok(ids
+                .iter()
+                .map(|id| held.binary_search_by(|probe| id.cmp(probe)).is_ok())
+                .collect());
+        }
         let mut conn = self.conn.clone();
         let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(self.key(key))
+            .arg(key)
             .arg(ids)
             .query_async(&mut conn)
             .await?;

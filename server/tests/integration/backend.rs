@@ -11,7 +11,7 @@ use std::time::Duration;
 async fn backends(backend: Backend, namespace: &str) -> Result<Backends> {
     Ok(match backend {
         Backend::Memory => Backends::memory(),
-        Backend::Redis => Backends::redis(&redis_url(), namespace).await?,
+        Backend::Redis => Backends::redis(&redis_url(), namespace, 1_000).await?,
     })
 }
 
@@ -279,6 +279,108 @@ both_backends!(
     pubsub_delivers_to_subscribers_across_instances,
     rate_limits_follow_gcra_and_are_shared,
 );
+
+/// Polls `read` until it returns `want` (an invalidation from Redis is on its way, not
+/// instant); fails after five seconds.
+async fn eventually<T, E, F, Fut>(want: T, mut read: F) -> Result<()>
+where
+    T: PartialEq + std::fmt::Debug,
+    E: std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = read().await?;
+        if got == want {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A node whose near cache is serving.
+async fn node_with_near_cache(namespace: &str) -> Result<Backends> {
+    let b = Backends::redis(&redis_url(), namespace, 1_000).await?;
+    let live = || {
+        let near = b.redis.as_ref().and_then(|r| r.near());
+        Ok::<_, std::convert::Infallible>(near.is_some_and(|n| n.is_live()))
+    };
+    eventually(true, || async { live() }).await?;
+    Ok(b)
+}
+
+fn near_hits(b: &Backends) -> u64 {
+    b.redis
+        .as_ref()
+        .and_then(|r| r.near())
+        .map_or(0, |n| n.stats().hits.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The near cache answers repeated reads from memory, sees its own node's writes at once
+/// and another node's as soon as Redis invalidates them, for values and id sets alike.
+#[tokio::test]
+async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let ns = unique_namespace();
+    let a = node_with_near_cache(&ns).await?;
+    let b = node_with_near_cache(&ns).await?;
+
+    // Values: the second read is a hit.
+    a.cache.set("k", Bytes::from_static(b"1"), None).await?;
+    assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"1")));
+    let hits = near_hits(&a);
+    assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"1")));
+    assert!(a.cache.exists("k").await?);
+    assert!(near_hits(&a) > hits, "the repeated read went to Redis");
+    // Another node's write reaches it through an invalidation.
+    b.cache.set("k", Bytes::from_static(b"2"), None).await?;
+    eventually(Some(Bytes::from_static(b"2")), || a.cache.get("k")).await?;
+    // Its own write is visible at once.
+    a.cache.set("k", Bytes::from_static(b"3"), None).await?;
+    assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"3")));
+    // A key missing when read is cached as missing, and its creation elsewhere seen.
+    assert_eq!(a.cache.get("absent").await?, None);
+    b.cache.set("absent", Bytes::from_static(b"here"), None).await?;
+    eventually(Some(Bytes::from_static(b"here")), || a.cache.get("absent")).await?;
+    b.cache.delete("absent").await?;
+    eventually(false, || a.cache.exists("absent")).await?;
+    // Counters.
+    assert_eq!(a.cache.incr("n", 1).await?, 1);
+    assert_eq!(a.cache.get("n").await?, Some(Bytes::from_static(b"1")));
+    b.cache.incr("n", 5).await?;
+    eventually(Some(Bytes::from_static(b"6")), || a.cache.get("n")).await?;
+
+    // Id sets: pages and membership come from the held set.
+    a.cache
+        .ids_add(&[("f".into(), 5), ("f".into(), 7), ("f".into(), 3)], 10)
+        .await?;
+    assert_eq!(a.cache.ids_range("f", None, 10).await?, vec![7, 5, 3]);
+    let hits = near_hits(&a);
+    assert_eq!(a.cache.ids_range("f", Some(7), 1).await?, vec![5]);
+    assert_eq!(a.cache.ids_range("f", Some(8), 2).await?, vec![7, 5]);
+    assert_eq!(
+        a.cache.ids_contain("f", &[3, 4, 7]).await?,
+        vec![true, false, true]
+    );
+    assert!(a.cache.exists("f").await?);
+    assert!(near_hits(&a) >= hits + 3, "the id set was read again");
+    b.cache.ids_push(&["f".into()], 9, 10).await?;
+    eventually(vec![9, 7, 5, 3], || a.cache.ids_range("f", None, 10)).await?;
+    b.cache.ids_remove(&[("f".into(), 7)]).await?;
+    eventually(vec![true, false], || a.cache.ids_contain("f", &[9, 7])).await?;
+    b.cache.delete("f").await?;
+    eventually(false, || a.cache.exists("f")).await?;
+    assert!(a.cache.ids_range("f", None, 10).await?.is_empty());
+    Ok(())
+}
 
 #[tokio::test(start_paused = true)]
 async fn memory_cache_entries_expire_with_the_clock() -> Result<()> {
