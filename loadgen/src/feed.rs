@@ -11,7 +11,7 @@ use crate::{
     options::{Backend, FeedOptions},
     posting::{drained, post_until_drained, publish, Stage},
     redis_ns,
-    report::{BackendReport, FeedSample, Phase, PostCosts},
+    report::{BackendReport, FeedSample, Phase, PostCosts, PushCheck},
     seed::{self, Account, Population},
     server::{ServerProcess, UnderTest},
 };
@@ -207,9 +207,13 @@ async fn measure(
     let push_check = match (redis_namespace, last_big_post) {
         (Some(namespace), Some(post)) => {
             let sample: Vec<i64> = pop.big_followers.clone().step_by(PUSH_CHECK_STEP).collect();
-            let holding =
+            let (built, holding) =
                 redis_ns::feeds_holding(&setup.opts.redis_url, namespace, &sample, post).await?;
-            Some((holding, sample.len()))
+            Some(PushCheck {
+                sampled: sample.len(),
+                built,
+                holding,
+            })
         }
         _ => None,
     };

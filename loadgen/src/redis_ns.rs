@@ -64,25 +64,38 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<u64, Error> 
     }
 }
 
-/// How many of `users`' feed caches hold `post_id`. Relies on the server's key layout
-/// (`<namespace>:feed:<user id>`, a sorted set of post ids), which is fine for a check
-/// whose only job is to catch a fanout that silently did not push.
+/// Of `users`' feed caches, how many exist, and how many of those hold `post_id` (fanout
+/// pushes only into feeds that exist: a user who never read has none). Relies on the
+/// server's key layout (`<namespace>:feed:<user id>`, a sorted set of post ids), which is
+/// fine for a check whose only job is to catch a fanout that silently did not push.
 pub async fn feeds_holding(
     url: &str,
     namespace: &str,
     users: &[i64],
     post_id: i64,
-) -> Result<usize, Error> {
+) -> Result<(usize, usize), Error> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut pipe = redis::pipe();
     for user in users {
-        pipe.cmd("ZSCORE")
-            .arg(format!("{namespace}:feed:{user}"))
+        let key = format!("{namespace}:feed:{user}");
+        pipe.cmd("EXISTS")
+            .arg(&key)
+            .cmd("ZSCORE")
+            .arg(&key)
             .arg(post_id);
     }
-    let scores: Vec<Option<f64>> = pipe.query_async(&mut conn).await?;
-    Ok(scores.iter().flatten().count())
+    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+    let (mut built, mut holding) = (0, 0);
+    for pair in replies.chunks(2) {
+        if pair[0] == redis::Value::Int(1) {
+            built += 1;
+            if pair[1] != redis::Value::Nil {
+                holding += 1;
+            }
+        }
+    }
+    Ok((built, holding))
 }
 
 #[cfg(test)]

@@ -85,6 +85,16 @@ pub struct FeedSample {
 }
 
 /// Everything measured for one backend.
+/// Whether the big author's last post reached the feed caches that exist.
+#[derive(Debug)]
+pub struct PushCheck {
+    pub sampled: usize,
+    /// Sampled followers who have a feed cache.
+    pub built: usize,
+    /// Of those, the caches holding the post.
+    pub holding: usize,
+}
+
 #[derive(Debug)]
 pub struct BackendReport {
     pub backend: Backend,
@@ -104,7 +114,7 @@ pub struct BackendReport {
     pub big: PostCosts,
     /// Redis only: (sampled followers whose feed cache holds the big author's last post,
     /// followers sampled). Proves the fanout pushed rather than silently pulled.
-    pub push_check: Option<(usize, usize)>,
+    pub push_check: Option<PushCheck>,
     pub celebrity: PostCosts,
     pub normal: PostCosts,
     pub normal_followers: usize,
@@ -230,11 +240,13 @@ impl BackendReport {
             )?;
         }
 
-        if let Some((holding, sampled)) = self.push_check {
+        if let Some(check) = &self.push_check {
             writeln!(
                 out,
-                "\nPush check: the big author's last post is in {holding} of {sampled} sampled \
-                 followers' feed caches in Redis."
+                "\nPush check: of {} sampled followers of the big author, {} have a feed cache \
+                 in Redis (the others never read their feed: fanout skips them, their first \
+                 read builds it from SQLite); the last post is in {} of those {}.",
+                check.sampled, check.built, check.holding, check.built
             )?;
         }
 

@@ -69,9 +69,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 fn near_cache_metrics(out: &mut String, stats: &crate::backend::near::Stats) {
     use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
     for (name, help, value) in [
-        ("hits", "Cache reads answered from the node's near cache.", &stats.hits),
-        ("misses", "Cache reads the near cache sent to Redis.", &stats.misses),
-        ("invalidations", "Keys Redis told the near cache to drop.", &stats.invalidations),
+        (
+            "hits",
+            "Cache reads answered from the node's near cache.",
+            &stats.hits,
+        ),
+        (
+            "misses",
+            "Cache reads the near cache sent to Redis.",
+            &stats.misses,
+        ),
+        (
+            "invalidations",
+            "Keys Redis told the near cache to drop.",
+            &stats.invalidations,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -77,7 +77,9 @@ impl Application {
             writes: db_writes,
         } = db::connect(&config.database_url, config.sqlite_synchronous).await?;
         let backends = match &config.redis_url {
-            Some(url) => Backends::redis(url, &config.redis_namespace, config.near_cache_entries).await?,
+            Some(url) => {
+                Backends::redis(url, &config.redis_namespace, config.near_cache_entries).await?
+            }
             None => Backends::memory(),
         };
         let listener =

@@ -169,9 +169,26 @@ impl Cache for MemoryCache {
     async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()> {
         let mut data = lock(&self.data);
         for key in keys {
-            data.insert_capped(key, id, cap);
+            if data.sets.contains_key(key.as_str()) {
+                data.insert_capped(key, id, cap);
+            }
         }
         Ok(())
+    }
+
+    async fn ids_fill(&self, key: &str, marker: i64, ids: &[i64], cap: usize) -> Result<bool> {
+        let mut data = lock(&self.data);
+        let Some(set) = data.sets.get_mut(key) else {
+            return Ok(false);
+        };
+        if !set.remove(&marker) {
+            return Ok(false);
+        }
+        set.extend(ids.iter().copied());
+        while set.len() > cap {
+            set.pop_first();
+        }
+        Ok(true)
     }
 
     async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()> {

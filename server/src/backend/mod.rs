@@ -70,12 +70,18 @@ pub trait Cache: Send + Sync + 'static {
     /// Adds each `(key, id)` to its sorted set and trims every touched set to the `cap`
     /// largest ids. Adding an id twice is a no-op (fanout is at-least-once).
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
-    /// Adds the one `id` to the sorted set at each of `keys` (a post fanned out to its
-    /// followers' feeds). Each set keeps at least its `cap` largest ids. Redis trims only on
+    /// Adds the one `id` to the sorted set at each of `keys` that exists (a post fanned out
+    /// to its followers' feeds: a feed nobody has read is not created, it is built from
+    /// SQLite when it is first read). Each set keeps at least its `cap` largest ids. Redis trims only on
     /// the pushes of about one id in [`PUSH_TRIM_EVERY`] (trimming is most of a push's cost
     /// there), so between trims a set holds on average about that many more: a soft cap
     /// that readers, who take only what they ask for, do not notice.
     async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()>;
+    /// Finishes a rebuild that began by adding `marker` to the set at `key`: if the set
+    /// still holds `marker`, adds `ids`, removes `marker` and trims the set to its `cap`
+    /// largest ids, in one step; returns whether it did. A set deleted or finished by
+    /// another rebuild in the meantime is left alone.
+    async fn ids_fill(&self, key: &str, marker: i64, ids: &[i64], cap: usize) -> Result<bool>;
     /// Removes each `(key, id)` from its sorted set (pipelined on Redis).
     async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()>;
     /// Up to `limit` ids of the set at `key` smaller than `below` (all if `None`),

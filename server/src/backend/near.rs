@@ -322,7 +322,9 @@ impl Shared {
             self.stats.hits.fetch_add(hits as u64, Ordering::Relaxed);
         }
         if misses > 0 {
-            self.stats.misses.fetch_add(misses as u64, Ordering::Relaxed);
+            self.stats
+                .misses
+                .fetch_add(misses as u64, Ordering::Relaxed);
         }
     }
 
@@ -339,7 +341,9 @@ impl Shared {
             }
             state.pending.remove(key);
             state.make_room(self.capacity);
-            state.entries.insert(key.to_owned(), Entry { held, at: now });
+            state
+                .entries
+                .insert(key.to_owned(), Entry { held, at: now });
         }
     }
 

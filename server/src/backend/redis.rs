@@ -7,8 +7,8 @@
 //! to local broadcast channels and resubscribes after a reconnect.
 
 use super::{
-    near::NearCache, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
-    Subscription, PUSH_TRIM_EVERY,
+    near::NearCache, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota,
+    RateLimiter, Result, Subscription, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,18 +56,40 @@ end
 return 0
 ";
 
-/// Adds one id to many sorted sets. KEYS = the sets; ARGV[1] = the cap, ARGV[2] = the id,
-/// ARGV[3] = "1" to trim the sets to the cap. One id argument for the whole batch: a
-/// fanout of 2,000 feeds parses one id, not 2,000.
+/// Adds one id to those of many sorted sets that exist. KEYS = the sets; ARGV[1] = the
+/// cap, ARGV[2] = the id, ARGV[3] = "1" to trim the sets to the cap. One id argument for
+/// the whole batch: a fanout of 2,000 feeds parses one id, not 2,000.
 const IDS_PUSH_LUA: &str = r"
 local cap, id, trim = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
 for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, id, id)
-  if trim and redis.call('ZCARD', key) > cap then
-    redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('ZADD', key, id, id)
+    if trim and redis.call('ZCARD', key) > cap then
+      redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+    end
   end
 end
 return 0
+";
+
+/// Finishes a rebuild. KEYS[1] = the set; ARGV[1] = the cap, ARGV[2] = the marker,
+/// ARGV[3..] = the ids. Returns 1 if the marker was there (and the ids went in), else 0.
+const IDS_FILL_LUA: &str = r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+for i = 3, #ARGV, 500 do
+  local args = {}
+  for j = i, math.min(i + 499, #ARGV) do
+    table.insert(args, ARGV[j])
+    table.insert(args, ARGV[j])
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
+end
+local cap = tonumber(ARGV[1])
+if redis.call('ZCARD', KEYS[1]) > cap then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -cap - 1)
+end
+return 1
 ";
 
 /// Records activity. KEYS[1] = the online sorted set (score: last activity), KEYS[2] = the
@@ -107,6 +129,7 @@ pub struct RedisBackend {
     gcra: Arc<Script>,
     ids_add: Arc<Script>,
     ids_push: Arc<Script>,
+    ids_fill: Arc<Script>,
     presence_touch: Arc<Script>,
     presence_expire: Arc<Script>,
     /// This node's copy of the cache entries it reads (see [`super::near`]).
@@ -127,6 +150,7 @@ impl RedisBackend {
             gcra: Arc::new(Script::new(GCRA_LUA)),
             ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
             ids_push: Arc::new(Script::new(IDS_PUSH_LUA)),
+            ids_fill: Arc::new(Script::new(IDS_FILL_LUA)),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
             near: NearCache::start(client, near_entries).map(Arc::new),
@@ -387,6 +411,19 @@ impl Cache for RedisBackend {
         self.written(full.iter().map(String::as_str));
         result?;
         Ok(())
+    }
+
+    async fn ids_fill(&self, key: &str, marker: i64, ids: &[i64], cap: usize) -> Result<bool> {
+        let key = self.key(key);
+        let mut invocation = self.ids_fill.prepare_invoke();
+        invocation.key(&key).arg(cap).arg(marker);
+        for id in ids {
+            invocation.arg(*id);
+        }
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<i64> = invocation.invoke_async(&mut conn).await;
+        self.written([key.as_str()]);
+        Ok(result? == 1)
     }
 
     async fn ids_remove(&self, entries: &[(String, i64)]) -> Result<()> {

@@ -12,6 +12,13 @@
 //! Why the cache can be trusted as a prefix: every fanout after a feed key was created adds
 //! to it, so its ids form the newest contiguous run of pushed posts; everything older is
 //! read from SQLite. Follow and unfollow drop the key, and the next read rebuilds it.
+//!
+//! Fanout pushes only into feeds that exist (a user who never reads costs no cache), so a
+//! rebuild must create the key *before* it reads SQLite: it adds [`BUILDING`], reads, and
+//! then fills the set only if the marker is still there (`Cache::ids_fill`). A post
+//! committed after that read is fanned out after it, into the key that exists by then; a
+//! post committed before it is in what the read returned. A rebuild that died half-way
+//! leaves the marker, which the next reader sees at the end of the set and rebuilds.
 //! Followed celebrities' posts come the same way from each celebrity's own cached list
 //! (`posts:{id}`), and the list of followed celebrities is cached too, so a warm read asks
 //! SQLite only which of the page's posts the viewer liked.
@@ -30,6 +37,9 @@ use std::time::Duration;
 /// is nothing older to fetch from SQLite. It is the smallest member, so the first to go
 /// when the list is trimmed (and the list stops being whole).
 const COMPLETE_MARKER: i64 = 0;
+/// Marks an id list being rebuilt (see the module docs). Below [`COMPLETE_MARKER`], so a
+/// range that reaches the end of the list sees it.
+const BUILDING: i64 = -1;
 /// How long a user's list of followed celebrities is cached; follow and unfollow drop it,
 /// and an author crossing the threshold shows up within this time.
 const CELEBRITIES_TTL: Duration = Duration::from_secs(60);
@@ -143,17 +153,21 @@ async fn cached_ids(
     // A built list is never empty (it holds ids or the marker), so on the hot path one
     // range read both finds the list and reads it.
     let mut ids = cache.ids_range(key, Some(upper), want).await?;
-    if ids.is_empty() && !cache.exists(key).await? {
-        let stored = source.ids(state, i64::MAX, FEED_CAP).await?;
-        let whole = stored.len() < FEED_CAP;
-        let mut entries: Vec<(String, i64)> =
-            stored.into_iter().map(|id| (key.to_string(), id)).collect();
-        if whole {
-            entries.push((key.to_string(), COMPLETE_MARKER));
+    let unfinished = ids.last() == Some(&BUILDING);
+    if unfinished || (ids.is_empty() && !cache.exists(key).await?) {
+        cache
+            .ids_add(&[(key.to_string(), BUILDING)], FEED_CAP + 2)
+            .await?;
+        let mut stored = source.ids(state, i64::MAX, FEED_CAP).await?;
+        if stored.len() < FEED_CAP {
+            stored.push(COMPLETE_MARKER);
         }
-        cache.ids_add(&entries, FEED_CAP + 1).await?;
+        // `false`: another reader finished it first, or a follow dropped it meanwhile (the
+        // range below then reads what is there, and SQLite past it).
+        cache.ids_fill(key, BUILDING, &stored, FEED_CAP + 1).await?;
         ids = cache.ids_range(key, Some(upper), want).await?;
     }
+    ids.retain(|id| *id != BUILDING);
     let whole = ids.last() == Some(&COMPLETE_MARKER);
     ids.retain(|id| *id != COMPLETE_MARKER);
     if ids.len() < want && !whole {

@@ -120,12 +120,18 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
     // One id into many sets (fanout): idempotent, and each set keeps its largest ids.
     // Ids shaped like Snowflakes (a millisecond above bit 22), so Redis trims on some
     // pushes and not on others.
+    // Only sets that exist are pushed into: a feed nobody built stays unbuilt.
     let keys = vec!["feed:c".to_string(), "feed:d".to_string()];
+    cache
+        .ids_add(&[("feed:c".into(), 0), ("feed:d".into(), 0)], 5)
+        .await?;
     let ids: Vec<i64> = (1..=40).map(|ms| (ms << 22) | 1).collect();
     for id in &ids {
         cache.ids_push(&keys, *id, 5).await?;
         cache.ids_push(&keys, *id, 5).await?;
+        cache.ids_push(&["feed:unbuilt".into()], *id, 5).await?;
     }
+    assert!(!cache.exists("feed:unbuilt").await?);
     cache.ids_push(&[], (41 << 22) | 1, 5).await?;
     let newest: Vec<i64> = ids.iter().rev().take(5).copied().collect();
     for key in &keys {
@@ -139,6 +145,34 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
         distinct.dedup();
         assert_eq!(distinct.len(), held.len(), "no duplicates in {held:?}");
     }
+
+    // A rebuild: the marker goes in first, a push lands meanwhile, the fill adds the rest
+    // and takes the marker out; a second fill (another reader was slower) does nothing.
+    cache.ids_add(&[("feed:e".into(), -1)], 10).await?;
+    cache.ids_push(&["feed:e".into()], 50, 10).await?;
+    assert_eq!(cache.ids_range("feed:e", None, 10).await?, vec![50, -1]);
+    assert!(cache.ids_fill("feed:e", -1, &[30, 20, 10, 0], 4).await?);
+    assert_eq!(
+        cache.ids_range("feed:e", None, 10).await?,
+        vec![50, 30, 20, 10]
+    );
+    assert!(!cache.ids_fill("feed:e", -1, &[40], 10).await?);
+    assert_eq!(
+        cache.ids_range("feed:e", None, 10).await?,
+        vec![50, 30, 20, 10]
+    );
+    // A set dropped mid-rebuild (a follow) is not brought back by the fill.
+    cache.ids_add(&[("feed:f".into(), -1)], 10).await?;
+    cache.delete("feed:f").await?;
+    assert!(!cache.ids_fill("feed:f", -1, &[1, 2], 10).await?);
+    assert!(!cache.exists("feed:f").await?);
+    // Many ids at once (the Redis script adds them in chunks).
+    cache.ids_add(&[("feed:g".into(), -1)], 2000).await?;
+    let many: Vec<i64> = (1..=1200).collect();
+    assert!(cache.ids_fill("feed:g", -1, &many, 1000).await?);
+    let held = cache.ids_range("feed:g", None, 2000).await?;
+    assert_eq!(held.len(), 1000);
+    assert_eq!((held[0], held[999]), (1200, 201));
     Ok(())
 }
 
@@ -315,10 +349,9 @@ async fn node_with_near_cache(namespace: &str) -> Result<Backends> {
 }
 
 fn near_hits(b: &Backends) -> u64 {
-    b.redis
-        .as_ref()
-        .and_then(|r| r.near())
-        .map_or(0, |n| n.stats().hits.load(std::sync::atomic::Ordering::Relaxed))
+    b.redis.as_ref().and_then(|r| r.near()).map_or(0, |n| {
+        n.stats().hits.load(std::sync::atomic::Ordering::Relaxed)
+    })
 }
 
 /// The near cache answers repeated reads from memory, sees its own node's writes at once
@@ -348,7 +381,9 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
     assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"3")));
     // A key missing when read is cached as missing, and its creation elsewhere seen.
     assert_eq!(a.cache.get("absent").await?, None);
-    b.cache.set("absent", Bytes::from_static(b"here"), None).await?;
+    b.cache
+        .set("absent", Bytes::from_static(b"here"), None)
+        .await?;
     eventually(Some(Bytes::from_static(b"here")), || a.cache.get("absent")).await?;
     b.cache.delete("absent").await?;
     eventually(false, || a.cache.exists("absent")).await?;
