@@ -93,6 +93,9 @@ pub struct Stats {
 
 struct Shared {
     state: Mutex<State>,
+    /// The node's key prefix (`{namespace}:`). Entries are held under the key without it,
+    /// as callers name them, so a hit builds no string.
+    prefix: String,
     capacity: usize,
     stats: Stats,
     /// Woken when a read on the tracked connection failed.
@@ -112,7 +115,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl NearCache {
     /// Starts the near cache of a node, holding at most `capacity` keys (`None`: disabled,
     /// by a capacity of 0 or a Redis address other than plain TCP).
-    pub fn start(client: Client, capacity: usize) -> Option<Self> {
+    pub fn start(client: Client, namespace: &str, capacity: usize) -> Option<Self> {
         if capacity == 0 {
             return None;
         }
@@ -122,6 +125,7 @@ impl NearCache {
         }
         let shared = Arc::new(Shared {
             state: Mutex::default(),
+            prefix: format!("{namespace}:"),
             capacity,
             stats: Stats::default(),
             broken: Notify::new(),
@@ -144,7 +148,7 @@ impl NearCache {
         lock(&self.shared.state).live.is_some()
     }
 
-    /// String values of `keys` (full Redis keys), from memory where held, the rest read
+    /// String values of `keys` (without the namespace), from memory where held, the rest read
     /// (and kept) in one `MGET`. `None` when the near cache is down or the read failed:
     /// the caller reads from Redis itself.
     pub async fn values(&self, keys: &[String]) -> Option<Vec<Option<Bytes>>> {
@@ -175,9 +179,10 @@ impl NearCache {
             (live, missing, tokens)
         };
         let asked: Vec<&str> = missing.iter().map(|i| keys[*i].as_str()).collect();
+        let full: Vec<String> = asked.iter().map(|k| shared.full(k)).collect();
         let mut conn = live.conn.clone();
         let read: std::result::Result<Vec<Option<Vec<u8>>>, RedisError> =
-            redis::cmd("MGET").arg(&asked).query_async(&mut conn).await;
+            redis::cmd("MGET").arg(&full).query_async(&mut conn).await;
         let values: Vec<Option<Bytes>> = match read {
             Ok(values) if values.len() == asked.len() => {
                 values.into_iter().map(|v| v.map(Bytes::from)).collect()
@@ -202,7 +207,7 @@ impl NearCache {
         Some(found.into_iter().flatten().collect())
     }
 
-    /// The whole sorted set of ids at `key` (a full Redis key), largest first; empty when
+    /// The whole sorted set of ids at `key` (without the namespace), largest first; empty when
     /// there is no such key. `None` as for [`values`](Self::values).
     pub async fn ids(&self, key: &str) -> Option<Arc<[i64]>> {
         let shared = &self.shared;
@@ -225,7 +230,7 @@ impl NearCache {
         };
         let mut conn = live.conn.clone();
         let read: std::result::Result<Vec<i64>, RedisError> = redis::cmd("ZRANGE")
-            .arg(key)
+            .arg(shared.full(key))
             .arg(0)
             .arg(-1)
             .arg("REV")
@@ -266,8 +271,10 @@ impl NearCache {
             return;
         }
         for key in keys {
-            state.entries.remove(key);
-            state.pending.remove(key);
+            if let Some(key) = key.strip_prefix(self.shared.prefix.as_str()) {
+                state.entries.remove(key);
+                state.pending.remove(key);
+            }
         }
     }
 }
@@ -317,6 +324,13 @@ impl State {
 }
 
 impl Shared {
+    fn full(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+
     fn count(&self, hits: usize, misses: usize) {
         if hits > 0 {
             self.stats.hits.fetch_add(hits as u64, Ordering::Relaxed);
@@ -360,8 +374,10 @@ impl Shared {
                     .fetch_add(keys.len() as u64, Ordering::Relaxed);
                 for key in keys {
                     let key = String::from_utf8_lossy(&key);
-                    state.entries.remove(key.as_ref());
-                    state.pending.remove(key.as_ref());
+                    if let Some(key) = key.strip_prefix(self.prefix.as_str()) {
+                        state.entries.remove(key);
+                        state.pending.remove(key);
+                    }
                 }
             }
             // Nil: the database was flushed. Anything unreadable is treated alike.

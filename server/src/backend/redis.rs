@@ -153,7 +153,7 @@ impl RedisBackend {
             ids_fill: Arc::new(Script::new(IDS_FILL_LUA)),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
-            near: NearCache::start(client, near_entries).map(Arc::new),
+            near: NearCache::start(client, namespace, near_entries).map(Arc::new),
         };
         backend.ping().await?;
         Ok(backend)
@@ -181,7 +181,7 @@ impl RedisBackend {
         }
     }
 
-    /// The ids of the sorted set at `key` (a full key) as the near cache holds them.
+    /// The ids of the sorted set at `key` as the near cache holds them.
     async fn near_ids(&self, key: &str) -> Option<Arc<[i64]>> {
         self.near.as_ref()?.ids(key).await
     }
@@ -285,14 +285,13 @@ impl PresenceStore for RedisBackend {
 #[async_trait]
 impl Cache for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let key = self.key(key);
         if let Some(near) = &self.near {
-            if let Some(mut v) = near.values(std::slice::from_ref(&key)).await {
+            if let Some(mut v) = near.values(&[key.to_string()]).await {
                 return Ok(v.pop().flatten());
             }
         }
         let mut conn = self.conn.clone();
-        let v: Option<Vec<u8>> = conn.get(key).await?;
+        let v: Option<Vec<u8>> = conn.get(self.key(key)).await?;
         Ok(v.map(Bytes::from))
     }
 
@@ -300,12 +299,12 @@ impl Cache for RedisBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         if let Some(near) = &self.near {
-            if let Some(values) = near.values(&full).await {
+            if let Some(values) = near.values(keys).await {
                 return Ok(values);
             }
         }
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut conn = self.conn.clone();
         let values: Vec<Option<Vec<u8>>> =
             redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
@@ -357,12 +356,11 @@ impl Cache for RedisBackend {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let key = self.key(key);
-        if let Some(held) = self.near.as_ref().and_then(|near| near.exists(&key)) {
+        if let Some(held) = self.near.as_ref().and_then(|near| near.exists(key)) {
             return Ok(held);
         }
         let mut conn = self.conn.clone();
-        Ok(conn.exists(key).await?)
+        Ok(conn.exists(self.key(key)).await?)
     }
 
     async fn incr(&self, key: &str, delta: i64) -> Result<i64> {
@@ -443,12 +441,12 @@ impl Cache for RedisBackend {
     }
 
     async fn ids_range(&self, key: &str, below: Option<i64>, limit: usize) -> Result<Vec<i64>> {
-        let key = self.key(key);
-        if let Some(ids) = self.near_ids(&key).await {
+        if let Some(ids) = self.near_ids(key).await {
             // Largest first: skip down to `below`, then take `limit`.
             let start = below.map_or(0, |b| ids.partition_point(|id| *id >= b));
             return Ok(ids[start..].iter().take(limit).copied().collect());
         }
+        let key = self.key(key);
         let mut conn = self.conn.clone();
         let max = match below {
             Some(b) => format!("({b}"),
@@ -464,8 +462,7 @@ impl Cache for RedisBackend {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.key(key);
-        if let Some(held) = self.near_ids(&key).await {
+        if let Some(held) = self.near_ids(key).await {
             // Largest first, so the comparison is reversed.
             return Ok(ids
                 .iter()
@@ -474,7 +471,7 @@ impl Cache for RedisBackend {
         }
         let mut conn = self.conn.clone();
         let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(key)
+            .arg(self.key(key))
             .arg(ids)
             .query_async(&mut conn)
             .await?;
