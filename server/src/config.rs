@@ -26,8 +26,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments (or test runs) can share a server.
     pub redis_namespace: String,
-    /// Keys the node's near cache of Redis entries may hold (0 turns it off).
-    pub near_cache_entries: usize,
+    /// Bytes the node's near cache of Redis entries may hold (0 turns it off).
+    pub near_cache_bytes: usize,
     /// Snowflake node bits, 0..=1023, unique per node of a cluster.
     pub node_id: u16,
     /// Followers at which an author's posts switch from push to pull.
@@ -175,15 +175,15 @@ impl Config {
             .transpose()?
             .unwrap_or(4);
 
-        let near_cache_entries: usize = var("KITH_NEAR_CACHE_ENTRIES")
-            .map(|v| parse("KITH_NEAR_CACHE_ENTRIES", &v))
+        let near_cache_mb: usize = var("KITH_NEAR_CACHE_MB")
+            .map(|v| parse("KITH_NEAR_CACHE_MB", &v))
             .transpose()?
-            .unwrap_or(200_000);
+            .unwrap_or(64);
 
         Ok(Self {
             addr,
             fanout_workers,
-            near_cache_entries,
+            near_cache_bytes: near_cache_mb.saturating_mul(1 << 20),
             sqlite_synchronous,
             database_url,
             redis_url,

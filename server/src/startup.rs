@@ -78,7 +78,7 @@ impl Application {
         } = db::connect(&config.database_url, config.sqlite_synchronous).await?;
         let backends = match &config.redis_url {
             Some(url) => {
-                Backends::redis(url, &config.redis_namespace, config.near_cache_entries).await?
+                Backends::redis(url, &config.redis_namespace, config.near_cache_bytes).await?
             }
             None => Backends::memory(),
         };

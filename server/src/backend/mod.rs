@@ -288,9 +288,9 @@ impl Backends {
     }
 
     /// Redis backends, all under the key prefix `namespace`, with a near cache of up to
-    /// `near_entries` keys (0: none).
-    pub async fn redis(url: &str, namespace: &str, near_entries: usize) -> Result<Self> {
-        let backend = redis::RedisBackend::connect(url, namespace, near_entries).await?;
+    /// `near_bytes` (0: none).
+    pub async fn redis(url: &str, namespace: &str, near_bytes: usize) -> Result<Self> {
+        let backend = redis::RedisBackend::connect(url, namespace, near_bytes).await?;
         Ok(Self {
             cache: Arc::new(backend.clone()),
             queue: Arc::new(backend.clone()),

@@ -21,7 +21,8 @@
 //!   directly) and everything held is dropped, since invalidations may have been missed.
 //!   The tracked connection is pinged every second, as Redis says nothing when it dies.
 //! * Entries also go after [`MAX_AGE`], a bound on an invalidation lost some other way,
-//!   and at most `KITH_NEAR_CACHE_ENTRIES` keys are held.
+//!   and the entries held are kept under `KITH_NEAR_CACHE_MB` (keys, values and ids, plus
+//!   an estimate of the bookkeeping).
 //!
 //! Sorted sets of ids (feeds, liked sets) are held whole; they are capped at about a
 //! thousand ids, and a page or a membership probe is then answered in memory.
@@ -65,6 +66,23 @@ struct Entry {
     at: Instant,
 }
 
+/// Bytes an entry costs beyond its key and contents (map slot, `Entry`, allocations).
+const ENTRY_OVERHEAD: usize = 96;
+/// In-flight fills tracked at most; abandoned ones (a cancelled request) are dropped
+/// past this.
+const PENDING_LIMIT: usize = 100_000;
+
+impl Entry {
+    fn size(key: &str, held: &Held) -> usize {
+        key.len()
+            + ENTRY_OVERHEAD
+            + match held {
+                Held::Value(v) => v.as_ref().map_or(0, Bytes::len),
+                Held::Ids(ids) => ids.len() * std::mem::size_of::<i64>(),
+            }
+    }
+}
+
 /// The tracked connection and the epoch it was set up in (fills of an older epoch are
 /// not kept).
 #[derive(Clone)]
@@ -78,6 +96,8 @@ struct State {
     /// `None` while the invalidation channel or the tracked connection is down.
     live: Option<Live>,
     entries: FastMap<String, Entry>,
+    /// What `entries` cost, by [`Entry::size`].
+    bytes: usize,
     /// Fills in flight: key → token of the latest.
     pending: FastMap<String, u64>,
     next_token: u64,
@@ -96,7 +116,8 @@ struct Shared {
     /// The node's key prefix (`{namespace}:`). Entries are held under the key without it,
     /// as callers name them, so a hit builds no string.
     prefix: String,
-    capacity: usize,
+    /// The byte budget of the entries.
+    budget: usize,
     stats: Stats,
     /// Woken when a read on the tracked connection failed.
     broken: Notify,
@@ -113,10 +134,10 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl NearCache {
-    /// Starts the near cache of a node, holding at most `capacity` keys (`None`: disabled,
-    /// by a capacity of 0 or a Redis address other than plain TCP).
-    pub fn start(client: Client, namespace: &str, capacity: usize) -> Option<Self> {
-        if capacity == 0 {
+    /// Starts the near cache of a node, holding entries of at most `budget` bytes (`None`:
+    /// disabled, by a budget of 0 or a Redis address other than plain TCP).
+    pub fn start(client: Client, namespace: &str, budget: usize) -> Option<Self> {
+        if budget == 0 {
             return None;
         }
         if !matches!(client.get_connection_info().addr, ConnectionAddr::Tcp(..)) {
@@ -126,7 +147,7 @@ impl NearCache {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             prefix: format!("{namespace}:"),
-            capacity,
+            budget,
             stats: Stats::default(),
             broken: Notify::new(),
         });
@@ -272,16 +293,23 @@ impl NearCache {
         }
         for key in keys {
             if let Some(key) = key.strip_prefix(self.shared.prefix.as_str()) {
-                state.entries.remove(key);
-                state.pending.remove(key);
+                state.drop_key(key);
             }
         }
+    }
+
+    /// Bytes the entries held cost (by the estimate the budget is checked against).
+    pub fn bytes(&self) -> usize {
+        lock(&self.shared.state).bytes
     }
 }
 
 impl State {
     /// Registers a fill of `keys`, returning a token per key.
     fn register<'a>(&mut self, keys: impl Iterator<Item = &'a str>) -> Vec<u64> {
+        if self.pending.len() > PENDING_LIMIT {
+            self.pending.clear();
+        }
         keys.map(|key| {
             self.next_token += 1;
             self.pending.insert(key.to_owned(), self.next_token);
@@ -292,34 +320,59 @@ impl State {
 
     fn flush(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
         self.pending.clear();
     }
 
-    /// Makes room for one more entry: drops what is past its age, then, if still full, an
-    /// eighth of the entries (hash order, so effectively at random).
-    fn make_room(&mut self, capacity: usize) {
-        if self.entries.len() < capacity {
+    /// Drops what is held or being filled for `key`.
+    fn drop_key(&mut self, key: &str) {
+        if let Some((key, entry)) = self.entries.remove_entry(key) {
+            self.bytes -= Entry::size(&key, &entry.held);
+        }
+        self.pending.remove(key);
+    }
+
+    fn insert(&mut self, key: &str, held: Held, at: Instant, budget: usize) {
+        let size = Entry::size(key, &held);
+        if size > budget {
+            return;
+        }
+        self.drop_key(key);
+        self.make_room(size, budget);
+        self.bytes += size;
+        self.entries.insert(key.to_owned(), Entry { held, at });
+    }
+
+    /// Makes room for `size` more bytes: drops what is past its age, then, while still
+    /// over, an eighth of the entries at a time (hash order, so effectively at random).
+    fn make_room(&mut self, size: usize, budget: usize) {
+        if self.bytes + size <= budget {
             return;
         }
         let now = Instant::now();
         self.entries
             .retain(|_, e| now.duration_since(e.at) < MAX_AGE);
-        if self.entries.len() >= capacity {
+        self.recount();
+        while self.bytes + size > budget && !self.entries.is_empty() {
             let victims: Vec<String> = self
                 .entries
                 .keys()
-                .take((capacity / 8).max(1))
+                .take((self.entries.len() / 8).max(1))
                 .cloned()
                 .collect();
             for key in victims {
                 self.entries.remove(&key);
             }
+            self.recount();
         }
-        // Fills abandoned mid-flight (a cancelled request) leave tokens behind; they are
-        // bounded by the same capacity.
-        if self.pending.len() > capacity {
-            self.pending.clear();
-        }
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self
+            .entries
+            .iter()
+            .map(|(k, e)| Entry::size(k, &e.held))
+            .sum();
     }
 }
 
@@ -354,10 +407,7 @@ impl Shared {
                 continue;
             }
             state.pending.remove(key);
-            state.make_room(self.capacity);
-            state
-                .entries
-                .insert(key.to_owned(), Entry { held, at: now });
+            state.insert(key, held, now, self.budget);
         }
     }
 
@@ -375,8 +425,7 @@ impl Shared {
                 for key in keys {
                     let key = String::from_utf8_lossy(&key);
                     if let Some(key) = key.strip_prefix(self.prefix.as_str()) {
-                        state.entries.remove(key);
-                        state.pending.remove(key);
+                        state.drop_key(key);
                     }
                 }
             }

@@ -137,9 +137,9 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects and checks the server answers. The near cache holds up to `near_entries`
-    /// keys (0: none).
-    pub async fn connect(url: &str, namespace: &str, near_entries: usize) -> Result<Self> {
+    /// Connects and checks the server answers. The near cache holds up to `near_bytes`
+    /// (0: none).
+    pub async fn connect(url: &str, namespace: &str, near_bytes: usize) -> Result<Self> {
         let client = Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let backend = Self {
@@ -153,7 +153,7 @@ impl RedisBackend {
             ids_fill: Arc::new(Script::new(IDS_FILL_LUA)),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
-            near: NearCache::start(client, namespace, near_entries).map(Arc::new),
+            near: NearCache::start(client, namespace, near_bytes).map(Arc::new),
         };
         backend.ping().await?;
         Ok(backend)

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use common::{redis_url, unique_namespace, Backend};
 use kith::backend::{Backends, Decision, Quota, PUSH_TRIM_EVERY};
@@ -11,7 +11,7 @@ use std::time::Duration;
 async fn backends(backend: Backend, namespace: &str) -> Result<Backends> {
     Ok(match backend {
         Backend::Memory => Backends::memory(),
-        Backend::Redis => Backends::redis(&redis_url(), namespace, 1_000).await?,
+        Backend::Redis => Backends::redis(&redis_url(), namespace, 1 << 20).await?,
     })
 }
 
@@ -337,9 +337,9 @@ where
     }
 }
 
-/// A node whose near cache is serving.
-async fn node_with_near_cache(namespace: &str) -> Result<Backends> {
-    let b = Backends::redis(&redis_url(), namespace, 1_000).await?;
+/// A node whose near cache (of `budget` bytes) is serving.
+async fn node_with_near_cache(namespace: &str, budget: usize) -> Result<Backends> {
+    let b = Backends::redis(&redis_url(), namespace, budget).await?;
     let live = || {
         let near = b.redis.as_ref().and_then(|r| r.near());
         Ok::<_, std::convert::Infallible>(near.is_some_and(|n| n.is_live()))
@@ -363,8 +363,8 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
         return Ok(());
     }
     let ns = unique_namespace();
-    let a = node_with_near_cache(&ns).await?;
-    let b = node_with_near_cache(&ns).await?;
+    let a = node_with_near_cache(&ns, 1 << 20).await?;
+    let b = node_with_near_cache(&ns, 1 << 20).await?;
 
     // Values: the second read is a hit.
     a.cache.set("k", Bytes::from_static(b"1"), None).await?;
@@ -414,6 +414,29 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
     b.cache.delete("f").await?;
     eventually(false, || a.cache.exists("f")).await?;
     assert!(a.cache.ids_range("f", None, 10).await?.is_empty());
+
+    // A small budget holds what fits and still answers every read rightly.
+    let small = node_with_near_cache(&ns, 4096).await?;
+    let near = small
+        .redis
+        .as_ref()
+        .and_then(|r| r.near())
+        .context("near")?;
+    for i in 0..100 {
+        let key = format!("v:{i}");
+        a.cache
+            .set(&key, Bytes::from(vec![b'x'; 100]), None)
+            .await?;
+        assert_eq!(small.cache.get(&key).await?.map(|v| v.len()), Some(100));
+        assert!(near.bytes() <= 4096, "{} bytes held", near.bytes());
+    }
+    assert!(near.bytes() > 0);
+    // An entry larger than the whole budget is read but not held.
+    a.cache
+        .set("big", Bytes::from(vec![b'y'; 8192]), None)
+        .await?;
+    assert_eq!(small.cache.get("big").await?.map(|v| v.len()), Some(8192));
+    assert!(near.bytes() <= 4096);
     Ok(())
 }
 
