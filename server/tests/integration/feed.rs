@@ -722,3 +722,120 @@ both_backends!(
     fanout_resumes_after_a_crash,
     the_social_graph_lists_follows_and_friends,
 );
+
+/// Polls `read` until `done` holds for what it returns; fails after five seconds (a
+/// Redis invalidation is on its way to the other node, not instant).
+async fn eventually<T: std::fmt::Debug, Fut>(
+    what: &str,
+    mut read: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = read().await?;
+        if done(&got) {
+            return Ok(got);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn near_cache(app: &TestApp) -> Option<&kith::backend::near::NearCache> {
+    app.state.backends.redis.as_ref().and_then(|r| r.near())
+}
+
+fn near_hits(app: &TestApp) -> u64 {
+    near_cache(app).map_or(0, |n| {
+        n.stats().hits.load(std::sync::atomic::Ordering::Relaxed)
+    })
+}
+
+/// Two nodes sharing Redis each keep a near cache of what they read; a write through one
+/// node reaches reads on the other (posts, likes, deletes, logout).
+#[tokio::test]
+async fn redis_nodes_see_each_others_writes_through_their_near_caches() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new()?;
+    let a = spawn_with(Backend::Redis, cluster.node(4)).await?;
+    let b = spawn_with(Backend::Redis, cluster.node(4)).await?;
+    for node in [&a, &b] {
+        eventually(
+            "near cache serving",
+            || async { Ok(near_cache(node).is_some_and(|n| n.is_live())) },
+            |live| *live,
+        )
+        .await?;
+    }
+    let author = a.register("nc_author").await?;
+    let reader = a.register("nc_reader").await?;
+    a.follow(&reader, "nc_author").await?;
+    // Node b reads the reader's session and feed twice: the second time from memory.
+    assert!(b.whole_feed(&reader, 10).await?.is_empty());
+    let hits = near_hits(&b);
+    assert!(b.whole_feed(&reader, 10).await?.is_empty());
+    assert!(near_hits(&b) > hits, "node b asked Redis again");
+
+    // A post through node a.
+    let post = a.post_as(&author, "across nodes").await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.settle().await?;
+    eventually(
+        "the post on node b",
+        || b.whole_feed(&reader, 10),
+        |ids| *ids == vec![post.clone()],
+    )
+    .await?;
+    // A like through node a.
+    let liked = a
+        .client
+        .put(a.url(&format!("/v1/posts/{post}/like")))
+        .bearer_auth(&reader.token)
+        .send()
+        .await?;
+    assert_eq!(liked.status(), StatusCode::NO_CONTENT);
+    eventually(
+        "the like on node b",
+        || feed(&b, &reader, "?limit=10"),
+        |page| page["items"][0]["like_count"] == 1 && page["items"][0]["liked_by_me"] == true,
+    )
+    .await?;
+    // A delete through node a.
+    let deleted = a
+        .client
+        .delete(a.url(&format!("/v1/posts/{post}")))
+        .bearer_auth(&author.token)
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    a.settle().await?;
+    eventually(
+        "the delete on node b",
+        || b.whole_feed(&reader, 10),
+        Vec::is_empty,
+    )
+    .await?;
+    // Logging out through node a revokes the token on node b.
+    let out = a
+        .post_json("/v1/auth/logout", &json!(null), Some(&reader.token))
+        .await?;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    eventually(
+        "the logout on node b",
+        || async { Ok(b.get("/v1/me", Some(&reader.token)).await?.status()) },
+        |status| *status == StatusCode::UNAUTHORIZED,
+    )
+    .await?;
+    Ok(())
+}
