@@ -117,6 +117,20 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn add_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        let now = Instant::now();
+        let deadline = ttl.map(|t| now + t);
+        let mut data = lock(&self.data);
+        data.sweep(now);
+        for (key, value) in entries {
+            let held = data.values.get(key).is_some_and(|e| Self::live(e, now));
+            if !held {
+                data.values.insert(key.clone(), (value.clone(), deadline));
+            }
+        }
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let mut data = lock(&self.data);
         data.values.remove(key);

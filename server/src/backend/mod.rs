@@ -61,6 +61,9 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
     /// Sets several keys with one expiry; one round trip on Redis.
     async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
+    /// Like [`set_many`](Self::set_many), but only keys that hold nothing are set (a
+    /// cache fill must not overwrite what a writer put there since the fill's read).
+    async fn add_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
     /// Whether `key` exists (a feed that was never built vs. one that is empty).
     async fn exists(&self, key: &str) -> Result<bool>;

@@ -19,7 +19,7 @@
 //!   writes without waiting for the invalidation to come round.
 //! * While either connection is down nothing is served from here (reads go to Redis
 //!   directly) and everything held is dropped, since invalidations may have been missed.
-//!   The tracked connection is pinged every second, as Redis says nothing when it dies.
+//!   The tracked connection is pinged every 250 ms, as Redis says nothing when it dies.
 //! * Entries also go after [`MAX_AGE`], a bound on an invalidation lost some other way,
 //!   and the entries held are kept under `KITH_NEAR_CACHE_MB` (keys, values and ids, plus
 //!   an estimate of the bookkeeping).
@@ -49,8 +49,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 /// Where Redis publishes invalidations for redirected tracking.
 const INVALIDATE_CHANNEL: &str = "__redis__:invalidate";
-/// How often the tracked connection is checked.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often the tracked connection is checked: Redis tells nobody when it drops, and its
+/// invalidations stop with it, so this bounds how long a dead one goes unnoticed.
+const PING_EVERY: Duration = Duration::from_millis(250);
 
 /// What the near cache holds for a key.
 #[derive(Clone)]
@@ -89,6 +90,8 @@ impl Entry {
 struct Live {
     conn: MultiplexedConnection,
     epoch: u64,
+    /// Redis's client id of the subscriber connection the invalidations go to.
+    subscriber: i64,
 }
 
 #[derive(Default)]
@@ -167,6 +170,12 @@ impl NearCache {
     /// channel are up).
     pub fn is_live(&self) -> bool {
         lock(&self.shared.state).live.is_some()
+    }
+
+    /// Redis's client id of the connection receiving the invalidations, while live (for
+    /// diagnostics: `CLIENT LIST` shows the tracked connection with `redir=` this id).
+    pub fn subscriber_id(&self) -> Option<i64> {
+        lock(&self.shared.state).live.as_ref().map(|l| l.subscriber)
     }
 
     /// String values of `keys` (without the namespace), from memory where held, the rest read
@@ -464,8 +473,8 @@ async fn maintain(shared: Arc<Shared>, client: Client, stop: CancellationToken) 
             () = stop.cancelled() => return,
             connected = connect(&client) => connected,
         };
-        let (mut conn, mut messages) = match connected {
-            Ok(pair) => pair,
+        let (mut conn, mut messages, subscriber) = match connected {
+            Ok(connected) => connected,
             Err(e) => {
                 tracing::warn!(error = %e, "near cache cannot connect; retrying");
                 tokio::select! {
@@ -484,6 +493,7 @@ async fn maintain(shared: Arc<Shared>, client: Client, stop: CancellationToken) 
             state.live = Some(Live {
                 conn: conn.clone(),
                 epoch,
+                subscriber,
             });
         }
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -515,7 +525,9 @@ async fn maintain(shared: Arc<Shared>, client: Client, stop: CancellationToken) 
 
 /// Opens the subscriber connection (learning its client id first), subscribes it to the
 /// invalidation channel, then opens the connection whose reads are tracked into it.
-async fn connect(client: &Client) -> Result<(MultiplexedConnection, redis::aio::PubSubStream)> {
+async fn connect(
+    client: &Client,
+) -> Result<(MultiplexedConnection, redis::aio::PubSubStream, i64)> {
     let info = client.get_connection_info();
     let ConnectionAddr::Tcp(host, port) = &info.addr else {
         return Err(RedisError::from(std::io::Error::other("not a TCP address")).into());
@@ -547,7 +559,7 @@ async fn connect(client: &Client) -> Result<(MultiplexedConnection, redis::aio::
         .arg(id)
         .query_async(&mut conn)
         .await?;
-    Ok((conn, subscriber.into_on_message()))
+    Ok((conn, subscriber.into_on_message(), id))
 }
 
 /// Sends one command on a fresh connection, before it is handed to the pub/sub client,

@@ -346,6 +346,26 @@ impl Cache for RedisBackend {
         Ok(())
     }
 
+    async fn add_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
+        let mut pipe = redis::pipe();
+        for (key, (_, value)) in full.iter().zip(entries) {
+            let set = pipe.cmd("SET").arg(key).arg(value.as_ref()).arg("NX");
+            if let Some(ttl) = ttl {
+                set.arg("PX").arg(ttl.as_millis().max(1) as u64);
+            }
+            set.ignore();
+        }
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let mut conn = self.conn.clone();
         let key = self.key(key);

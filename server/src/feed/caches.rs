@@ -12,9 +12,14 @@ use std::{collections::HashMap, time::Duration};
 
 const POST_TTL: Duration = Duration::from_secs(24 * 3600);
 const USER_TTL: Duration = Duration::from_secs(3600);
-/// Like counts are invalidated on every like change; the TTL bounds the damage of a read
-/// that raced an invalidation and re-cached an older count.
+/// Like counts are filled only where the key holds nothing, and a like change replaces
+/// the count with [`LIKES_CHANGED`] for [`LIKES_SETTLE`]: a read that fetched the count
+/// before the change cannot cache it after the change (its fill finds the key taken). The
+/// TTL bounds the damage of a fill slower than the settling time.
 const LIKES_TTL: Duration = Duration::from_secs(60);
+/// See [`LIKES_TTL`]: marks a count that just changed; reads go to SQLite meanwhile.
+const LIKES_CHANGED: &[u8] = b"changed";
+const LIKES_SETTLE: Duration = Duration::from_secs(2);
 
 pub fn post_key(id: i64) -> String {
     crate::backend::id_key("post:", id)
@@ -30,6 +35,10 @@ pub fn likes_key(post_id: i64) -> String {
 pub fn liked_key(user_id: i64) -> String {
     crate::backend::id_key("liked:", user_id)
 }
+/// Marks a cached id set being built from SQLite: added before the read, taken out by the
+/// fill (`Cache::ids_fill`), which happens only if it is still there. Ids are positive,
+/// and it sorts below every marker of a finished set.
+pub const BUILDING: i64 = -1;
 /// Likes of a user kept in their cached set.
 const LIKED_CAP: usize = 1000;
 /// Marks a liked set that holds every like of its user (0 is never a post id). It is the
@@ -188,27 +197,47 @@ pub async fn like_counts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, i
     let mut counts = HashMap::with_capacity(ids.len());
     let mut missing = Vec::new();
     for (id, value) in ids.iter().zip(cached) {
-        match value.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok()) {
-            Some(n) => {
-                counts.insert(*id, n);
-            }
-            None => missing.push(*id),
+        match value {
+            Some(v) if v.as_ref() == LIKES_CHANGED => missing.push((*id, false)),
+            v => match v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok()) {
+                Some(n) => {
+                    counts.insert(*id, n);
+                }
+                None => missing.push((*id, true)),
+            },
         }
     }
     if !missing.is_empty() {
-        let rows: HashMap<i64, i64> = store::like_counts(&state.db, &missing)
+        let asked: Vec<i64> = missing.iter().map(|(id, _)| *id).collect();
+        let rows: HashMap<i64, i64> = store::like_counts(&state.db, &asked)
             .await?
             .into_iter()
             .collect();
         let mut fill = Vec::with_capacity(missing.len());
-        for id in missing {
+        for (id, cacheable) in missing {
             let n = rows.get(&id).copied().unwrap_or(0);
-            fill.push((likes_key(id), Bytes::from(n.to_string())));
+            if cacheable {
+                fill.push((likes_key(id), Bytes::from(n.to_string())));
+            }
             counts.insert(id, n);
         }
-        cache.set_many(&fill, Some(LIKES_TTL)).await?;
+        cache.add_many(&fill, Some(LIKES_TTL)).await?;
     }
     Ok(counts)
+}
+
+/// Called after a like or unlike of `post` committed (see [`LIKES_TTL`]).
+pub async fn note_like_count_changed(state: &AppState, post: i64) -> Result<(), AppError> {
+    state
+        .backends
+        .cache
+        .set(
+            &likes_key(post),
+            Bytes::from_static(LIKES_CHANGED),
+            Some(LIKES_SETTLE),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Which of `ids` `user` liked, from the user's cached liked set (built from SQLite on a
@@ -221,19 +250,20 @@ pub async fn liked_among(state: &AppState, user: i64, ids: &[i64]) -> Result<Vec
     let cache = &state.backends.cache;
     let key = liked_key(user);
     if !cache.exists(&key).await? {
-        let liked = store::liked_post_ids(&state.db, user, LIKED_CAP as i64).await?;
-        let all = liked.len() < LIKED_CAP;
-        let mut entries: Vec<(String, i64)> =
-            liked.into_iter().map(|id| (key.clone(), id)).collect();
-        if all {
-            entries.push((key.clone(), ALL_LIKES));
-        }
-        cache.ids_add(&entries, LIKED_CAP + 1).await?;
+        build_liked(state, user, &key).await?;
     }
     let mut probe = ids.to_vec();
     probe.push(ALL_LIKES);
-    let held = cache.ids_contain(&key, &probe).await?;
-    let all = held.last().copied().unwrap_or(false);
+    probe.push(BUILDING);
+    let mut held = cache.ids_contain(&key, &probe).await?;
+    let building = held.pop().unwrap_or(false);
+    let all = held.pop().unwrap_or(false) && !building;
+    if building {
+        // Being built by another read, or left half-built by one that died: build it
+        // (again; a second fill finds the marker gone and does nothing). This read asks
+        // SQLite, as `all` is false.
+        build_liked(state, user, &key).await?;
+    }
     let mut liked = Vec::new();
     let mut unknown = Vec::new();
     for (id, held) in ids.iter().zip(&held) {
@@ -247,17 +277,37 @@ pub async fn liked_among(state: &AppState, user: i64, ids: &[i64]) -> Result<Vec
     Ok(liked)
 }
 
-/// Keeps a user's liked set in step with a like or unlike that just committed. A set not
-/// built yet stays unbuilt (the next read builds it from SQLite).
+/// Builds a user's liked set from SQLite: the key is created (with [`BUILDING`]) before
+/// the read, so a like committed after the read is added to it by [`note_like`].
+async fn build_liked(state: &AppState, user: i64, key: &str) -> Result<(), AppError> {
+    let cache = &state.backends.cache;
+    cache
+        .ids_add(&[(key.to_string(), BUILDING)], LIKED_CAP + 2)
+        .await?;
+    let mut liked = store::liked_post_ids(&state.db, user, LIKED_CAP as i64).await?;
+    if liked.len() < LIKED_CAP {
+        liked.push(ALL_LIKES);
+    }
+    cache.ids_fill(key, BUILDING, &liked, LIKED_CAP + 1).await?;
+    Ok(())
+}
+
+/// Keeps a user's liked set in step with a like or unlike that just committed.
+///
+/// A like goes into the set if there is one (a set being built included). An unlike drops
+/// the whole set instead: a build that read SQLite before the unlike would put the post
+/// back with its fill, and a dropped set makes that fill a no-op; the next read rebuilds.
 pub async fn note_like(state: &AppState, user: i64, post: i64, like: bool) -> Result<(), AppError> {
     let cache = &state.backends.cache;
     let key = liked_key(user);
     if like {
         if cache.exists(&key).await? {
+            // A set dropped between the check and the add is started again by the add;
+            // without its `ALL_LIKES` marker, reads ask SQLite about what it lacks.
             cache.ids_add(&[(key, post)], LIKED_CAP + 1).await?;
         }
     } else {
-        cache.ids_remove(&[(key, post)]).await?;
+        cache.delete(&key).await?;
     }
     Ok(())
 }

@@ -168,7 +168,7 @@ pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Res
         store::delete_like(&state.db_writes, id, viewer).await?
     };
     if changed {
-        state.backends.cache.delete(&caches::likes_key(id)).await?;
+        caches::note_like_count_changed(state, id).await?;
         caches::note_like(state, viewer, id, like).await?;
     }
     Ok(())

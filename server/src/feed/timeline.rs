@@ -39,7 +39,7 @@ use std::time::Duration;
 const COMPLETE_MARKER: i64 = 0;
 /// Marks an id list being rebuilt (see the module docs). Below [`COMPLETE_MARKER`], so a
 /// range that reaches the end of the list sees it.
-const BUILDING: i64 = -1;
+const BUILDING: i64 = caches::BUILDING;
 /// How long a user's list of followed celebrities is cached; follow and unfollow drop it,
 /// and an author crossing the threshold shows up within this time.
 const CELEBRITIES_TTL: Duration = Duration::from_secs(60);

@@ -44,6 +44,29 @@ async fn cache_values_and_counters(backend: Backend) -> Result<()> {
         ]
     );
     assert!(cache.get_many(&[]).await?.is_empty());
+    // A fill (`add_many`) does not overwrite what a writer put there meanwhile.
+    cache
+        .set("count:1", Bytes::from_static(b"written"), None)
+        .await?;
+    cache
+        .add_many(
+            &[
+                ("count:1".into(), Bytes::from_static(b"filled")),
+                ("count:2".into(), Bytes::from_static(b"filled")),
+            ],
+            Some(Duration::from_secs(60)),
+        )
+        .await?;
+    assert_eq!(
+        cache
+            .get_many(&["count:1".into(), "count:2".into()])
+            .await?,
+        vec![
+            Some(Bytes::from_static(b"written")),
+            Some(Bytes::from_static(b"filled"))
+        ]
+    );
+    cache.add_many(&[], None).await?;
     cache.delete("post:1").await?;
     assert_eq!(cache.get("post:1").await?, None);
     cache
@@ -437,6 +460,65 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
         .await?;
     assert_eq!(small.cache.get("big").await?.map(|v| v.len()), Some(8192));
     assert!(near.bytes() <= 4096);
+    Ok(())
+}
+
+/// Killing either of the near cache's connections takes it down (reads go to Redis, what
+/// was held is dropped) until it has reconnected; nothing stale is served meanwhile.
+#[tokio::test]
+async fn redis_near_cache_recovers_when_its_connections_are_killed() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let ns = unique_namespace();
+    let a = node_with_near_cache(&ns, 1 << 20).await?;
+    let b = node_with_near_cache(&ns, 1 << 20).await?;
+    let near = a.redis.as_ref().and_then(|r| r.near()).context("near")?;
+    let admin = ::redis::Client::open(redis_url())?;
+    let mut admin = admin.get_multiplexed_async_connection().await?;
+
+    for (round, victim) in ["subscriber", "tracked"].into_iter().enumerate() {
+        let value = |n: usize| Bytes::from(format!("{round}-{n}"));
+        b.cache.set("k", value(1), None).await?;
+        assert_eq!(a.cache.get("k").await?, Some(value(1)));
+        let subscriber = near.subscriber_id().context("live")?;
+        let id = match victim {
+            "subscriber" => subscriber,
+            _ => {
+                let list: String = ::redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut admin)
+                    .await?;
+                let line = list
+                    .lines()
+                    .find(|l| l.contains(&format!(" redir={subscriber} ")))
+                    .context("the tracked connection in CLIENT LIST")?;
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix("id="))
+                    .context("id=")?
+                    .parse()?
+            }
+        };
+        let () = ::redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut admin)
+            .await?;
+        // Written while the near cache is down or reconnecting: read right regardless.
+        b.cache.set("k", value(2), None).await?;
+        eventually(Some(value(2)), || a.cache.get("k")).await?;
+        eventually(true, || async {
+            Ok::<_, std::convert::Infallible>(
+                near.subscriber_id().is_some_and(|now| now != subscriber),
+            )
+        })
+        .await?;
+        // Live again, on new connections, and following writes again.
+        b.cache.set("k", value(3), None).await?;
+        eventually(Some(value(3)), || a.cache.get("k")).await?;
+    }
     Ok(())
 }
 
