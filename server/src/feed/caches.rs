@@ -2,7 +2,11 @@
 //! caches): cache-aside over SQLite, read in one round trip per page.
 //!
 //! Entries expire so a missed invalidation heals by itself; every write path that changes
-//! what an entry says invalidates it right after its transaction commits.
+//! what an entry says invalidates it right after its transaction commits. Posts and users
+//! never change (a deleted post's entry is dropped). What does change is written so that a
+//! fill which read SQLite before a change cannot land after it: like counts are filled
+//! only where the key is empty and a change parks a marker there (see [`LIKES_TTL`]);
+//! liked sets are built behind [`BUILDING`] and dropped on unlike (see [`note_like`]).
 
 use super::store::{self, PostRow};
 use crate::{auth::store::UserRow, error::AppError, state::AppState};
