@@ -139,6 +139,7 @@ impl Application {
             leptos,
             presence: Arc::default(),
             messages,
+            feeds_first: Arc::default(),
         });
         spawn_session_sweeper(state.clone());
         db::spawn_checkpointer(state.db.clone());
