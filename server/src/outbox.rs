@@ -16,57 +16,7 @@
 use crate::{error::AppError, state::AppState};
 use bytes::Bytes;
 use sqlx::SqlitePool;
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
-use tokio::sync::Notify;
-
-/// Feeds before notifications, on one node: while fanout jobs run, notification jobs
-/// wait between their batches (at most [`Self::PAUSE_AT_MOST`] per batch, so a steady
-/// stream of posts cannot starve them). Both stages share the node's core, its write
-/// connection and Redis; a big author's second post should not wait for the first one's
-/// thousands of notification rows.
-#[derive(Default)]
-pub struct FeedsFirst {
-    running: AtomicUsize,
-    idle: Notify,
-}
-
-impl FeedsFirst {
-    pub const PAUSE_AT_MOST: Duration = Duration::from_millis(50);
-
-    /// Marks a fanout job running until the guard drops.
-    pub fn fanout(&self) -> FanoutRunning<'_> {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        FanoutRunning(self)
-    }
-
-    /// Waits until no fanout job runs, or [`Self::PAUSE_AT_MOST`].
-    pub async fn pause(&self) {
-        let _ = tokio::time::timeout(Self::PAUSE_AT_MOST, async {
-            loop {
-                let idle = self.idle.notified();
-                if self.running.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        })
-        .await;
-    }
-}
-
-/// See [`FeedsFirst::fanout`].
-pub struct FanoutRunning<'a>(&'a FeedsFirst);
-
-impl Drop for FanoutRunning<'_> {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+use std::time::Duration;
 
 /// A job handed out this long ago and still in its outbox is presumed lost.
 const STALE_AFTER_MS: i64 = 30_000;
@@ -218,38 +168,5 @@ async fn sweeper(state: AppState, outbox: Outbox) {
             Err(e) => tracing::warn!(queue = outbox.queue(), error = %e, "outbox sweep failed"),
         }
         stale_before = state.clock.now_ms() - STALE_AFTER_MS;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::time::Instant;
-
-    #[tokio::test(start_paused = true)]
-    async fn notifications_wait_for_running_fanout_but_not_forever() {
-        let gate = std::sync::Arc::new(FeedsFirst::default());
-        // Nothing running: no wait.
-        let start = Instant::now();
-        gate.pause().await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
-
-        // A fanout job running for 20 ms holds notifications back until it ends.
-        let running = gate.clone();
-        let job = tokio::spawn(async move {
-            let _guard = running.fanout();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        });
-        tokio::task::yield_now().await;
-        let start = Instant::now();
-        gate.pause().await;
-        assert_eq!(start.elapsed(), Duration::from_millis(20));
-        job.await.unwrap_or_default();
-
-        // One that never ends holds them back only for the pause's bound.
-        let _stuck = gate.fanout();
-        let start = Instant::now();
-        gate.pause().await;
-        assert_eq!(start.elapsed(), FeedsFirst::PAUSE_AT_MOST);
     }
 }

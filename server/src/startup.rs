@@ -139,7 +139,6 @@ impl Application {
             leptos,
             presence: Arc::default(),
             messages,
-            feeds_first: Arc::default(),
         });
         spawn_session_sweeper(state.clone());
         db::spawn_checkpointer(state.db.clone());

@@ -88,8 +88,6 @@ pub struct AppStateInner {
     pub presence: Arc<crate::presence::Tracker>,
     /// This node's message writer (group commit of chat sends).
     pub messages: crate::chat::writer::Writer,
-    /// Fanout jobs go before notification jobs on this node.
-    pub feeds_first: Arc<crate::outbox::FeedsFirst>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -35,7 +35,6 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
     let Some(job) = store::outbox_job(&state.db, outbox_id).await? else {
         return Ok(());
     };
-    let _running = state.feeds_first.fanout();
     match job.kind.as_str() {
         "publish" => {
             publish(state, &job).await?;

@@ -37,7 +37,6 @@ async fn notify_followers(
         store::mark_pulled(&state.db_writes, job.post_id, job.author_id).await?;
     }
     feed::fanout::for_each_follower_batch(state, job.author_id, |followers| async move {
-        state.feeds_first.pause().await;
         if !pulled {
             super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
         }
