@@ -338,7 +338,7 @@ both_backends!(
 );
 
 /// Polls `read` until it returns `want` (an invalidation from Redis is on its way, not
-/// instant); fails after five seconds.
+/// instant); fails after [`common::live::WAIT`].
 async fn eventually<T, E, F, Fut>(want: T, mut read: F) -> Result<()>
 where
     T: PartialEq + std::fmt::Debug,
@@ -346,18 +346,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, E>>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = read().await?;
-        if got == want {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "still {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let want = &want;
+    common::live::eventually(&format!("reading {want:?}"), || {
+        let read = read();
+        async move { Ok((read.await? == *want).then_some(())) }
+    })
+    .await
 }
 
 /// A node whose near cache (of `budget` bytes) is serving.

@@ -723,28 +723,22 @@ both_backends!(
     the_social_graph_lists_follows_and_friends,
 );
 
-/// Polls `read` until `done` holds for what it returns; fails after five seconds (a
-/// Redis invalidation is on its way to the other node, not instant).
-async fn eventually<T: std::fmt::Debug, Fut>(
+/// Polls `read` until `done` holds for what it returns (a Redis invalidation is on its
+/// way to the other node, not instant).
+async fn eventually<T, Fut>(
     what: &str,
     mut read: impl FnMut() -> Fut,
     done: impl Fn(&T) -> bool,
-) -> Result<T>
+) -> Result<()>
 where
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let got = read().await?;
-        if done(&got) {
-            return Ok(got);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{what}: still {got:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let done = &done;
+    common::live::eventually(what, || {
+        let read = read();
+        async move { Ok(done(&read.await?).then_some(())) }
+    })
+    .await
 }
 
 fn near_cache(app: &TestApp) -> Option<&kith::backend::near::NearCache> {
