@@ -358,17 +358,11 @@ where
 async fn node_with_near_cache(namespace: &str, budget: usize) -> Result<Backends> {
     let b = Backends::redis(&redis_url(), namespace, budget).await?;
     let live = || {
-        let near = b.redis.as_ref().and_then(|r| r.near());
+        let near = common::near_cache(&b);
         Ok::<_, std::convert::Infallible>(near.is_some_and(|n| n.is_live()))
     };
     eventually(true, || async { live() }).await?;
     Ok(b)
-}
-
-fn near_hits(b: &Backends) -> u64 {
-    b.redis.as_ref().and_then(|r| r.near()).map_or(0, |n| {
-        n.stats().hits.load(std::sync::atomic::Ordering::Relaxed)
-    })
 }
 
 /// The near cache answers repeated reads from memory, sees its own node's writes at once
@@ -386,10 +380,13 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
     // Values: the second read is a hit.
     a.cache.set("k", Bytes::from_static(b"1"), None).await?;
     assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"1")));
-    let hits = near_hits(&a);
+    let hits = common::near_hits(&a);
     assert_eq!(a.cache.get("k").await?, Some(Bytes::from_static(b"1")));
     assert!(a.cache.exists("k").await?);
-    assert!(near_hits(&a) > hits, "the repeated read went to Redis");
+    assert!(
+        common::near_hits(&a) > hits,
+        "the repeated read went to Redis"
+    );
     // Another node's write reaches it through an invalidation.
     b.cache.set("k", Bytes::from_static(b"2"), None).await?;
     eventually(Some(Bytes::from_static(b"2")), || a.cache.get("k")).await?;
@@ -415,7 +412,7 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
         .ids_add(&[("f".into(), 5), ("f".into(), 7), ("f".into(), 3)], 10)
         .await?;
     assert_eq!(a.cache.ids_range("f", None, 10).await?, vec![7, 5, 3]);
-    let hits = near_hits(&a);
+    let hits = common::near_hits(&a);
     assert_eq!(a.cache.ids_range("f", Some(7), 1).await?, vec![5]);
     assert_eq!(a.cache.ids_range("f", Some(8), 2).await?, vec![7, 5]);
     assert_eq!(
@@ -423,7 +420,10 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
         vec![true, false, true]
     );
     assert!(a.cache.exists("f").await?);
-    assert!(near_hits(&a) >= hits + 3, "the id set was read again");
+    assert!(
+        common::near_hits(&a) >= hits + 3,
+        "the id set was read again"
+    );
     b.cache.ids_push(&["f".into()], 9, 10).await?;
     eventually(vec![9, 7, 5, 3], || a.cache.ids_range("f", None, 10)).await?;
     b.cache.ids_remove(&[("f".into(), 7)]).await?;
@@ -434,11 +434,7 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
 
     // A small budget holds what fits and still answers every read rightly.
     let small = node_with_near_cache(&ns, 4096).await?;
-    let near = small
-        .redis
-        .as_ref()
-        .and_then(|r| r.near())
-        .context("near")?;
+    let near = common::near_cache(&small).context("near")?;
     for i in 0..100 {
         let key = format!("v:{i}");
         a.cache
@@ -468,7 +464,7 @@ async fn redis_near_cache_recovers_when_its_connections_are_killed() -> Result<(
     let ns = unique_namespace();
     let a = node_with_near_cache(&ns, 1 << 20).await?;
     let b = node_with_near_cache(&ns, 1 << 20).await?;
-    let near = a.redis.as_ref().and_then(|r| r.near()).context("near")?;
+    let near = common::near_cache(&a).context("near")?;
     let admin = ::redis::Client::open(redis_url())?;
     let mut admin = admin.get_multiplexed_async_connection().await?;
 

@@ -741,16 +741,6 @@ where
     .await
 }
 
-fn near_cache(app: &TestApp) -> Option<&kith::backend::near::NearCache> {
-    app.state.backends.redis.as_ref().and_then(|r| r.near())
-}
-
-fn near_hits(app: &TestApp) -> u64 {
-    near_cache(app).map_or(0, |n| {
-        n.stats().hits.load(std::sync::atomic::Ordering::Relaxed)
-    })
-}
-
 /// Two nodes sharing Redis each keep a near cache of what they read; a write through one
 /// node reaches reads on the other (posts, likes, deletes, logout).
 #[tokio::test]
@@ -765,7 +755,7 @@ async fn redis_nodes_see_each_others_writes_through_their_near_caches() -> Resul
     for node in [&a, &b] {
         eventually(
             "near cache serving",
-            || async { Ok(near_cache(node).is_some_and(|n| n.is_live())) },
+            || async { Ok(common::near_cache(&node.state.backends).is_some_and(|n| n.is_live())) },
             |live| *live,
         )
         .await?;
@@ -775,9 +765,12 @@ async fn redis_nodes_see_each_others_writes_through_their_near_caches() -> Resul
     a.follow(&reader, "nc_author").await?;
     // Node b reads the reader's session and feed twice: the second time from memory.
     assert!(b.whole_feed(&reader, 10).await?.is_empty());
-    let hits = near_hits(&b);
+    let hits = common::near_hits(&b.state.backends);
     assert!(b.whole_feed(&reader, 10).await?.is_empty());
-    assert!(near_hits(&b) > hits, "node b asked Redis again");
+    assert!(
+        common::near_hits(&b.state.backends) > hits,
+        "node b asked Redis again"
+    );
 
     // A post through node a.
     let post = a.post_as(&author, "across nodes").await?["id"]

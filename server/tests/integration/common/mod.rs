@@ -59,6 +59,18 @@ pub fn redis_url() -> String {
     std::env::var("KITH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The node's near cache of Redis entries, if it runs one.
+pub fn near_cache(backends: &kith::backend::Backends) -> Option<&kith::backend::near::NearCache> {
+    backends.redis.as_ref().and_then(|r| r.near())
+}
+
+/// Reads the node's near cache answered from memory (0 without one).
+pub fn near_hits(backends: &kith::backend::Backends) -> u64 {
+    near_cache(backends).map_or(0, |n| {
+        n.stats().hits.load(std::sync::atomic::Ordering::Relaxed)
+    })
+}
+
 /// A fresh key prefix, so concurrent tests sharing one Redis never see each other's keys.
 pub fn unique_namespace() -> String {
     format!("kith-test-{:016x}", rand_u64())
