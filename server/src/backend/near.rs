@@ -443,9 +443,18 @@ impl Shared {
         }
     }
 
-    /// Takes the near cache down after a failed read on the tracked connection of
-    /// `epoch`; the maintaining task reconnects.
+    /// Takes the near cache down after a read on the tracked connection of `epoch` failed
+    /// for the connection's sake; the maintaining task reconnects. An error reply (say, a
+    /// key of another type) leaves it up: the caller reads from Redis itself and gets
+    /// the error there.
     fn fail(&self, epoch: u64, error: &RedisError) {
+        let connection = error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_timeout()
+            || error.is_unrecoverable_error();
+        if !connection {
+            return;
+        }
         let mut state = lock(&self.state);
         if state.live.as_ref().map(|l| l.epoch) == Some(epoch) {
             tracing::warn!(%error, "near cache connection failed; serving from Redis until it is back");

@@ -406,6 +406,9 @@ async fn redis_near_cache_serves_reads_and_follows_other_nodes_writes() -> Resul
     assert_eq!(a.cache.get("n").await?, Some(Bytes::from_static(b"1")));
     b.cache.incr("n", 5).await?;
     eventually(Some(Bytes::from_static(b"6")), || a.cache.get("n")).await?;
+    // Reading a value as an id set is an error, and the near cache stays up.
+    assert!(a.cache.ids_range("n", None, 10).await.is_err());
+    assert!(common::near_cache(&a).is_some_and(|n| n.is_live()));
 
     // Id sets: pages and membership come from the held set.
     a.cache
