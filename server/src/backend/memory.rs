@@ -69,6 +69,20 @@ impl MemoryCache {
     fn live(entry: &(Bytes, Option<Instant>), now: Instant) -> bool {
         entry.1.is_none_or(|deadline| now < deadline)
     }
+
+    /// Sets each entry; with `only_if_absent`, only keys holding no live value.
+    fn set_each(&self, entries: &[(String, Bytes)], ttl: Option<Duration>, only_if_absent: bool) {
+        let now = Instant::now();
+        let deadline = ttl.map(|t| now + t);
+        let mut data = lock(&self.data);
+        data.sweep(now);
+        for (key, value) in entries {
+            if only_if_absent && data.values.get(key).is_some_and(|e| Self::live(e, now)) {
+                continue;
+            }
+            data.values.insert(key.clone(), (value.clone(), deadline));
+        }
+    }
 }
 
 #[async_trait]
@@ -107,27 +121,12 @@ impl Cache for MemoryCache {
     }
 
     async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        let now = Instant::now();
-        let deadline = ttl.map(|t| now + t);
-        let mut data = lock(&self.data);
-        data.sweep(now);
-        for (key, value) in entries {
-            data.values.insert(key.clone(), (value.clone(), deadline));
-        }
+        self.set_each(entries, ttl, false);
         Ok(())
     }
 
     async fn add_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        let now = Instant::now();
-        let deadline = ttl.map(|t| now + t);
-        let mut data = lock(&self.data);
-        data.sweep(now);
-        for (key, value) in entries {
-            let held = data.values.get(key).is_some_and(|e| Self::live(e, now));
-            if !held {
-                data.values.insert(key.clone(), (value.clone(), deadline));
-            }
-        }
+        self.set_each(entries, ttl, true);
         Ok(())
     }
 

@@ -181,6 +181,35 @@ impl RedisBackend {
         }
     }
 
+    /// `SET` of each entry in one pipeline; `only_if_absent` adds `NX`.
+    async fn set_each(
+        &self,
+        entries: &[(String, Bytes)],
+        ttl: Option<Duration>,
+        only_if_absent: bool,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
+        let mut pipe = redis::pipe();
+        for (key, (_, value)) in full.iter().zip(entries) {
+            let set = pipe.cmd("SET").arg(key).arg(value.as_ref());
+            if only_if_absent {
+                set.arg("NX");
+            }
+            if let Some(ttl) = ttl {
+                set.arg("PX").arg(ttl.as_millis().max(1) as u64);
+            }
+            set.ignore();
+        }
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.written(full.iter().map(String::as_str));
+        result?;
+        Ok(())
+    }
+
     /// The ids of the sorted set at `key` as the near cache holds them.
     async fn near_ids(&self, key: &str) -> Option<Arc<[i64]>> {
         self.near.as_ref()?.ids(key).await
@@ -327,43 +356,11 @@ impl Cache for RedisBackend {
     }
 
     async fn set_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
-        let mut pipe = redis::pipe();
-        for (key, (_, value)) in full.iter().zip(entries) {
-            match ttl {
-                Some(ttl) => pipe.pset_ex(key, value.as_ref(), ttl.as_millis().max(1) as u64),
-                None => pipe.set(key, value.as_ref()),
-            }
-            .ignore();
-        }
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-        self.written(full.iter().map(String::as_str));
-        result?;
-        Ok(())
+        self.set_each(entries, ttl, false).await
     }
 
     async fn add_many(&self, entries: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
-        let mut pipe = redis::pipe();
-        for (key, (_, value)) in full.iter().zip(entries) {
-            let set = pipe.cmd("SET").arg(key).arg(value.as_ref()).arg("NX");
-            if let Some(ttl) = ttl {
-                set.arg("PX").arg(ttl.as_millis().max(1) as u64);
-            }
-            set.ignore();
-        }
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-        self.written(full.iter().map(String::as_str));
-        result?;
-        Ok(())
+        self.set_each(entries, ttl, true).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
