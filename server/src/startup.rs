@@ -141,7 +141,7 @@ impl Application {
             messages,
         });
         spawn_session_sweeper(state.clone());
-        db::spawn_checkpointer(state.db.clone());
+        db::spawn_checkpointer(state.db.clone(), state.db_writes.clone());
         crate::outbox::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());

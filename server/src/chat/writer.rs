@@ -3,7 +3,7 @@
 //!
 //! A send is acknowledged only after its transaction commits, and a commit is the expensive
 //! part of a send (the write lock, the WAL append, with `synchronous = FULL` an fsync, and
-//! on sqlx a round trip to the connection's thread per statement). One writer taking every
+//! on sqlx a round trip to the connection's thread per query). One writer taking every
 //! send queued while the previous group committed turns N sends into one transaction of
 //! a fixed number of statements: the batch goes in as JSON (`json_each`), so its size does
 //! not change the number of round trips. It also ends the contention of many connections
@@ -16,13 +16,14 @@
 //! 3. the channels' last `seq` and the newest message id: new ids must exceed every stored
 //!    one (nodes' clocks may disagree) so that a device's sync cursor never skips a message;
 //! 4. with 1–3, the members of the batch's channels, for the wake-ups after commit (1–4
-//!    are one statement: each statement is a round trip to the connection's thread);
-//! 5. one `INSERT` of the new messages, one `UPDATE` of their channels.
+//!    are one statement, sent together with the `BEGIN`);
+//! 5. one `INSERT` of the new messages, one `UPDATE` of their channels, and the `COMMIT`,
+//!    sent together: a batch is two round trips to the connection's thread.
 
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
 use serde_json::json;
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -129,7 +130,7 @@ enum Plan {
     Repeat(usize),
 }
 
-/// What the transaction reads before it writes, in one statement (see [`READ`]).
+/// What the transaction reads before it writes, in one statement (see [`BEGIN_AND_READ`]).
 #[derive(serde::Deserialize)]
 struct Before {
     /// Per send: its index, whether its channel exists, whether its sender is a member
@@ -143,10 +144,11 @@ struct Before {
     channels: Vec<(i64, i64, Vec<i64>)>,
 }
 
-/// The reads of a batch as one JSON row: every statement is a round trip to the
-/// connection's thread, so reading membership, retries, channel states and members
-/// separately cost four where this costs one. `?1` is the batch: `[{c, s, k}]`.
-const READ: &str = "SELECT json_object(
+/// The start of a batch's transaction and its reads, as one JSON row: every query is a
+/// round trip to the connection's thread, so reading membership, retries, channel states
+/// and members separately cost four where this costs one. `?1` is the batch: `[{c, s, k}]`.
+const BEGIN_AND_READ: &str = "BEGIN IMMEDIATE;
+SELECT json_object(
     'access', (SELECT json_group_array(json_array(j.key,
             EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c'),
             EXISTS (SELECT 1 FROM channel_members m
@@ -168,15 +170,32 @@ async fn commit(
     ids: &IdGenerator,
     messages: &[&NewMessage],
 ) -> Result<Vec<Result<Written, AppError>>, sqlx::Error> {
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let result = transaction(db, ids, messages).await;
+    if result.is_err() {
+        // Whichever statement failed, nothing of the batch may stay half-done on the
+        // connection ("no transaction is active" when BEGIN itself failed: nothing to do).
+        let _ = sqlx::query("ROLLBACK").execute(&mut *db).await;
+    }
+    result
+}
+
+/// The transaction of [`commit`], in two round trips to the connection's thread: `BEGIN`
+/// with the reads, then the writes with `COMMIT` (sqlx runs the statements of one query
+/// string in order, binding each its own parameters). Five round trips (begin, read,
+/// insert, update, commit) each woke the connection's thread and then this one.
+async fn transaction(
+    db: &mut SqliteConnection,
+    ids: &IdGenerator,
+    messages: &[&NewMessage],
+) -> Result<Vec<Result<Written, AppError>>, sqlx::Error> {
     let keys = json!(messages
         .iter()
         .map(|m| json!({"c": m.channel, "s": m.sender, "k": m.client_msg_id}))
         .collect::<Vec<_>>())
     .to_string();
-    let before: String = sqlx::query_scalar(READ)
+    let before: String = sqlx::query_scalar(BEGIN_AND_READ)
         .bind(&keys)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *db)
         .await?;
     let before: Before =
         serde_json::from_str(&before).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
@@ -220,11 +239,11 @@ async fn commit(
         members.insert(channel, Arc::<[i64]>::from(list));
     }
     let rows = if new.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *db).await?;
         Vec::new()
     } else {
-        insert(&mut tx, ids, messages, &new, before.floor, last_seq).await?
+        insert_and_commit(db, ids, messages, &new, before.floor, last_seq).await?
     };
-    tx.commit().await?;
 
     Ok(plans
         .into_iter()
@@ -245,8 +264,9 @@ async fn commit(
 }
 
 /// Numbers and inserts the new messages (`new` indexes `messages`) above `floor` and
-/// after each channel's `last_seq`; returns their rows.
-async fn insert(
+/// after each channel's `last_seq`, moves their channels on, and commits; returns their
+/// rows.
+async fn insert_and_commit(
     tx: &mut SqliteConnection,
     ids: &IdGenerator,
     messages: &[&NewMessage],
@@ -272,15 +292,6 @@ async fn insert(
         });
     }
     let inserts = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
-         SELECT value->>'channel_id', value->>'id', value->>'seq', value->>'sender_id',
-                value->>'content', value->>'client_msg_id', value->>'created_at'
-         FROM json_each(?)",
-    )
-    .bind(inserts)
-    .execute(&mut *tx)
-    .await?;
     // Rows are in id order, so each channel's last row carries its newest id and seq.
     let mut newest: HashMap<i64, &MessageRow> = HashMap::new();
     for row in &rows {
@@ -292,9 +303,15 @@ async fn insert(
         .collect::<Vec<_>>())
     .to_string();
     sqlx::query(
-        "UPDATE channels SET last_seq = u.value->>'q', last_message_id = u.value->>'id'
-         FROM json_each(?) u WHERE channels.id = u.value->>'c'",
+        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
+         SELECT value->>'channel_id', value->>'id', value->>'seq', value->>'sender_id',
+                value->>'content', value->>'client_msg_id', value->>'created_at'
+         FROM json_each(?);
+         UPDATE channels SET last_seq = u.value->>'q', last_message_id = u.value->>'id'
+           FROM json_each(?) u WHERE channels.id = u.value->>'c';
+         COMMIT",
     )
+    .bind(inserts)
     .bind(updates)
     .execute(&mut *tx)
     .await?;

@@ -12,5 +12,6 @@ mod chat_property;
 mod feed;
 mod notifications;
 mod presence;
+mod storage;
 mod web;
 mod ws;
