@@ -71,14 +71,18 @@ const STEP_TWO_AFTER_FRAMES: i64 = 1_000;
 /// The longest pause between checkpoints of a node that writes nothing.
 const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
 
-/// Checkpoints the write-ahead log every [`CHECKPOINT_EVERY`] while the node writes, in two steps, so that the
-/// log is started over from its beginning instead of growing for as long as writes come:
+/// Checkpoints the write-ahead log every [`CHECKPOINT_EVERY`] while the node writes, in two
+/// steps, so that the log is started over from its beginning instead of growing for as long
+/// as writes come:
 ///
 /// 1. a `PASSIVE` checkpoint on a read connection copies (each page's newest version of)
 ///    the log into the database file beside the writers, waiting for none of them;
 /// 2. the same on the node's write connection copies what was committed meanwhile, a few
 ///    milliseconds' worth. No commit of this node can land while it runs, so it reaches the
 ///    end of the log, and the next write transaction restarts the log from its start.
+///    After a step 1 that copied more than [`STEP_TWO_AFTER_FRAMES`] (a burst), step 2
+///    waits for a later tick: it would hold the node's writes for as long as the burst's
+///    tail takes to copy.
 ///
 /// Step 1 alone never catches up under a steady stream of commits: each checkpoint ends a
 /// little behind the log's end, SQLite restarts a log only once all of it is copied, and
