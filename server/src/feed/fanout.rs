@@ -94,28 +94,27 @@ where
 
 /// Calls `f` with batches of feed keys: the author's own feed and post list, then, unless
 /// the author is a celebrity (whose followers pull), their followers' feeds (see
-/// [`for_each_follower_batch`]), the author's keys riding along with the first batch; `f`
-/// also gets the batch's follower ids.
+/// [`for_each_follower_batch`]), the author's keys riding along with the first batch.
 async fn for_each_feed_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
     mut f: F,
 ) -> Result<(), AppError>
 where
-    F: FnMut(Vec<String>, Vec<i64>) -> Fut,
+    F: FnMut(Vec<String>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
     let mut own = Some(vec![feed_key(author_id), author_key(author_id)]);
     if !is_celebrity(state, author_id).await? {
         for_each_follower_batch(state, author_id, |page| {
             let mut keys = own.take().unwrap_or_default();
-            keys.extend(page.iter().copied().map(feed_key));
-            f(keys, page)
+            keys.extend(page.into_iter().map(feed_key));
+            f(keys)
         })
         .await?;
     }
     match own {
-        Some(keys) => f(keys, Vec::new()).await,
+        Some(keys) => f(keys).await,
         None => Ok(()),
     }
 }
@@ -123,7 +122,7 @@ where
 /// Pushes the post into the feeds.
 async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
-    for_each_feed_batch(state, job.author_id, |keys, _| async move {
+    for_each_feed_batch(state, job.author_id, |keys| async move {
         cache.ids_push(&keys, job.post_id, FEED_CAP).await?;
         Ok(())
     })
@@ -135,13 +134,13 @@ async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
 
 async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
     let cache = &state.backends.cache;
-    for_each_feed_batch(state, job.author_id, |keys, followers| async move {
+    for_each_feed_batch(state, job.author_id, |keys| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
         cache.ids_remove(&entries).await?;
-        crate::notifications::store::forget_post(&state.db_writes, job.post_id, &followers).await?;
         Ok(())
     })
     .await?;
+    crate::notifications::store::forget_post(&state.db_writes, job.post_id).await?;
     cache.delete(&caches::post_key(job.post_id)).await?;
     Ok(())
 }

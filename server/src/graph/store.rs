@@ -22,17 +22,28 @@ pub async fn follow(
         > 0)
 }
 
-/// Removes a follow; false if there was none.
+/// Removes a follow, and the notifications of the followee's posts that the follower kept
+/// (pulled ones go with the follow by themselves); false if there was no follow.
 pub async fn unfollow(db: &SqlitePool, follower: i64, followee: i64) -> Result<bool, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
-            .bind(follower)
-            .bind(followee)
-            .execute(db)
-            .await?
-            .rows_affected()
-            > 0,
-    )
+    let mut tx = db.begin().await?;
+    let removed = sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
+        .bind(follower)
+        .bind(followee)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if removed {
+        sqlx::query(
+            "DELETE FROM notifications WHERE user_id = ? AND kind = 'post' AND actor_id = ?",
+        )
+        .bind(follower)
+        .bind(followee)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(removed)
 }
 
 /// A user in a follow list, with the time of the follow (the list's order and cursor).

@@ -38,9 +38,13 @@ pub async fn insert_many(
         "INSERT OR IGNORE INTO notifications
              (user_id, id, kind, actor_id, channel_id, excerpt, created_at)
          SELECT value, ?1, ?2, ?3, ?4, ?5, ?6 FROM json_each(?7)
-         -- A post deleted meanwhile notifies nobody: its deletion removes what was
-         -- written before it, and this check stops what would come after.
-         WHERE ?2 <> 'post' OR EXISTS (SELECT 1 FROM posts WHERE id = ?1)",
+         -- A post deleted meanwhile notifies nobody, and a follower who unfollowed
+         -- meanwhile is not notified: the deletion or unfollow removes what was written
+         -- before it, and these checks stop what would come after.
+         WHERE ?2 <> 'post'
+            OR (EXISTS (SELECT 1 FROM posts WHERE id = ?1)
+                AND EXISTS (SELECT 1 FROM follows
+                             WHERE follower_id = json_each.value AND followee_id = ?3))",
     )
     .bind(about.subject)
     .bind(about.kind)
@@ -166,24 +170,12 @@ pub async fn unread_count(
         .await
 }
 
-/// Removes a deleted post's notifications from these recipients (primary-key deletes).
-pub async fn forget_post(
-    db: &SqlitePool,
-    post_id: i64,
-    recipients: &[i64],
-) -> Result<(), sqlx::Error> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let list = serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
-        "DELETE FROM notifications
-          WHERE id = ? AND user_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(post_id)
-    .bind(list)
-    .execute(db)
-    .await?;
+/// Removes a deleted post's notifications, from whoever holds them (by the subject index).
+pub async fn forget_post(db: &SqlitePool, post_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM notifications WHERE id = ? AND kind = 'post'")
+        .bind(post_id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

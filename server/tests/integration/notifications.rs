@@ -153,6 +153,18 @@ async fn posts_notify_followers_and_reach_online_ones_live(backend: Backend) -> 
     let heard = sid_ws.fence(&app).await?;
     assert!(!heard.iter().any(|f| f["type"] == "new_post"), "{heard:?}");
 
+    // Unfollowing takes the author's post notifications away from that follower only.
+    let unfollowed = app
+        .client
+        .delete(app.url("/v1/me/following/np_pat"))
+        .bearer_auth(&flo.token)
+        .send()
+        .await?;
+    assert_eq!(unfollowed.status(), 204);
+    assert!(items(&app, &flo).await?.is_empty());
+    assert_eq!(unread(&app, &flo).await?, 0);
+    assert_eq!(items(&app, &fay).await?.len(), 1);
+
     // Deleting the post takes its notifications with it.
     let deleted = app
         .client
@@ -166,6 +178,39 @@ async fn posts_notify_followers_and_reach_online_ones_live(backend: Backend) -> 
         assert!(items(&app, follower).await?.is_empty());
         assert_eq!(unread(&app, follower).await?, 0);
     }
+    Ok(())
+}
+
+/// A post's stored notifications go with it even when its author became a celebrity after
+/// posting, when the deletion's fanout no longer walks the followers.
+async fn a_deleted_post_takes_its_notifications_after_its_author_became_a_celebrity(
+    backend: Backend,
+) -> Result<()> {
+    let mut options = Options::default();
+    options.env.push(("KITH_CELEBRITY_THRESHOLD", "2".into()));
+    let app = spawn_with(backend, options).await?;
+    let pat = app.register("dc_pat").await?;
+    let flo = app.register("dc_flo").await?;
+    let lee = app.register("dc_lee").await?;
+    app.follow(&flo, "dc_pat").await?;
+    let post = app.post_as(&pat, "before the fame").await?;
+    app.settle().await?;
+    let got = items(&app, &flo).await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["post_id"], post["id"]);
+
+    app.follow(&lee, "dc_pat").await?; // two followers: pat is a celebrity now
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/v1/posts/{}", text(&post, "id"))))
+        .bearer_auth(&pat.token)
+        .send()
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    app.settle().await?;
+    assert!(items(&app, &flo).await?.is_empty());
+    assert_eq!(unread(&app, &flo).await?, 0);
+    assert!(items(&app, &lee).await?.is_empty());
     Ok(())
 }
 
@@ -416,6 +461,7 @@ both_backends!(
     messages_notify_members_without_a_live_connection,
     posts_notify_followers_and_reach_online_ones_live,
     celebrity_posts_are_pulled_into_notifications,
+    a_deleted_post_takes_its_notifications_after_its_author_became_a_celebrity,
     notifications_page_newest_first_and_are_marked_read,
     notification_input_is_checked,
     post_notifications_survive_a_crash_after_the_fanout,
