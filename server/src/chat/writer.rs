@@ -97,7 +97,13 @@ async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Jo
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
         let result = async {
             let mut conn = db.acquire().await?;
-            commit(&mut conn, &ids, &messages).await
+            let result = commit(&mut conn, &ids, &messages).await;
+            if result.is_err() {
+                // The batch's transaction may be left open half-done: closing the
+                // connection rolls it back, and the pool opens a fresh one.
+                conn.close_on_drop();
+            }
+            result
         }
         .await;
         match result {
@@ -164,26 +170,13 @@ SELECT json_object(
             (SELECT json_group_array(m.user_id) FROM channel_members m WHERE m.channel_id = c.id)))
         FROM channels c WHERE c.id IN (SELECT j.value->>'c' FROM json_each(?1) j)))";
 
-/// Stores a batch in one transaction; one result per message, in order.
+/// Stores a batch in one transaction, in two round trips to the connection's thread:
+/// `BEGIN` with the reads, then the writes with `COMMIT` (sqlx runs the statements of one
+/// query string in order, binding each its own parameters); one result per message, in
+/// order. Five round trips (begin, read, insert, update, commit) each woke the
+/// connection's thread and then this one. On an error the transaction may still be open:
+/// the caller closes the connection.
 async fn commit(
-    db: &mut SqliteConnection,
-    ids: &IdGenerator,
-    messages: &[&NewMessage],
-) -> Result<Vec<Result<Written, AppError>>, sqlx::Error> {
-    let result = transaction(db, ids, messages).await;
-    if result.is_err() {
-        // Whichever statement failed, nothing of the batch may stay half-done on the
-        // connection ("no transaction is active" when BEGIN itself failed: nothing to do).
-        let _ = sqlx::query("ROLLBACK").execute(&mut *db).await;
-    }
-    result
-}
-
-/// The transaction of [`commit`], in two round trips to the connection's thread: `BEGIN`
-/// with the reads, then the writes with `COMMIT` (sqlx runs the statements of one query
-/// string in order, binding each its own parameters). Five round trips (begin, read,
-/// insert, update, commit) each woke the connection's thread and then this one.
-async fn transaction(
     db: &mut SqliteConnection,
     ids: &IdGenerator,
     messages: &[&NewMessage],

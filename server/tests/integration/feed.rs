@@ -317,21 +317,12 @@ async fn unfollow_and_delete_remove_posts_everywhere(backend: Backend) -> Result
     );
 
     assert_error(
-        app.client
-            .delete(app.url(&format!("/v1/posts/{gone}")))
-            .bearer_auth(&x.token)
-            .send()
-            .await?,
+        app.delete_as(&x, &format!("/v1/posts/{gone}")).await?,
         403,
         "forbidden",
     )
     .await?;
-    let resp = app
-        .client
-        .delete(app.url(&format!("/v1/posts/{gone}")))
-        .bearer_auth(&w.token)
-        .send()
-        .await?;
+    let resp = app.delete_as(&w, &format!("/v1/posts/{gone}")).await?;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     // Gone at once from reads, and (after the fanout job) from the caches.
     assert_eq!(app.whole_feed(&x, 20).await?, vec![keep.clone()]);
@@ -351,34 +342,20 @@ async fn unfollow_and_delete_remove_posts_everywhere(backend: Backend) -> Result
     )
     .await?;
     assert_error(
-        app.client
-            .delete(app.url(&format!("/v1/posts/{gone}")))
-            .bearer_auth(&w.token)
-            .send()
-            .await?,
+        app.delete_as(&w, &format!("/v1/posts/{gone}")).await?,
         404,
         "not_found",
     )
     .await?;
 
-    let resp = app
-        .client
-        .delete(app.url("/v1/me/following/writer"))
-        .bearer_auth(&x.token)
-        .send()
-        .await?;
+    let resp = app.delete_as(&x, "/v1/me/following/writer").await?;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(
         app.whole_feed(&x, 20).await?.is_empty(),
         "unfollowed posts leave the feed"
     );
     // Idempotent.
-    let resp = app
-        .client
-        .delete(app.url("/v1/me/following/writer"))
-        .bearer_auth(&x.token)
-        .send()
-        .await?;
+    let resp = app.delete_as(&x, "/v1/me/following/writer").await?;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     Ok(())
 }
@@ -799,12 +776,7 @@ async fn redis_nodes_see_each_others_writes_through_their_near_caches() -> Resul
     )
     .await?;
     // A delete through node a.
-    let deleted = a
-        .client
-        .delete(a.url(&format!("/v1/posts/{post}")))
-        .bearer_auth(&author.token)
-        .send()
-        .await?;
+    let deleted = a.delete_as(&author, &format!("/v1/posts/{post}")).await?;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     a.settle().await?;
     eventually(

@@ -51,6 +51,22 @@ async fn wait_for(app: &TestApp, user: &TestUser, n: usize) -> Result<Vec<Value>
     .await
 }
 
+/// Deletes `post` as its `author` and waits for the deletion's fanout job.
+async fn delete_post(app: &TestApp, author: &TestUser, post: &Value) -> Result<()> {
+    let deleted = app
+        .delete_as(author, &format!("/v1/posts/{}", text(post, "id")))
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    app.settle().await
+}
+
+/// `user` has no notification, read or unread.
+async fn assert_none(app: &TestApp, user: &TestUser) -> Result<()> {
+    assert!(items(app, user).await?.is_empty());
+    assert_eq!(unread(app, user).await?, 0);
+    Ok(())
+}
+
 async fn messages_notify_members_without_a_live_connection(backend: Backend) -> Result<()> {
     let app = spawn_with(
         backend,
@@ -154,29 +170,15 @@ async fn posts_notify_followers_and_reach_online_ones_live(backend: Backend) -> 
     assert!(!heard.iter().any(|f| f["type"] == "new_post"), "{heard:?}");
 
     // Unfollowing takes the author's post notifications away from that follower only.
-    let unfollowed = app
-        .client
-        .delete(app.url("/v1/me/following/np_pat"))
-        .bearer_auth(&flo.token)
-        .send()
-        .await?;
+    let unfollowed = app.delete_as(&flo, "/v1/me/following/np_pat").await?;
     assert_eq!(unfollowed.status(), 204);
-    assert!(items(&app, &flo).await?.is_empty());
-    assert_eq!(unread(&app, &flo).await?, 0);
+    assert_none(&app, &flo).await?;
     assert_eq!(items(&app, &fay).await?.len(), 1);
 
     // Deleting the post takes its notifications with it.
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/v1/posts/{}", text(&post, "id"))))
-        .bearer_auth(&pat.token)
-        .send()
-        .await?;
-    assert_eq!(deleted.status(), 204);
-    app.settle().await?;
+    delete_post(&app, &pat, &post).await?;
     for follower in [&fay, &flo] {
-        assert!(items(&app, follower).await?.is_empty());
-        assert_eq!(unread(&app, follower).await?, 0);
+        assert_none(&app, follower).await?;
     }
     Ok(())
 }
@@ -200,16 +202,8 @@ async fn a_deleted_post_takes_its_notifications_after_its_author_became_a_celebr
     assert_eq!(got[0]["post_id"], post["id"]);
 
     app.follow(&lee, "dc_pat").await?; // two followers: pat is a celebrity now
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/v1/posts/{}", text(&post, "id"))))
-        .bearer_auth(&pat.token)
-        .send()
-        .await?;
-    assert_eq!(deleted.status(), 204);
-    app.settle().await?;
-    assert!(items(&app, &flo).await?.is_empty());
-    assert_eq!(unread(&app, &flo).await?, 0);
+    delete_post(&app, &pat, &post).await?;
+    assert_none(&app, &flo).await?;
     assert!(items(&app, &lee).await?.is_empty());
     Ok(())
 }
@@ -268,8 +262,7 @@ async fn celebrity_posts_are_pulled_into_notifications(backend: Backend) -> Resu
     assert_eq!(flo_got[0]["post_id"], star["id"]);
     assert_eq!(unread(&app, &flo).await?, 1);
     // Followed after the post: not notified of it; nor is the author.
-    assert!(items(&app, &lee).await?.is_empty());
-    assert_eq!(unread(&app, &lee).await?, 0);
+    assert_none(&app, &lee).await?;
     assert!(items(&app, &pat).await?.is_empty());
 
     // The read watermark covers pulled notifications too.
@@ -290,16 +283,8 @@ async fn celebrity_posts_are_pulled_into_notifications(backend: Backend) -> Resu
     assert_eq!(flags, vec![json!(false), json!(true), json!(true)]);
 
     // Deleting the post takes it out of every list.
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/v1/posts/{}", text(&star, "id"))))
-        .bearer_auth(&pat.token)
-        .send()
-        .await?;
-    assert_eq!(deleted.status(), 204);
-    app.settle().await?;
-    assert!(items(&app, &flo).await?.is_empty());
-    assert_eq!(unread(&app, &flo).await?, 0);
+    delete_post(&app, &pat, &star).await?;
+    assert_none(&app, &flo).await?;
     assert_eq!(items(&app, &fay).await?.len(), 2);
     Ok(())
 }

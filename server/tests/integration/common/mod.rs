@@ -232,6 +232,16 @@ impl TestApp {
         Ok(req.send().await?)
     }
 
+    /// `DELETE path` as `user`.
+    pub async fn delete_as(&self, user: &TestUser, path: &str) -> Result<Response> {
+        Ok(self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(&user.token)
+            .send()
+            .await?)
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Response> {
         let mut req = self.client.get(self.url(path));
         if let Some(t) = token {
