@@ -52,6 +52,12 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const OUTBOUND_QUEUE: usize = 256;
 /// Initial read buffer of a connection (allocated up front by the WebSocket codec).
 const READ_BUFFER: usize = 512;
+/// Outbound bytes gathered before a write without waiting for the flush: frames queued
+/// together (a group commit's messages, a sync page) go out in one system call.
+const WRITE_COALESCE: usize = 16 * 1024;
+/// Wake-ups taken from the subscription in one turn of a connection's loop, so that those
+/// that arrived together are written together.
+const WAKE_BATCH: usize = 64;
 /// The commonest frame by far; handled without parsing or boxing.
 const HEARTBEAT: &str = r#"{"type":"heartbeat"}"#;
 /// An unauthenticated socket is closed after this long.
@@ -187,7 +193,9 @@ pub async fn upgrade(
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Chat frames are small; a larger frame grows the buffer while it is read.
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        // Frames handed over together leave in one write at the flush that follows them
+        // (the buffer starts empty and grows only as frames need it).
+        .write_buffer_size(WRITE_COALESCE)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| run(state, socket, user))
 }
@@ -370,7 +378,15 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
             }
             woke = wake.recv() => {
                 let result = match woke {
-                    Ok(payload) => conn.wake(payload),
+                    Ok(payload) => match conn.wake_buffered(payload, &mut wake) {
+                        Ok(false) => Ok(()),
+                        // Lost wake-ups among those taken: as below.
+                        Ok(true) => match conn.skip_buffered(&mut wake) {
+                            Ok(()) => Box::pin(conn.catch_up()).await,
+                            Err(end) => Err(end),
+                        },
+                        Err(end) => Err(end),
+                    },
                     // Dropped wake-ups: catch up from the database.
                     Err(RecvError::Lagged(_)) => match conn.skip_buffered(&mut wake) {
                         Ok(()) => Box::pin(conn.catch_up()).await,
@@ -559,6 +575,26 @@ impl Conn {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Handles `first`, then the wake-ups already waiting behind it (up to [`WAKE_BATCH`]),
+    /// so that the loop's next flush writes them all at once. `true` means some were lost
+    /// on the way (the subscription lagged): the caller catches up from the database.
+    fn wake_buffered(
+        &mut self,
+        first: Bytes,
+        wake: &mut crate::backend::Subscription,
+    ) -> Result<bool, End> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        self.wake(first)?;
+        for _ in 1..WAKE_BATCH {
+            match wake.try_recv() {
+                Ok(payload) => self.wake(payload)?,
+                Err(TryRecvError::Lagged(_)) => return Ok(true),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
+        }
+        Ok(false)
     }
 
     /// After lost wake-ups, empties the subscription before the catch-up reads the
