@@ -42,13 +42,25 @@ end
 return -1
 ";
 
-/// Adds one id to each of many sorted sets, trimming a set only when it outgrows the cap.
-/// KEYS = the sets; ARGV[1] = cap; ARGV[i + 1] = the id for KEYS[i]. One round trip and no
-/// per-key trim command for sets still under the cap.
+/// The set listing every id set (sorted set) of the namespace that `ids_add` created, so
+/// that a fanout looks only at feeds that may exist.
+const IDS_INDEX: &str = "idsets";
+/// Member of [`IDS_INDEX`] saying it is complete (keys all start with the namespace, so
+/// no set has this name).
+const IDS_INDEX_COMPLETE: &str = "!complete";
+/// Prefix of the member a rebuild puts in [`IDS_INDEX`] while it runs.
+const IDS_INDEX_REBUILD: &str = "!rebuilding:";
+
+/// Adds one id to each of many sorted sets, trimming a set only when it outgrows the cap,
+/// and lists each set in the index of id sets. KEYS[1] = the index, KEYS[i + 1] = the sets;
+/// ARGV[1] = cap; ARGV[i + 1] = the id for KEYS[i + 1]. One round trip and no per-key trim
+/// command for sets still under the cap.
 const IDS_ADD_LUA: &str = r"
 local cap = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, ARGV[i + 1], ARGV[i + 1])
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  redis.call('ZADD', key, ARGV[i], ARGV[i])
+  redis.call('SADD', KEYS[1], key)
   if redis.call('ZCARD', key) > cap then
     redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
   end
@@ -56,20 +68,52 @@ end
 return 0
 ";
 
-/// Adds one id to those of many sorted sets that exist. KEYS = the sets; ARGV[1] = the
-/// cap, ARGV[2] = the id, ARGV[3] = "1" to trim the sets to the cap. One id argument for
-/// the whole batch: a fanout of 2,000 feeds parses one id, not 2,000.
+/// Adds one id to those of many sorted sets that exist. KEYS[1] = the index of id sets,
+/// KEYS[2..] = the sets; ARGV[1] = the cap, ARGV[2] = the id, ARGV[3] = "1" to trim the
+/// sets to the cap, ARGV[4] = the index's completeness mark. One id argument for the whole
+/// batch: a fanout of 2,000 feeds parses one id, not 2,000.
+///
+/// Most followers have no feed cache (they have not read their feed lately), and an
+/// `EXISTS` per follower from the script was most of a large fanout's time in Redis. While
+/// the index is complete, one `SMISMEMBER` picks the sets worth looking at; the `EXISTS`
+/// that follows covers sets evicted or deleted since they were listed (their listing goes).
+/// Without the mark (the index was lost, or is being rebuilt) every set is looked at, and
+/// those found are listed. Returns 1 if the index was complete.
 const IDS_PUSH_LUA: &str = r"
 local cap, id, trim = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
-for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('ZADD', key, id, id)
-    if trim and redis.call('ZCARD', key) > cap then
-      redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+local index = KEYS[1]
+local complete = redis.call('SISMEMBER', index, ARGV[4]) == 1
+local listed
+if complete then
+  local sets = {}
+  for i = 2, #KEYS do sets[i - 1] = KEYS[i] end
+  listed = redis.call('SMISMEMBER', index, unpack(sets))
+end
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  if not complete or listed[i - 1] == 1 then
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('ZADD', key, id, id)
+      if trim and redis.call('ZCARD', key) > cap then
+        redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+      end
+      if not complete then redis.call('SADD', index, key) end
+    elseif complete then
+      redis.call('SREM', index, key)
     end
   end
 end
+if complete then return 1 end
 return 0
+";
+
+/// Marks the index of id sets complete, if the rebuild's own mark (ARGV[1]) is still in it:
+/// an index evicted during the rebuild lost that mark too, and is not marked. KEYS[1] = the
+/// index; ARGV[2] = the completeness mark.
+const IDS_INDEX_DONE_LUA: &str = r"
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
 ";
 
 /// Finishes a rebuild. KEYS[1] = the set; ARGV[1] = the cap, ARGV[2] = the marker,
@@ -130,6 +174,9 @@ pub struct RedisBackend {
     ids_add: Arc<Script>,
     ids_push: Arc<Script>,
     ids_fill: Arc<Script>,
+    ids_index_done: Arc<Script>,
+    /// Set while this node rebuilds the index of id sets.
+    rebuilding_index: Arc<std::sync::atomic::AtomicBool>,
     presence_touch: Arc<Script>,
     presence_expire: Arc<Script>,
     /// This node's copy of the cache entries it reads (see [`super::near`]).
@@ -151,12 +198,77 @@ impl RedisBackend {
             ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
             ids_push: Arc::new(Script::new(IDS_PUSH_LUA)),
             ids_fill: Arc::new(Script::new(IDS_FILL_LUA)),
+            ids_index_done: Arc::new(Script::new(IDS_INDEX_DONE_LUA)),
+            rebuilding_index: Arc::default(),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
             near: NearCache::start(client, namespace, near_bytes).map(Arc::new),
         };
         backend.ping().await?;
+        backend.check_ids_index();
         Ok(backend)
+    }
+
+    /// Rebuilds the index of id sets in the background unless it is complete (or this
+    /// node is already at it).
+    fn check_ids_index(&self) {
+        use std::sync::atomic::Ordering;
+        if self.rebuilding_index.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let backend = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = backend.rebuild_ids_index().await {
+                tracing::warn!(error = %e, "cannot rebuild the index of feed caches");
+            }
+            backend.rebuilding_index.store(false, Ordering::Release);
+        });
+    }
+
+    /// Lists every sorted set of this namespace in the index of id sets (a `SCAN`), then
+    /// marks the index complete. Sets created meanwhile list themselves ([`IDS_ADD_LUA`]).
+    async fn rebuild_ids_index(&self) -> Result<()> {
+        let index = self.key(IDS_INDEX);
+        let mut conn = self.conn.clone();
+        let complete: bool = conn.sismember(&index, IDS_INDEX_COMPLETE).await?;
+        if complete {
+            return Ok(());
+        }
+        tracing::info!("rebuilding the index of feed caches");
+        let token = format!("{IDS_INDEX_REBUILD}{:016x}", rand::random::<u64>());
+        let _: i64 = conn.sadd(&index, &token).await?;
+        let pattern = format!("{}:*", self.namespace);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("zset")
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let _: i64 = conn.sadd(&index, &keys).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let done: i64 = self
+            .ids_index_done
+            .key(&index)
+            .arg(&token)
+            .arg(IDS_INDEX_COMPLETE)
+            .invoke_async(&mut conn)
+            .await?;
+        if done == 1 {
+            tracing::info!("the index of feed caches is complete");
+        }
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -394,7 +506,7 @@ impl Cache for RedisBackend {
         }
         let full: Vec<String> = entries.iter().map(|(k, _)| self.key(k)).collect();
         let mut invocation = self.ids_add.prepare_invoke();
-        invocation.arg(cap);
+        invocation.key(self.key(IDS_INDEX)).arg(cap);
         for (key, (_, id)) in full.iter().zip(entries) {
             invocation.key(key).arg(*id);
         }
@@ -414,17 +526,21 @@ impl Cache for RedisBackend {
         let trim = (id >> 22) % PUSH_TRIM_EVERY == 0;
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut invocation = self.ids_push.prepare_invoke();
+        invocation.key(self.key(IDS_INDEX));
         for key in &full {
             invocation.key(key);
         }
         invocation
             .arg(cap)
             .arg(id)
-            .arg(if trim { "1" } else { "0" });
+            .arg(if trim { "1" } else { "0" })
+            .arg(IDS_INDEX_COMPLETE);
         let mut conn = self.conn.clone();
         let result: redis::RedisResult<i64> = invocation.invoke_async(&mut conn).await;
         self.written(full.iter().map(String::as_str));
-        result?;
+        if result? == 0 {
+            self.check_ids_index();
+        }
         Ok(())
     }
 

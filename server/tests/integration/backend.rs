@@ -337,6 +337,65 @@ both_backends!(
     rate_limits_follow_gcra_and_are_shared,
 );
 
+/// A fanout looks only at the sets the index of id sets lists, so the index must be
+/// complete whenever it says so: sets that predate it are found by its rebuild, a lost
+/// index is noticed (pushes then look at every set, and the index is rebuilt), and a
+/// listed set that is gone is not brought back.
+#[tokio::test]
+async fn redis_fanout_index_is_rebuilt_and_never_skips_a_feed() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    use ::redis::AsyncCommands as _;
+    let ns = unique_namespace();
+    let index = format!("{ns}:idsets");
+    let mut raw = ::redis::Client::open(redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let complete = |raw: ::redis::aio::MultiplexedConnection| {
+        let index = index.clone();
+        move || {
+            let (mut raw, index) = (raw.clone(), index.clone());
+            async move { raw.sismember::<_, _, bool>(index, "!complete").await }
+        }
+    };
+    // A feed cache written before the index existed (by an older node, say).
+    let _: i64 = raw.zadd(format!("{ns}:feed:old"), 1, 1).await?;
+
+    let b = backends(Backend::Redis, &ns).await?;
+    eventually(true, complete(raw.clone())).await?;
+    let listed: bool = raw.sismember(&index, format!("{ns}:feed:old")).await?;
+    assert!(listed, "the rebuild did not list the older feed");
+    b.cache
+        .ids_push(&["feed:old".into(), "feed:never".into()], 2, 10)
+        .await?;
+    assert_eq!(b.cache.ids_range("feed:old", None, 10).await?, vec![2, 1]);
+    assert!(!b.cache.exists("feed:never").await?);
+
+    // The index is lost (evicted, say): pushes still reach every feed, and it comes back.
+    b.cache.ids_add(&[("feed:x".into(), 1)], 10).await?;
+    let _: i64 = raw.del(&index).await?;
+    b.cache.ids_push(&["feed:x".into()], 3, 10).await?;
+    assert_eq!(b.cache.ids_range("feed:x", None, 10).await?, vec![3, 1]);
+    eventually(true, complete(raw.clone())).await?;
+    for feed in ["feed:old", "feed:x"] {
+        let listed: bool = raw.sismember(&index, format!("{ns}:{feed}")).await?;
+        assert!(listed, "{feed} is missing from the rebuilt index");
+    }
+    b.cache.ids_push(&["feed:x".into()], 4, 10).await?;
+    assert_eq!(b.cache.ids_range("feed:x", None, 10).await?, vec![4, 3, 1]);
+
+    // A listed feed that is gone (evicted) is not brought back, and leaves the index.
+    b.cache.ids_add(&[("feed:y".into(), 1)], 10).await?;
+    let _: i64 = raw.del(format!("{ns}:feed:y")).await?;
+    b.cache.ids_push(&["feed:y".into()], 5, 10).await?;
+    assert!(!b.cache.exists("feed:y").await?);
+    let listed: bool = raw.sismember(&index, format!("{ns}:feed:y")).await?;
+    assert!(!listed, "a gone feed stayed listed");
+    Ok(())
+}
+
 /// Polls `read` until it returns `want` (an invalidation from Redis is on its way, not
 /// instant); fails after [`common::live::WAIT`].
 async fn eventually<T, E, F, Fut>(want: T, mut read: F) -> Result<()>
