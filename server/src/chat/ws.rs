@@ -53,8 +53,13 @@ const OUTBOUND_QUEUE: usize = 256;
 /// Initial read buffer of a connection (allocated up front by the WebSocket codec).
 const READ_BUFFER: usize = 512;
 /// Outbound bytes gathered before a write without waiting for the flush: frames queued
-/// together (a group commit's messages, a sync page) go out in one system call.
-const WRITE_COALESCE: usize = 16 * 1024;
+/// together (a group commit's messages, a sync page) go out a dozen or so per system call.
+/// The buffer keeps the largest size it reached, so this is also what a connection that
+/// once caught up holds from then on: small.
+const WRITE_COALESCE: usize = 4 * 1024;
+/// Queue slots an emptied queue keeps; a catch-up that grew it past this gives the rest
+/// back, so an idle connection does not hold a burst's room.
+const OUTBOUND_KEPT: usize = 16;
 /// Wake-ups taken from the subscription in one turn of a connection's loop, so that those
 /// that arrived together are written together.
 const WAKE_BATCH: usize = 64;
@@ -470,6 +475,9 @@ impl Conn {
                 Pin::new(&mut self.socket).start_send(frame)?;
                 self.blocked_since = Some(Instant::now());
             }
+        }
+        if self.outbound.capacity() > OUTBOUND_KEPT {
+            self.outbound.shrink_to(OUTBOUND_KEPT);
         }
         let flushed = Pin::new(&mut self.socket).poll_flush(cx);
         if let Poll::Ready(Ok(())) = flushed {
