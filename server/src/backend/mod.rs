@@ -26,6 +26,9 @@ pub enum BackendError {
     Redis(#[from] ::redis::RedisError),
     #[error("pub/sub is shut down")]
     Closed,
+    /// The Redis server lacks a command Kith uses.
+    #[error("Redis {found} is too old: Kith needs {needed} or newer")]
+    TooOld { found: String, needed: &'static str },
     /// `incr` on a value that is not a decimal integer (or would overflow).
     #[error("{0} does not hold an integer")]
     NotAnInteger(String),

@@ -51,6 +51,18 @@ const IDS_INDEX_COMPLETE: &str = "!complete";
 /// Prefix of the member a rebuild puts in [`IDS_INDEX`] while it runs.
 const IDS_INDEX_REBUILD: &str = "!rebuilding:";
 
+/// `text` with Redis's glob characters escaped, for a `MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Adds one id to each of many sorted sets, trimming a set only when it outgrows the cap,
 /// and lists each set in the index of id sets. KEYS[1] = the index, KEYS[i + 1] = the sets;
 /// ARGV[1] = cap; ARGV[i + 1] = the id for KEYS[i + 1]. One round trip and no per-key trim
@@ -83,11 +95,15 @@ const IDS_PUSH_LUA: &str = r"
 local cap, id, trim = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
 local index = KEYS[1]
 local complete = redis.call('SISMEMBER', index, ARGV[4]) == 1
-local listed
+local listed = {}
 if complete then
-  local sets = {}
-  for i = 2, #KEYS do sets[i - 1] = KEYS[i] end
-  listed = redis.call('SMISMEMBER', index, unpack(sets))
+  -- In chunks: `unpack` is bounded by Lua's stack.
+  for from = 2, #KEYS, 1000 do
+    local sets = {}
+    for i = from, math.min(from + 999, #KEYS) do sets[#sets + 1] = KEYS[i] end
+    local got = redis.call('SMISMEMBER', index, unpack(sets))
+    for j = 1, #got do listed[from + j - 2] = got[j] end
+  end
 end
 for i = 2, #KEYS do
   local key = KEYS[i]
@@ -205,8 +221,34 @@ impl RedisBackend {
             near: NearCache::start(client, namespace, near_bytes).map(Arc::new),
         };
         backend.ping().await?;
+        backend.check_version().await?;
         backend.check_ids_index();
         Ok(backend)
+    }
+
+    /// Fails unless the server has every command Kith uses (`SMISMEMBER`: Redis 6.2).
+    async fn check_version(&self) -> Result<()> {
+        const NEEDED: (u32, u32) = (6, 2);
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        let found = info
+            .lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
+        let mut parts = found.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if version < NEEDED {
+            return Err(BackendError::TooOld {
+                found,
+                needed: "6.2",
+            });
+        }
+        Ok(())
     }
 
     /// Rebuilds the index of id sets in the background unless it is complete (or this
@@ -237,7 +279,18 @@ impl RedisBackend {
         tracing::info!("rebuilding the index of feed caches");
         let token = format!("{IDS_INDEX_REBUILD}{:016x}", rand::random::<u64>());
         let _: i64 = conn.sadd(&index, &token).await?;
-        let pattern = format!("{}:*", self.namespace);
+        let result = self.list_id_sets(&index, &token).await;
+        if result.is_err() {
+            // Best effort: a token left behind is harmless, but should not pile up.
+            let _: redis::RedisResult<i64> = conn.srem(&index, &token).await;
+        }
+        result
+    }
+
+    /// The rebuild's `SCAN`, then its completion (see [`IDS_INDEX_DONE_LUA`]).
+    async fn list_id_sets(&self, index: &str, token: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:*", glob_escape(&self.namespace));
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -251,7 +304,7 @@ impl RedisBackend {
                 .query_async(&mut conn)
                 .await?;
             if !keys.is_empty() {
-                let _: i64 = conn.sadd(&index, &keys).await?;
+                let _: i64 = conn.sadd(index, &keys).await?;
             }
             if next == 0 {
                 break;
@@ -260,8 +313,8 @@ impl RedisBackend {
         }
         let done: i64 = self
             .ids_index_done
-            .key(&index)
-            .arg(&token)
+            .key(index)
+            .arg(token)
             .arg(IDS_INDEX_COMPLETE)
             .invoke_async(&mut conn)
             .await?;
@@ -821,5 +874,16 @@ impl PubSub for RedisPubSub {
             let _ = tokio::time::timeout(Duration::from_secs(2), confirmed).await;
         }
         Ok(Subscription::new(rx, Box::new(guard)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn namespaces_match_themselves_only() {
+        assert_eq!(glob_escape("kith"), "kith");
+        assert_eq!(glob_escape(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
     }
 }
