@@ -51,6 +51,12 @@ const IDS_INDEX_COMPLETE: &str = "!complete";
 /// Prefix of the member a rebuild puts in [`IDS_INDEX`] while it runs.
 const IDS_INDEX_REBUILD: &str = "!rebuilding:";
 
+/// The major and minor numbers of a version such as `7.0.15` (missing or odd parts: 0).
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version.split('.').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 /// `text` with Redis's glob characters escaped, for a `MATCH` pattern.
 fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -228,7 +234,7 @@ impl RedisBackend {
 
     /// Fails unless the server has every command Kith uses (`SMISMEMBER`: Redis 6.2).
     async fn check_version(&self) -> Result<()> {
-        const NEEDED: (u32, u32) = (6, 2);
+        const NEEDED: &str = "6.2";
         let mut conn = self.conn.clone();
         let info: String = redis::cmd("INFO")
             .arg("server")
@@ -238,14 +244,11 @@ impl RedisBackend {
             .lines()
             .find_map(|line| line.strip_prefix("redis_version:"))
             .unwrap_or("unknown")
-            .trim()
-            .to_string();
-        let mut parts = found.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if version < NEEDED {
+            .trim();
+        if major_minor(found) < major_minor(NEEDED) {
             return Err(BackendError::TooOld {
-                found,
-                needed: "6.2",
+                found: found.to_string(),
+                needed: NEEDED,
             });
         }
         Ok(())
@@ -879,7 +882,15 @@ impl PubSub for RedisPubSub {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_escape;
+    use super::{glob_escape, major_minor};
+
+    #[test]
+    fn versions_compare_by_major_then_minor() {
+        assert_eq!(major_minor("7.0.15"), (7, 0));
+        assert!(major_minor("6.0.9") < major_minor("6.2"));
+        assert!(major_minor("10.0") > major_minor("6.2"));
+        assert_eq!(major_minor("unknown"), (0, 0));
+    }
 
     #[test]
     fn namespaces_match_themselves_only() {

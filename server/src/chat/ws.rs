@@ -382,22 +382,20 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
                 }
             }
             woke = wake.recv() => {
-                let result = match woke {
-                    Ok(payload) => match conn.wake_buffered(payload, &mut wake) {
-                        Ok(false) => Ok(()),
-                        // Lost wake-ups among those taken: as below.
-                        Ok(true) => match conn.skip_buffered(&mut wake) {
-                            Ok(()) => Box::pin(conn.catch_up()).await,
-                            Err(end) => Err(end),
-                        },
-                        Err(end) => Err(end),
-                    },
+                // Whether wake-ups were dropped, before this one or among those behind it.
+                let lagged = match woke {
+                    Ok(payload) => conn.wake_buffered(payload, &mut wake),
+                    Err(RecvError::Lagged(_)) => Ok(true),
+                    Err(RecvError::Closed) => Err(End::Close(close::RESTARTING, "reconnect")),
+                };
+                let result = match lagged {
+                    Ok(false) => Ok(()),
                     // Dropped wake-ups: catch up from the database.
-                    Err(RecvError::Lagged(_)) => match conn.skip_buffered(&mut wake) {
+                    Ok(true) => match conn.skip_buffered(&mut wake) {
                         Ok(()) => Box::pin(conn.catch_up()).await,
                         Err(end) => Err(end),
                     },
-                    Err(RecvError::Closed) => Err(End::Close(close::RESTARTING, "reconnect")),
+                    Err(end) => Err(end),
                 };
                 if let Err(end) = result {
                     break end;

@@ -353,18 +353,19 @@ async fn redis_fanout_index_is_rebuilt_and_never_skips_a_feed() -> Result<()> {
     let mut raw = ::redis::Client::open(redis_url())?
         .get_multiplexed_async_connection()
         .await?;
-    let complete = |raw: ::redis::aio::MultiplexedConnection| {
-        let index = index.clone();
+    // Whether the index carries its completeness mark.
+    let complete = {
+        let (probe, index) = (raw.clone(), index.clone());
         move || {
-            let (mut raw, index) = (raw.clone(), index.clone());
-            async move { raw.sismember::<_, _, bool>(index, "!complete").await }
+            let (mut probe, index) = (probe.clone(), index.clone());
+            async move { probe.sismember::<_, _, bool>(index, "!complete").await }
         }
     };
     // A feed cache written before the index existed (by an older node, say).
     let _: i64 = raw.zadd(format!("{ns}:feed:old"), 1, 1).await?;
 
     let b = backends(Backend::Redis, &ns).await?;
-    eventually(true, complete(raw.clone())).await?;
+    eventually(true, &complete).await?;
     let listed: bool = raw.sismember(&index, format!("{ns}:feed:old")).await?;
     assert!(listed, "the rebuild did not list the older feed");
     b.cache
@@ -378,7 +379,7 @@ async fn redis_fanout_index_is_rebuilt_and_never_skips_a_feed() -> Result<()> {
     let _: i64 = raw.del(&index).await?;
     b.cache.ids_push(&["feed:x".into()], 3, 10).await?;
     assert_eq!(b.cache.ids_range("feed:x", None, 10).await?, vec![3, 1]);
-    eventually(true, complete(raw.clone())).await?;
+    eventually(true, &complete).await?;
     for feed in ["feed:old", "feed:x"] {
         let listed: bool = raw.sismember(&index, format!("{ns}:{feed}")).await?;
         assert!(listed, "{feed} is missing from the rebuilt index");

@@ -4,7 +4,13 @@
 use crate::common::{spawn_app, Backend};
 use anyhow::{Context as _, Result};
 use kith::{chat::writer::NewMessage, error::AppError};
-use std::io::Read as _;
+use std::{
+    io::Read as _,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 /// The write-ahead log header's checkpoint sequence number: SQLite bumps it each time it
 /// starts the log over from its beginning.
@@ -49,7 +55,7 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
     // over twice, or after `MAX_EACH` sends each (the failure).
     const SENDERS: usize = 16;
     const MAX_EACH: usize = 4_000;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let (progress, mut done) = tokio::sync::mpsc::unbounded_channel();
     let senders: Vec<_> = (0..SENDERS)
         .map(|t| {
@@ -57,7 +63,7 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
             let stop = stop.clone();
             tokio::spawn(async move {
                 for i in 0..MAX_EACH {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     writer
@@ -86,7 +92,7 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
         if sent % 64 == 0 {
             last = log_generation(&wal)?;
             if last >= first + 2 {
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
             }
         }
     }
