@@ -15,10 +15,10 @@ use crate::{error::AppError, outbox::Outbox, state::AppState};
 
 /// Newest ids kept per feed cache; older pages come from SQLite.
 pub const FEED_CAP: usize = 800;
-/// Followers read (and feeds written) per batch: one SQL page and one Redis script. A
-/// script holds Redis for its whole run; 500 pushes into feeds that exist take it ~3 ms on
-/// the benchmark machine (2,000 took 12–27 ms, which every other client waited out).
-const BATCH: i64 = 500;
+/// Followers read (and feeds written) per batch: one SQL page and one `ids_push`. On Redis
+/// that is one look at the index of feed caches, then scripts over the few feeds that
+/// exist; 500-follower batches spent more of a large fanout on round trips than on pushes.
+const PUSH_BATCH: i64 = 2_000;
 
 /// The feed cache key of a user.
 pub fn feed_key(user_id: i64) -> String {
@@ -65,25 +65,26 @@ pub async fn is_celebrity(state: &AppState, author_id: i64) -> Result<bool, AppE
     Ok(followers as u64 >= state.config.celebrity_threshold)
 }
 
-/// Calls `f` with each page of the author's followers, in id order. The next page is read
-/// from SQLite while `f` handles the current one.
+/// Calls `f` with each page of up to `batch` of the author's followers, in id order. The
+/// next page is read from SQLite while `f` handles the current one.
 pub async fn for_each_follower_batch<F, Fut>(
     state: &AppState,
     author_id: i64,
+    batch: i64,
     mut f: F,
 ) -> Result<(), AppError>
 where
     F: FnMut(Vec<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    let mut page = store::followers_after(&state.db, author_id, i64::MIN, BATCH).await?;
+    let mut page = store::followers_after(&state.db, author_id, i64::MIN, batch).await?;
     while let Some(&last) = page.iter().max() {
-        if page.len() < BATCH as usize {
+        if page.len() < batch as usize {
             // A short page is the last one.
             return f(page).await;
         }
         let (next, done) = futures::join!(
-            store::followers_after(&state.db, author_id, last, BATCH),
+            store::followers_after(&state.db, author_id, last, batch),
             f(page)
         );
         done?;
@@ -106,7 +107,7 @@ where
 {
     let mut own = Some(vec![feed_key(author_id), author_key(author_id)]);
     if !is_celebrity(state, author_id).await? {
-        for_each_follower_batch(state, author_id, |page| {
+        for_each_follower_batch(state, author_id, PUSH_BATCH, |page| {
             let mut keys = own.take().unwrap_or_default();
             keys.extend(page.into_iter().map(feed_key));
             f(keys)

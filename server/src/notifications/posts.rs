@@ -10,6 +10,10 @@
 use super::store;
 use crate::{error::AppError, feed, outbox::Outbox, presence, state::AppState};
 
+/// Followers per batch: one write transaction of notification rows, which every other
+/// write of the node waits for.
+const BATCH: i64 = 500;
+
 /// Runs one notification job to completion (a no-op if it was already finished).
 pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
     let Some(job) = store::notify_job(&state.db, id).await? else {
@@ -36,7 +40,7 @@ async fn notify_followers(
     if pulled {
         store::mark_pulled(&state.db_writes, job.post_id, job.author_id).await?;
     }
-    feed::fanout::for_each_follower_batch(state, job.author_id, |followers| async move {
+    feed::fanout::for_each_follower_batch(state, job.author_id, BATCH, |followers| async move {
         if !pulled {
             super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
         }

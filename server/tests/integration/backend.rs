@@ -394,6 +394,18 @@ async fn redis_fanout_index_is_rebuilt_and_never_skips_a_feed() -> Result<()> {
     assert!(!b.cache.exists("feed:y").await?);
     let listed: bool = raw.sismember(&index, format!("{ns}:feed:y")).await?;
     assert!(!listed, "a gone feed stayed listed");
+
+    // One push over more feeds than a script takes (several scripts), most never built.
+    let built: Vec<(String, i64)> = (0..600).map(|i| (format!("feed:many{i}"), 1)).collect();
+    b.cache.ids_add(&built, 10).await?;
+    let keys: Vec<String> = (0..1_500).map(|i| format!("feed:many{i}")).collect();
+    b.cache.ids_push(&keys, 6, 10).await?;
+    for (key, _) in &built {
+        assert_eq!(b.cache.ids_range(key, None, 10).await?, vec![6, 1], "{key}");
+    }
+    for key in &keys[600..] {
+        assert!(!b.cache.exists(key).await?, "{key} was created by a push");
+    }
     Ok(())
 }
 
