@@ -41,7 +41,8 @@ options (chat and presence):
 options (chat only):
   --pair-rates LIST      1:1 send rates in messages/s, one run each (default: 5000,1000,500)
   --group-rates LIST     group send rates in messages/s, ascending, stepped until the server
-                         saturates (default: 100,200,300,400,500,750,1000)
+                         saturates (default: 100,200,300,400,500,750,1000,1050,
+                         1100,1200,1300)
   --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)
 
 options (presence only):
