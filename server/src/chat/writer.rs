@@ -94,6 +94,15 @@ async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Jo
     // queue between batches. Being the only connection that writes, it also keeps its
     // page cache (SQLite empties a connection's cache whenever another has written).
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // The tasks already woken run first, and the sends they queue join this batch: a
+        // commit costs two hand-overs to the connection's thread however many it stores.
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
         let result = async {
             let mut conn = db.acquire().await?;
