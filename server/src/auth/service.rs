@@ -198,12 +198,7 @@ pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(),
     store::delete_session(&state.db_writes, &hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
     let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
-    state
-        .backends
-        .pubsub
-        .publish(&crate::chat::user_topic(user), revoke)
-        .await?;
-    Ok(())
+    crate::chat::service::wake(state, &[user], revoke).await
 }
 
 #[cfg(test)]

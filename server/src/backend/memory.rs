@@ -314,10 +314,14 @@ impl Drop for TopicGuard {
 
 #[async_trait]
 impl PubSub for MemoryPubSub {
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()> {
-        if let Some(tx) = lock(&self.topics).get(topic) {
-            // No receivers is not an error: nobody on this node is interested.
-            let _ = tx.send(payload);
+    async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()> {
+        debug_assert!(!payload.is_empty(), "the empty payload is GAP");
+        let registered = lock(&self.topics);
+        for topic in topics {
+            if let Some(tx) = registered.get(topic.as_str()) {
+                // No receivers is not an error: nobody on this node is interested.
+                let _ = tx.send(payload.clone());
+            }
         }
         Ok(())
     }

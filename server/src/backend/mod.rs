@@ -24,8 +24,9 @@ use tokio_util::sync::ReusableBoxFuture;
 pub enum BackendError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
-    #[error("pub/sub is shut down")]
-    Closed,
+    /// A pub/sub message past what its encoding can carry (4 GiB).
+    #[error("pub/sub message too large")]
+    TooLarge,
     /// The Redis server lacks a command Kith uses.
     #[error("Redis {found} is too old: Kith needs {needed} or newer")]
     TooOld { found: String, needed: &'static str },
@@ -111,9 +112,19 @@ pub trait Queue: Send + Sync + 'static {
 /// from the database by the receiver.
 #[async_trait]
 pub trait PubSub: Send + Sync + 'static {
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()>;
+    /// Delivers `payload` to the subscribers of each of `topics` (a chat message to every
+    /// member of its channel): one publish, however many topics. `payload` is never empty:
+    /// the empty payload is [`GAP`].
+    async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()>;
+    /// Subscribes to `topic`; what is published after this returns reaches the
+    /// subscription (or a [`GAP`] says that some of it may not have).
     async fn subscribe(&self, topic: &str) -> Result<Subscription>;
 }
+
+/// The payload that tells subscribers messages may have been lost on the way (the node's
+/// link to Redis broke and was restored): they recover from the durable store, as after
+/// `Lagged`. Publishers never send it.
+pub const GAP: Bytes = Bytes::new();
 
 /// A live subscription; dropping it unsubscribes.
 ///
@@ -300,7 +311,7 @@ impl Backends {
         Ok(Self {
             cache: Arc::new(backend.clone()),
             queue: Arc::new(backend.clone()),
-            pubsub: Arc::new(backend.pubsub()),
+            pubsub: backend.pubsub(),
             limiter: Arc::new(backend.clone()),
             presence: Arc::new(backend.clone()),
             redis: Some(backend),

@@ -537,6 +537,23 @@ async fn maintain(shared: Arc<Shared>, client: Client, stop: CancellationToken) 
 async fn connect(
     client: &Client,
 ) -> Result<(MultiplexedConnection, redis::aio::PubSubStream, i64)> {
+    let (mut subscriber, id) = subscriber_connection(client).await?;
+    subscriber.subscribe(INVALIDATE_CHANNEL).await?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("REDIRECT")
+        .arg(id)
+        .query_async(&mut conn)
+        .await?;
+    Ok((conn, subscriber.into_on_message(), id))
+}
+
+/// A new pub/sub connection and its client id (for `CLIENT TRACKING REDIRECT`, and for
+/// finding the connection in `CLIENT LIST`). redis-rs cannot send `CLIENT ID` on a pub/sub
+/// connection, so the id is asked on the raw socket first.
+pub(super) async fn subscriber_connection(client: &Client) -> Result<(redis::aio::PubSub, i64)> {
     let info = client.get_connection_info();
     let ConnectionAddr::Tcp(host, port) = &info.addr else {
         return Err(RedisError::from(std::io::Error::other("not a TCP address")).into());
@@ -558,17 +575,7 @@ async fn connect(
         .strip_prefix(':')
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| RedisError::from(std::io::Error::other(format!("CLIENT ID: {id}"))))?;
-    let mut subscriber = redis::aio::PubSub::new(&info.redis, stream).await?;
-    subscriber.subscribe(INVALIDATE_CHANNEL).await?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let () = redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("REDIRECT")
-        .arg(id)
-        .query_async(&mut conn)
-        .await?;
-    Ok((conn, subscriber.into_on_message(), id))
+    Ok((redis::aio::PubSub::new(&info.redis, stream).await?, id))
 }
 
 /// Sends one command on a fresh connection, before it is handed to the pub/sub client,

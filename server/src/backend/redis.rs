@@ -3,23 +3,22 @@
 //! Commands go through a [`ConnectionManager`] (one multiplexed, auto-reconnecting
 //! connection; batches are pipelined). Blocking pops get connections of their own from a
 //! small pool, because a `BLPOP` would stall every other command on a multiplexed one.
-//! Pub/sub runs one subscriber connection per node, owned by a task that fans messages out
-//! to local broadcast channels and resubscribes after a reconnect.
+//! Pub/sub is one channel per namespace, the wake bus, that every node subscribes to with
+//! a connection of its own; see [`RedisPubSub`].
 
 use super::{
-    near::NearCache, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota,
-    RateLimiter, Result, Subscription, PUSH_TRIM_EVERY,
+    near::NearCache, BackendError, Cache, Decision, FastMap, PresenceStore, PubSub, Queue, Quota,
+    RateLimiter, Result, Subscription, GAP, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use redis::{aio::ConnectionManager, AsyncCommands, Client, Script};
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, watch};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -195,6 +194,8 @@ pub struct RedisBackend {
     presence_expire: Arc<Script>,
     /// This node's copy of the cache entries it reads (see [`super::near`]).
     near: Option<Arc<NearCache>>,
+    /// The node's pub/sub, with its subscription to the wake bus.
+    pubsub: Arc<RedisPubSub>,
 }
 
 impl RedisBackend {
@@ -203,10 +204,11 @@ impl RedisBackend {
     pub async fn connect(url: &str, namespace: &str, near_bytes: usize) -> Result<Self> {
         let client = Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
+        let namespace: Arc<str> = namespace.into();
         let backend = Self {
             client: client.clone(),
-            conn,
-            namespace: namespace.into(),
+            conn: conn.clone(),
+            namespace: namespace.clone(),
             blocking: Arc::default(),
             gcra: Arc::new(Script::new(GCRA_LUA)),
             ids_add: Arc::new(Script::new(IDS_ADD_LUA)),
@@ -216,7 +218,8 @@ impl RedisBackend {
             rebuilding_index: Arc::default(),
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
-            near: NearCache::start(client, namespace, near_bytes).map(Arc::new),
+            near: NearCache::start(client.clone(), &namespace, near_bytes).map(Arc::new),
+            pubsub: Arc::new(RedisPubSub::start(client, conn.clone(), namespace.clone())),
         };
         backend.ping().await?;
         backend.check_version().await?;
@@ -375,13 +378,9 @@ impl RedisBackend {
         self.near.as_ref()?.ids(key).await
     }
 
-    /// The pub/sub half, with its subscriber task.
-    pub fn pubsub(&self) -> RedisPubSub {
-        RedisPubSub::start(
-            self.client.clone(),
-            self.conn.clone(),
-            self.namespace.clone(),
-        )
+    /// The node's pub/sub.
+    pub fn pubsub(&self) -> Arc<RedisPubSub> {
+        self.pubsub.clone()
     }
 
     async fn limit(&self, key: &str, quota: Quota, now_ms: i64, consume: bool) -> Result<Decision> {
@@ -740,109 +739,165 @@ impl RateLimiter for RedisBackend {
 /// 1:1 deliveries at 5,000 msg/s fell from ~2,400/s to ~450/s).
 const TOPIC_CAPACITY: usize = 32;
 
-type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
+type Topics = Arc<Mutex<FastMap<String, broadcast::Sender<Bytes>>>>;
 
-enum Command {
-    /// Subscribe, then report back once Redis confirmed it (so a publish that follows the
-    /// caller's `subscribe` cannot be missed).
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
-}
-
-/// Redis pub/sub for one node: one subscriber connection, local fan-out.
+/// Redis pub/sub for one node.
+///
+/// Every node of a namespace subscribes to one Redis channel, the namespace's wake bus, and
+/// a publish is one `PUBLISH` to it that names its topics: a message to a group of 100 is
+/// one command and one delivery per node, not 100 of each. Each node hands the payload to
+/// its local subscribers of the named topics and drops the rest, so subscribing is local
+/// and costs Redis nothing. The price is that every node reads every wake-up of the
+/// namespace (a hash lookup per topic); past a few dozen nodes, per-node channels with a
+/// route table would be the next step.
 pub struct RedisPubSub {
     conn: ConnectionManager,
-    namespace: Arc<str>,
+    channel: Arc<str>,
     topics: Topics,
-    commands: mpsc::UnboundedSender<Command>,
+    /// The client id of the connection subscribed to the bus while the subscription is
+    /// live: a `subscribe` waits for it, so that a publish after it returns is heard.
+    live: watch::Receiver<Option<i64>>,
 }
 
 impl RedisPubSub {
     fn start(client: Client, conn: ConnectionManager, namespace: Arc<str>) -> Self {
         let topics: Topics = Arc::default();
-        // Unbounded on purpose: commands are tiny, one per (un)subscribe of a local topic,
-        // and a bounded channel would make `Drop` of a subscription fallible.
-        let (tx, rx) = mpsc::unbounded_channel();
+        let channel: Arc<str> = format!("{namespace}:wake").into();
+        let (live_tx, live) = watch::channel(None);
         tokio::spawn(subscriber_task(
             client,
-            namespace.clone(),
+            channel.clone(),
             topics.clone(),
-            rx,
+            live_tx,
         ));
         Self {
             conn,
-            namespace,
+            channel,
             topics,
-            commands: tx,
+            live,
         }
+    }
+
+    /// Redis's client id of the connection subscribed to the wake bus, while live (for
+    /// diagnostics: it is the connection `CLIENT LIST` shows with `sub=1` and this id).
+    pub fn subscriber_id(&self) -> Option<i64> {
+        *self.live.borrow()
     }
 }
 
-/// Owns the subscriber connection: applies (un)subscribe commands, delivers messages to
-/// local receivers, and on a broken connection reconnects and resubscribes every topic.
+/// Owns the node's subscription to the wake bus: hands each message to the local
+/// subscribers of its topics, and after a broken connection subscribes again and sends
+/// every local topic a [`GAP`]. Ends when the [`RedisPubSub`] is dropped.
 async fn subscriber_task(
     client: Client,
-    namespace: Arc<str>,
+    channel: Arc<str>,
     topics: Topics,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    live: watch::Sender<Option<i64>>,
 ) {
-    let prefix = format!("{namespace}:ps:");
     let mut backoff = Duration::from_millis(100);
-    loop {
-        let pubsub = match client.get_async_pubsub().await {
+    let mut first = true;
+    while !live.is_closed() {
+        let subscribed = async {
+            let (mut pubsub, id) = super::near::subscriber_connection(&client).await?;
+            pubsub.subscribe(&*channel).await?;
+            Ok::<_, BackendError>((pubsub, id))
+        };
+        let (mut pubsub, id) = match subscribed.await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "redis pub/sub connect failed; retrying");
+                tracing::warn!(error = %e, "redis pub/sub subscribe failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
-        let (mut sink, mut stream) = pubsub.split();
-        let current: Vec<String> = lock(&topics).keys().cloned().collect();
-        let mut healthy = true;
-        for topic in current {
-            if sink.subscribe(format!("{prefix}{topic}")).await.is_err() {
-                healthy = false;
-                break;
+        if !first {
+            // What was published while the link was down is lost: tell every subscriber.
+            for tx in lock(&topics).values() {
+                let _ = tx.send(GAP);
             }
         }
-        while healthy {
+        first = false;
+        live.send_replace(Some(id));
+        let mut messages = pubsub.on_message();
+        loop {
             tokio::select! {
-                command = commands.recv() => {
-                    let result = match command {
-                        None => return,
-                        Some(Command::Subscribe(t, done)) => {
-                            let r = sink.subscribe(format!("{prefix}{t}")).await;
-                            let _ = done.send(());
-                            r
-                        }
-                        Some(Command::Unsubscribe(t)) => sink.unsubscribe(format!("{prefix}{t}")).await,
-                    };
-                    healthy = result.is_ok();
-                }
-                message = stream.next() => match message {
-                    None => healthy = false,
-                    Some(msg) => {
-                        let channel = msg.get_channel_name();
-                        if let Some(topic) = channel.strip_prefix(&prefix) {
-                            if let Some(tx) = lock(&topics).get(topic) {
-                                let _ = tx.send(Bytes::copy_from_slice(msg.get_payload_bytes()));
-                            }
-                        }
-                    }
-                }
+                () = live.closed() => return,
+                message = messages.next() => match message {
+                    Some(msg) => deliver(&topics, msg.get_payload_bytes()),
+                    None => break,
+                },
             }
         }
-        tracing::warn!("redis pub/sub connection lost; resubscribing");
+        live.send_replace(None);
+        tracing::warn!("redis pub/sub connection lost; subscribing again");
     }
+}
+
+/// Hands a message of the wake bus to the local subscribers of the topics it names.
+fn deliver(topics: &Topics, message: &[u8]) {
+    let Some((named, payload)) = decode(message) else {
+        tracing::warn!(len = message.len(), "malformed message on the wake bus");
+        return;
+    };
+    let payload = Bytes::copy_from_slice(payload);
+    let registered = lock(topics);
+    for topic in named {
+        // Topics are written by `encode` from `&str`s; a non-UTF-8 one matches nothing.
+        if let Some(tx) = std::str::from_utf8(topic)
+            .ok()
+            .and_then(|t| registered.get(t))
+        {
+            let _ = tx.send(payload.clone());
+        }
+    }
+}
+
+/// A message of the wake bus: the number of topics (u32, big-endian), each topic as its
+/// length (u32) and bytes, then the payload. `None` past 4 GiB topics.
+fn encode(topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
+    let len = 4 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&u32::try_from(topics.len()).ok()?.to_be_bytes());
+    for topic in topics {
+        out.extend_from_slice(&u32::try_from(topic.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+    }
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// The topics and payload of a message of the wake bus, or `None` if it is malformed.
+fn decode(message: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
+    fn take_u32(rest: &mut &[u8]) -> Option<usize> {
+        let (head, tail) = rest.split_first_chunk::<4>()?;
+        *rest = tail;
+        usize::try_from(u32::from_be_bytes(*head)).ok()
+    }
+    let mut rest = message;
+    let count = take_u32(&mut rest)?;
+    // Each topic takes at least its 4-byte length: a count beyond that is malformed, and
+    // must not size an allocation.
+    if count > rest.len() / 4 {
+        return None;
+    }
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = take_u32(&mut rest)?;
+        if len > rest.len() {
+            return None;
+        }
+        let (topic, tail) = rest.split_at(len);
+        topics.push(topic);
+        rest = tail;
+    }
+    Some((topics, rest))
 }
 
 struct TopicGuard {
     topics: Topics,
     topic: String,
-    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Drop for TopicGuard {
@@ -855,56 +910,73 @@ impl Drop for TopicGuard {
             .is_some_and(|tx| tx.receiver_count() == 0)
         {
             topics.remove(&self.topic);
-            let _ = self
-                .commands
-                .send(Command::Unsubscribe(std::mem::take(&mut self.topic)));
         }
     }
 }
 
 #[async_trait]
 impl PubSub for RedisPubSub {
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<()> {
+    async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()> {
+        debug_assert!(!payload.is_empty(), "the empty payload is GAP");
+        if topics.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn.clone();
-        let _: () = conn
-            .publish(format!("{}:ps:{topic}", self.namespace), payload.as_ref())
-            .await?;
+        let message = encode(topics, &payload).ok_or(BackendError::TooLarge)?;
+        let _: () = conn.publish(&*self.channel, message).await?;
         Ok(())
     }
 
     async fn subscribe(&self, topic: &str) -> Result<Subscription> {
-        let (rx, confirmed) = {
-            let mut topics = lock(&self.topics);
-            match topics.get(topic) {
-                Some(tx) => (tx.subscribe(), None),
-                None => {
-                    let (tx, rx) = broadcast::channel(TOPIC_CAPACITY);
-                    topics.insert(topic.to_string(), tx);
-                    let (done, confirmed) = oneshot::channel();
-                    self.commands
-                        .send(Command::Subscribe(topic.to_string(), done))
-                        .map_err(|_| BackendError::Closed)?;
-                    (rx, Some(confirmed))
-                }
-            }
-        };
+        let rx = lock(&self.topics)
+            .entry(topic.to_string())
+            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
+            .subscribe();
         let guard = TopicGuard {
             topics: self.topics.clone(),
             topic: topic.to_string(),
-            commands: self.commands.clone(),
         };
-        if let Some(confirmed) = confirmed {
-            // A dropped sender means the connection broke mid-subscribe; the task
-            // resubscribes every live topic when it reconnects.
-            let _ = tokio::time::timeout(Duration::from_secs(2), confirmed).await;
-        }
+        let mut live = self.live.clone();
+        // Not live yet (start-up) or any more (a broken link): wait a little. If the wait
+        // runs out, the subscription is registered all the same and gets a GAP once the
+        // bus is back.
+        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(Option::is_some)).await;
         Ok(Subscription::new(rx, Box::new(guard)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{glob_escape, major_minor};
+    use super::{decode, encode, glob_escape, major_minor};
+
+    #[test]
+    fn wake_bus_messages_round_trip() {
+        let topics = vec!["user:1".to_string(), String::new(), "user:é".to_string()];
+        let message = encode(&topics, b"F0|1|{}").expect("encodes");
+        let (named, payload) = decode(&message).expect("decodes");
+        assert_eq!(named, vec![&b"user:1"[..], b"", "user:é".as_bytes()]);
+        assert_eq!(payload, b"F0|1|{}");
+        let empty = encode(&[], b"x").expect("encodes");
+        let (none, all) = decode(&empty).expect("decodes");
+        assert!(none.is_empty());
+        assert_eq!(all, b"x");
+    }
+
+    #[test]
+    fn malformed_wake_bus_messages_are_rejected() {
+        let message = encode(&["user:1".to_string()], b"payload").expect("encodes");
+        // Cut inside the count, a length, or a topic.
+        for cut in [0, 3, 6, 9] {
+            assert!(decode(&message[..cut]).is_none(), "cut at {cut}");
+        }
+        // A count far beyond what the bytes could hold allocates nothing.
+        assert!(decode(&u32::MAX.to_be_bytes()).is_none());
+        // A topic longer than the message.
+        let mut long = 1u32.to_be_bytes().to_vec();
+        long.extend_from_slice(&100u32.to_be_bytes());
+        long.extend_from_slice(b"short");
+        assert!(decode(&long).is_none());
+    }
 
     #[test]
     fn versions_compare_by_major_then_minor() {

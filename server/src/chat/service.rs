@@ -346,22 +346,11 @@ async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, 
     });
 }
 
-/// Publishes `payload` to each user's topic, concurrently (on Redis the connection
-/// manager pipelines them into one round trip).
+/// Publishes `payload` to each user's topic, in one publish (one Redis command however
+/// many users).
 pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Result<(), AppError> {
-    let publishes = users.iter().map(|user| {
-        let payload = payload.clone();
-        async move {
-            state
-                .backends
-                .pubsub
-                .publish(&user_topic(*user), payload)
-                .await
-        }
-    });
-    for result in futures::future::join_all(publishes).await {
-        result?;
-    }
+    let topics: Vec<String> = users.iter().map(|user| user_topic(*user)).collect();
+    state.backends.pubsub.publish(&topics, payload).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 use super::{service, user_topic};
 use crate::{
     auth::{extract::token_from_headers, service as auth},
-    backend::{gcra, Decision, Quota},
+    backend::{gcra, Decision, Quota, GAP},
     error::AppError,
     http::cookies,
     state::AppState,
@@ -585,16 +585,21 @@ impl Conn {
 
     /// Handles `first`, then the wake-ups already waiting behind it (up to [`WAKE_BATCH`]),
     /// so that the loop's next flush writes them all at once. `true` means some were lost
-    /// on the way (the subscription lagged): the caller catches up from the database.
+    /// on the way (the subscription lagged, or a [`GAP`]): the caller catches up from the
+    /// database.
     fn wake_buffered(
         &mut self,
         first: Bytes,
         wake: &mut crate::backend::Subscription,
     ) -> Result<bool, End> {
         use tokio::sync::broadcast::error::TryRecvError;
+        if first == GAP {
+            return Ok(true);
+        }
         self.wake(first)?;
         for _ in 1..WAKE_BATCH {
             match wake.try_recv() {
+                Ok(payload) if payload == GAP => return Ok(true),
                 Ok(payload) => self.wake(payload)?,
                 Err(TryRecvError::Lagged(_)) => return Ok(true),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
