@@ -386,6 +386,65 @@ async fn shutdown_closes_sockets_with_1012(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Two nodes sharing a database and Redis: members connected to either node, and a
+/// member's devices spread over both, get every message live, whichever node took it.
+#[tokio::test]
+async fn redis_nodes_route_chat_between_them() -> Result<()> {
+    use common::live::Socket;
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new()?;
+    let a = common::spawn_with(Backend::Redis, cluster.node(1)).await?;
+    let b = common::spawn_with(Backend::Redis, cluster.node(1)).await?;
+    let (x, y, z) = (
+        a.register("route_x").await?,
+        a.register("route_y").await?,
+        a.register("route_z").await?,
+    );
+    let y_on_b = b.login(&y).await?;
+    let group = a.group(&x, "route", &["route_y", "route_z"]).await?;
+    let mut x_a = Socket::open(&a, &x).await?;
+    let mut y_a = Socket::open(&a, &y).await?;
+    let mut y_b = Socket::open(&b, &y_on_b).await?;
+    let mut z_b = Socket::open(&b, &z).await?;
+    let is_message = |content: &'static str| {
+        move |f: &Value| f["type"] == "message" && f["message"]["content"] == content
+    };
+    // Sent over WebSocket on node a: heard by every other device of every member, on
+    // both nodes.
+    x_a.send(
+        json!({"type": "send", "channel_id": group, "client_msg_id": "r1", "content": "from a"}),
+    )
+    .await?;
+    x_a.next_where("the ack", |f| f["type"] == "ack").await?;
+    for socket in [&mut y_a, &mut y_b, &mut z_b] {
+        socket
+            .next_where("the message from node a", is_message("from a"))
+            .await?;
+    }
+    // Sent over HTTP on node b: heard on node a.
+    b.say(&z, &group, "from b").await?;
+    for socket in [&mut x_a, &mut y_a, &mut y_b] {
+        socket
+            .next_where("the message from node b", is_message("from b"))
+            .await?;
+    }
+    // A 1:1 between devices on different nodes.
+    let dm = b.dm(&y_on_b, &x).await?;
+    y_b.send(json!({"type": "send", "channel_id": dm, "client_msg_id": "r2", "content": "dm"}))
+        .await?;
+    x_a.next_where("the direct message", is_message("dm"))
+        .await?;
+    y_a.next_where(
+        "the direct message on the sender's other device",
+        is_message("dm"),
+    )
+    .await?;
+    Ok(())
+}
+
 both_backends!(
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
