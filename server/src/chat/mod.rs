@@ -7,8 +7,9 @@
 //! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
 //! * `writer`: the one task per node that stores messages, committing them in groups.
 //!
-//! The database is the source of truth: pub/sub (`user:{id}` topics) only wakes waiting
-//! connections up, and anything a wake-up missed is recovered by the next `sync`.
+//! The database is the source of truth: pub/sub (`user:{id}` topics, all of a message's
+//! members in one publish) only wakes waiting connections up, and anything a wake-up
+//! missed is recovered by the next `sync`.
 
 pub mod routes;
 pub mod service;
