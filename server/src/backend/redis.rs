@@ -741,6 +741,10 @@ const TOPIC_CAPACITY: usize = 32;
 
 type Topics = Arc<Mutex<FastMap<String, broadcast::Sender<Bytes>>>>;
 
+/// How often the wake bus connection is pinged (and how long a pong may take): Redis says
+/// nothing when a connection dies silently, and a deaf node would deliver nothing live.
+const BUS_PING_EVERY: Duration = Duration::from_secs(5);
+
 /// Redis pub/sub for one node.
 ///
 /// Every node of a namespace subscribes to one Redis channel, the namespace's wake bus, and
@@ -802,7 +806,7 @@ async fn subscriber_task(
             pubsub.subscribe(&*channel).await?;
             Ok::<_, BackendError>((pubsub, id))
         };
-        let (mut pubsub, id) = match subscribed.await {
+        let (pubsub, id) = match subscribed.await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "redis pub/sub subscribe failed; retrying");
@@ -820,7 +824,11 @@ async fn subscriber_task(
         }
         first = false;
         live.send_replace(Some(id));
-        let mut messages = pubsub.on_message();
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + BUS_PING_EVERY,
+            BUS_PING_EVERY,
+        );
         loop {
             tokio::select! {
                 () = live.closed() => return,
@@ -828,6 +836,12 @@ async fn subscriber_task(
                     Some(msg) => deliver(&topics, msg.get_payload_bytes()),
                     None => break,
                 },
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(BUS_PING_EVERY, sink.ping::<redis::Value>());
+                    if !matches!(pong.await, Ok(Ok(_))) {
+                        break;
+                    }
+                }
             }
         }
         live.send_replace(None);
