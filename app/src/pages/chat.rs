@@ -341,33 +341,40 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
                 }}
                 <p class="muted">{members}</p>
             </header>
-            <Show when=move || cursor.get().is_some()>
-                <button type="button" class="button-quiet" on:click=load_older>"Load earlier messages"</button>
-            </Show>
-            <ol class="messages" aria-label="Messages" aria-live="polite">
-                <For each=move || messages.get() key=|m| m.id let:m>
-                    <li class="message">
-                        <span class="sender">{m.sender.display_name.clone()}</span>
-                        <time class="muted" datetime=m.created_at.to_rfc3339()>{m.created_at.format("%H:%M").to_string()}</time>
-                        <p class="message-body">{m.content.clone()}</p>
-                    </li>
-                </For>
-                <For each=waiting key=|p| (p.client_msg_id.clone(), p.failed.clone()) let:p>
-                    <li class="message pending">
-                        <p class="message-body">{p.content.clone()}</p>
-                        {match p.failed.clone() {
-                            None => view! { <span class="muted">"Sending…"</span> }.into_any(),
-                            Some(reason) => {
-                                let id = p.client_msg_id.clone();
-                                view! {
-                                    <span role="alert" class="error">{format!("Not sent: {reason}")}</span>
-                                    <button type="button" class="button-quiet" on:click=move |_| retry(id.clone())>"Retry"</button>
-                                }.into_any()
-                            }
-                        }}
-                    </li>
-                </For>
-            </ol>
+            // The history scrolls inside the card, so the send box stays in view. The outer
+            // box is a reversed column (with one child): browsers then keep it scrolled to
+            // the newest message as messages arrive, unless the reader scrolled up.
+            <div class="scroller">
+                <div>
+                    <Show when=move || cursor.get().is_some()>
+                        <button type="button" class="button-quiet" on:click=load_older>"Load earlier messages"</button>
+                    </Show>
+                    <ol class="messages" aria-label="Messages" aria-live="polite">
+                        <For each=move || messages.get() key=|m| m.id let:m>
+                            <li class="message">
+                                <span class="sender">{m.sender.display_name.clone()}</span>
+                                <time class="muted" datetime=m.created_at.to_rfc3339()>{m.created_at.format("%H:%M").to_string()}</time>
+                                <p class="message-body">{m.content.clone()}</p>
+                            </li>
+                        </For>
+                        <For each=waiting key=|p| (p.client_msg_id.clone(), p.failed.clone()) let:p>
+                            <li class="message pending">
+                                <p class="message-body">{p.content.clone()}</p>
+                                {match p.failed.clone() {
+                                    None => view! { <span class="muted">"Sending…"</span> }.into_any(),
+                                    Some(reason) => {
+                                        let id = p.client_msg_id.clone();
+                                        view! {
+                                            <span role="alert" class="error">{format!("Not sent: {reason}")}</span>
+                                            <button type="button" class="button-quiet" on:click=move |_| retry(id.clone())>"Retry"</button>
+                                        }.into_any()
+                                    }
+                                }}
+                            </li>
+                        </For>
+                    </ol>
+                </div>
+            </div>
             <Show when=move || seen_by.with(Option::is_some)>
                 <p class="muted seen">{seen_by}</p>
             </Show>

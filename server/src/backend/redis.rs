@@ -825,10 +825,8 @@ async fn subscriber_task(
         first = false;
         live.send_replace(Some(id));
         let (mut sink, mut messages) = pubsub.split();
-        let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + BUS_PING_EVERY,
-            BUS_PING_EVERY,
-        );
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + BUS_PING_EVERY, BUS_PING_EVERY);
         loop {
             tokio::select! {
                 () = live.closed() => return,
