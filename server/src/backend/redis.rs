@@ -754,9 +754,15 @@ const BUS_PING_EVERY: Duration = Duration::from_secs(5);
 /// and costs Redis nothing. The price is that every node reads every wake-up of the
 /// namespace (a hash lookup per topic); past a few dozen nodes, per-node channels with a
 /// route table would be the next step.
+///
+/// A node hands its own publishes to its local subscribers at once, and skips them when
+/// they come back over the bus: a wake-up for someone connected to the same node does not
+/// wait for the round trip through Redis.
 pub struct RedisPubSub {
     conn: ConnectionManager,
     channel: Arc<str>,
+    /// This node on the bus (random): messages carry it, so the node skips its own.
+    origin: u64,
     topics: Topics,
     /// The client id of the connection subscribed to the bus while the subscription is
     /// live: a `subscribe` waits for it, so that a publish after it returns is heard.
@@ -768,15 +774,18 @@ impl RedisPubSub {
         let topics: Topics = Arc::default();
         let channel: Arc<str> = format!("{namespace}:wake").into();
         let (live_tx, live) = watch::channel(None);
+        let origin = rand::random();
         tokio::spawn(subscriber_task(
             client,
             channel.clone(),
+            origin,
             topics.clone(),
             live_tx,
         ));
         Self {
             conn,
             channel,
+            origin,
             topics,
             live,
         }
@@ -795,6 +804,7 @@ impl RedisPubSub {
 async fn subscriber_task(
     client: Client,
     channel: Arc<str>,
+    origin: u64,
     topics: Topics,
     live: watch::Sender<Option<i64>>,
 ) {
@@ -831,7 +841,7 @@ async fn subscriber_task(
             tokio::select! {
                 () = live.closed() => return,
                 message = messages.next() => match message {
-                    Some(msg) => deliver(&topics, msg.get_payload_bytes()),
+                    Some(msg) => deliver(&topics, origin, msg.get_payload_bytes()),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -847,30 +857,39 @@ async fn subscriber_task(
     }
 }
 
-/// Hands a message of the wake bus to the local subscribers of the topics it names.
-fn deliver(topics: &Topics, message: &[u8]) {
-    let Some((named, payload)) = decode(message) else {
+/// Hands a message of the wake bus to the local subscribers of the topics it names,
+/// unless this node (`me`) sent it: it did so when it published.
+fn deliver(topics: &Topics, me: u64, message: &[u8]) {
+    let Some((origin, named, payload)) = decode(message) else {
         tracing::warn!(len = message.len(), "malformed message on the wake bus");
         return;
     };
-    let payload = Bytes::copy_from_slice(payload);
+    if origin != me {
+        // Topics are written by `encode` from `&str`s; a non-UTF-8 one matches nothing.
+        let named = named
+            .into_iter()
+            .filter_map(|t| std::str::from_utf8(t).ok());
+        dispatch(topics, named, &Bytes::copy_from_slice(payload));
+    }
+}
+
+/// Sends `payload` to this node's subscribers of each of `named`.
+fn dispatch<'a>(topics: &Topics, named: impl Iterator<Item = &'a str>, payload: &Bytes) {
     let registered = lock(topics);
     for topic in named {
-        // Topics are written by `encode` from `&str`s; a non-UTF-8 one matches nothing.
-        if let Some(tx) = std::str::from_utf8(topic)
-            .ok()
-            .and_then(|t| registered.get(t))
-        {
+        if let Some(tx) = registered.get(topic) {
             let _ = tx.send(payload.clone());
         }
     }
 }
 
-/// A message of the wake bus: the number of topics (u32, big-endian), each topic as its
-/// length (u32) and bytes, then the payload. `None` past 4 GiB topics.
-fn encode(topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
-    let len = 4 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload.len();
+/// A message of the wake bus: the sending node (u64, big-endian), the number of topics
+/// (u32), each topic as its length (u32) and bytes, then the payload. `None` past 4 GiB
+/// topics.
+fn encode(origin: u64, topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
+    let len = 12 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload.len();
     let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(&u32::try_from(topics.len()).ok()?.to_be_bytes());
     for topic in topics {
         out.extend_from_slice(&u32::try_from(topic.len()).ok()?.to_be_bytes());
@@ -880,14 +899,16 @@ fn encode(topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The topics and payload of a message of the wake bus, or `None` if it is malformed.
-fn decode(message: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
+/// The sender, topics and payload of a message of the wake bus, or `None` if it is
+/// malformed.
+fn decode(message: &[u8]) -> Option<(u64, Vec<&[u8]>, &[u8])> {
     fn take_u32(rest: &mut &[u8]) -> Option<usize> {
         let (head, tail) = rest.split_first_chunk::<4>()?;
         *rest = tail;
         usize::try_from(u32::from_be_bytes(*head)).ok()
     }
-    let mut rest = message;
+    let (origin, mut rest) = message.split_first_chunk::<8>()?;
+    let origin = u64::from_be_bytes(*origin);
     let count = take_u32(&mut rest)?;
     // Each topic takes at least its 4-byte length: a count beyond that is malformed, and
     // must not size an allocation.
@@ -904,7 +925,7 @@ fn decode(message: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
         topics.push(topic);
         rest = tail;
     }
-    Some((topics, rest))
+    Some((origin, topics, rest))
 }
 
 struct TopicGuard {
@@ -933,8 +954,9 @@ impl PubSub for RedisPubSub {
         if topics.is_empty() {
             return Ok(());
         }
+        let message = encode(self.origin, topics, &payload).ok_or(BackendError::TooLarge)?;
+        dispatch(&self.topics, topics.iter().map(String::as_str), &payload);
         let mut conn = self.conn.clone();
-        let message = encode(topics, &payload).ok_or(BackendError::TooLarge)?;
         let _: () = conn.publish(&*self.channel, message).await?;
         Ok(())
     }
@@ -964,27 +986,32 @@ mod tests {
     #[test]
     fn wake_bus_messages_round_trip() {
         let topics = vec!["user:1".to_string(), String::new(), "user:é".to_string()];
-        let message = encode(&topics, b"F0|1|{}").expect("encodes");
-        let (named, payload) = decode(&message).expect("decodes");
+        let message = encode(7, &topics, b"F0|1|{}").expect("encodes");
+        let (origin, named, payload) = decode(&message).expect("decodes");
+        assert_eq!(origin, 7);
         assert_eq!(named, vec![&b"user:1"[..], b"", "user:é".as_bytes()]);
         assert_eq!(payload, b"F0|1|{}");
-        let empty = encode(&[], b"x").expect("encodes");
-        let (none, all) = decode(&empty).expect("decodes");
+        let empty = encode(u64::MAX, &[], b"x").expect("encodes");
+        let (origin, none, all) = decode(&empty).expect("decodes");
+        assert_eq!(origin, u64::MAX);
         assert!(none.is_empty());
         assert_eq!(all, b"x");
     }
 
     #[test]
     fn malformed_wake_bus_messages_are_rejected() {
-        let message = encode(&["user:1".to_string()], b"payload").expect("encodes");
-        // Cut inside the count, a length, or a topic.
-        for cut in [0, 3, 6, 9] {
+        let message = encode(1, &["user:1".to_string()], b"payload").expect("encodes");
+        // Cut inside the origin, the count, a length, or a topic.
+        for cut in [0, 5, 11, 14, 17] {
             assert!(decode(&message[..cut]).is_none(), "cut at {cut}");
         }
         // A count far beyond what the bytes could hold allocates nothing.
-        assert!(decode(&u32::MAX.to_be_bytes()).is_none());
+        let mut huge = 1u64.to_be_bytes().to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(&huge).is_none());
         // A topic longer than the message.
-        let mut long = 1u32.to_be_bytes().to_vec();
+        let mut long = 1u64.to_be_bytes().to_vec();
+        long.extend_from_slice(&1u32.to_be_bytes());
         long.extend_from_slice(&100u32.to_be_bytes());
         long.extend_from_slice(b"short");
         assert!(decode(&long).is_none());

@@ -284,6 +284,17 @@ async fn pubsub_delivers_to_subscribers_across_instances(backend: Backend) -> Re
         .await?;
     assert_eq!(recv(&mut three).await??, Bytes::from_static(b"only 3"));
     assert!(again.try_recv().is_err() && other.try_recv().is_err());
+    // A node's own publish reaches its own subscribers once, not again when it comes back
+    // over Redis (the other node's publish after it is next in line).
+    let mut own = a.pubsub.subscribe("user:5").await?;
+    a.pubsub
+        .publish(&["user:5".into()], Bytes::from_static(b"own"))
+        .await?;
+    assert_eq!(recv(&mut own).await??, Bytes::from_static(b"own"));
+    b.pubsub
+        .publish(&["user:5".into()], Bytes::from_static(b"theirs"))
+        .await?;
+    assert_eq!(recv(&mut own).await??, Bytes::from_static(b"theirs"));
     Ok(())
 }
 
