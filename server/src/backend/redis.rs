@@ -860,7 +860,12 @@ async fn subscriber_task(
 /// Hands a message of the wake bus to the local subscribers of the topics it names,
 /// unless this node (`me`) sent it: it did so when it published.
 fn deliver(topics: &Topics, me: u64, message: &[u8]) {
-    let Some((origin, named, payload)) = decode(message) else {
+    let Some(BusMessage {
+        origin,
+        topics: named,
+        payload,
+    }) = decode(message)
+    else {
         tracing::warn!(len = message.len(), "malformed message on the wake bus");
         return;
     };
@@ -899,9 +904,17 @@ fn encode(origin: u64, topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The sender, topics and payload of a message of the wake bus, or `None` if it is
-/// malformed.
-fn decode(message: &[u8]) -> Option<(u64, Vec<&[u8]>, &[u8])> {
+/// A decoded message of the wake bus.
+#[derive(Debug)]
+struct BusMessage<'a> {
+    /// The node that sent it.
+    origin: u64,
+    topics: Vec<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+/// A message of the wake bus, decoded, or `None` if it is malformed.
+fn decode(message: &[u8]) -> Option<BusMessage<'_>> {
     fn take_u32(rest: &mut &[u8]) -> Option<usize> {
         let (head, tail) = rest.split_first_chunk::<4>()?;
         *rest = tail;
@@ -925,7 +938,11 @@ fn decode(message: &[u8]) -> Option<(u64, Vec<&[u8]>, &[u8])> {
         topics.push(topic);
         rest = tail;
     }
-    Some((origin, topics, rest))
+    Some(BusMessage {
+        origin,
+        topics,
+        payload: rest,
+    })
 }
 
 struct TopicGuard {
@@ -987,15 +1004,18 @@ mod tests {
     fn wake_bus_messages_round_trip() {
         let topics = vec!["user:1".to_string(), String::new(), "user:é".to_string()];
         let message = encode(7, &topics, b"F0|1|{}").expect("encodes");
-        let (origin, named, payload) = decode(&message).expect("decodes");
-        assert_eq!(origin, 7);
-        assert_eq!(named, vec![&b"user:1"[..], b"", "user:é".as_bytes()]);
-        assert_eq!(payload, b"F0|1|{}");
+        let decoded = decode(&message).expect("decodes");
+        assert_eq!(decoded.origin, 7);
+        assert_eq!(
+            decoded.topics,
+            vec![&b"user:1"[..], b"", "user:é".as_bytes()]
+        );
+        assert_eq!(decoded.payload, b"F0|1|{}");
         let empty = encode(u64::MAX, &[], b"x").expect("encodes");
-        let (origin, none, all) = decode(&empty).expect("decodes");
-        assert_eq!(origin, u64::MAX);
-        assert!(none.is_empty());
-        assert_eq!(all, b"x");
+        let decoded = decode(&empty).expect("decodes");
+        assert_eq!(decoded.origin, u64::MAX);
+        assert!(decoded.topics.is_empty());
+        assert_eq!(decoded.payload, b"x");
     }
 
     #[test]
