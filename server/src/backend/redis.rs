@@ -799,8 +799,8 @@ impl RedisPubSub {
 }
 
 /// Owns the node's subscription to the wake bus: hands each message to the local
-/// subscribers of its topics, and after a broken connection subscribes again and sends
-/// every local topic a [`GAP`]. Ends when the [`RedisPubSub`] is dropped.
+/// subscribers of its topics, and whenever it (re)subscribes sends every local topic a
+/// [`GAP`]. Ends when the [`RedisPubSub`] is dropped.
 async fn subscriber_task(
     client: Client,
     channel: Arc<str>,
@@ -809,7 +809,6 @@ async fn subscriber_task(
     live: watch::Sender<Option<i64>>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut first = true;
     while !live.is_closed() {
         let subscribed = async {
             let (mut pubsub, id) = super::near::subscriber_connection(&client).await?;
@@ -826,13 +825,11 @@ async fn subscriber_task(
             }
         };
         backoff = Duration::from_millis(100);
-        if !first {
-            // What was published while the link was down is lost: tell every subscriber.
-            for tx in lock(&topics).values() {
-                let _ = tx.send(GAP);
-            }
+        // What was published while the link was down (or before it first came up, for a
+        // subscription that stopped waiting for it) is lost: tell every subscriber.
+        for tx in lock(&topics).values() {
+            let _ = tx.send(GAP);
         }
-        first = false;
         live.send_replace(Some(id));
         let (mut sink, mut messages) = pubsub.split();
         let mut ping =
@@ -979,6 +976,11 @@ impl PubSub for RedisPubSub {
     }
 
     async fn subscribe(&self, topic: &str) -> Result<Subscription> {
+        // Not live yet (start-up) or any more (a broken link): wait a little first, so that
+        // once registered the subscription hears what is published. If the wait runs out,
+        // it is registered all the same, and gets a GAP when the bus is back.
+        let mut live = self.live.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(Option::is_some)).await;
         let rx = lock(&self.topics)
             .entry(topic.to_string())
             .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
@@ -987,11 +989,6 @@ impl PubSub for RedisPubSub {
             topics: self.topics.clone(),
             topic: topic.to_string(),
         };
-        let mut live = self.live.clone();
-        // Not live yet (start-up) or any more (a broken link): wait a little. If the wait
-        // runs out, the subscription is registered all the same and gets a GAP once the
-        // bus is back.
-        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(Option::is_some)).await;
         Ok(Subscription::new(rx, Box::new(guard)))
     }
 }
