@@ -4,20 +4,17 @@
 //! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
 
 use super::{
-    gcra, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
-    Subscription,
+    gcra, topics::LocalTopics, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota,
+    RateLimiter, Result, Subscription,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::{
     collections::{BTreeSet, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::{
-    sync::{broadcast, Notify},
-    time::Instant,
-};
+use tokio::{sync::Notify, time::Instant};
 
 /// Locks, ignoring poisoning: every critical section leaves the data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -284,30 +281,15 @@ impl Queue for MemoryQueue {
 /// its wake-ups within milliseconds, long before eight pile up.
 const TOPIC_CAPACITY: usize = 8;
 
-type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>;
-
-/// In-process pub/sub.
-#[derive(Default)]
+/// In-process pub/sub: the node's local topics are all there is.
 pub struct MemoryPubSub {
-    topics: Topics,
+    topics: LocalTopics,
 }
 
-/// Removes a topic once its last subscriber is gone, so idle topics cost nothing.
-struct TopicGuard {
-    topics: Topics,
-    topic: String,
-}
-
-impl Drop for TopicGuard {
-    fn drop(&mut self) {
-        let mut topics = lock(&self.topics);
-        if topics
-            .get(&self.topic)
-            // `Subscription` drops its receiver before its guard (field order), so a count
-            // of 0 means nobody on this node listens any more.
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
-            topics.remove(&self.topic);
+impl Default for MemoryPubSub {
+    fn default() -> Self {
+        Self {
+            topics: LocalTopics::new(TOPIC_CAPACITY),
         }
     }
 }
@@ -316,26 +298,13 @@ impl Drop for TopicGuard {
 impl PubSub for MemoryPubSub {
     async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()> {
         debug_assert!(!payload.is_empty(), "the empty payload is GAP");
-        let registered = lock(&self.topics);
-        for topic in topics {
-            if let Some(tx) = registered.get(topic.as_str()) {
-                // No receivers is not an error: nobody on this node is interested.
-                let _ = tx.send(payload.clone());
-            }
-        }
+        self.topics
+            .send(topics.iter().map(String::as_str), &payload);
         Ok(())
     }
 
     async fn subscribe(&self, topic: &str) -> Result<Subscription> {
-        let rx = lock(&self.topics)
-            .entry(topic.to_string())
-            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
-            .subscribe();
-        let guard = TopicGuard {
-            topics: self.topics.clone(),
-            topic: topic.to_string(),
-        };
-        Ok(Subscription::new(rx, Box::new(guard)))
+        Ok(self.topics.subscribe(topic))
     }
 }
 

@@ -4,6 +4,7 @@
 //! * [`memory`]: in-process, the default; one process runs everything.
 //! * [`redis`]: Redis (`KITH_REDIS_URL`), so several processes share caches, queues and
 //!   limits and route pub/sub between them.
+//! * [`topics`]: the node's local pub/sub topics, through which both deliver.
 //!
 //! None of this is the source of truth: SQLite is. Everything here can be lost (a Redis
 //! restart, a node restart) and is rebuilt from the database or recovered by clients'
@@ -12,6 +13,7 @@
 pub mod memory;
 pub mod near;
 pub mod redis;
+pub mod topics;
 
 use async_trait::async_trait;
 use bytes::Bytes;

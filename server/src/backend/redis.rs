@@ -7,8 +7,8 @@
 //! a connection of its own; see [`RedisPubSub`].
 
 use super::{
-    near::NearCache, BackendError, Cache, Decision, FastMap, PresenceStore, PubSub, Queue, Quota,
-    RateLimiter, Result, Subscription, GAP, PUSH_TRIM_EVERY,
+    near::NearCache, topics::LocalTopics, BackendError, Cache, Decision, PresenceStore, PubSub,
+    Queue, Quota, RateLimiter, Result, Subscription, GAP, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -739,8 +739,6 @@ impl RateLimiter for RedisBackend {
 /// 1:1 deliveries at 5,000 msg/s fell from ~2,400/s to ~450/s).
 const TOPIC_CAPACITY: usize = 32;
 
-type Topics = Arc<Mutex<FastMap<String, broadcast::Sender<Bytes>>>>;
-
 /// How often the wake bus connection is pinged (and how long a pong may take): Redis says
 /// nothing when a connection dies silently, and a deaf node would deliver nothing live.
 const BUS_PING_EVERY: Duration = Duration::from_secs(5);
@@ -763,7 +761,7 @@ pub struct RedisPubSub {
     channel: Arc<str>,
     /// This node on the bus (random): messages carry it, so the node skips its own.
     origin: u64,
-    topics: Topics,
+    topics: LocalTopics,
     /// The client id of the connection subscribed to the bus while the subscription is
     /// live: a `subscribe` waits for it, so that a publish after it returns is heard.
     live: watch::Receiver<Option<i64>>,
@@ -771,7 +769,7 @@ pub struct RedisPubSub {
 
 impl RedisPubSub {
     fn start(client: Client, conn: ConnectionManager, namespace: Arc<str>) -> Self {
-        let topics: Topics = Arc::default();
+        let topics = LocalTopics::new(TOPIC_CAPACITY);
         let channel: Arc<str> = format!("{namespace}:wake").into();
         let (live_tx, live) = watch::channel(None);
         let origin = rand::random();
@@ -805,7 +803,7 @@ async fn subscriber_task(
     client: Client,
     channel: Arc<str>,
     origin: u64,
-    topics: Topics,
+    topics: LocalTopics,
     live: watch::Sender<Option<i64>>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -827,9 +825,7 @@ async fn subscriber_task(
         backoff = Duration::from_millis(100);
         // What was published while the link was down (or before it first came up, for a
         // subscription that stopped waiting for it) is lost: tell every subscriber.
-        for tx in lock(&topics).values() {
-            let _ = tx.send(GAP);
-        }
+        topics.send_to_all(&GAP);
         live.send_replace(Some(id));
         let (mut sink, mut messages) = pubsub.split();
         let mut ping =
@@ -856,7 +852,7 @@ async fn subscriber_task(
 
 /// Hands a message of the wake bus to the local subscribers of the topics it names,
 /// unless this node (`me`) sent it: it did so when it published.
-fn deliver(topics: &Topics, me: u64, message: &[u8]) {
+fn deliver(topics: &LocalTopics, me: u64, message: &[u8]) {
     let Some(BusMessage {
         origin,
         topics: named,
@@ -871,17 +867,7 @@ fn deliver(topics: &Topics, me: u64, message: &[u8]) {
         let named = named
             .into_iter()
             .filter_map(|t| std::str::from_utf8(t).ok());
-        dispatch(topics, named, &Bytes::copy_from_slice(payload));
-    }
-}
-
-/// Sends `payload` to this node's subscribers of each of `named`.
-fn dispatch<'a>(topics: &Topics, named: impl Iterator<Item = &'a str>, payload: &Bytes) {
-    let registered = lock(topics);
-    for topic in named {
-        if let Some(tx) = registered.get(topic) {
-            let _ = tx.send(payload.clone());
-        }
+        topics.send(named, &Bytes::copy_from_slice(payload));
     }
 }
 
@@ -942,25 +928,6 @@ fn decode(message: &[u8]) -> Option<BusMessage<'_>> {
     })
 }
 
-struct TopicGuard {
-    topics: Topics,
-    topic: String,
-}
-
-impl Drop for TopicGuard {
-    fn drop(&mut self) {
-        let mut topics = lock(&self.topics);
-        if topics
-            .get(&self.topic)
-            // `Subscription` drops its receiver before its guard (field order), so a count
-            // of 0 means nobody on this node listens any more.
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
-            topics.remove(&self.topic);
-        }
-    }
-}
-
 #[async_trait]
 impl PubSub for RedisPubSub {
     async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()> {
@@ -969,7 +936,8 @@ impl PubSub for RedisPubSub {
             return Ok(());
         }
         let message = encode(self.origin, topics, &payload).ok_or(BackendError::TooLarge)?;
-        dispatch(&self.topics, topics.iter().map(String::as_str), &payload);
+        self.topics
+            .send(topics.iter().map(String::as_str), &payload);
         let mut conn = self.conn.clone();
         let _: () = conn.publish(&*self.channel, message).await?;
         Ok(())
@@ -981,15 +949,7 @@ impl PubSub for RedisPubSub {
         // it is registered all the same, and gets a GAP when the bus is back.
         let mut live = self.live.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(Option::is_some)).await;
-        let rx = lock(&self.topics)
-            .entry(topic.to_string())
-            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
-            .subscribe();
-        let guard = TopicGuard {
-            topics: self.topics.clone(),
-            topic: topic.to_string(),
-        };
-        Ok(Subscription::new(rx, Box::new(guard)))
+        Ok(self.topics.subscribe(topic))
     }
 }
 
