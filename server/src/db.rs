@@ -71,7 +71,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 /// Step 2 of a checkpoint runs only after a step 1 that copied at most this many frames
 /// (pages): 1,000 are ~4 MB, about 80 ms of 1:1 chat at 5,000 messages a second.
 const STEP_TWO_AFTER_FRAMES: i64 = 1_000;
-/// Step 2 runs at most this often. It holds the node's writes for 1–3 ms however little it
+/// Step 2 runs at most this often. It holds the node's writes for 1–5 ms however little it
 /// copies (it syncs the log and the database file), so every fourth tick: the log starts
 /// over every ~100 ms (~1,000 pages at 5,000 chat messages a second) instead of every
 /// ~27 ms, and writes are held a quarter as often.
@@ -88,9 +88,9 @@ const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
 /// 2. the same on the node's write connection copies what was committed meanwhile, a few
 ///    milliseconds' worth. No commit of this node can land while it runs, so it reaches the
 ///    end of the log, and the next write transaction restarts the log from its start.
-///    It runs at most every [`STEP_TWO_EVERY`]. After a step 1 that copied more than [`STEP_TWO_AFTER_FRAMES`] (a burst), step 2
-///    waits for a later tick: it would hold the node's writes for as long as the burst's
-///    tail takes to copy.
+///    It runs at most every [`STEP_TWO_EVERY`]. After a step 1 that copied more than
+///    [`STEP_TWO_AFTER_FRAMES`] (a burst), step 2 waits for a later tick: it would hold
+///    the node's writes for as long as the burst's tail takes to copy.
 ///
 /// Step 1 alone never catches up under a steady stream of commits: each checkpoint ends a
 /// little behind the log's end, SQLite restarts a log only once all of it is copied, and

@@ -24,7 +24,8 @@
 //! changes, kept so that a constraint failure can undo that statement alone): foreign keys
 //! are checked at `COMMIT` (`defer_foreign_keys`) and a conflict rolls back the whole
 //! transaction (`OR ROLLBACK`), which the writer does on any error anyway by closing the
-//! connection. Under 1:1 chat the statement journal was ~40% of the writer's file writes.
+//! connection. Under 1:1 chat at 5,000/s the server's `pwrite`s fell from 5.7 to 5.0 per
+//! message without it (and without the `messages_seq` index; docs/benchmarks.md).
 
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
