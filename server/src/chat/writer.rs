@@ -21,11 +21,14 @@
 //!    sent together: a batch is two round trips to the connection's thread.
 //!
 //! Neither write needs a statement journal (SQLite's copy of every page a statement
-//! changes, kept so that a constraint failure can undo that statement alone): foreign keys
-//! are checked at `COMMIT` (`defer_foreign_keys`) and a conflict rolls back the whole
-//! transaction (`OR ROLLBACK`), which the writer does on any error anyway by closing the
-//! connection. Under 1:1 chat at 5,000/s the server's `pwrite`s fell from 5.7 to 5.0 per
-//! message without it (and without the `messages_seq` index; docs/benchmarks.md).
+//! changes, kept so that a constraint failure can undo that statement alone): the
+//! messages' foreign keys are declared deferred, so they are checked at `COMMIT`, and a
+//! conflict rolls back the whole transaction (`OR ROLLBACK`), which the writer does on any
+//! error anyway by closing the connection. Under 1:1 chat at 5,000/s the server's
+//! `pwrite`s fell from 5.7 to 5.0 per message without it (and without the `messages_seq`
+//! index; docs/benchmarks.md). The keys are deferred in the schema, not by
+//! `PRAGMA defer_foreign_keys` in each transaction: setting a flag pragma expires every
+//! prepared statement of the connection, and each batch then compiled its SQL again.
 
 use super::store::MessageRow;
 use crate::{error::AppError, id::IdGenerator};
@@ -170,7 +173,6 @@ struct Before {
 /// round trip to the connection's thread, so reading membership, retries, channel states
 /// and members separately cost four where this costs one. `?1` is the batch: `[{c, s, k}]`.
 const BEGIN_AND_READ: &str = "BEGIN IMMEDIATE;
-PRAGMA defer_foreign_keys = ON;
 SELECT json_object(
     'access', (SELECT json_group_array(json_array(j.key,
             EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c'),

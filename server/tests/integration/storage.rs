@@ -106,3 +106,74 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
     );
     Ok(())
 }
+
+/// The messages' foreign keys are checked at `COMMIT` (so the writer's batch insert needs
+/// no statement journal and no per-transaction pragma), and deleting a channel still
+/// removes its messages at once.
+#[tokio::test]
+async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Result<()> {
+    let app = spawn_app(Backend::Memory).await?;
+    let a = app.register("fkwriter").await?;
+    app.register("fkpeer").await?;
+    let channel: serde_json::Value = app
+        .client
+        .post(app.url("/v1/chat/dm/fkpeer"))
+        .bearer_auth(&a.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let channel: i64 = channel["id"].as_str().context("channel id")?.parse()?;
+    let sender: i64 = a.id.parse()?;
+    app.state
+        .messages
+        .write(NewMessage {
+            channel,
+            sender,
+            content: "kept until the channel goes".into(),
+            client_msg_id: "fk-1".into(),
+            now: kith::db::now_ms(),
+        })
+        .await?;
+
+    // A message in a channel that does not exist: the statement takes it, the commit
+    // refuses it, and nothing of the transaction stays.
+    let mut tx = app.state.db_writes.begin().await?;
+    sqlx::query(
+        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
+         VALUES (?1, 1, 1, ?2, 'orphan', 'fk-orphan', 0)",
+    )
+    .bind(channel + 1_000_000)
+    .bind(sender)
+    .execute(&mut *tx)
+    .await?;
+    match tx.commit().await {
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {}
+        other => anyhow::bail!("expected a foreign key violation at commit, got {other:?}"),
+    }
+    let orphans: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_msg_id = 'fk-orphan'")
+            .fetch_one(&app.state.db)
+            .await?;
+    assert_eq!(
+        orphans, 0,
+        "the refused transaction left its message behind"
+    );
+
+    let count = |db| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM messages WHERE channel_id = ?1")
+            .bind(channel)
+            .fetch_one(db)
+    };
+    assert_eq!(count(&app.state.db).await?, 1);
+    sqlx::query("DELETE FROM channels WHERE id = ?1")
+        .bind(channel)
+        .execute(&app.state.db_writes)
+        .await?;
+    assert_eq!(
+        count(&app.state.db).await?,
+        0,
+        "deleting the channel left its messages"
+    );
+    Ok(())
+}
