@@ -9,7 +9,14 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     SqlitePool,
 };
-use std::{str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
 /// The node's two pools on one database file.
 pub struct Pools {
@@ -71,10 +78,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 /// Step 2 of a checkpoint runs only after a step 1 that copied at most this many frames
 /// (pages): 1,000 are ~4 MB, about 80 ms of 1:1 chat at 5,000 messages a second.
 const STEP_TWO_AFTER_FRAMES: i64 = 1_000;
-/// Step 2 runs at most this often. It holds the node's writes for 1–5 ms however little it
-/// copies (it syncs the log and the database file), so every fourth tick: the log starts
-/// over every ~100 ms (~1,000 pages at 5,000 chat messages a second) instead of every
-/// ~27 ms, and writes are held a quarter as often.
+/// Step 2 runs at most this often. It holds the node's writes however little it copies (it
+/// syncs the log and the database file: ~1.3 ms after [`flush`], 1–8 ms before), so every
+/// fourth tick: the log starts over every ~100 ms (~1,000 pages at 5,000 chat messages a
+/// second) instead of every ~27 ms, and writes are held a quarter as often.
 const STEP_TWO_EVERY: Duration = Duration::from_millis(100);
 /// The longest pause between checkpoints of a node that writes nothing.
 const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
@@ -98,8 +105,22 @@ const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
 /// every page read a search through more of its index, and every commit new file blocks.
 /// Running the whole checkpoint on the write connection instead would hold every write of
 /// the node for the full copy.
+///
+/// After each step 1 the checkpointer flushes the database file and the log to disk itself
+/// ([`flush`]), beside the writers. SQLite syncs the database file only in a checkpoint
+/// that reaches the log's end, which step 1 never does, so every page the step 1s copied
+/// waited for step 2's sync, and step 2 held the node's writes while the disk took them all
+/// (3–8 ms late in a long 1:1 run, nearly all of it `fsync`; docs/benchmarks.md). After
+/// [`flush`], step 2's syncs find only what was written since.
 pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
     tokio::spawn(async move {
+        let files = match database_files(&reads).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot name the database's files; checkpoints will not flush them ahead");
+                Vec::new()
+            }
+        };
         let mut wait = CHECKPOINT_EVERY;
         // The log's length at the last look (unchanged: nothing was written since), and how
         // much of it was copied then.
@@ -119,6 +140,9 @@ pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
                 } else {
                     copied
                 };
+                if written {
+                    flush(&files).await;
+                }
                 // Step 2 copies about what was committed while step 1 ran, holding the
                 // node's writes meanwhile: after a long step 1 (a burst of writes) it is
                 // left to a later tick, whose step 1 finds little left and is quick.
@@ -150,6 +174,62 @@ pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
             }
         }
     });
+}
+
+/// The database's file and its write-ahead log; none for an in-memory database.
+async fn database_files(db: &SqlitePool) -> Result<Vec<PathBuf>, sqlx::Error> {
+    let file: Option<String> =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_optional(db)
+            .await?;
+    Ok(match file {
+        Some(file) if !file.is_empty() => {
+            let wal = PathBuf::from(format!("{file}-wal"));
+            vec![PathBuf::from(file), wal]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// A descriptor of `path` for [`flush`], opened on first use and **never closed**: closing
+/// any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included. Another process could then take the database's exclusive lock and, closing
+/// its connection, delete the log and the shared-memory index from under this node's open
+/// connections (seen: a flush that opened and closed its files let the load tool's seeding
+/// process do exactly that). SQLite's unix VFS keeps its own such descriptors open for the
+/// same reason. One per path for the life of the process; a path that does not exist yet
+/// is tried again next time. Opening never drops a lock.
+fn kept_open(path: &Path) -> Option<Arc<File>> {
+    static KEPT: LazyLock<Mutex<HashMap<PathBuf, Arc<File>>>> = LazyLock::new(Default::default);
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = kept.get(path) {
+        return Some(file.clone());
+    }
+    let file = Arc::new(File::open(path).ok()?);
+    kept.insert(path.to_path_buf(), file.clone());
+    Some(file)
+}
+
+/// Writes `files`' data to disk (`fdatasync`) on the blocking pool, beside the node's
+/// writes. It only does the disk's work ahead of SQLite's own syncs, which still run and
+/// which durability rests on.
+async fn flush(files: &[PathBuf]) {
+    if files.is_empty() {
+        return;
+    }
+    let files = files.to_vec();
+    let flushed = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .filter_map(|path| kept_open(path))
+            .try_for_each(|file| file.sync_data())
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the database files failed"),
+        Err(e) => tracing::warn!(error = %e, "the flush of the database files did not finish"),
+    }
 }
 
 /// One `PASSIVE` checkpoint on a connection of `db`: (frames in the log, frames copied).

@@ -177,3 +177,100 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
     );
     Ok(())
 }
+
+/// Set for a child run of [`child_opens_and_closes_the_database`]: the database it opens.
+const CHILD_DATABASE: &str = "KITH_TEST_CHILD_DATABASE";
+
+/// Not a test of its own: the body of the other process in the test below, which runs this
+/// test binary again with [`CHILD_DATABASE`] set. Without it, it does nothing.
+#[tokio::test]
+async fn child_opens_and_closes_the_database() -> Result<()> {
+    use sqlx::Connection as _;
+    let Ok(path) = std::env::var(CHILD_DATABASE) else {
+        return Ok(());
+    };
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await?;
+    let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Another program that opens the database and closes it again (a backup, the `sqlite3`
+/// shell, the load tool's seeding) must not take the write-ahead log away from the running
+/// node. Closing a connection deletes the log if it can take the database's exclusive
+/// lock, which the node's connections hold off, unless something in the node dropped their
+/// POSIX locks by closing a descriptor of the file (the checkpointer's flush keeps its own
+/// open for that reason).
+#[tokio::test]
+async fn another_process_closing_the_database_leaves_the_nodes_log_in_place() -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let app = spawn_app(Backend::Memory).await?;
+    let a = app.register("logkeeper").await?;
+    app.register("logpeer").await?;
+    let channel: serde_json::Value = app
+        .client
+        .post(app.url("/v1/chat/dm/logpeer"))
+        .bearer_auth(&a.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let channel: i64 = channel["id"].as_str().context("channel id")?.parse()?;
+    let sender: i64 = a.id.parse()?;
+    let database = app
+        .state
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_string();
+    let wal = format!("{database}-wal");
+    let send = |n: usize| {
+        app.state.messages.write(NewMessage {
+            channel,
+            sender,
+            content: format!("kept {n}"),
+            client_msg_id: format!("keep-{n}"),
+            now: kith::db::now_ms(),
+        })
+    };
+
+    // Writes until the log has started over once: the checkpointer has then run both
+    // steps, and flushed the files between them.
+    let first = log_generation(&wal)?;
+    let mut sent = 0;
+    while log_generation(&wal)? == first {
+        anyhow::ensure!(sent < 20_000, "the log never started over");
+        send(sent).await?;
+        sent += 1;
+    }
+    let log = std::fs::metadata(&wal)?.ino();
+
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "storage::child_opens_and_closes_the_database",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD_DATABASE, &database)
+        .output()?;
+    anyhow::ensure!(
+        child.status.success(),
+        "the other process failed: {}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+
+    let after = std::fs::metadata(&wal)
+        .context("the other process deleted the node's write-ahead log")?
+        .ino();
+    assert_eq!(after, log, "the write-ahead log was deleted and made anew");
+    // And what the node writes next is what everyone reads.
+    send(sent).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE channel_id = ?1")
+        .bind(channel)
+        .fetch_one(&app.state.db)
+        .await?;
+    assert_eq!(stored, sent as i64 + 1);
+    Ok(())
+}
