@@ -65,6 +65,13 @@ pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Pools,
     };
     let writes = pool(1).connect_with(options.clone()).await?;
     sqlx::migrate!("./migrations").run(&writes).await?;
+    // A migration that rewrote a table (as `20261127000009` does `messages`) leaves a log
+    // the size of that table, and the log file keeps its largest size: fold it into the
+    // database and cut it back before the node starts. (With another node busy on the same
+    // file this gives up after `busy_timeout` and leaves the log as it is.)
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&writes)
+        .await?;
     let reads = pool(8).connect_with(options).await?;
     Ok(Pools { reads, writes })
 }
@@ -79,7 +86,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 /// (pages): 1,000 are ~4 MB, about 80 ms of 1:1 chat at 5,000 messages a second.
 const STEP_TWO_AFTER_FRAMES: i64 = 1_000;
 /// Step 2 runs at most this often. It holds the node's writes however little it copies (it
-/// syncs the log and the database file: ~1.3 ms after [`flush`], 1–8 ms before), so every
+/// syncs the log and the database file: 0.75–1.1 ms of syncs after [`flush`], 2.2–5.8 ms
+/// before), so every
 /// fourth tick: the log starts over every ~100 ms (~1,000 pages at 5,000 chat messages a
 /// second) instead of every ~27 ms, and writes are held a quarter as often.
 const STEP_TWO_EVERY: Duration = Duration::from_millis(100);
@@ -106,21 +114,20 @@ const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
 /// Running the whole checkpoint on the write connection instead would hold every write of
 /// the node for the full copy.
 ///
-/// After each step 1 the checkpointer flushes the database file and the log to disk itself
-/// ([`flush`]), beside the writers. SQLite syncs the database file only in a checkpoint
-/// that reaches the log's end, which step 1 never does, so every page the step 1s copied
-/// waited for step 2's sync, and step 2 held the node's writes while the disk took them all
-/// (3–8 ms late in a long 1:1 run, nearly all of it `fsync`; docs/benchmarks.md). After
-/// [`flush`], step 2's syncs find only what was written since.
+/// After each step 1 that found new writes, the checkpointer flushes the log and the
+/// database file to disk itself ([`flush`]), beside the writers. SQLite syncs the database
+/// file only in a checkpoint that reaches the log's end, which step 1 never does, so every
+/// page the step 1s copied waited for step 2's sync, and step 2 held the node's writes
+/// while the disk took them all (its syncs traced at 2.2–5.8 ms late in a long 1:1 run;
+/// docs/benchmarks.md). After [`flush`] they took 0.75–1.1 ms. Under
+/// `synchronous = NORMAL` this adds log syncs that commits skip: up to 40 a second, off
+/// the writers' path.
 pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
     tokio::spawn(async move {
-        let files = match database_files(&reads).await {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot name the database's files; checkpoints will not flush them ahead");
-                Vec::new()
-            }
-        };
+        // The log's and the database file's paths, once looked up (`Some(None)`: in memory).
+        let mut files: Option<Option<(PathBuf, PathBuf)>> = None;
+        // Whether the last flush failed: a lasting failure is logged once, not every tick.
+        let mut flush_failing = false;
         let mut wait = CHECKPOINT_EVERY;
         // The log's length at the last look (unchanged: nothing was written since), and how
         // much of it was copied then.
@@ -141,7 +148,19 @@ pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
                     copied
                 };
                 if written {
-                    flush(&files).await;
+                    if files.is_none() {
+                        files = Some(database_files(&reads).await?);
+                    }
+                    if let Some(Some((log, database))) = &files {
+                        match flush(log, database).await {
+                            Ok(()) => flush_failing = false,
+                            Err(e) if !flush_failing => {
+                                flush_failing = true;
+                                tracing::warn!(error = %e, "flushing the database files ahead of the checkpoint failed");
+                            }
+                            Err(_) => {}
+                        }
+                    }
                 }
                 // Step 2 copies about what was committed while step 1 ran, holding the
                 // node's writes meanwhile: after a long step 1 (a burst of writes) it is
@@ -176,59 +195,68 @@ pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
     });
 }
 
-/// The database's file and its write-ahead log; none for an in-memory database.
-async fn database_files(db: &SqlitePool) -> Result<Vec<PathBuf>, sqlx::Error> {
+/// The database's file and its write-ahead log, by path; `None` for an in-memory
+/// database.
+async fn database_files(db: &SqlitePool) -> Result<Option<(PathBuf, PathBuf)>, sqlx::Error> {
     let file: Option<String> =
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_optional(db)
             .await?;
-    Ok(match file {
-        Some(file) if !file.is_empty() => {
-            let wal = PathBuf::from(format!("{file}-wal"));
-            vec![PathBuf::from(file), wal]
-        }
-        _ => Vec::new(),
-    })
+    Ok(file
+        .filter(|file| !file.is_empty())
+        .map(|file| (PathBuf::from(format!("{file}-wal")), PathBuf::from(file))))
 }
 
-/// A descriptor of `path` for [`flush`], opened on first use and **never closed**: closing
-/// any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
-/// included. Another process could then take the database's exclusive lock and, closing
-/// its connection, delete the log and the shared-memory index from under this node's open
-/// connections (seen: a flush that opened and closed its files let the load tool's seeding
-/// process do exactly that). SQLite's unix VFS keeps its own such descriptors open for the
-/// same reason. One per path for the life of the process; a path that does not exist yet
-/// is tried again next time. Opening never drops a lock.
-fn kept_open(path: &Path) -> Option<Arc<File>> {
+/// A descriptor of the database file for [`flush`], opened on first use and **never
+/// closed**: closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, SQLite's included. Another process could then take the database's exclusive lock
+/// and, closing its connection, delete the log and the shared-memory index from under this
+/// node's open connections (seen: a flush that opened and closed the file let the load
+/// tool's seeding process do exactly that). The log needs no such care: SQLite locks only
+/// the database file and the shared-memory index.
+///
+/// A global on purpose: POSIX locks belong to the whole process, so the descriptors that
+/// must outlive every connection are the process's too. One per database path (a test
+/// binary holds one per test database); the database file is never deleted or replaced
+/// while open, so the descriptor stays valid. Opening never drops a lock.
+fn database_descriptor(path: &Path) -> std::io::Result<Arc<File>> {
     static KEPT: LazyLock<Mutex<HashMap<PathBuf, Arc<File>>>> = LazyLock::new(Default::default);
     let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(file) = kept.get(path) {
-        return Some(file.clone());
+        return Ok(file.clone());
     }
-    let file = Arc::new(File::open(path).ok()?);
+    let file = Arc::new(File::open(path)?);
     kept.insert(path.to_path_buf(), file.clone());
-    Some(file)
+    Ok(file)
 }
 
-/// Writes `files`' data to disk (`fdatasync`) on the blocking pool, beside the node's
-/// writes. It only does the disk's work ahead of SQLite's own syncs, which still run and
-/// which durability rests on.
-async fn flush(files: &[PathBuf]) {
-    if files.is_empty() {
-        return;
-    }
-    let files = files.to_vec();
+/// Writes the database file's and the log's data to disk (`fdatasync`) on the blocking
+/// pool, beside the node's writes. It only does the disk's work ahead of SQLite's own
+/// syncs, which still run and which durability rests on. Returns what failed, per file.
+async fn flush(log: &Path, database: &Path) -> Result<(), String> {
+    let (log, database) = (log.to_path_buf(), database.to_path_buf());
     let flushed = tokio::task::spawn_blocking(move || {
-        files
-            .iter()
-            .filter_map(|path| kept_open(path))
-            .try_for_each(|file| file.sync_data())
+        let mut failed = Vec::new();
+        if let Err(e) = database_descriptor(&database).and_then(|file| file.sync_data()) {
+            failed.push(format!("{}: {e}", database.display()));
+        }
+        // Between two connections' lives the log may not exist: nothing to flush then.
+        match File::open(&log) {
+            Ok(file) => {
+                if let Err(e) = file.sync_data() {
+                    failed.push(format!("{}: {e}", log.display()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => failed.push(format!("{}: {e}", log.display())),
+        }
+        failed
     })
     .await;
     match flushed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the database files failed"),
-        Err(e) => tracing::warn!(error = %e, "the flush of the database files did not finish"),
+        Ok(failed) if failed.is_empty() => Ok(()),
+        Ok(failed) => Err(failed.join("; ")),
+        Err(e) => Err(format!("the flush did not finish: {e}")),
     }
 }
 
