@@ -1,7 +1,7 @@
 //! The durable store under a steady stream of writes (storage does not depend on the
 //! cache backend, so this runs once, on the in-process one).
 
-use crate::common::{spawn_app, Backend};
+use crate::common::{spawn_app, Backend, TestApp};
 use anyhow::{Context as _, Result};
 use kith::{chat::writer::NewMessage, error::AppError};
 use std::{
@@ -24,30 +24,33 @@ fn log_generation(wal: &str) -> Result<u32> {
     ]))
 }
 
-#[tokio::test]
-async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()> {
+/// A node with two users and their 1:1 channel: (node, channel, sender, database path).
+async fn node_with_a_channel(sender: &str, peer: &str) -> Result<(TestApp, i64, i64, String)> {
     let app = spawn_app(Backend::Memory).await?;
-    let (a, _b) = (
-        app.register("walwriter").await?,
-        app.register("walpeer").await?,
-    );
+    let a = app.register(sender).await?;
+    app.register(peer).await?;
     let channel: serde_json::Value = app
         .client
-        .post(app.url("/v1/chat/dm/walpeer"))
+        .post(app.url(&format!("/v1/chat/dm/{peer}")))
         .bearer_auth(&a.token)
         .send()
         .await?
         .json()
         .await?;
     let channel: i64 = channel["id"].as_str().context("channel id")?.parse()?;
-    let sender: i64 = a.id.parse()?;
-    let wal = format!(
-        "{}-wal",
-        app.state
-            .config
-            .database_url
-            .trim_start_matches("sqlite://")
-    );
+    let database = app
+        .state
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_string();
+    Ok((app, channel, a.id.parse()?, database))
+}
+
+#[tokio::test]
+async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()> {
+    let (app, channel, sender, database) = node_with_a_channel("walwriter", "walpeer").await?;
+    let wal = format!("{database}-wal");
 
     // Senders that never pause: the writer always has the next group waiting, so a commit
     // is in flight nearly all the time (a checkpoint beside the writer then never finds the
@@ -112,19 +115,7 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
 /// removes its messages at once.
 #[tokio::test]
 async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Result<()> {
-    let app = spawn_app(Backend::Memory).await?;
-    let a = app.register("fkwriter").await?;
-    app.register("fkpeer").await?;
-    let channel: serde_json::Value = app
-        .client
-        .post(app.url("/v1/chat/dm/fkpeer"))
-        .bearer_auth(&a.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let channel: i64 = channel["id"].as_str().context("channel id")?.parse()?;
-    let sender: i64 = a.id.parse()?;
+    let (app, channel, sender, _) = node_with_a_channel("fkwriter", "fkpeer").await?;
     app.state
         .messages
         .write(NewMessage {
@@ -221,25 +212,7 @@ async fn child_opens_and_closes_the_database() -> Result<()> {
 #[tokio::test]
 async fn another_process_closing_the_database_leaves_the_nodes_log_in_place() -> Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    let app = spawn_app(Backend::Memory).await?;
-    let a = app.register("logkeeper").await?;
-    app.register("logpeer").await?;
-    let channel: serde_json::Value = app
-        .client
-        .post(app.url("/v1/chat/dm/logpeer"))
-        .bearer_auth(&a.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let channel: i64 = channel["id"].as_str().context("channel id")?.parse()?;
-    let sender: i64 = a.id.parse()?;
-    let database = app
-        .state
-        .config
-        .database_url
-        .trim_start_matches("sqlite://")
-        .to_string();
+    let (app, channel, sender, database) = node_with_a_channel("logkeeper", "logpeer").await?;
     let wal = format!("{database}-wal");
     let send = |n: usize| {
         app.state.messages.write(NewMessage {
