@@ -87,9 +87,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 const STEP_TWO_AFTER_FRAMES: i64 = 1_000;
 /// Step 2 runs at most this often. It holds the node's writes however little it copies (it
 /// syncs the log and the database file: 0.75–1.1 ms of syncs after [`flush`], 2.2–5.8 ms
-/// before), so every
-/// fourth tick: the log starts over every ~100 ms (~1,000 pages at 5,000 chat messages a
-/// second) instead of every ~27 ms, and writes are held a quarter as often.
+/// before), so every fourth tick: the log starts over every ~100 ms (~1,000 pages at 5,000
+/// chat messages a second) instead of every ~27 ms, and writes are held a quarter as often.
 const STEP_TWO_EVERY: Duration = Duration::from_millis(100);
 /// The longest pause between checkpoints of a node that writes nothing.
 const CHECKPOINT_IDLE_MAX: Duration = Duration::from_millis(400);
@@ -195,8 +194,8 @@ pub fn spawn_checkpointer(reads: SqlitePool, writes: SqlitePool) {
     });
 }
 
-/// The database's file and its write-ahead log, by path; `None` for an in-memory
-/// database.
+/// The database's write-ahead log and its file, by path, in that order; `None` for an
+/// in-memory database.
 async fn database_files(db: &SqlitePool) -> Result<Option<(PathBuf, PathBuf)>, sqlx::Error> {
     let file: Option<String> =
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
