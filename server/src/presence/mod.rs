@@ -66,14 +66,36 @@ pub async fn activity(state: &AppState, user: i64) {
 /// Batches activity of `user` at `now` for the next flush if this node wrote the user's
 /// activity recently; `false` means it has to be written through ([`activity`]).
 pub fn batched(state: &AppState, user: i64, now: i64) -> bool {
-    let fresh_within = state.config.presence_timeout.as_millis() as i64 / 2;
-    let recently_written = lock(&state.presence.written)
-        .get(&user)
-        .is_some_and(|at| now - at < fresh_within);
+    let recently_written = written_within(state, now).contains(&user);
     if recently_written {
         note(state, user, now);
     }
     recently_written
+}
+
+/// The users whose activity this node wrote to the store less than half the presence
+/// timeout before `now`: the store holds them online (only a sweep takes a user offline,
+/// after a full timeout of silence), with half the timeout to spare for nodes' clocks.
+struct WrittenWithin<'a> {
+    written: MutexGuard<'a, HashMap<i64, i64>>,
+    now: i64,
+    fresh_within: i64,
+}
+
+impl WrittenWithin<'_> {
+    fn contains(&self, user: &i64) -> bool {
+        self.written
+            .get(user)
+            .is_some_and(|at| self.now - at < self.fresh_within)
+    }
+}
+
+fn written_within(state: &AppState, now: i64) -> WrittenWithin<'_> {
+    WrittenWithin {
+        written: lock(&state.presence.written),
+        now,
+        fresh_within: state.config.presence_timeout.as_millis() as i64 / 2,
+    }
 }
 
 /// Batches activity of `user` at `at` for the next flush.
@@ -201,15 +223,35 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
     }
 }
 
-/// The users among `users` who are online (one store call).
+/// The users among `users` who are online, in order. Those whose activity this node wrote
+/// recently are online without asking (their connections are here: every chat message to
+/// them would otherwise cost a store call, a Redis round trip); the store is asked about
+/// the rest, in one call, if any.
 pub async fn online_among(state: &AppState, users: &[i64]) -> Result<Vec<i64>, AppError> {
-    let statuses = state.backends.presence.status(users).await?;
-    Ok(users
+    let known: Vec<bool> = {
+        let written = written_within(state, state.clock.now_ms());
+        users.iter().map(|u| written.contains(u)).collect()
+    };
+    let ask: Vec<i64> = users
         .iter()
-        .zip(statuses)
-        .filter(|(_, (online, _))| *online)
+        .zip(&known)
+        .filter(|(_, known)| !**known)
         .map(|(u, _)| *u)
-        .collect())
+        .collect();
+    let mut answers = if ask.is_empty() {
+        Vec::new()
+    } else {
+        state.backends.presence.status(&ask).await?
+    }
+    .into_iter();
+    let mut online = Vec::with_capacity(users.len());
+    for (&user, known) in users.iter().zip(known) {
+        // `answers` follows `ask`: one per user not known here, in order.
+        if known || answers.next().is_some_and(|(is_online, _)| is_online) {
+            online.push(user);
+        }
+    }
+    Ok(online)
 }
 
 /// The presence of each of `users` (id, username), in order.

@@ -393,6 +393,52 @@ async fn notification_input_is_checked(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// A node answers "is this member online?" itself for the users whose activity it wrote
+/// recently, and asks the shared store about everyone else: a member connected to another
+/// node of the cluster is online and gets no notification; one who left gets one once the
+/// timeout has passed, whichever node saw them last.
+#[tokio::test]
+async fn members_online_on_another_node_are_not_notified() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set (one node per process in memory)");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new()?;
+    let node = || {
+        let mut options = cluster.node(1);
+        options.manual_clock = true;
+        options.env.extend(presence_env());
+        options
+    };
+    let a = spawn_with(Backend::Redis, node()).await?;
+    let b = spawn_with(Backend::Redis, node()).await?;
+    // One cluster, one time: start the clocks in step.
+    let (ta, tb) = (a.now_ms()?, b.now_ms()?);
+    a.manual_clock()?.advance((tb - ta).max(0));
+    b.manual_clock()?.advance((ta - tb).max(0));
+    let ann = a.register("xn_ann").await?; // sends, on node A
+    let bob = a.register("xn_bob").await?; // connected to node B
+    let cat = a.register("xn_cat").await?; // connected to node A, then gone
+    let club = a.group(&ann, "club", &["xn_bob", "xn_cat"]).await?;
+    let _ann_ws = Socket::open(&a, &ann).await?;
+    let mut bob_ws = Socket::open(&b, &bob).await?;
+    let cat_ws = Socket::open(&a, &cat).await?;
+
+    a.say(&ann, &club, "everyone is here").await?;
+    // Cat leaves; once the timeout has passed (node B's round expires her), node A, which
+    // saw her last, must ask the store instead of remembering her as online.
+    cat_ws.close().await?;
+    pass_time(&[&b, &a], TIMEOUT_MS + 1_000, &mut [&mut bob_ws]).await?;
+    let second = a.say(&ann, &club, "cat has gone").await?;
+    let got = wait_for(&a, &cat, 1).await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["message_id"], second["id"]);
+    // One write notifies every offline member of a message, so bob's list is final.
+    assert!(items(&a, &bob).await?.is_empty(), "bob is online on node B");
+    assert!(items(&a, &ann).await?.is_empty());
+    Ok(())
+}
+
 /// A post's notifications are a durable stage of their own: a node that finished the feed
 /// fanout and died before notifying anyone leaves the work in `notification_outbox`, and
 /// the next node on the same database does it.
