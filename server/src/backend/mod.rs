@@ -29,6 +29,10 @@ pub enum BackendError {
     /// A pub/sub message past what its encoding can carry (4 GiB).
     #[error("pub/sub message too large")]
     TooLarge,
+    /// The task that sends this node's publishes to Redis is gone (it ends only with the
+    /// node's pub/sub).
+    #[error("the pub/sub publisher stopped")]
+    PublisherStopped,
     /// The Redis server lacks a command Kith uses.
     #[error("Redis {found} is too old: Kith needs {needed} or newer")]
     TooOld { found: String, needed: &'static str },
