@@ -106,6 +106,62 @@ pub struct SendRun {
     pub client_cpu: Option<f64>,
     /// From the end of sending until the last delivery arrived.
     pub drain: Duration,
+    /// The server's own timing of the run's sends, queue to commit.
+    pub store: Option<StoreLatency>,
+}
+
+/// How long the server took to store a run's sends, from its `kith_message_store_seconds`
+/// histogram (the writer's queue to the commit): per bucket bound in seconds (the last is
+/// infinite), how many of the run's sends took at most that long.
+#[derive(Debug)]
+pub struct StoreLatency(Vec<(f64, u64)>);
+
+impl StoreLatency {
+    /// The smallest bucket bound (seconds) within which `p` percent of the sends were
+    /// stored; `None` without sends.
+    pub fn bound_of(&self, p: f64) -> Option<f64> {
+        let total = self.0.last()?.1;
+        if total == 0 {
+            return None;
+        }
+        let wanted = (p / 100.0 * total as f64).ceil() as u64;
+        self.0.iter().find(|(_, n)| *n >= wanted).map(|(b, _)| *b)
+    }
+
+    /// What was added between two readings of the histogram.
+    fn since(before: &[(f64, u64)], after: Vec<(f64, u64)>) -> Option<Self> {
+        if before.len() != after.len() {
+            return None;
+        }
+        let buckets = after
+            .into_iter()
+            .zip(before)
+            .map(|((bound, n), (_, was))| (bound, n.saturating_sub(*was)))
+            .collect();
+        Some(Self(buckets))
+    }
+}
+
+/// The cumulative buckets of `kith_message_store_seconds` from `/metrics` (empty if the
+/// server does not export it or cannot be reached).
+async fn store_buckets(http: &Client, base: &str) -> Vec<(f64, u64)> {
+    let Ok(response) = http.get(format!("{base}/metrics")).send().await else {
+        return Vec::new();
+    };
+    let Ok(text) = response.text().await else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("kith_message_store_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = match bound {
+                "+Inf" => f64::INFINITY,
+                b => b.parse().ok()?,
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 impl SendRun {
@@ -265,15 +321,24 @@ async fn measure(
     let mut pairs = Vec::new();
     for (i, rate) in setup.opts.pair_rates.iter().enumerate() {
         eprintln!("[{tag}] 1:1 at {rate} messages/s");
-        let run = ws_run(setup, server, &recorder, *rate, 1, |n, not_queued| {
-            // Pair n % PAIRS; the direction alternates each round through the pairs.
-            let p = (n as usize) % pop.pairs.len();
-            let from_b = (n as usize / pop.pairs.len()) % 2;
-            let conn = &pair_conns[2 * p + from_b];
-            if !conn.send(pop.pairs[p].channel, format!("p{i}-{n}")) {
-                *not_queued += 1;
-            }
-        })
+        let run = ws_run(
+            setup,
+            server,
+            &http,
+            &base,
+            &recorder,
+            *rate,
+            1,
+            |n, not_queued| {
+                // Pair n % PAIRS; the direction alternates each round through the pairs.
+                let p = (n as usize) % pop.pairs.len();
+                let from_b = (n as usize / pop.pairs.len()) % 2;
+                let conn = &pair_conns[2 * p + from_b];
+                if !conn.send(pop.pairs[p].channel, format!("p{i}-{n}")) {
+                    *not_queued += 1;
+                }
+            },
+        )
         .await;
         pairs.push(run);
         server.check_alive()?;
@@ -299,6 +364,8 @@ async fn measure(
         let run = ws_run(
             setup,
             server,
+            &http,
+            &base,
             &recorder,
             *rate,
             (GROUP_SIZE - 1) as u64,
@@ -363,9 +430,12 @@ async fn measure(
 
 /// Sends over WebSockets at `rate` for the configured duration (`dispatch(n, &mut
 /// not_queued)` sends message n), then waits for the deliveries to drain.
+#[allow(clippy::too_many_arguments)]
 async fn ws_run(
     setup: &Setup,
     server: &ServerProcess,
+    http: &Client,
+    base: &str,
     recorder: &Arc<Recorder>,
     rate: u32,
     fanout: u64,
@@ -373,6 +443,7 @@ async fn ws_run(
 ) -> SendRun {
     let duration = setup.opts.duration;
     let me = std::process::id();
+    let stored_before = store_buckets(http, base).await;
     recorder.begin(duration);
     let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
     let mut not_queued = 0;
@@ -390,6 +461,7 @@ async fn ws_run(
         server_cpu: delta(before.0, after.0),
         client_cpu: delta(before.1, after.1),
         drain,
+        store: StoreLatency::since(&stored_before, store_buckets(http, base).await),
     }
 }
 
@@ -578,6 +650,7 @@ async fn post_run(
 ) -> SendRun {
     let duration = setup.opts.duration;
     let me = std::process::id();
+    let stored_before = store_buckets(http, base).await;
     recorder.begin(duration);
     let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
     let mut posts = JoinSet::new();
@@ -625,6 +698,7 @@ async fn post_run(
         server_cpu: delta(before.0, after.0),
         client_cpu: delta(before.1, after.1),
         drain,
+        store: StoreLatency::since(&stored_before, store_buckets(http, base).await),
     }
 }
 
@@ -651,4 +725,28 @@ pub fn raise_fd_limit() -> Option<u64> {
         );
     }
     getrlimit(Resource::Nofile).current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreLatency;
+
+    #[test]
+    fn store_percentiles_come_from_the_runs_share_of_the_histogram() {
+        let before = [(0.001, 10), (0.0025, 10), (f64::INFINITY, 10)];
+        // The run added 100 sends: 97 within 1 ms, 2 more within 2.5 ms, 1 beyond.
+        let run = StoreLatency::since(
+            &before,
+            vec![(0.001, 107), (0.0025, 109), (f64::INFINITY, 110)],
+        )
+        .expect("same buckets");
+        assert_eq!(run.bound_of(50.0), Some(0.001));
+        assert_eq!(run.bound_of(99.0), Some(0.0025));
+        assert_eq!(run.bound_of(100.0), Some(f64::INFINITY));
+        // Different buckets (another server version) compare to nothing.
+        assert!(StoreLatency::since(&before, vec![(0.001, 1)]).is_none());
+        // No sends in the run: no percentile.
+        let idle = StoreLatency::since(&before, before.to_vec()).expect("same buckets");
+        assert_eq!(idle.bound_of(99.0), None);
+    }
 }

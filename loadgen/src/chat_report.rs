@@ -130,16 +130,20 @@ impl ChatReport {
                  /v1/chat/sync?since&timeout=25` in a loop, then (same POSTs) listen on a WebSocket. \
                  \"ack\" is the POST's 201.\n"
             )?;
-            writeln!(out, "| receivers via | POSTs/s offered | POST p50 ms | POST p99 ms | delivered/s | delivered of sent | p50 ms | p99 ms | max ms | server CPU | server CPU µs/msg | loadgen CPU | errors |")?;
-            writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")?;
+            writeln!(out, "| receivers via | POSTs/s offered | POST p50 ms | POST p99 ms | server store p99 ms | delivered/s | delivered of sent | p50 ms | p99 ms | max ms | server CPU | server CPU µs/msg | loadgen CPU | errors |")?;
+            writeln!(
+                out,
+                "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            )?;
             for (label, run) in [("long-poll", lp), ("WebSocket", ws)] {
                 let l = latency(run);
                 writeln!(
                     out,
-                    "| {label} | {} | {:.2} | {:.2} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                    "| {label} | {} | {:.2} | {:.2} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
                     run.rate,
                     l.ack_p50,
                     l.ack_p99,
+                    store_p99(run),
                     run.delivered_per_sec(),
                     share(run.completeness()),
                     l.p50,
@@ -215,10 +219,10 @@ impl ChatReport {
 }
 
 fn run_table(out: &mut String, runs: &[SendRun], group: bool) -> std::fmt::Result {
-    writeln!(out, "| msg/s offered | messages sent | delivered/s | delivered of expected | p50 ms | p99 ms | max ms | ack p50 ms | ack p99 ms | server CPU | server CPU µs/msg | loadgen CPU | drain s | errors, disconnects |{}", if group { " within target |" } else { "" })?;
+    writeln!(out, "| msg/s offered | messages sent | delivered/s | delivered of expected | p50 ms | p99 ms | max ms | ack p50 ms | ack p99 ms | server store p99 ms | server CPU | server CPU µs/msg | loadgen CPU | drain s | errors, disconnects |{}", if group { " within target |" } else { "" })?;
     writeln!(
         out,
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|{}",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|{}",
         if group { "---|" } else { "" }
     )?;
     for run in runs {
@@ -232,7 +236,7 @@ fn run_table(out: &mut String, runs: &[SendRun], group: bool) -> std::fmt::Resul
         }
         writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} |{}",
+            "| {} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {} |{}",
             thousands(u64::from(run.rate)),
             thousands(run.dispatched),
             run.delivered_per_sec(),
@@ -242,6 +246,7 @@ fn run_table(out: &mut String, runs: &[SendRun], group: bool) -> std::fmt::Resul
             l.max,
             l.ack_p50,
             l.ack_p99,
+            store_p99(run),
             busy(run.server_cpu, run.duration),
             per_msg(run),
             busy(run.client_cpu, run.duration),
@@ -293,6 +298,16 @@ fn write_flavours(out: &mut String, reports: &[ChatReport]) -> std::fmt::Result 
         }
     }
     Ok(())
+}
+
+/// The server's p99 from the writer's queue to the commit, to its histogram's resolution:
+/// "≤ 2.5" means within the bucket up to 2.5 ms.
+fn store_p99(run: &SendRun) -> String {
+    match run.store.as_ref().and_then(|s| s.bound_of(99.0)) {
+        Some(bound) if bound.is_finite() => format!("≤ {}", (bound * 1e6).round() / 1e3),
+        Some(_) => "> 2,500".into(),
+        None => "n/a".into(),
+    }
 }
 
 fn per_msg(run: &SendRun) -> String {

@@ -121,7 +121,9 @@ impl Application {
 
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let ids = Arc::new(IdGenerator::new(config.node_id));
-        let messages = crate::chat::writer::Writer::spawn(db_writes.clone(), ids.clone());
+        let metrics = Arc::new(Metrics::default());
+        let messages =
+            crate::chat::writer::Writer::spawn(db_writes.clone(), ids.clone(), metrics.clone());
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
@@ -130,7 +132,7 @@ impl Application {
             db_writes,
             backends,
             clock,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             // Two hashes at a time per core keeps a login burst from starving other work.
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub presence_online: AtomicI64,
     /// Post stored → last follower's feed written.
     pub fanout_lag: Histogram,
+    /// A chat send handed to the message writer → its transaction committed, or failed
+    /// (what an `ack` or a 201 waits for, before the socket).
+    pub message_store: Histogram,
 }
 
 impl Metrics {
@@ -192,6 +195,10 @@ impl Metrics {
         out.push_str("# TYPE kith_fanout_lag_seconds histogram\n");
         self.fanout_lag
             .render(&mut out, "kith_fanout_lag_seconds", "");
+        out.push_str("# HELP kith_message_store_seconds Chat send queued for the message writer to its commit.\n");
+        out.push_str("# TYPE kith_message_store_seconds histogram\n");
+        self.message_store
+            .render(&mut out, "kith_message_store_seconds", "");
         out
     }
 }

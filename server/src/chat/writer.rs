@@ -31,10 +31,10 @@
 //! prepared statement of the connection, and each batch then compiled its SQL again.
 
 use super::store::MessageRow;
-use crate::{error::AppError, id::IdGenerator};
+use crate::{error::AppError, id::IdGenerator, telemetry::Metrics};
 use serde_json::json;
 use sqlx::{SqliteConnection, SqlitePool};
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most sends committed in one transaction.
@@ -68,6 +68,8 @@ pub enum Written {
 struct Job {
     message: NewMessage,
     reply: oneshot::Sender<Result<Written, AppError>>,
+    /// When the send was handed to the writer (for [`Metrics::message_store`]).
+    queued: Instant,
 }
 
 /// Handle to the node's writer task.
@@ -78,9 +80,9 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends when the last handle is dropped.
-    pub fn spawn(db: SqlitePool, ids: Arc<IdGenerator>) -> Self {
+    pub fn spawn(db: SqlitePool, ids: Arc<IdGenerator>, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, ids, queue));
+        tokio::spawn(run(db, ids, metrics, queue));
         Self { jobs }
     }
 
@@ -89,7 +91,11 @@ impl Writer {
     pub async fn write(&self, message: NewMessage) -> Result<Written, AppError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { message, reply })
+            .send(Job {
+                message,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| AppError::internal("message writer stopped"))?;
         answer
@@ -98,7 +104,12 @@ impl Writer {
     }
 }
 
-async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Job>) {
+async fn run(
+    db: SqlitePool,
+    ids: Arc<IdGenerator>,
+    metrics: Arc<Metrics>,
+    mut queue: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // `db` is the node's write pool: its one connection, taken per batch, so other writes
     // queue between batches. Being the only connection that writes, it also keeps its
@@ -125,6 +136,11 @@ async fn run(db: SqlitePool, ids: Arc<IdGenerator>, mut queue: mpsc::Receiver<Jo
             result
         }
         .await;
+        let committed = Instant::now();
+        for job in &batch {
+            let waited = committed.saturating_duration_since(job.queued);
+            metrics.message_store.observe(waited.as_secs_f64());
+        }
         match result {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {

@@ -231,7 +231,12 @@ async fn pages_carry_security_headers_and_a_matching_nonce(backend: Backend) -> 
 
 async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
     let app = spawn_app(backend).await?;
-    app.register("mona").await?;
+    let mona = app.register("mona").await?;
+    app.register("nico").await?;
+    let club = app.group(&mona, "club", &["nico"]).await?;
+    for text in ["one", "two", "three"] {
+        app.say(&mona, &club, text).await?;
+    }
     assert_eq!(app.get("/healthz", None).await?.text().await?, "ok");
     let ready = app.get("/readyz", None).await?;
     assert_eq!(ready.status(), StatusCode::OK);
@@ -247,11 +252,17 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
     let metrics = app.get("/metrics", None).await?.text().await?;
     assert!(
         metrics.contains(
-            r#"kith_http_requests_total{method="POST",route="/v1/auth/register",status="201"} 1"#
+            r#"kith_http_requests_total{method="POST",route="/v1/auth/register",status="201"} 2"#
         ),
         "{metrics}"
     );
     assert!(metrics.contains("kith_http_request_duration_seconds_bucket"));
+    // Every send is timed from the writer's queue to its commit.
+    assert!(
+        metrics.contains("\nkith_message_store_seconds_count{} 3\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"kith_message_store_seconds_bucket{le="+Inf"} 3"#));
     for gauge in [
         "kith_websockets_open",
         "kith_fanout_queue_depth",
