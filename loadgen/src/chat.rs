@@ -128,6 +128,15 @@ impl StoreLatency {
         self.0.iter().find(|(_, n)| *n >= wanted).map(|(b, _)| *b)
     }
 
+    /// The largest finite bucket bound (seconds).
+    pub fn largest_bound(&self) -> Option<f64> {
+        self.0
+            .iter()
+            .map(|(b, _)| *b)
+            .filter(|b| b.is_finite())
+            .reduce(f64::max)
+    }
+
     /// What was added between two readings of the histogram.
     fn since(before: &[(f64, u64)], after: Vec<(f64, u64)>) -> Option<Self> {
         if before.len() != after.len() {
@@ -743,6 +752,7 @@ mod tests {
         assert_eq!(run.bound_of(50.0), Some(0.001));
         assert_eq!(run.bound_of(99.0), Some(0.0025));
         assert_eq!(run.bound_of(100.0), Some(f64::INFINITY));
+        assert_eq!(run.largest_bound(), Some(0.0025));
         // Different buckets (another server version) compare to nothing.
         assert!(StoreLatency::since(&before, vec![(0.001, 1)]).is_none());
         // No sends in the run: no percentile.

@@ -206,6 +206,17 @@ impl Application {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The last sends' wake-ups may still be queued for the other nodes.
+        match tokio::time::timeout(Duration::from_secs(2), self.state.backends.pubsub.flush()).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "wake-ups queued at shutdown were not all published")
+            }
+            Err(_) => {
+                tracing::warn!("wake-ups queued at shutdown were still unpublished after 2 s")
+            }
+        }
         served
     }
 }

@@ -198,7 +198,9 @@ pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(),
     store::delete_session(&state.db_writes, &hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
     let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
-    crate::chat::service::wake(state, &[user], revoke).await
+    // Sockets on other nodes must hear it: a lost revocation leaves them open, and no
+    // `sync` would bring it back.
+    crate::chat::service::wake_confirmed(state, &[user], revoke).await
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 pub mod memory;
 pub mod near;
 pub mod redis;
+pub mod redis_bus;
 pub mod topics;
 
 use async_trait::async_trait;
@@ -33,6 +34,10 @@ pub enum BackendError {
     /// node's pub/sub).
     #[error("the pub/sub publisher stopped")]
     PublisherStopped,
+    /// A publish that had to reach the other nodes did not: Redis refused or was
+    /// unreachable.
+    #[error("the publish did not reach Redis")]
+    NotPublished,
     /// The Redis server lacks a command Kith uses.
     #[error("Redis {found} is too old: Kith needs {needed} or newer")]
     TooOld { found: String, needed: &'static str },
@@ -122,6 +127,16 @@ pub trait PubSub: Send + Sync + 'static {
     /// member of its channel): one publish, however many topics. `payload` is never empty:
     /// the empty payload is [`GAP`].
     async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()>;
+    /// [`publish`](PubSub::publish), returning only once the other nodes can hear it (on
+    /// Redis: once Redis took it), for a wake-up that `sync` cannot stand in for (a
+    /// session's revocation).
+    async fn publish_confirmed(&self, topics: &[String], payload: Bytes) -> Result<()> {
+        self.publish(topics, payload).await
+    }
+    /// Returns once everything published before it has left this node (at shutdown).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
     /// Subscribes to `topic`; what is published after this returns reaches the
     /// subscription (or a [`GAP`] says that some of it may not have).
     async fn subscribe(&self, topic: &str) -> Result<Subscription>;

@@ -4,21 +4,19 @@
 //! connection; batches are pipelined). Blocking pops get connections of their own from a
 //! small pool, because a `BLPOP` would stall every other command on a multiplexed one.
 //! Pub/sub is one channel per namespace, the wake bus, that every node subscribes to with
-//! a connection of its own; see [`RedisPubSub`].
+//! a connection of its own; see [`super::redis_bus`].
 
 use super::{
-    near::NearCache, topics::LocalTopics, BackendError, Cache, Decision, PresenceStore, PubSub,
-    Queue, Quota, RateLimiter, Result, Subscription, GAP, PUSH_TRIM_EVERY,
+    near::NearCache, redis_bus::RedisPubSub, BackendError, Cache, Decision, PresenceStore, Queue,
+    Quota, RateLimiter, Result, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use redis::{aio::ConnectionManager, AsyncCommands, Client, Script};
 use std::{
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
-use tokio::sync::{mpsc, watch};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -219,7 +217,7 @@ impl RedisBackend {
             presence_touch: Arc::new(Script::new(PRESENCE_TOUCH_LUA)),
             presence_expire: Arc::new(Script::new(PRESENCE_EXPIRE_LUA)),
             near: NearCache::start(client.clone(), &namespace, near_bytes).map(Arc::new),
-            pubsub: Arc::new(RedisPubSub::start(client, conn.clone(), namespace.clone())),
+            pubsub: Arc::new(RedisPubSub::start(client, conn.clone(), &namespace)),
         };
         backend.ping().await?;
         backend.check_version().await?;
@@ -733,324 +731,9 @@ impl RateLimiter for RedisBackend {
     }
 }
 
-/// See `memory::TOPIC_CAPACITY`. Larger here: the subscriber task hands over wake-ups in
-/// bursts, as many as one read from Redis carries, and under overload a buffer of 8
-/// lagged often enough that the catch-ups' database reads fed the overload (measured:
-/// 1:1 deliveries at 5,000 msg/s fell from ~2,400/s to ~450/s).
-const TOPIC_CAPACITY: usize = 32;
-
-/// How often the wake bus connection is pinged (and how long a pong may take): Redis says
-/// nothing when a connection dies silently, and a deaf node would deliver nothing live.
-const BUS_PING_EVERY: Duration = Duration::from_secs(5);
-
-/// Wake-ups one `PUBLISH` carries at most.
-const PUBLISH_BATCH: usize = 256;
-/// Wake-ups waiting for the publisher; a full queue makes publishers wait (backpressure).
-const PUBLISH_QUEUE: usize = 4096;
-
-/// Redis pub/sub for one node.
-///
-/// Every node of a namespace subscribes to one Redis channel, the namespace's wake bus. A
-/// publish names its topics: a message to a group of 100 is one entry on the bus and one
-/// delivery per node, not 100 of each. Each node hands each payload to its local
-/// subscribers of the named topics and drops the rest, so subscribing is local and costs
-/// Redis nothing. The price is that every node reads every wake-up of the namespace (a
-/// hash lookup per topic); past a few dozen nodes, per-node channels with a route table
-/// would be the next step.
-///
-/// A node hands its own publishes to its local subscribers at once, and skips them when
-/// they come back over the bus: a wake-up for someone connected to the same node does not
-/// wait for the round trip through Redis.
-///
-/// Publishes leave through one task, which sends everything queued while its previous
-/// `PUBLISH` was on its way as the next one (up to [`PUBLISH_BATCH`]): under 1:1 chat every
-/// message is a publish, and batching them saves Redis a command, and every node a
-/// message to read, per publish. `publish` returns once its wake-up is queued, so a chat
-/// message's `ack` does not wait for Redis; a failed `PUBLISH` is logged by the task (the
-/// receivers recover by `sync`, as from any lost wake-up).
-pub struct RedisPubSub {
-    /// Encoded entries (see [`encode_entry`]) for the publisher task.
-    outbox: mpsc::Sender<Vec<u8>>,
-    topics: LocalTopics,
-    /// The client id of the connection subscribed to the bus while the subscription is
-    /// live: a `subscribe` waits for it, so that a publish after it returns is heard.
-    live: watch::Receiver<Option<i64>>,
-}
-
-impl RedisPubSub {
-    fn start(client: Client, conn: ConnectionManager, namespace: Arc<str>) -> Self {
-        let topics = LocalTopics::new(TOPIC_CAPACITY);
-        let channel: Arc<str> = format!("{namespace}:wake").into();
-        let (live_tx, live) = watch::channel(None);
-        // This node on the bus (random): messages carry it, so the node skips its own.
-        let origin = rand::random();
-        tokio::spawn(subscriber_task(
-            client,
-            channel.clone(),
-            origin,
-            topics.clone(),
-            live_tx,
-        ));
-        let (outbox, queued) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publisher_task(conn, channel, origin, queued));
-        Self {
-            outbox,
-            topics,
-            live,
-        }
-    }
-
-    /// Redis's client id of the connection subscribed to the wake bus, while live (for
-    /// diagnostics: it is the connection `CLIENT LIST` shows with `sub=1` and this id).
-    pub fn subscriber_id(&self) -> Option<i64> {
-        *self.live.borrow()
-    }
-}
-
-/// Owns the node's subscription to the wake bus: hands each message to the local
-/// subscribers of its topics, and whenever it (re)subscribes sends every local topic a
-/// [`GAP`]. Ends when the [`RedisPubSub`] is dropped.
-async fn subscriber_task(
-    client: Client,
-    channel: Arc<str>,
-    origin: u64,
-    topics: LocalTopics,
-    live: watch::Sender<Option<i64>>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    while !live.is_closed() {
-        let subscribed = async {
-            let (mut pubsub, id) = super::near::subscriber_connection(&client).await?;
-            pubsub.subscribe(&*channel).await?;
-            Ok::<_, BackendError>((pubsub, id))
-        };
-        let (pubsub, id) = match subscribed.await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "redis pub/sub subscribe failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        // What was published while the link was down (or before it first came up, for a
-        // subscription that stopped waiting for it) is lost: tell every subscriber.
-        topics.send_to_all(&GAP);
-        live.send_replace(Some(id));
-        let (mut sink, mut messages) = pubsub.split();
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + BUS_PING_EVERY, BUS_PING_EVERY);
-        loop {
-            tokio::select! {
-                () = live.closed() => return,
-                message = messages.next() => match message {
-                    Some(msg) => deliver(&topics, origin, msg.get_payload_bytes()),
-                    None => break,
-                },
-                _ = ping.tick() => {
-                    let pong = tokio::time::timeout(BUS_PING_EVERY, sink.ping::<redis::Value>());
-                    if !matches!(pong.await, Ok(Ok(_))) {
-                        break;
-                    }
-                }
-            }
-        }
-        live.send_replace(None);
-        tracing::warn!("redis pub/sub connection lost; subscribing again");
-    }
-}
-
-/// Sends the queued wake-ups to the bus, each `PUBLISH` carrying everything queued while
-/// the previous one was on its way. Ends when the [`RedisPubSub`] is dropped.
-async fn publisher_task(
-    mut conn: ConnectionManager,
-    channel: Arc<str>,
-    origin: u64,
-    mut queued: mpsc::Receiver<Vec<u8>>,
-) {
-    let mut entries = Vec::with_capacity(PUBLISH_BATCH);
-    // Whether the last `PUBLISH` failed: a lasting failure is logged once, not per message.
-    let mut failing = false;
-    while queued.recv_many(&mut entries, PUBLISH_BATCH).await > 0 {
-        let len = 8 + entries.iter().map(Vec::len).sum::<usize>();
-        let mut message = Vec::with_capacity(len);
-        message.extend_from_slice(&origin.to_be_bytes());
-        for entry in entries.drain(..) {
-            message.extend_from_slice(&entry);
-        }
-        match conn.publish::<_, _, ()>(&*channel, message).await {
-            Ok(()) => failing = false,
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(error = %e, "wake bus publish failed; other nodes' clients will catch up by sync");
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// Hands each wake-up of a message of the bus to the local subscribers of the topics it
-/// names, unless this node (`me`) sent the message: it did so when it published.
-fn deliver(topics: &LocalTopics, me: u64, message: &[u8]) {
-    let Some((origin, entries)) = message.split_first_chunk::<8>() else {
-        tracing::warn!(len = message.len(), "malformed message on the wake bus");
-        return;
-    };
-    if u64::from_be_bytes(*origin) == me {
-        return;
-    }
-    let Some(entries) = decode(entries) else {
-        tracing::warn!(len = message.len(), "malformed message on the wake bus");
-        return;
-    };
-    for Entry {
-        topics: named,
-        payload,
-    } in entries
-    {
-        // Topics are written by `encode_entry` from `&str`s; a non-UTF-8 one matches
-        // nothing.
-        let named = named
-            .into_iter()
-            .filter_map(|t| std::str::from_utf8(t).ok());
-        topics.send(named, &Bytes::copy_from_slice(payload));
-    }
-}
-
-/// A message of the wake bus is the sending node (u64, big-endian) followed by one or more
-/// entries; this encodes one entry: the number of topics (u32), each topic as its length
-/// (u32) and bytes, then the payload's length (u32) and bytes. `None` past 4 GiB.
-fn encode_entry(topics: &[String], payload: &[u8]) -> Option<Vec<u8>> {
-    let len = 8 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload.len();
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&u32::try_from(topics.len()).ok()?.to_be_bytes());
-    for topic in topics {
-        out.extend_from_slice(&u32::try_from(topic.len()).ok()?.to_be_bytes());
-        out.extend_from_slice(topic.as_bytes());
-    }
-    out.extend_from_slice(&u32::try_from(payload.len()).ok()?.to_be_bytes());
-    out.extend_from_slice(payload);
-    Some(out)
-}
-
-/// A decoded entry of a message of the wake bus.
-#[derive(Debug, PartialEq)]
-struct Entry<'a> {
-    topics: Vec<&'a [u8]>,
-    payload: &'a [u8],
-}
-
-/// The entries of a message of the wake bus (what follows its origin), or `None` if any is
-/// malformed or there are none.
-fn decode(mut rest: &[u8]) -> Option<Vec<Entry<'_>>> {
-    fn take_u32(rest: &mut &[u8]) -> Option<usize> {
-        let (head, tail) = rest.split_first_chunk::<4>()?;
-        *rest = tail;
-        usize::try_from(u32::from_be_bytes(*head)).ok()
-    }
-    fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let len = take_u32(rest)?;
-        if len > rest.len() {
-            return None;
-        }
-        let (bytes, tail) = rest.split_at(len);
-        *rest = tail;
-        Some(bytes)
-    }
-    let mut entries = Vec::new();
-    while !rest.is_empty() {
-        let count = take_u32(&mut rest)?;
-        // Each topic takes at least its 4-byte length: a count beyond that is malformed,
-        // and must not size an allocation.
-        if count > rest.len() / 4 {
-            return None;
-        }
-        let mut topics = Vec::with_capacity(count);
-        for _ in 0..count {
-            topics.push(take(&mut rest)?);
-        }
-        let payload = take(&mut rest)?;
-        entries.push(Entry { topics, payload });
-    }
-    (!entries.is_empty()).then_some(entries)
-}
-
-#[async_trait]
-impl PubSub for RedisPubSub {
-    async fn publish(&self, topics: &[String], payload: Bytes) -> Result<()> {
-        debug_assert!(!payload.is_empty(), "the empty payload is GAP");
-        if topics.is_empty() {
-            return Ok(());
-        }
-        let entry = encode_entry(topics, &payload).ok_or(BackendError::TooLarge)?;
-        self.topics
-            .send(topics.iter().map(String::as_str), &payload);
-        self.outbox
-            .send(entry)
-            .await
-            .map_err(|_| BackendError::PublisherStopped)
-    }
-
-    async fn subscribe(&self, topic: &str) -> Result<Subscription> {
-        // Not live yet (start-up) or any more (a broken link): wait a little first, so that
-        // once registered the subscription hears what is published. If the wait runs out,
-        // it is registered all the same, and gets a GAP when the bus is back.
-        let mut live = self.live.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(Option::is_some)).await;
-        Ok(self.topics.subscribe(topic))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{decode, encode_entry, glob_escape, major_minor, Entry};
-
-    #[test]
-    fn wake_bus_entries_round_trip() {
-        let topics = vec!["user:1".to_string(), String::new(), "user:é".to_string()];
-        let mut message = encode_entry(&topics, b"F0|1|{}").expect("encodes");
-        message.extend(encode_entry(&[], b"x").expect("encodes"));
-        message.extend(encode_entry(&["user:2".to_string()], b"").expect("encodes"));
-        let decoded = decode(&message).expect("decodes");
-        assert_eq!(
-            decoded,
-            vec![
-                Entry {
-                    topics: vec![&b"user:1"[..], b"", "user:\u{e9}".as_bytes()],
-                    payload: b"F0|1|{}",
-                },
-                Entry {
-                    topics: vec![],
-                    payload: b"x",
-                },
-                Entry {
-                    topics: vec![&b"user:2"[..]],
-                    payload: b"",
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn malformed_wake_bus_messages_are_rejected() {
-        let entry = encode_entry(&["user:1".to_string()], b"payload").expect("encodes");
-        // No entry at all; or cut inside the count, a length, a topic, or the payload.
-        for cut in [0, 2, 6, 9, 14, 17, 20] {
-            assert!(decode(&entry[..cut]).is_none(), "cut at {cut}");
-        }
-        // A whole entry followed by a cut one.
-        let mut two = entry.clone();
-        two.extend_from_slice(&entry[..9]);
-        assert!(decode(&two).is_none());
-        // A count far beyond what the bytes could hold allocates nothing.
-        assert!(decode(&u32::MAX.to_be_bytes()).is_none());
-        // A topic longer than the message.
-        let mut long = 1u32.to_be_bytes().to_vec();
-        long.extend_from_slice(&100u32.to_be_bytes());
-        long.extend_from_slice(b"short");
-        assert!(decode(&long).is_none());
-    }
+    use super::{glob_escape, major_minor};
 
     #[test]
     fn versions_compare_by_major_then_minor() {

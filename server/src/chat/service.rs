@@ -346,11 +346,27 @@ async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, 
     });
 }
 
-/// Publishes `payload` to each user's topic, in one publish (one Redis command however
-/// many users).
+/// Publishes `payload` to each user's topic, in one publish (one entry on the Redis wake
+/// bus however many users).
 pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Result<(), AppError> {
     let topics: Vec<String> = users.iter().map(|user| user_topic(*user)).collect();
     state.backends.pubsub.publish(&topics, payload).await?;
+    Ok(())
+}
+
+/// [`wake`], returning only once every node can hear it: for a wake-up that a `sync` cannot
+/// stand in for if it is lost (a session's revocation).
+pub async fn wake_confirmed(
+    state: &AppState,
+    users: &[i64],
+    payload: bytes::Bytes,
+) -> Result<(), AppError> {
+    let topics: Vec<String> = users.iter().map(|user| user_topic(*user)).collect();
+    state
+        .backends
+        .pubsub
+        .publish_confirmed(&topics, payload)
+        .await?;
     Ok(())
 }
 

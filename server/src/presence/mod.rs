@@ -77,8 +77,11 @@ pub fn batched(state: &AppState, user: i64, now: i64) -> bool {
 /// timeout before `now`: the store holds them online (only a sweep takes a user offline,
 /// after a full timeout of silence), with half the timeout to spare for nodes' clocks.
 struct WrittenWithin<'a> {
+    /// [`Tracker::written`], locked.
     written: MutexGuard<'a, HashMap<i64, i64>>,
+    /// Unix milliseconds.
     now: i64,
+    /// Half the presence timeout, in milliseconds.
     fresh_within: i64,
 }
 
@@ -224,9 +227,12 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
 }
 
 /// The users among `users` who are online, in order. Those whose activity this node wrote
-/// recently are online without asking (their connections are here: every chat message to
-/// them would otherwise cost a store call, a Redis round trip); the store is asked about
-/// the rest, in one call, if any.
+/// to the store less than half the timeout ago are online without asking (the store holds
+/// them online: only a sweep after a full timeout of silence takes them off). They are
+/// mostly the users connected here, and without this every chat message to them cost a
+/// store call, a Redis round trip. The store is asked about the rest, in one call, if any.
+/// (Should the store lose its data, a Redis restart say, such users still count as online
+/// here for up to half the timeout: they get no notification meanwhile.)
 pub async fn online_among(state: &AppState, users: &[i64]) -> Result<Vec<i64>, AppError> {
     let known: Vec<bool> = {
         let written = written_within(state, state.clock.now_ms());

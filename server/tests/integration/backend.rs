@@ -285,19 +285,31 @@ async fn pubsub_delivers_to_subscribers_across_instances(backend: Backend) -> Re
     assert_eq!(recv(&mut three).await??, Bytes::from_static(b"only 3"));
     assert!(again.try_recv().is_err() && other.try_recv().is_err());
     // A node's own publish reaches its own subscribers once, not again when it comes back
-    // over Redis (the other node's publish after it is next in line).
+    // over Redis. The fence orders the bus: `b` hears it after "own" went out, so "theirs"
+    // comes back to `a` after "own" does, and must be the next thing `own` gets.
     let mut own = a.pubsub.subscribe("user:5").await?;
+    let mut fence = b.pubsub.subscribe("fence").await?;
     a.pubsub
         .publish(&["user:5".into()], Bytes::from_static(b"own"))
         .await?;
     assert_eq!(recv(&mut own).await??, Bytes::from_static(b"own"));
+    a.pubsub
+        .publish(&["fence".into()], Bytes::from_static(b"after own"))
+        .await?;
+    assert_eq!(recv(&mut fence).await??, Bytes::from_static(b"after own"));
     b.pubsub
         .publish(&["user:5".into()], Bytes::from_static(b"theirs"))
         .await?;
     assert_eq!(recv(&mut own).await??, Bytes::from_static(b"theirs"));
-    // A burst (on Redis, sent in a few `PUBLISH`es of many wake-ups each) arrives whole, in
-    // order, each wake-up at its own topics only (8 per topic: what an in-process
-    // subscription holds).
+    // A confirmed publish and a flush return once sent (on Redis, once Redis took them).
+    b.pubsub
+        .publish_confirmed(&["user:5".into()], Bytes::from_static(b"confirmed"))
+        .await?;
+    b.pubsub.flush().await?;
+    assert_eq!(recv(&mut own).await??, Bytes::from_static(b"confirmed"));
+    // A burst arrives whole, in order, each wake-up at its own topics only (8 per topic:
+    // what an in-process subscription holds). On Redis the publishes queue while earlier
+    // `PUBLISH`es are on their way, so they travel several to a message.
     let mut burst = Vec::new();
     for t in 0..40 {
         burst.push(b.pubsub.subscribe(&format!("burst:{t}")).await?);

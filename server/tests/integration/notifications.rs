@@ -420,7 +420,7 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
     let bob = a.register("xn_bob").await?; // connected to node B
     let cat = a.register("xn_cat").await?; // connected to node A, then gone
     let club = a.group(&ann, "club", &["xn_bob", "xn_cat"]).await?;
-    let _ann_ws = Socket::open(&a, &ann).await?;
+    let mut ann_ws = Socket::open(&a, &ann).await?;
     let mut bob_ws = Socket::open(&b, &bob).await?;
     let cat_ws = Socket::open(&a, &cat).await?;
 
@@ -428,7 +428,12 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
     // Cat leaves; once the timeout has passed (node B's round expires her), node A, which
     // saw her last, must ask the store instead of remembering her as online.
     cat_ws.close().await?;
-    pass_time(&[&b, &a], TIMEOUT_MS + 1_000, &mut [&mut bob_ws]).await?;
+    pass_time(
+        &[&b, &a],
+        TIMEOUT_MS + 1_000,
+        &mut [&mut bob_ws, &mut ann_ws],
+    )
+    .await?;
     let second = a.say(&ann, &club, "cat has gone").await?;
     let got = wait_for(&a, &cat, 1).await?;
     assert_eq!(got.len(), 1, "{got:?}");
@@ -436,6 +441,32 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
     // One write notifies every offline member of a message, so bob's list is final.
     assert!(items(&a, &bob).await?.is_empty(), "bob is online on node B");
     assert!(items(&a, &ann).await?.is_empty());
+
+    // Node A's answers, in the order asked: cat offline; ann online (A wrote her activity);
+    // bob online (B wrote his: A asks the store).
+    let id = |u: &TestUser| u.id.parse::<i64>();
+    let (ann_id, bob_id, cat_id) = (id(&ann)?, id(&bob)?, id(&cat)?);
+    let online = |node: &TestApp, users: Vec<i64>| {
+        let state = node.state.clone();
+        async move { kith::presence::online_among(&state, &users).await }
+    };
+    assert_eq!(
+        online(&a, vec![cat_id, ann_id, bob_id]).await?,
+        vec![ann_id, bob_id]
+    );
+    // A answers for ann without asking the store: with her taken out of the store behind
+    // the nodes' backs, A, which wrote her activity moments ago, still has her online; B,
+    // which has to ask, does not.
+    use ::redis::AsyncCommands as _;
+    let mut redis = ::redis::Client::open(common::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let removed: i64 = redis
+        .zrem(format!("{}:presence:online", cluster.namespace()), ann_id)
+        .await?;
+    assert_eq!(removed, 1, "ann was online in the store");
+    assert_eq!(online(&a, vec![ann_id]).await?, vec![ann_id]);
+    assert!(online(&b, vec![ann_id]).await?.is_empty());
     Ok(())
 }
 

@@ -95,6 +95,11 @@ impl Cluster {
         })
     }
 
+    /// The cluster's Redis namespace (the prefix of its keys).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// A node of the cluster with `workers` background workers per outbox (0: jobs stay in
     /// the outboxes, as a crash would leave them).
     pub fn node(&self, workers: usize) -> Options {
