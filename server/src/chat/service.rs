@@ -337,7 +337,14 @@ async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, 
         }
         Err(e) => tracing::warn!(error = %e, "cannot serialize message frame"),
     }
-    // Members with no live connection get a notification; off the sender's path.
+    // Members with no live connection get a notification, off the sender's path; when
+    // this node knows every other member to be online (the common case: they are
+    // connected here) there is nobody to notify, and no task to start.
+    let sender = message.sender.id.0;
+    let others = members.iter().copied().filter(|m| *m != sender);
+    if crate::presence::all_known_online(state, others) {
+        return;
+    }
     let (state, message) = (state.clone(), message.clone());
     tokio::spawn(async move {
         if let Err(e) = crate::notifications::for_message(&state, &message, &members).await {

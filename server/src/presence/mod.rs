@@ -226,6 +226,13 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
     }
 }
 
+/// Whether every one of `users` is online by this node's own writes, so that
+/// [`online_among`] would return them all without asking the store.
+pub fn all_known_online(state: &AppState, users: impl IntoIterator<Item = i64>) -> bool {
+    let written = written_within(state, state.clock.now_ms());
+    users.into_iter().all(|u| written.contains(&u))
+}
+
 /// The users among `users` who are online, in order. Those whose activity this node wrote
 /// to the store less than half the timeout ago are online without asking (the store holds
 /// them online: only a sweep after a full timeout of silence takes them off). They are
