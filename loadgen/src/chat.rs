@@ -334,7 +334,6 @@ async fn measure(
             setup,
             server,
             &http,
-            &base,
             &recorder,
             *rate,
             1,
@@ -374,7 +373,6 @@ async fn measure(
             setup,
             server,
             &http,
-            &base,
             &recorder,
             *rate,
             (GROUP_SIZE - 1) as u64,
@@ -439,12 +437,10 @@ async fn measure(
 
 /// Sends over WebSockets at `rate` for the configured duration (`dispatch(n, &mut
 /// not_queued)` sends message n), then waits for the deliveries to drain.
-#[allow(clippy::too_many_arguments)]
 async fn ws_run(
     setup: &Setup,
     server: &ServerProcess,
     http: &Client,
-    base: &str,
     recorder: &Arc<Recorder>,
     rate: u32,
     fanout: u64,
@@ -452,6 +448,7 @@ async fn ws_run(
 ) -> SendRun {
     let duration = setup.opts.duration;
     let me = std::process::id();
+    let base = &server.base_url;
     let stored_before = store_buckets(http, base).await;
     recorder.begin(duration);
     let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
@@ -575,7 +572,7 @@ async fn longpoll_vs_ws(
     }
     // Let every poller reach its wait before the first POST.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let lp = post_run(setup, server, http, &base, recorder, pairs, rate, "l").await;
+    let lp = post_run(setup, server, http, recorder, pairs, rate, "l").await;
     pollers.abort_all();
     while pollers.join_next().await.is_some() {}
 
@@ -583,7 +580,7 @@ async fn longpoll_vs_ws(
     let tokens: Vec<String> = pairs.iter().map(|p| p.b.token.clone()).collect();
     let conns = ws_client::open_all(ws_url, &tokens, recorder).await?;
     settle(http, &base, (MEMORY_POINTS[0] + conns.len()) as i64).await?;
-    let ws = post_run(setup, server, http, &base, recorder, pairs, rate, "w").await;
+    let ws = post_run(setup, server, http, recorder, pairs, rate, "w").await;
     for conn in &conns {
         conn.close().await;
     }
@@ -646,12 +643,10 @@ async fn poll_loop(http: Client, url: String, token: String, since: i64, recorde
 }
 
 /// POSTs at `rate`, round-robin over the pairs' `a` users, then drains.
-#[allow(clippy::too_many_arguments)]
 async fn post_run(
     setup: &Setup,
     server: &ServerProcess,
     http: &Client,
-    base: &str,
     recorder: &Arc<Recorder>,
     pairs: &[chat_seed::Pair],
     rate: u32,
@@ -659,6 +654,7 @@ async fn post_run(
 ) -> SendRun {
     let duration = setup.opts.duration;
     let me = std::process::id();
+    let base = &server.base_url;
     let stored_before = store_buckets(http, base).await;
     recorder.begin(duration);
     let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));

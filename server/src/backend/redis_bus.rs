@@ -220,16 +220,17 @@ async fn publisher_task(
     // batch reports).
     let mut last_sent = true;
     while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let entries: Vec<&Vec<u8>> = batch.iter().filter_map(|o| o.entry.as_ref()).collect();
-        if !entries.is_empty() {
-            let len = 9 + GAP_ENTRY.len() + entries.iter().map(|e| e.len()).sum::<usize>();
-            let mut message = Vec::with_capacity(len);
+        let entries = || batch.iter().filter_map(|o| o.entry.as_deref());
+        // Entries are never empty (each holds at least its two counts): no bytes, no entry.
+        let bytes: usize = entries().map(<[u8]>::len).sum();
+        if bytes > 0 {
+            let mut message = Vec::with_capacity(9 + GAP_ENTRY.len() + bytes);
             message.push(FORMAT);
             message.extend_from_slice(&origin.to_be_bytes());
             if lost {
                 message.extend_from_slice(&GAP_ENTRY);
             }
-            for entry in entries {
+            for entry in entries() {
                 message.extend_from_slice(entry);
             }
             last_sent = match conn.publish::<_, _, ()>(&*channel, message).await {

@@ -412,10 +412,7 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
     };
     let a = spawn_with(Backend::Redis, node()).await?;
     let b = spawn_with(Backend::Redis, node()).await?;
-    // One cluster, one time: start the clocks in step.
-    let (ta, tb) = (a.now_ms()?, b.now_ms()?);
-    a.manual_clock()?.advance((tb - ta).max(0));
-    b.manual_clock()?.advance((ta - tb).max(0));
+    common::live::clocks_in_step(&a, &b)?;
     let ann = a.register("xn_ann").await?; // sends, on node A
     let bob = a.register("xn_bob").await?; // connected to node B
     let cat = a.register("xn_cat").await?; // connected to node A, then gone

@@ -255,10 +255,7 @@ async fn two_nodes_agree_on_presence() -> Result<()> {
     };
     let a = spawn_with(Backend::Redis, node("1")).await?;
     let b = spawn_with(Backend::Redis, node("2")).await?;
-    // One cluster, one time: start the clocks in step.
-    let (ta, tb) = (a.now_ms()?, b.now_ms()?);
-    a.manual_clock()?.advance((tb - ta).max(0));
-    b.manual_clock()?.advance((ta - tb).max(0));
+    common::live::clocks_in_step(&a, &b)?;
     let (ann, fred) = (a.register("duo_ann").await?, a.register("duo_fred").await?);
     a.befriend(&ann, &fred).await?;
     let mut fred_ws = Socket::open(&b, &fred).await?;

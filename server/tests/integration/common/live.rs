@@ -247,6 +247,15 @@ pub async fn pass_time(nodes: &[&TestApp], ms: i64, awake: &mut [&mut Socket]) -
     Ok(())
 }
 
+/// Sets the manual clocks of two nodes of one cluster to the later of their times, so
+/// that the cluster has one time.
+pub fn clocks_in_step(a: &TestApp, b: &TestApp) -> Result<()> {
+    let (ta, tb) = (a.now_ms()?, b.now_ms()?);
+    a.manual_clock()?.advance((tb - ta).max(0));
+    b.manual_clock()?.advance((ta - tb).max(0));
+    Ok(())
+}
+
 impl TestApp {
     /// The node's manual clock (spawned with `manual_clock: true`).
     pub fn manual_clock(&self) -> Result<&kith::state::ManualClock> {
