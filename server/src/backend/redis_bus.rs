@@ -20,7 +20,8 @@
 //! shutdown).
 //!
 //! Wake-ups that cannot have arrived are announced rather than silently lost: a node whose
-//! `PUBLISH` failed starts its next one with a gap entry, and a node that receives a
+//! `PUBLISH` failed starts its next one with a gap entry (or, if no wake-up comes soon,
+//! sends the gap entry alone, retrying until Redis takes it), and a node that receives a
 //! message it cannot read (another format, during an upgrade) treats it the same way; both
 //! send every local subscriber a [`GAP`], so clients recover from the database.
 
@@ -49,6 +50,11 @@ const BUS_PING_EVERY: Duration = Duration::from_secs(5);
 const PUBLISH_BATCH: usize = 256;
 /// Wake-ups waiting for the publisher; a full queue makes publishers wait (backpressure).
 const PUBLISH_QUEUE: usize = 4096;
+/// After a failed `PUBLISH`, how long the gap waits for a wake-up to carry it before it is
+/// announced on its own; each failed announcement doubles the wait, up to
+/// [`GAP_RETRY_MAX`].
+const GAP_RETRY_FIRST: Duration = Duration::from_millis(50);
+const GAP_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The first byte of every message of the bus: its format. A node skips (and announces as
 /// a gap) messages of any other.
@@ -205,8 +211,11 @@ async fn subscriber_task(
 }
 
 /// Sends the queued wake-ups to the bus, each `PUBLISH` carrying everything queued while
-/// the previous one was on its way, and answers the confirmations asked for. Ends when the
-/// [`RedisPubSub`] is dropped.
+/// the previous one was on its way, and answers the confirmations asked for. After a failed
+/// `PUBLISH`, the next one starts with a gap entry; if no wake-up comes to carry it within
+/// [`GAP_RETRY_FIRST`] (doubling up to [`GAP_RETRY_MAX`]), the gap is announced on its own,
+/// so the other nodes' clients recover the lost messages without waiting for another one.
+/// Ends when the [`RedisPubSub`] is dropped.
 async fn publisher_task(
     mut conn: ConnectionManager,
     channel: Arc<str>,
@@ -216,41 +225,83 @@ async fn publisher_task(
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     // Whether wake-ups were lost (a `PUBLISH` failed) and the other nodes not told yet.
     let mut lost = false;
+    let mut retry = GAP_RETRY_FIRST;
     // Whether the last `PUBLISH` reached Redis (what a flush with nothing before it in its
     // batch reports).
     let mut last_sent = true;
-    while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+    loop {
+        let received = if lost {
+            // `recv_many` is cancel safe: a timeout takes nothing from the queue.
+            match tokio::time::timeout(retry, queued.recv_many(&mut batch, PUBLISH_BATCH)).await {
+                Ok(received) => received,
+                Err(_) => {
+                    let mut message = header(origin, GAP_ENTRY.len());
+                    message.extend_from_slice(&GAP_ENTRY);
+                    if publish(&mut conn, &channel, message, lost).await {
+                        lost = false;
+                        retry = GAP_RETRY_FIRST;
+                    } else {
+                        retry = (retry * 2).min(GAP_RETRY_MAX);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            queued.recv_many(&mut batch, PUBLISH_BATCH).await
+        };
+        if received == 0 {
+            return;
+        }
         let entries = || batch.iter().filter_map(|o| o.entry.as_deref());
         // Entries are never empty (each holds at least its two counts): no bytes, no entry.
         let bytes: usize = entries().map(<[u8]>::len).sum();
         if bytes > 0 {
-            let mut message = Vec::with_capacity(9 + GAP_ENTRY.len() + bytes);
-            message.push(FORMAT);
-            message.extend_from_slice(&origin.to_be_bytes());
+            let mut message = header(origin, GAP_ENTRY.len() + bytes);
             if lost {
                 message.extend_from_slice(&GAP_ENTRY);
             }
             for entry in entries() {
                 message.extend_from_slice(entry);
             }
-            last_sent = match conn.publish::<_, _, ()>(&*channel, message).await {
-                Ok(()) => {
-                    lost = false;
-                    true
-                }
-                Err(e) => {
-                    if !lost {
-                        tracing::warn!(error = %e, "wake bus publish failed; the other nodes will be told to catch up from the database");
-                    }
-                    lost = true;
-                    false
-                }
-            };
+            last_sent = publish(&mut conn, &channel, message, lost).await;
+            if last_sent {
+                lost = false;
+                retry = GAP_RETRY_FIRST;
+            } else {
+                lost = true;
+            }
         }
         for outgoing in batch.drain(..) {
             if let Some(confirm) = outgoing.confirm {
                 let _ = confirm.send(last_sent);
             }
+        }
+    }
+}
+
+/// A message's format byte and origin, with room for `entries` bytes of entries.
+fn header(origin: u64, entries: usize) -> Vec<u8> {
+    let mut message = Vec::with_capacity(9 + entries);
+    message.push(FORMAT);
+    message.extend_from_slice(&origin.to_be_bytes());
+    message
+}
+
+/// One `PUBLISH` of `message`; whether it reached Redis. The first failure after a success
+/// (`already_lost` false) is logged; the retries that follow are not.
+async fn publish(
+    conn: &mut ConnectionManager,
+    channel: &str,
+    message: Vec<u8>,
+    already_lost: bool,
+) -> bool {
+    match conn.publish::<_, _, ()>(channel, message).await {
+        Ok(()) => true,
+        Err(e) => {
+            if !already_lost {
+                tracing::warn!(error = %e, "wake bus publish failed; the other nodes will be told to catch up from the database");
+            }
+            false
         }
     }
 }

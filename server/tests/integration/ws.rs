@@ -445,6 +445,107 @@ async fn redis_nodes_route_chat_between_them() -> Result<()> {
     Ok(())
 }
 
+/// A wake-up lost on its way to the other nodes (the `PUBLISH` carrying it failed) is
+/// recovered with nothing else happening: once Redis takes the node's messages again, the
+/// node announces a gap on its own, and the other node's sockets catch up from the
+/// database, once each. The failure is made by taking the `PUBLISH` permission from the
+/// Redis user that one node connects as (its own user: the other tests' nodes are not
+/// touched).
+#[tokio::test]
+async fn redis_wake_ups_lost_to_a_failed_publish_are_recovered() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let user = format!("kith-test-{:016x}", common::rand_u64());
+    let mut admin = ::redis::Client::open(common::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let acl = |args: &[&str]| {
+        let mut cmd = ::redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(&user).arg(args);
+        cmd
+    };
+    let () = acl(&["on", ">secret", "~*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await?;
+    let result = lost_wake_ups_are_recovered(&user, &mut admin).await;
+    let _: i64 = ::redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await?;
+    result
+}
+
+async fn lost_wake_ups_are_recovered(
+    user: &str,
+    admin: &mut ::redis::aio::MultiplexedConnection,
+) -> Result<()> {
+    use common::live::Socket;
+    let url = common::redis_url();
+    let host = url
+        .strip_prefix("redis://")
+        .context("a redis:// URL")?
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    let cluster = common::Cluster::new()?;
+    let mut on_a = cluster.node(1);
+    on_a.env
+        .push(("KITH_REDIS_URL", format!("redis://{user}:secret@{host}")));
+    let a = common::spawn_with(Backend::Redis, on_a).await?;
+    let b = common::spawn_with(Backend::Redis, cluster.node(1)).await?;
+    let (x, y) = (a.register("lost_x").await?, a.register("lost_y").await?);
+    let y_on_b = b.login(&y).await?;
+    let dm = a.dm(&x, &y).await?;
+    let mut y_b = Socket::open(&b, &y_on_b).await?;
+    let is_message = |content: &'static str| {
+        move |f: &Value| f["type"] == "message" && f["message"]["content"] == content
+    };
+    let set_user = |rule: &str| {
+        let mut cmd = ::redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(user).arg(rule);
+        cmd
+    };
+    let () = set_user("-publish").query_async(&mut *admin).await?;
+    // Stored (201) though its wake-up cannot reach node b.
+    a.say(&x, &dm, "lost on the way").await?;
+    // Redis logs the refused PUBLISH: the wake-up is lost for sure, not just late.
+    let deadline = tokio::time::Instant::now() + common::live::WAIT;
+    loop {
+        let log: ::redis::Value = ::redis::cmd("ACL")
+            .arg("LOG")
+            .query_async(&mut *admin)
+            .await?;
+        let log = format!("{log:?}");
+        if log.contains(user) && log.to_lowercase().contains("publish") {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(anyhow!("no refused PUBLISH in the ACL log: {log}"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let () = set_user("+publish").query_async(&mut *admin).await?;
+    // Nothing else is sent: the gap alone brings the message.
+    y_b.next_where(
+        "the message whose wake-up was lost",
+        is_message("lost on the way"),
+    )
+    .await?;
+    // Live again, and the lost message came once.
+    a.say(&x, &dm, "after").await?;
+    y_b.next_where("the message after", is_message("after"))
+        .await?;
+    let rest = y_b.fence(&b).await?;
+    assert!(
+        !rest.iter().any(is_message("lost on the way")),
+        "delivered twice: {rest:?}"
+    );
+    Ok(())
+}
+
 both_backends!(
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
