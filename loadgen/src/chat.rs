@@ -5,7 +5,7 @@
 //!    the second 5,000 close again afterwards;
 //! 2. 1:1: the 1,000 pairs connect (with the 5,000 idle ones still open) and send at fixed
 //!    aggregate rates, each message timed from send to the peer's receipt;
-//! 3. groups: 20 groups of 100 connect; the send rate steps up until the server is past
+//! 3. groups: 20 groups of 100 (`--groups`) connect; the send rate steps up until the server is past
 //!    saturation (deliveries during the run fall 10% short of the offered fanout, or p99
 //!    passes a second): steps beyond the first over 50 ms still show where the curve goes;
 //! 4. long-poll (first flavour only): pairs and groups disconnect; 500 receivers long-poll
@@ -213,6 +213,8 @@ pub struct ChatReport {
     pub users: usize,
     pub channels: usize,
     pub memberships: usize,
+    /// Groups of [`GROUP_SIZE`] seeded, which the group runs sent to.
+    pub group_count: usize,
     pub seed_time: Duration,
     pub server_fd_limit: Option<u64>,
     pub memory: Memory,
@@ -286,7 +288,7 @@ async fn measure(
         )
         .await?;
     let started = Instant::now();
-    let pop = chat_seed::write(&writer, now_ms()).await?;
+    let pop = chat_seed::write(&writer, now_ms(), setup.opts.groups).await?;
     let seed_time = started.elapsed();
     writer.close().await;
 
@@ -424,6 +426,7 @@ async fn measure(
         users: pop.users,
         channels: pop.channels,
         memberships: pop.memberships,
+        group_count: pop.groups.len(),
         seed_time,
         server_fd_limit,
         memory,

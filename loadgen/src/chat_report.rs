@@ -3,7 +3,7 @@
 
 use crate::{
     chat::{ChatReport, SendRun, COMPLETE, GROUP_P99_TARGET, LONGPOLL_PAIRS, MEMORY_POINTS},
-    chat_seed::{GROUPS, GROUP_SIZE, PAIRS},
+    chat_seed::{GROUP_SIZE, PAIRS},
     markdown::{server_log, thousands, yes},
 };
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
@@ -69,7 +69,7 @@ impl ChatReport {
             thousands(self.users as u64),
             thousands(self.channels as u64),
             thousands(PAIRS as u64),
-            GROUPS,
+            self.group_count,
             GROUP_SIZE,
             thousands(self.memberships as u64),
             self.seed_time.as_secs_f64(),
@@ -113,10 +113,11 @@ impl ChatReport {
         run_table(out, &self.pairs, false)?;
         writeln!(
             out,
-            "\nGroups: {GROUPS} groups of {GROUP_SIZE}, every member connected, senders round-robin \
+            "\nGroups: {} groups of {GROUP_SIZE}, every member connected, senders round-robin \
              over groups and members; a message is {} deliveries. \"within target\": p99 ≤ {} ms, \
              ≥ 99.9% delivered, no disconnect. Steps stop once the server is saturated \
              (deliveries while sending < 90% of the offered fanout, or p99 > 1 s):\n",
+            self.group_count,
             GROUP_SIZE - 1,
             GROUP_P99_TARGET.as_millis()
         )?;
@@ -184,9 +185,10 @@ impl ChatReport {
         let best = self.best_group_step();
         writeln!(
             out,
-            "| group deliveries ≥ {} /s with p99 ≤ {} ms | {} | {} |",
+            "| group deliveries ≥ {} /s with p99 ≤ {} ms ({} groups of {GROUP_SIZE}) | {} | {} |",
             thousands(GROUP_DELIVERIES_TARGET as u64),
             GROUP_P99_TARGET.as_millis(),
+            self.group_count,
             best.map_or_else(
                 || "no step within p99".to_string(),
                 |r| format!(

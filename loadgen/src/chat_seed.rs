@@ -18,7 +18,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 pub const IDLE_USERS: usize = 10_000;
 /// 1:1 channels, two users each.
 pub const PAIRS: usize = 1_000;
-/// Groups, and members per group (the API's maximum, creator included).
+/// Groups by default (`--groups`), and members per group (the API's maximum, creator
+/// included).
 pub const GROUPS: usize = 20;
 pub const GROUP_SIZE: usize = 100;
 
@@ -56,9 +57,10 @@ pub struct ChatPopulation {
     pub memberships: usize,
 }
 
-/// Writes users, sessions, channels and members, one transaction per table.
-pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<ChatPopulation, Error> {
-    let total = IDLE_USERS + 2 * PAIRS + GROUPS * GROUP_SIZE;
+/// Writes users, sessions, channels and members (`groups` groups of [`GROUP_SIZE`]), one
+/// transaction per table.
+pub async fn write(db: &SqlitePool, now_ms: i64, groups: usize) -> Result<ChatPopulation, Error> {
+    let total = IDLE_USERS + 2 * PAIRS + groups * GROUP_SIZE;
     let mut users = write_users(db, 1, total, "Chat user", now_ms).await?;
 
     let mut after_idle = users.split_off(IDLE_USERS);
@@ -77,7 +79,7 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<ChatPopulation, Error
         });
         next_channel += 1;
     }
-    let mut groups = Vec::with_capacity(GROUPS);
+    let mut groups = Vec::with_capacity(groups);
     for members in group_users.chunks(GROUP_SIZE) {
         groups.push(Group {
             channel: next_channel,

@@ -43,6 +43,10 @@ options (chat only):
   --group-rates LIST     group send rates in messages/s, ascending, stepped until the server
                          saturates (default: 100,200,300,400,500,750,1000,1050,
                          1100,1200,1300)
+  --groups N             groups of 100 the group rates are spread over, senders taking turns
+                         (default: 20; 1 is one room, each member getting every message).
+                         A step may not exceed N × 100 × 20 messages/s (the hub lets a
+                         connection send 20 a second)
   --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)
 
 options (presence only):
@@ -114,6 +118,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--flavours" if chat || presence => flavour_list = Some(flavours(&value)?),
             "--pair-rates" if chat => chat_opts.pair_rates = rates(&flag, &value)?,
             "--group-rates" if chat => chat_opts.group_rates = rates(&flag, &value)?,
+            "--groups" if chat => chat_opts.groups = positive(&flag, &value)?,
             "--longpoll-rate" if chat => chat_opts.longpoll_rate = rate(&flag, &value)?,
             "--users" if presence => presence_opts.users = positive(&flag, &value)?,
             "--heartbeat-secs" if presence => presence_opts.heartbeat = secs(&flag, &value)?,
@@ -130,16 +135,34 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             duration: duration.unwrap_or(opts.duration),
             ..opts
         })),
-        Which::Chat => Ok(Command::Chat(ChatOptions {
-            backends: opts.backends,
-            redis_url: opts.redis_url,
-            duration: duration.unwrap_or(chat_opts.duration),
-            server_cpu: opts.server_cpu,
-            client_cpu: opts.client_cpu,
-            server_bin: opts.server_bin,
-            flavours: flavour_list.unwrap_or(chat_opts.flavours),
-            ..chat_opts
-        })),
+        Which::Chat => {
+            // Senders take turns over every member of every group, and the hub lets a
+            // connection send 20 frames a second: a faster step would measure refusals.
+            let members = chat_opts.groups * crate::chat_seed::GROUP_SIZE;
+            if let Some(rate) = chat_opts
+                .group_rates
+                .iter()
+                .find(|&&r| r as usize > members * MEMBER_SENDS_PER_SEC)
+            {
+                return Err(usage(format!(
+                    "--group-rates {rate} is more than {} groups of {} can send ({} messages/s: \
+                     the hub lets a connection send {MEMBER_SENDS_PER_SEC} a second)",
+                    chat_opts.groups,
+                    crate::chat_seed::GROUP_SIZE,
+                    members * MEMBER_SENDS_PER_SEC
+                )));
+            }
+            Ok(Command::Chat(ChatOptions {
+                backends: opts.backends,
+                redis_url: opts.redis_url,
+                duration: duration.unwrap_or(chat_opts.duration),
+                server_cpu: opts.server_cpu,
+                client_cpu: opts.client_cpu,
+                server_bin: opts.server_bin,
+                flavours: flavour_list.unwrap_or(chat_opts.flavours),
+                ..chat_opts
+            }))
+        }
         Which::Presence => {
             let p = PresenceOptions {
                 backends: opts.backends,
@@ -227,6 +250,9 @@ fn backends(list: &str) -> Result<Vec<Backend>, Error> {
     Ok(out)
 }
 
+/// Frames a second the hub lets one connection send (the server's per-connection limit).
+const MEMBER_SENDS_PER_SEC: usize = 20;
+
 fn positive(flag: &str, value: &str) -> Result<usize, Error> {
     match value.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -298,9 +324,32 @@ mod tests {
                 assert_eq!(o.flavours, vec![Flavour::MultiThread]);
                 assert_eq!(o.group_rates, vec![100, 200]);
                 assert_eq!(o.pair_rates, vec![5_000, 1_000, 500]);
+                assert_eq!(o.groups, 20);
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn group_steps_stay_within_what_the_members_may_send() {
+        let chat = |args: &[&str]| {
+            parse(
+                std::iter::once("chat")
+                    .chain(args.iter().copied())
+                    .map(String::from),
+            )
+        };
+        match chat(&["--groups", "1", "--group-rates", "1000,2000"]) {
+            Ok(Command::Chat(o)) => {
+                assert_eq!(o.groups, 1);
+                assert!(o.command_line().contains("--groups 1 "));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // One group's 100 members may send 2,000 a second between them, not more.
+        let err = chat(&["--groups", "1", "--group-rates", "1000,2001"]).unwrap_err();
+        assert!(err.to_string().contains("2001"), "{err}");
+        assert!(chat(&["--groups", "0"]).is_err());
     }
 
     #[test]

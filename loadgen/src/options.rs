@@ -103,6 +103,9 @@ pub struct ChatOptions {
     /// go past 1,010 messages/s: below that, 99 deliveries a message cannot reach the
     /// 100,000 deliveries/s target whatever the server does.
     pub group_rates: Vec<u32>,
+    /// Groups of 100 the group rates are spread over, round-robin: with fewer, each member
+    /// gets a larger share of the traffic (1: one room, as socket.io benchmarks measure).
+    pub groups: usize,
     /// Messages/s POSTed while receivers long-poll (and then listen on WebSockets).
     pub longpoll_rate: u32,
 }
@@ -122,6 +125,7 @@ impl Default for ChatOptions {
             group_rates: vec![
                 100, 200, 300, 400, 500, 750, 1_000, 1_050, 1_100, 1_200, 1_300,
             ],
+            groups: crate::chat_seed::GROUPS,
             longpoll_rate: 500,
         }
     }
@@ -140,7 +144,7 @@ impl ChatOptions {
         let mut cmd = format!(
             "cargo build -p server --release && cargo run -p loadgen --release -- chat \
              --backends {} --redis-url {} --duration-secs {} --server-cpu {} --client-cpu {} \
-             --flavours {} --pair-rates {} --group-rates {} --longpoll-rate {}",
+             --flavours {} --pair-rates {} --group-rates {} --groups {} --longpoll-rate {}",
             backends.join(","),
             self.redis_url,
             self.duration.as_secs(),
@@ -149,6 +153,7 @@ impl ChatOptions {
             flavours(&self.flavours),
             list(&self.pair_rates),
             list(&self.group_rates),
+            self.groups,
             self.longpoll_rate,
         );
         push_server_bin(&mut cmd, &self.server_bin);
