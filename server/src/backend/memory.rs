@@ -4,8 +4,10 @@
 //! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
 
 use super::{
-    gcra, topics::LocalTopics, BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota,
-    RateLimiter, Result, Subscription,
+    gcra,
+    topics::{LocalTopics, INBOX_CAPACITY},
+    BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
+    Subscription,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -274,13 +276,6 @@ impl Queue for MemoryQueue {
     }
 }
 
-/// Capacity of each topic's broadcast buffer; a receiver further behind gets `Lagged` and
-/// recovers from the database (the hub re-reads everything after its cursor; clients drop
-/// a message id they already hold). Small on purpose: tokio allocates every slot up front
-/// (~45 bytes each), there is a topic per connected user, and a connection's task takes
-/// its wake-ups within milliseconds, long before eight pile up.
-const TOPIC_CAPACITY: usize = 8;
-
 /// In-process pub/sub: the node's local topics are all there is.
 pub struct MemoryPubSub {
     topics: LocalTopics,
@@ -289,7 +284,7 @@ pub struct MemoryPubSub {
 impl Default for MemoryPubSub {
     fn default() -> Self {
         Self {
-            topics: LocalTopics::new(TOPIC_CAPACITY),
+            topics: LocalTopics::new(INBOX_CAPACITY),
         }
     }
 }

@@ -20,7 +20,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast;
-use tokio_util::sync::ReusableBoxFuture;
 
 /// A failure of the shared-state backend (only Redis can fail).
 #[derive(Debug, thiserror::Error)]
@@ -150,69 +149,32 @@ pub const GAP: Bytes = Bytes::new();
 /// A live subscription; dropping it unsubscribes.
 ///
 /// Receivers that fall behind get `RecvError::Lagged` from [`Subscription::recv`] and must
-/// recover from the durable store rather than assume nothing was missed.
-///
-/// The wait for the next message is kept between calls: a `recv` future dropped unfinished
-/// (a `select!` branch that lost) leaves the subscription registered with its channel
-/// instead of unlinking, to link again on the next call. A connection's loop waits on its
-/// subscription after every frame it reads, so this is on the hot path of every socket.
+/// recover from the durable store rather than assume nothing was missed. (The error types
+/// are tokio's broadcast ones; the queue behind them is the subscription's own inbox, see
+/// [`topics`].)
 pub struct Subscription {
-    /// The receiver, whenever the waiting future does not hold it (after a message and
-    /// before the next wait). Declared before the guard on purpose: fields drop in order,
-    /// so when the guard runs the topic's receiver count no longer includes this
-    /// subscription.
-    rx: Option<broadcast::Receiver<Bytes>>,
-    /// Waits for the next message, holding the receiver meanwhile; its allocation is reused
-    /// by every wait.
-    waiting: ReusableBoxFuture<'static, Received>,
-    /// Keeps the topic registered while this subscription lives.
+    inbox: Arc<topics::Inbox>,
+    /// Keeps the subscription registered with its topic while it lives.
     _guard: Box<dyn Send + Sync>,
 }
 
-type Received = (
-    std::result::Result<Bytes, broadcast::error::RecvError>,
-    broadcast::Receiver<Bytes>,
-);
-
-async fn next_message(mut rx: broadcast::Receiver<Bytes>) -> Received {
-    (rx.recv().await, rx)
-}
-
 impl Subscription {
-    pub(crate) fn new(rx: broadcast::Receiver<Bytes>, guard: Box<dyn Send + Sync>) -> Self {
+    pub(crate) fn new(inbox: Arc<topics::Inbox>, guard: Box<dyn Send + Sync>) -> Self {
         Self {
-            rx: None,
-            waiting: ReusableBoxFuture::new(next_message(rx)),
+            inbox,
             _guard: guard,
         }
     }
 
     /// The next message, or `Lagged(n)` if `n` were dropped because this receiver was slow.
-    /// Cancel-safe: dropping the future loses nothing and keeps the wait registered.
+    /// Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&mut self) -> std::result::Result<Bytes, broadcast::error::RecvError> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.inbox.poll_recv(cx)).await
     }
 
-    fn poll_recv(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<Bytes, broadcast::error::RecvError>> {
-        if let Some(rx) = self.rx.take() {
-            self.waiting.set(next_message(rx));
-        }
-        let (result, rx) = std::task::ready!(self.waiting.poll(cx));
-        self.rx = Some(rx);
-        std::task::Poll::Ready(result)
-    }
-
-    /// The next message already waiting, without waiting. Only between a finished
-    /// [`recv`](Self::recv) and the next one: while a wait is pending, what arrives goes to
-    /// that wait, and this answers `Empty`.
+    /// The next message already waiting, without waiting.
     pub fn try_recv(&mut self) -> std::result::Result<Bytes, broadcast::error::TryRecvError> {
-        match self.rx.as_mut() {
-            Some(rx) => rx.try_recv(),
-            None => Err(broadcast::error::TryRecvError::Empty),
-        }
+        self.inbox.try_recv()
     }
 }
 

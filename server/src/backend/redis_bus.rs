@@ -26,8 +26,9 @@
 //! send every local subscriber a [`GAP`], so clients recover from the database.
 
 use super::{
-    near::subscriber_connection, topics::LocalTopics, BackendError, PubSub, Result, Subscription,
-    GAP,
+    near::subscriber_connection,
+    topics::{LocalTopics, INBOX_CAPACITY},
+    BackendError, PubSub, Result, Subscription, GAP,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -35,12 +36,6 @@ use futures::StreamExt;
 use redis::{aio::ConnectionManager, AsyncCommands, Client};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// See `memory::TOPIC_CAPACITY`. Larger here: the subscriber task hands over wake-ups in
-/// bursts, as many as one read from Redis carries, and under overload a buffer of 8
-/// lagged often enough that the catch-ups' database reads fed the overload (measured:
-/// 1:1 deliveries at 5,000 msg/s fell from ~2,400/s to ~450/s).
-const TOPIC_CAPACITY: usize = 32;
 
 /// How often the bus connection is pinged (and how long a pong may take): Redis says
 /// nothing when a connection dies silently, and a deaf node would deliver nothing live.
@@ -81,7 +76,7 @@ struct Outgoing {
 
 impl RedisPubSub {
     pub fn start(client: Client, conn: ConnectionManager, namespace: &str) -> Self {
-        let topics = LocalTopics::new(TOPIC_CAPACITY);
+        let topics = LocalTopics::new(INBOX_CAPACITY);
         let channel: Arc<str> = format!("{namespace}:wake").into();
         let (live_tx, live) = watch::channel(None);
         // This node on the bus (random): messages carry it, so the node skips its own.

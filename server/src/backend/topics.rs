@@ -1,47 +1,75 @@
-//! A node's local pub/sub topics: one broadcast channel per topic that has subscribers on
-//! this node, removed with its last subscriber, so idle topics cost nothing. Both
-//! backends deliver through it: in-process it is the whole of pub/sub, and on Redis the
-//! node's own publishes and the wake bus feed it.
+//! A node's local pub/sub topics, through which both backends deliver: in-process it is the
+//! whole of pub/sub, and on Redis the node's own publishes and the wake bus feed it.
+//!
+//! Each subscription has its own inbox, a queue that holds only what is waiting in it: an
+//! idle subscription holds no buffer, and a burst takes room only while it lasts. Up to
+//! [`LocalTopics::new`]'s `capacity` payloads wait; past that the oldest are dropped and
+//! the subscriber is told it lagged (and recovers from the database). A fixed ring per topic
+//! (tokio's broadcast channel, as before) holds every slot up front: at ~45 bytes a slot
+//! and a topic per connected user it had to stay at 8, and a connection whose task was
+//! kept from running for a few milliseconds under load lagged, and the catch-ups' database
+//! reads fed the overload (one 100-member group at 1,000 messages a second, where each
+//! member gets every message, collapsed to a p99 of seconds).
+//!
+//! A topic exists while it has subscribers on this node and is removed with its last, so
+//! idle topics cost nothing.
 
 use super::{FastMap, Subscription};
 use bytes::Bytes;
-use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::broadcast;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-type Map = Arc<Mutex<FastMap<String, broadcast::Sender<Bytes>>>>;
+type Map = Arc<Mutex<FastMap<String, Vec<Arc<Inbox>>>>>;
+
+/// Payloads a subscription's inbox holds before the oldest are dropped (`Lagged`): as
+/// many as a connection's outbound queue. Room is taken only as payloads wait. (With
+/// Redis the wake bus hands them over in bursts, as many as one read carries; a buffer
+/// of 8 lagged under 1:1 load often enough for the catch-ups to feed the overload.)
+pub const INBOX_CAPACITY: usize = 256;
+/// Queue room an emptied inbox keeps; a burst that grew it past this gives the rest back.
+const INBOX_KEPT: usize = 16;
 
 /// The topics with subscribers on this node.
 #[derive(Clone)]
 pub struct LocalTopics {
     /// A std mutex: held only to look up or change the map, never across an `.await`.
     map: Map,
-    /// Slots of each topic's buffer; a subscriber further behind gets `Lagged`.
+    /// Payloads an inbox holds; a subscriber further behind gets `Lagged`.
     capacity: usize,
 }
 
-fn lock(map: &Map) -> MutexGuard<'_, FastMap<String, broadcast::Sender<Bytes>>> {
-    map.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LocalTopics {
     pub fn new(capacity: usize) -> Self {
         Self {
             map: Arc::default(),
-            capacity,
+            capacity: capacity.max(1),
         }
     }
 
     /// A subscription to `topic`, registered when this returns.
     pub fn subscribe(&self, topic: &str) -> Subscription {
-        let rx = lock(&self.map)
+        let inbox = Arc::new(Inbox {
+            capacity: self.capacity,
+            state: Mutex::default(),
+        });
+        lock(&self.map)
             .entry(topic.to_string())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .subscribe();
+            .or_default()
+            .push(inbox.clone());
         let guard = TopicGuard {
             map: self.map.clone(),
             topic: topic.to_string(),
+            inbox: inbox.clone(),
         };
-        Subscription::new(rx, Box::new(guard))
+        Subscription::new(inbox, Box::new(guard))
     }
 
     /// Sends `payload` to this node's subscribers of each of `topics`. A topic nobody
@@ -49,36 +77,162 @@ impl LocalTopics {
     pub fn send<'a>(&self, topics: impl IntoIterator<Item = &'a str>, payload: &Bytes) {
         let map = lock(&self.map);
         for topic in topics {
-            if let Some(tx) = map.get(topic) {
-                let _ = tx.send(payload.clone());
+            for inbox in map.get(topic).into_iter().flatten() {
+                inbox.push(payload);
             }
         }
     }
 
     /// Sends `payload` to every subscriber on this node.
     pub fn send_to_all(&self, payload: &Bytes) {
-        for tx in lock(&self.map).values() {
-            let _ = tx.send(payload.clone());
+        for inbox in lock(&self.map).values().flatten() {
+            inbox.push(payload);
         }
     }
 }
 
-/// Removes its topic once the last subscriber is gone.
+/// One subscription's waiting payloads.
+pub struct Inbox {
+    capacity: usize,
+    state: Mutex<InboxState>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    queue: VecDeque<Bytes>,
+    /// Payloads dropped (the inbox was full) since the subscriber last heard of it.
+    lagged: u64,
+    /// The task waiting for the next payload.
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    fn push(&self, payload: &Bytes) {
+        let waker = {
+            let mut s = lock(&self.state);
+            if s.queue.len() >= self.capacity {
+                s.queue.pop_front();
+                s.lagged += 1;
+            }
+            s.queue.push_back(payload.clone());
+            s.waker.take()
+        };
+        // Woken outside the lock: the woken task may run on another thread at once.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The next payload, `Lagged(n)` first if `n` were dropped; otherwise the caller's
+    /// task is woken by the next push.
+    pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Bytes, RecvError>> {
+        let mut s = lock(&self.state);
+        match Self::take(&mut s) {
+            Ok(payload) => Poll::Ready(Ok(payload)),
+            Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
+            Err(_) => {
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    pub(super) fn try_recv(&self) -> Result<Bytes, TryRecvError> {
+        Self::take(&mut lock(&self.state))
+    }
+
+    fn take(s: &mut InboxState) -> Result<Bytes, TryRecvError> {
+        if s.lagged > 0 {
+            return Err(TryRecvError::Lagged(std::mem::take(&mut s.lagged)));
+        }
+        let payload = s.queue.pop_front().ok_or(TryRecvError::Empty)?;
+        if s.queue.is_empty() && s.queue.capacity() > INBOX_KEPT {
+            s.queue.shrink_to(INBOX_KEPT);
+        }
+        Ok(payload)
+    }
+}
+
+/// Removes its inbox from its topic, and the topic once it has no inbox left.
 struct TopicGuard {
     map: Map,
     topic: String,
+    inbox: Arc<Inbox>,
 }
 
 impl Drop for TopicGuard {
     fn drop(&mut self) {
         let mut map = lock(&self.map);
-        if map
-            .get(&self.topic)
-            // `Subscription` drops its receiver before its guard (field order), so a count
-            // of 0 means nobody on this node listens any more.
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
-            map.remove(&self.topic);
+        if let Some(inboxes) = map.get_mut(&self.topic) {
+            inboxes.retain(|i| !Arc::ptr_eq(i, &self.inbox));
+            if inboxes.is_empty() {
+                map.remove(&self.topic);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalTopics;
+    use bytes::Bytes;
+    use futures::FutureExt;
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+    #[tokio::test]
+    async fn every_subscriber_of_a_topic_gets_each_payload_in_order() {
+        let topics = LocalTopics::new(4);
+        let (mut a, mut b) = (topics.subscribe("t"), topics.subscribe("t"));
+        let mut other = topics.subscribe("u");
+        assert!(a.recv().now_or_never().is_none(), "nothing published yet");
+        topics.send(["t"], &Bytes::from_static(b"1"));
+        topics.send(["t", "nobody"], &Bytes::from_static(b"2"));
+        for sub in [&mut a, &mut b] {
+            assert_eq!(sub.recv().await.ok(), Some(Bytes::from_static(b"1")));
+            assert_eq!(sub.try_recv().ok(), Some(Bytes::from_static(b"2")));
+            assert!(matches!(sub.try_recv(), Err(TryRecvError::Empty)));
+        }
+        assert!(matches!(other.try_recv(), Err(TryRecvError::Empty)));
+        topics.send_to_all(&Bytes::from_static(b"all"));
+        assert_eq!(other.recv().await.ok(), Some(Bytes::from_static(b"all")));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_is_woken_by_a_send() {
+        let topics = LocalTopics::new(4);
+        let mut sub = topics.subscribe("t");
+        let sender = topics.clone();
+        let waiting = tokio::spawn(async move { sub.recv().await.ok() });
+        tokio::task::yield_now().await;
+        sender.send(["t"], &Bytes::from_static(b"x"));
+        assert_eq!(waiting.await.ok().flatten(), Some(Bytes::from_static(b"x")));
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_drops_the_oldest_and_reports_the_lag_first() {
+        let topics = LocalTopics::new(3);
+        let mut sub = topics.subscribe("t");
+        for i in 0..5u8 {
+            topics.send(["t"], &Bytes::from(vec![i]));
+        }
+        assert!(matches!(sub.recv().await, Err(RecvError::Lagged(2))));
+        for i in 2..5u8 {
+            assert_eq!(sub.try_recv().ok(), Some(Bytes::from(vec![i])));
+        }
+        assert!(matches!(sub.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[test]
+    fn topics_go_with_their_last_subscriber() {
+        let topics = LocalTopics::new(2);
+        let a = topics.subscribe("t");
+        let b = topics.subscribe("t");
+        drop(a);
+        assert_eq!(super::lock(&topics.map).get("t").map(Vec::len), Some(1));
+        drop(b);
+        assert!(super::lock(&topics.map).is_empty());
     }
 }

@@ -253,6 +253,10 @@ struct Conn {
     blocked_since: Option<Instant>,
     /// The largest message id this connection has handed the client.
     cursor: i64,
+    /// The ids the last sync or catch-up read from the database, as (after, up to]: every
+    /// message in that range was committed when it was read (ids grow in commit order), so
+    /// a wake-up for one of them, still on its way then, is for a message already sent.
+    synced: (i64, i64),
     /// GCRA state of the per-connection frame limit.
     tat: Option<i64>,
 }
@@ -314,6 +318,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         outbound: VecDeque::new(),
         blocked_since: None,
         cursor: 0,
+        synced: (0, 0),
         tat: None,
     };
     drop(token);
@@ -560,7 +565,8 @@ impl Conn {
                 message_id,
                 json,
             }) => {
-                if origin == self.id {
+                let (after, up_to) = self.synced;
+                if origin == self.id || (message_id > after && message_id <= up_to) {
                     return Ok(());
                 }
                 let Ok(text) = Utf8Bytes::try_from(json) else {
@@ -638,6 +644,7 @@ impl Conn {
     }
 
     async fn sync(&mut self, since: i64) -> Result<(), End> {
+        let from = since;
         let mut since = since;
         loop {
             let batch = match service::since(&self.state, self.user.id.0, since, 200).await {
@@ -656,6 +663,7 @@ impl Conn {
                 self.push(WsMessage::Text(frame.into()))?;
             }
             self.cursor = self.cursor.max(since);
+            self.synced = (from, since);
             if batch.len() < 200 {
                 return Ok(());
             }

@@ -307,10 +307,10 @@ async fn slow_consumers_are_closed_and_recover_by_sync(backend: Backend) -> Resu
             .slow_consumers
             .load(std::sync::atomic::Ordering::Relaxed)
     };
-    // Sends in flight at once: fewer than the in-process topic's 8 slots, as one commit
-    // can store them all and wake B for each at once. A larger burst overflows the topic,
-    // and the connection catches up from the database, where a socket that takes nothing
-    // ends by the 10 s write timeout instead of the full queue tested here.
+    // Sends in flight at once: a few, as one commit can store them all and wake B for
+    // each at once. A burst past the subscription's inbox (256) would make the connection
+    // catch up from the database, where a socket that takes nothing ends by the 10 s write
+    // timeout instead of the full queue tested here.
     const AT_ONCE: usize = 4;
     let mut sent = 0;
     let mut last_id = String::new();
