@@ -5,9 +5,10 @@
 //!    the second 5,000 close again afterwards;
 //! 2. 1:1: the 1,000 pairs connect (with the 5,000 idle ones still open) and send at fixed
 //!    aggregate rates, each message timed from send to the peer's receipt;
-//! 3. groups: 20 groups of 100 (`--groups`) connect; the send rate steps up until the server is past
-//!    saturation (deliveries during the run fall 10% short of the offered fanout, or p99
-//!    passes a second): steps beyond the first over 50 ms still show where the curve goes;
+//! 3. groups: 20 groups of 100 (`--groups`) connect; the send rate steps up until the server
+//!    is past saturation (deliveries during the run fall 10% short of the offered fanout,
+//!    or p99 passes a second): steps beyond the first over 50 ms still show where the
+//!    curve goes;
 //! 4. long-poll (first flavour only): pairs and groups disconnect; 500 receivers long-poll
 //!    while their peers POST, then the same receivers listen on WebSockets for the same
 //!    POSTs.

@@ -151,7 +151,7 @@ pub const GAP: Bytes = Bytes::new();
 /// Receivers that fall behind get `RecvError::Lagged` from [`Subscription::recv`] and must
 /// recover from the durable store rather than assume nothing was missed. (The error types
 /// are tokio's broadcast ones; the queue behind them is the subscription's own inbox, see
-/// [`topics`].)
+/// [`topics`], which is never closed while the subscription lives: `Closed` does not come.)
 pub struct Subscription {
     inbox: Arc<topics::Inbox>,
     /// Keeps the subscription registered with its topic while it lives.

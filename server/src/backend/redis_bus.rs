@@ -230,11 +230,8 @@ async fn publisher_task(
             match tokio::time::timeout(retry, queued.recv_many(&mut batch, PUBLISH_BATCH)).await {
                 Ok(received) => received,
                 Err(_) => {
-                    let mut message = header(origin, GAP_ENTRY.len());
-                    message.extend_from_slice(&GAP_ENTRY);
-                    if publish(&mut conn, &channel, message, lost).await {
-                        lost = false;
-                        retry = GAP_RETRY_FIRST;
+                    if announce_gap(&mut conn, &channel, origin).await {
+                        (lost, last_sent, retry) = (false, true, GAP_RETRY_FIRST);
                     } else {
                         retry = (retry * 2).min(GAP_RETRY_MAX);
                     }
@@ -245,12 +242,18 @@ async fn publisher_task(
             queued.recv_many(&mut batch, PUBLISH_BATCH).await
         };
         if received == 0 {
+            // Closing (the node stops): one last try to tell the others of a loss.
+            if lost {
+                announce_gap(&mut conn, &channel, origin).await;
+            }
             return;
         }
         let entries = || batch.iter().filter_map(|o| o.entry.as_deref());
         // Entries are never empty (each holds at least its two counts): no bytes, no entry.
         let bytes: usize = entries().map(<[u8]>::len).sum();
-        if bytes > 0 {
+        // A batch of flushes alone still carries a pending gap: a flush answers whether
+        // everything before it reached Redis, the loss included.
+        if bytes > 0 || lost {
             let mut message = header(origin, GAP_ENTRY.len() + bytes);
             if lost {
                 message.extend_from_slice(&GAP_ENTRY);
@@ -272,6 +275,13 @@ async fn publisher_task(
             }
         }
     }
+}
+
+/// A `PUBLISH` of a gap entry alone; whether it reached Redis.
+async fn announce_gap(conn: &mut ConnectionManager, channel: &str, origin: u64) -> bool {
+    let mut message = header(origin, GAP_ENTRY.len());
+    message.extend_from_slice(&GAP_ENTRY);
+    publish(conn, channel, message, true).await
 }
 
 /// A message's format byte and origin, with room for `entries` bytes of entries.

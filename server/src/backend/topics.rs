@@ -117,19 +117,28 @@ impl Inbox {
             s.queue.push_back(payload.clone());
             s.waker.take()
         };
-        // Woken outside the lock: the woken task may run on another thread at once.
+        // Woken outside the inbox's lock (the woken task may run on another thread at once
+        // and take it); the topics' map may still be locked by the caller.
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
     /// The next payload, `Lagged(n)` first if `n` were dropped; otherwise the caller's
-    /// task is woken by the next push.
+    /// task is woken by the next push. Each payload spends the task's scheduling budget,
+    /// as tokio's own channels do, so a task whose inbox keeps filling still yields.
     pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Bytes, RecvError>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut s = lock(&self.state);
         match Self::take(&mut s) {
-            Ok(payload) => Poll::Ready(Ok(payload)),
-            Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
+            Ok(payload) => {
+                coop.made_progress();
+                Poll::Ready(Ok(payload))
+            }
+            Err(TryRecvError::Lagged(n)) => {
+                coop.made_progress();
+                Poll::Ready(Err(RecvError::Lagged(n)))
+            }
             Err(_) => {
                 match &s.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
@@ -200,15 +209,38 @@ mod tests {
         assert_eq!(other.recv().await.ok(), Some(Bytes::from_static(b"all")));
     }
 
-    #[tokio::test]
-    async fn a_waiting_subscriber_is_woken_by_a_send() {
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiting_subscriber_is_woken_by_a_send_and_a_dropped_wait_loses_nothing() {
+        use std::{future::Future, sync::atomic::Ordering, task::Poll};
         let topics = LocalTopics::new(4);
         let mut sub = topics.subscribe("t");
-        let sender = topics.clone();
-        let waiting = tokio::spawn(async move { sub.recv().await.ok() });
-        tokio::task::yield_now().await;
-        sender.send(["t"], &Bytes::from_static(b"x"));
-        assert_eq!(waiting.await.ok().flatten(), Some(Bytes::from_static(b"x")));
+        let woken = std::sync::Arc::new(Woken::default());
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        {
+            let mut wait = std::pin::pin!(sub.recv());
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            topics.send(["t"], &Bytes::from_static(b"x"));
+            assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+            assert!(matches!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(p)) if p == "x"));
+        }
+        // A wait dropped unfinished (a `select!` branch that lost) takes nothing with it.
+        {
+            let mut wait = std::pin::pin!(sub.recv());
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        topics.send(["t"], &Bytes::from_static(b"y"));
+        assert_eq!(sub.try_recv().ok(), Some(Bytes::from_static(b"y")));
     }
 
     #[tokio::test]

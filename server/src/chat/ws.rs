@@ -255,7 +255,9 @@ struct Conn {
     cursor: i64,
     /// The ids the last sync or catch-up read from the database, as (after, up to]: every
     /// message in that range was committed when it was read (ids grow in commit order), so
-    /// a wake-up for one of them, still on its way then, is for a message already sent.
+    /// a wake-up for one of them, still on its way then, is for a message already sent. (A
+    /// message of a channel the user left between its commit and that read was not sent,
+    /// and its wake-up is dropped too: the user is no longer a member.)
     synced: (i64, i64),
     /// GCRA state of the per-connection frame limit.
     tat: Option<i64>,
@@ -566,7 +568,8 @@ impl Conn {
                 json,
             }) => {
                 let (after, up_to) = self.synced;
-                if origin == self.id || (message_id > after && message_id <= up_to) {
+                let already_sent = message_id > 0 && message_id > after && message_id <= up_to;
+                if origin == self.id || already_sent {
                     return Ok(());
                 }
                 let Ok(text) = Utf8Bytes::try_from(json) else {

@@ -307,8 +307,8 @@ async fn pubsub_delivers_to_subscribers_across_instances(backend: Backend) -> Re
         .await?;
     b.pubsub.flush().await?;
     assert_eq!(recv(&mut own).await??, Bytes::from_static(b"confirmed"));
-    // A burst arrives whole, in order, each wake-up at its own topics only (8 per topic:
-    // what an in-process subscription holds). On Redis the publishes queue while earlier
+    // A burst arrives whole, in order, each wake-up at its own topics only (8 per topic,
+    // well within a subscription's inbox). On Redis the publishes queue while earlier
     // `PUBLISH`es are on their way, so they travel several to a message.
     let mut burst = Vec::new();
     for t in 0..40 {

@@ -3,9 +3,9 @@
 //! proves a frame was *not* sent (without sleeping), and the manual clock of presence.
 //!
 //! Why a fence works: every wake-up reaches a user's sockets through the user's topic, in
-//! the order it was published (one broadcast channel in memory, and on Redis one channel for
-//! every wake-up of the namespace),
-//! and each connection forwards its wake-ups in order. A read receipt the user posts in a
+//! the order it was published (one inbox per subscription on the node, and on Redis one
+//! channel for every wake-up of the namespace), and each connection forwards its wake-ups
+//! in order. A read receipt the user posts in a
 //! group of their own is published after everything the test did before, so a frame that
 //! has not arrived by the time the receipt does was never sent.
 
