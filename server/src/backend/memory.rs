@@ -4,7 +4,7 @@
 //! an `.await`, which is cheaper than an async mutex and cannot deadlock the runtime.
 
 use super::{
-    gcra,
+    gcra, lock,
     topics::{LocalTopics, INBOX_CAPACITY},
     BackendError, Cache, Decision, PresenceStore, PubSub, Queue, Quota, RateLimiter, Result,
     Subscription,
@@ -13,15 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::{
     collections::{BTreeSet, VecDeque},
-    sync::{Mutex, MutexGuard},
+    sync::Mutex,
     time::Duration,
 };
 use tokio::{sync::Notify, time::Instant};
-
-/// Locks, ignoring poisoning: every critical section leaves the data consistent.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 type HashMap<K, V> = super::FastMap<K, V>;
 

@@ -21,6 +21,12 @@ use bytes::Bytes;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 
+/// Locks a std mutex, ignoring poisoning: every critical section in the backends leaves
+/// its data consistent, and none awaits.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A failure of the shared-state backend (only Redis can fail).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -153,28 +159,24 @@ pub const GAP: Bytes = Bytes::new();
 /// are tokio's broadcast ones; the queue behind them is the subscription's own inbox, see
 /// [`topics`], which is never closed while the subscription lives: `Closed` does not come.)
 pub struct Subscription {
-    inbox: Arc<topics::Inbox>,
-    /// Keeps the subscription registered with its topic while it lives.
-    _guard: Box<dyn Send + Sync>,
+    /// The inbox, registered with its topic while this lives.
+    registered: topics::TopicGuard,
 }
 
 impl Subscription {
-    pub(crate) fn new(inbox: Arc<topics::Inbox>, guard: Box<dyn Send + Sync>) -> Self {
-        Self {
-            inbox,
-            _guard: guard,
-        }
+    pub(crate) fn new(registered: topics::TopicGuard) -> Self {
+        Self { registered }
     }
 
     /// The next message, or `Lagged(n)` if `n` were dropped because this receiver was slow.
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&mut self) -> std::result::Result<Bytes, broadcast::error::RecvError> {
-        std::future::poll_fn(|cx| self.inbox.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.registered.inbox.poll_recv(cx)).await
     }
 
     /// The next message already waiting, without waiting.
     pub fn try_recv(&mut self) -> std::result::Result<Bytes, broadcast::error::TryRecvError> {
-        self.inbox.try_recv()
+        self.registered.inbox.try_recv()
     }
 }
 

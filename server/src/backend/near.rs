@@ -27,14 +27,14 @@
 //! Sorted sets of ids (feeds, liked sets) are held whole; they are capped at about a
 //! thousand ids, and a page or a membership probe is then answered in memory.
 
-use super::{FastMap, Result};
+use super::{lock, FastMap, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use redis::{aio::MultiplexedConnection, Client, ConnectionAddr, Msg, RedisError};
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -130,10 +130,6 @@ struct Shared {
 pub struct NearCache {
     shared: Arc<Shared>,
     _stop: DropGuard,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl NearCache {

@@ -7,20 +7,16 @@
 //! a connection of its own; see [`super::redis_bus`].
 
 use super::{
-    near::NearCache, redis_bus::RedisPubSub, BackendError, Cache, Decision, PresenceStore, Queue,
-    Quota, RateLimiter, Result, PUSH_TRIM_EVERY,
+    lock, near::NearCache, redis_bus::RedisPubSub, BackendError, Cache, Decision, PresenceStore,
+    Queue, Quota, RateLimiter, Result, PUSH_TRIM_EVERY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::{aio::ConnectionManager, AsyncCommands, Client, Script};
 use std::{
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// GCRA in one atomic step. KEYS[1] = the key; ARGV = now, interval, tolerance, consume.
 /// Returns -1 when allowed, else the milliseconds until a retry can succeed.

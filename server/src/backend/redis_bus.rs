@@ -328,7 +328,9 @@ fn deliver(topics: &LocalTopics, me: u64, message: &[u8]) -> bool {
     if u64::from_be_bytes(*origin) == me {
         return true;
     }
-    let Some(entries) = decode(entries) else {
+    // One copy of the entries; each wake-up's payload is a slice of it.
+    let whole = Bytes::copy_from_slice(entries);
+    let Some(entries) = decode(&whole) else {
         return false;
     };
     for Entry {
@@ -345,7 +347,7 @@ fn deliver(topics: &LocalTopics, me: u64, message: &[u8]) -> bool {
         let named = named
             .into_iter()
             .filter_map(|t| std::str::from_utf8(t).ok());
-        topics.send(named, &Bytes::copy_from_slice(payload));
+        topics.send(named, &whole.slice_ref(payload));
     }
     true
 }

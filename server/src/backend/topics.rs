@@ -14,11 +14,11 @@
 //! A topic exists while it has subscribers on this node and is removed with its last, so
 //! idle topics cost nothing.
 
-use super::{FastMap, Subscription};
+use super::{lock, FastMap, Subscription};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
 };
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -42,10 +42,6 @@ pub struct LocalTopics {
     capacity: usize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl LocalTopics {
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -64,12 +60,11 @@ impl LocalTopics {
             .entry(topic.to_string())
             .or_default()
             .push(inbox.clone());
-        let guard = TopicGuard {
+        Subscription::new(TopicGuard {
             map: self.map.clone(),
             topic: topic.to_string(),
-            inbox: inbox.clone(),
-        };
-        Subscription::new(inbox, Box::new(guard))
+            inbox,
+        })
     }
 
     /// Sends `payload` to this node's subscribers of each of `topics`. A topic nobody
@@ -165,11 +160,12 @@ impl Inbox {
     }
 }
 
-/// Removes its inbox from its topic, and the topic once it has no inbox left.
-struct TopicGuard {
+/// A subscription's inbox, registered with its topic: dropping it removes the inbox, and
+/// the topic once it has no inbox left.
+pub struct TopicGuard {
     map: Map,
     topic: String,
-    inbox: Arc<Inbox>,
+    pub(super) inbox: Arc<Inbox>,
 }
 
 impl Drop for TopicGuard {

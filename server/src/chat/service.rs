@@ -356,9 +356,16 @@ async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, 
 /// Publishes `payload` to each user's topic, in one publish (one entry on the Redis wake
 /// bus however many users).
 pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Result<(), AppError> {
-    let topics: Vec<String> = users.iter().map(|user| user_topic(*user)).collect();
-    state.backends.pubsub.publish(&topics, payload).await?;
+    state
+        .backends
+        .pubsub
+        .publish(&topics(users), payload)
+        .await?;
     Ok(())
+}
+
+fn topics(users: &[i64]) -> Vec<String> {
+    users.iter().map(|user| user_topic(*user)).collect()
 }
 
 /// [`wake`], returning only once every node can hear it: for a wake-up that a `sync` cannot
@@ -368,11 +375,10 @@ pub async fn wake_confirmed(
     users: &[i64],
     payload: bytes::Bytes,
 ) -> Result<(), AppError> {
-    let topics: Vec<String> = users.iter().map(|user| user_topic(*user)).collect();
     state
         .backends
         .pubsub
-        .publish_confirmed(&topics, payload)
+        .publish_confirmed(&topics(users), payload)
         .await?;
     Ok(())
 }

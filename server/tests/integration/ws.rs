@@ -461,12 +461,7 @@ async fn redis_wake_ups_lost_to_a_failed_publish_are_recovered() -> Result<()> {
     let mut admin = ::redis::Client::open(common::redis_url())?
         .get_multiplexed_async_connection()
         .await?;
-    let acl = |args: &[&str]| {
-        let mut cmd = ::redis::cmd("ACL");
-        cmd.arg("SETUSER").arg(&user).arg(args);
-        cmd
-    };
-    let () = acl(&["on", ">secret", "~*", "&*", "+@all"])
+    let () = acl_setuser(&user, &["on", ">secret", "~*", "&*", "+@all"])
         .query_async(&mut admin)
         .await?;
     // In a task of its own, so that a panic in it still lets the user be deleted.
@@ -511,30 +506,22 @@ async fn lost_wake_ups_are_recovered(
     let is_message = |content: &'static str| {
         move |f: &Value| f["type"] == "message" && f["message"]["content"] == content
     };
-    let set_user = |rule: &str| {
-        let mut cmd = ::redis::cmd("ACL");
-        cmd.arg("SETUSER").arg(user).arg(rule);
-        cmd
-    };
-    let () = set_user("-publish").query_async(&mut *admin).await?;
+    let () = acl_setuser(user, &["-publish"])
+        .query_async(&mut *admin)
+        .await?;
     // Stored (201) though its wake-up cannot reach node b.
     a.say(&x, &dm, "lost on the way").await?;
-    // Redis logs the refused PUBLISH: the wake-up is lost for sure, not just late.
     // Redis logs each refused PUBLISH. The node announces the gap on its own only once its
     // queue is empty, so a second refusal means the PUBLISH carrying the message's wake-up
     // was refused: the wake-up is lost for sure, not just late.
-    let deadline = tokio::time::Instant::now() + common::live::WAIT;
-    loop {
-        let refused = refused_publishes(admin, user).await?;
-        if refused >= 2 {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(anyhow!("{refused} refused PUBLISH in the ACL log"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let () = set_user("+publish").query_async(&mut *admin).await?;
+    common::live::eventually("a second refused PUBLISH in the ACL log", || {
+        let mut admin = admin.clone();
+        async move { Ok((refused_publishes(&mut admin, user).await? >= 2).then_some(())) }
+    })
+    .await?;
+    let () = acl_setuser(user, &["+publish"])
+        .query_async(&mut *admin)
+        .await?;
     // Nothing else is sent: the gap alone brings the message.
     y_b.next_where(
         "the message whose wake-up was lost",
@@ -551,6 +538,13 @@ async fn lost_wake_ups_are_recovered(
         "delivered twice: {rest:?}"
     );
     Ok(())
+}
+
+/// `ACL SETUSER user rules…`.
+fn acl_setuser(user: &str, rules: &[&str]) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("ACL");
+    cmd.arg("SETUSER").arg(user).arg(rules);
+    cmd
 }
 
 /// How many `PUBLISH`es of `user` Redis refused, by its `ACL LOG`.
