@@ -1,7 +1,8 @@
 //! Chat (the book's chapter 12): channels, the message store and sync.
 //!
 //! * `routes`: the REST endpoints and the long-poll `GET /v1/chat/sync`.
-//! * `ws`: the chat hub, `GET /v1/chat/ws`.
+//! * `ws`: the chat hub, `GET /v1/chat/ws`; `delivered`: what one connection has sent (where
+//!   it resumes after lost wake-ups, what not to send twice).
 //! * `service`: channels and membership, sending (durable first, then a pub/sub wake-up),
 //!   history and sync.
 //! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
@@ -11,6 +12,7 @@
 //! members in one publish) only wakes waiting connections up, and anything a wake-up
 //! missed is recovered by the next `sync`.
 
+mod delivered;
 pub mod routes;
 pub mod service;
 pub mod store;

@@ -13,7 +13,7 @@
 //! from its last message id when it reconnects, and meanwhile it costs the node nothing.
 //! Buffers are small so an idle connection stays cheap.
 
-use super::{service, user_topic};
+use super::{delivered::Delivered, service, user_topic};
 use crate::{
     auth::{extract::token_from_headers, service as auth},
     backend::{gcra, Decision, Quota, GAP},
@@ -96,7 +96,7 @@ pub mod wake {
     use bytes::{BufMut, Bytes, BytesMut};
 
     /// A frame for the user's connections except `origin` (0: none): `F{origin}|{id}|{json}`,
-    /// where `id` is the message id it carries (0 if none), for the connection's cursor.
+    /// where `id` is the message id it carries (0 if none), for the connection's record of what it sent.
     pub fn frame(origin: u64, message_id: i64, json: &[u8]) -> Bytes {
         let mut b = BytesMut::with_capacity(json.len() + 32);
         b.put_slice(format!("F{origin}|{message_id}|").as_bytes());
@@ -251,14 +251,10 @@ struct Conn {
     outbound: VecDeque<WsMessage>,
     /// Since when queued frames have been waiting for the socket to take them.
     blocked_since: Option<Instant>,
-    /// The largest message id this connection has handed the client.
-    cursor: i64,
-    /// The ids the last sync or catch-up read from the database, as (after, up to]: every
-    /// message in that range was committed when it was read (ids grow in commit order), so
-    /// a wake-up for one of them, still on its way then, is for a message already sent. (A
-    /// message of a channel the user left between its commit and that read was not sent,
-    /// and its wake-up is dropped too: the user is no longer a member.)
-    synced: (i64, i64),
+    /// The messages handed to the client: where a catch-up resumes, and the recent ids
+    /// not to send twice (a wake-up that a sync or catch-up overtook, or one that arrives
+    /// again after a catch-up).
+    delivered: Delivered,
     /// GCRA state of the per-connection frame limit.
     tat: Option<i64>,
 }
@@ -310,6 +306,9 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
             return;
         }
     };
+    // Subscribed: every message committed from now on reaches this connection live (or as
+    // a lost wake-up that a catch-up reads from here on).
+    let delivered = Delivered::opened_at(crate::db::now_ms());
     Box::pin(crate::presence::activity(&state, user.id.0)).await;
     let mut conn = Conn {
         token_hash: crate::auth::token::hash(&token),
@@ -319,8 +318,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         socket,
         outbound: VecDeque::new(),
         blocked_since: None,
-        cursor: 0,
-        synced: (0, 0),
+        delivered,
         tat: None,
     };
     drop(token);
@@ -567,15 +565,14 @@ impl Conn {
                 message_id,
                 json,
             }) => {
-                let (after, up_to) = self.synced;
-                let already_sent = message_id > 0 && message_id > after && message_id <= up_to;
-                if origin == self.id || already_sent {
+                // The sender's own connection has its `ack`; a message a sync or catch-up
+                // already sent is not sent again.
+                if origin == self.id || (message_id > 0 && !self.delivered.record(message_id)) {
                     return Ok(());
                 }
                 let Ok(text) = Utf8Bytes::try_from(json) else {
                     return Ok(());
                 };
-                self.cursor = self.cursor.max(message_id);
                 self.push(WsMessage::Text(text))?;
                 if message_id > 0 {
                     self.state
@@ -640,15 +637,19 @@ impl Conn {
         }
     }
 
-    /// Sends everything after the cursor (after lost wake-ups).
+    /// After lost wake-ups: sends what the connection may have missed, from a little before
+    /// the newest message it sent (wake-ups arrive out of order) and skipping what it sent.
     async fn catch_up(&mut self) -> Result<(), End> {
-        let since = self.cursor;
-        self.sync(since).await
+        let since = self.delivered.resume_after();
+        self.send_stored(since, false).await
     }
 
+    /// A client's `sync`: every message after `since`, whether sent before or not.
     async fn sync(&mut self, since: i64) -> Result<(), End> {
-        let from = since;
-        let mut since = since;
+        self.send_stored(since, true).await
+    }
+
+    async fn send_stored(&mut self, mut since: i64, again: bool) -> Result<(), End> {
         loop {
             let batch = match service::since(&self.state, self.user.id.0, since, 200).await {
                 Ok(b) => b,
@@ -659,14 +660,15 @@ impl Conn {
             };
             since = last.id.0;
             for message in &batch {
+                if !self.delivered.record(message.id.0) && !again {
+                    continue;
+                }
                 let frame = serde_json::json!({"type": "message", "message": message}).to_string();
                 if self.outbound.len() >= OUTBOUND_QUEUE {
                     self.drain().await?;
                 }
                 self.push(WsMessage::Text(frame.into()))?;
             }
-            self.cursor = self.cursor.max(since);
-            self.synced = (from, since);
             if batch.len() < 200 {
                 return Ok(());
             }
@@ -741,6 +743,7 @@ impl Conn {
                 .await
                 {
                     Ok(message) => {
+                        self.delivered.record(message.id.0);
                         let frame = serde_json::json!({"type": "ack", "client_msg_id": client_msg_id, "message": message});
                         self.push(WsMessage::Text(frame.to_string().into()))
                     }

@@ -573,7 +573,212 @@ async fn refused_publishes(
     Ok(refused)
 }
 
+/// Stores a message without its wake-up (as if the wake-up were lost on the way); returns
+/// the message as the API shows it.
+async fn store_quietly(
+    app: &TestApp,
+    from: &TestUser,
+    channel: &str,
+    content: &str,
+) -> Result<Value> {
+    use kith::chat::writer::{NewMessage, Written};
+    let written = app
+        .state
+        .messages
+        .write(NewMessage {
+            channel: channel.parse()?,
+            sender: from.id.parse()?,
+            content: content.into(),
+            client_msg_id: format!("q-{}", common::rand_u64()),
+            now: kith::db::now_ms(),
+        })
+        .await?;
+    anyhow::ensure!(matches!(written, Written::Stored { .. }), "not stored anew");
+    let page: Value = app
+        .get(
+            &format!("/v1/chat/channels/{channel}/messages?limit=100"),
+            Some(&from.token),
+        )
+        .await?
+        .json()
+        .await?;
+    page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|m| m["content"] == content))
+        .cloned()
+        .context("the stored message in the history")
+}
+
+/// A message stored an hour ago (with the id it would have had then).
+async fn store_an_hour_ago(
+    app: &TestApp,
+    from: &TestUser,
+    channel: &str,
+    content: &str,
+) -> Result<()> {
+    let at = kith::db::now_ms() - 3_600_000;
+    let id = kith::id::min_id_at(at);
+    let channel: i64 = channel.parse()?;
+    let mut tx = app.state.db_writes.begin().await?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE channels SET last_seq = last_seq + 1, last_message_id = max(last_message_id, ?2) \
+         WHERE id = ?1 RETURNING last_seq",
+    )
+    .bind(channel)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(channel)
+    .bind(id)
+    .bind(seq)
+    .bind(from.id.parse::<i64>()?)
+    .bind(content)
+    .bind(format!("old-{}", common::rand_u64()))
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes `user`'s connections lose wake-ups the way a busy node does: a burst larger than a
+/// subscription holds (of wake-ups that mean nothing to them: the revocation of a session
+/// that does not exist), published before they can run, so their subscriptions overflow
+/// and report the loss.
+async fn lose_wake_ups(app: &TestApp, user: &TestUser) -> Result<()> {
+    let topic = [kith::chat::user_topic(user.id.parse()?)];
+    // Unconstrained: publishing must not give the connections a turn (tokio's cooperative
+    // budget would, every 128 sends to the Redis publisher's queue).
+    tokio::task::unconstrained(async {
+        for _ in 0..2 * kith::backend::topics::INBOX_CAPACITY {
+            app.state
+                .backends
+                .pubsub
+                .publish(&topic, kith::chat::ws::wake::revoke("no-such-session"))
+                .await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn message_with(content: &'static str) -> impl Fn(&Value) -> bool {
+    move |f: &Value| f["type"] == "message" && f["message"]["content"] == content
+}
+
+/// After lost wake-ups a socket that never sent `sync` gets what it missed since it
+/// opened, and not the conversation's older history.
+async fn catch_up_sends_what_the_socket_missed_and_not_old_history(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("cu_x").await?, app.register("cu_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    store_an_hour_ago(&app, &x, &dm, "an hour ago").await?;
+    let mut ys = Socket::open(&app, &y).await?;
+    store_quietly(&app, &x, &dm, "missed").await?;
+    lose_wake_ups(&app, &y).await?;
+    ys.next_where("the message whose wake-up was lost", message_with("missed"))
+        .await?;
+    let rest = ys.fence(&app).await?;
+    anyhow::ensure!(
+        !rest.iter().any(|f| f["type"] == "message"),
+        "sent more than the missed message: {rest:?}"
+    );
+    Ok(())
+}
+
+/// Wake-ups may arrive out of id order: a catch-up after lost wake-ups still sends a
+/// message older than one the socket already delivered, and sends nothing twice (neither
+/// the catch-up nor a wake-up arriving after it).
+async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("oo_x").await?, app.register("oo_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    let mut ys = Socket::open(&app, &y).await?;
+    let mut xs = Socket::open(&app, &x).await?;
+    let first = store_quietly(&app, &x, &dm, "first").await?;
+    // The sender's own device sends the second message: its ack is the delivery there.
+    xs.send(
+        json!({"type": "send", "channel_id": dm, "client_msg_id": "second", "content": "second"}),
+    )
+    .await?;
+    xs.next_where("the ack", |f| f["type"] == "ack").await?;
+    ys.next_where("the second message, live", message_with("second"))
+        .await?;
+    lose_wake_ups(&app, &y).await?;
+    lose_wake_ups(&app, &x).await?;
+    ys.next_where("the first message, caught up", message_with("first"))
+        .await?;
+    xs.next_where("the first message, caught up", message_with("first"))
+        .await?;
+    // The first message's wake-up turns up after all.
+    let late = kith::chat::ws::wake::frame(
+        0,
+        first["id"].as_str().context("id")?.parse()?,
+        json!({"type": "message", "message": first})
+            .to_string()
+            .as_bytes(),
+    );
+    app.state
+        .backends
+        .pubsub
+        .publish(&[kith::chat::user_topic(y.id.parse()?)], late)
+        .await?;
+    for socket in [&mut ys, &mut xs] {
+        let rest = socket.fence(&app).await?;
+        anyhow::ensure!(
+            !rest.iter().any(|f| f["type"] == "message"),
+            "sent twice: {rest:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A wake-up still on its way when a `sync` read its message from the database is not
+/// sent a second time.
+async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("ws_x").await?, app.register("ws_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    let mut ys = Socket::open(&app, &y).await?;
+    let m = store_quietly(&app, &x, &dm, "synced").await?;
+    ys.send(json!({"type": "sync", "since": "0"})).await?;
+    ys.next_where("the message, by sync", message_with("synced"))
+        .await?;
+    let late = kith::chat::ws::wake::frame(
+        0,
+        m["id"].as_str().context("id")?.parse()?,
+        json!({"type": "message", "message": m})
+            .to_string()
+            .as_bytes(),
+    );
+    app.state
+        .backends
+        .pubsub
+        .publish(&[kith::chat::user_topic(y.id.parse()?)], late)
+        .await?;
+    let rest = ys.fence(&app).await?;
+    anyhow::ensure!(
+        !rest.iter().any(|f| f["type"] == "message"),
+        "sent twice: {rest:?}"
+    );
+    // A sync asked for again is answered in full.
+    ys.send(json!({"type": "sync", "since": "0"})).await?;
+    ys.next_where("the message, synced again", message_with("synced"))
+        .await?;
+    Ok(())
+}
+
 both_backends!(
+    catch_up_sends_what_the_socket_missed_and_not_old_history,
+    catch_up_recovers_a_message_older_than_one_delivered,
+    a_wake_up_behind_a_sync_is_not_sent_twice,
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
     messages_reach_every_device_and_ack_the_sender,

@@ -1,0 +1,151 @@
+//! What one WebSocket connection has handed its client: where a catch-up starts, and which
+//! recent messages it must not send twice.
+//!
+//! Wake-ups can arrive out of id order: two senders' tasks publish in whichever order they
+//! run, and two nodes' wake-ups reach a third over separate paths. So "the newest id sent"
+//! is no safe point to resume from after lost wake-ups: a message older than it may be
+//! the one whose wake-up was lost. A catch-up therefore reads from [`REORDER_WINDOW`]
+//! before the newest id sent, and skips the ids this connection sent in that window ([`Delivered::record`]).
+//! Ids grow in commit order (the writer makes every new id exceed every stored one), so a
+//! message committed later than one already sent never has an id below that window unless
+//! its wake-up took longer than the window to arrive.
+//!
+//! The same record drops a wake-up for a message that a `sync` or catch-up already read from
+//! the database while the wake-up was on its way.
+
+use crate::id;
+use std::collections::VecDeque;
+
+/// How far out of order wake-ups may arrive, as time encoded in message ids.
+pub const REORDER_WINDOW_MS: i64 = 5_000;
+/// Most ids remembered. Past this the oldest are forgotten, which at worst sends a message
+/// twice (clients drop a message whose id they hold), never loses one.
+const MAX_REMEMBERED: usize = 1024;
+
+/// A connection's record of the messages it sent.
+#[derive(Debug)]
+pub struct Delivered {
+    /// The newest message id sent, or for a connection that has sent none, the smallest id
+    /// of the moment it opened (it was subscribed by then: later messages reach it live).
+    newest: i64,
+    /// Ids sent within [`REORDER_WINDOW_MS`] of `newest`, ascending. Empty (and holding no
+    /// memory) on a connection with no recent messages.
+    recent: VecDeque<i64>,
+}
+
+impl Delivered {
+    /// The record of a connection subscribed at `now_ms`.
+    pub fn opened_at(now_ms: i64) -> Self {
+        Self {
+            newest: id::min_id_at(now_ms),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Where a catch-up reads from: every message with a larger id may not have been
+    /// sent, and [`Self::record`] tells which were.
+    pub fn resume_after(&self) -> i64 {
+        self.window_start()
+    }
+
+    /// Records that the message `id` is being sent; `false` if it was already.
+    pub fn record(&mut self, id: i64) -> bool {
+        if id > self.newest {
+            self.newest = id;
+            let start = self.window_start();
+            while self.recent.front().is_some_and(|&old| old <= start) {
+                self.recent.pop_front();
+            }
+        } else if id <= self.window_start() {
+            // Older than the window: a message a client asked for again by `sync`.
+            return true;
+        }
+        match self.recent.back() {
+            Some(&last) if last >= id => match self.recent.binary_search(&id) {
+                Ok(_) => return false,
+                Err(at) => self.recent.insert(at, id),
+            },
+            _ => self.recent.push_back(id),
+        }
+        if self.recent.len() > MAX_REMEMBERED {
+            self.recent.pop_front();
+        }
+        if self.recent.len() == 1 && self.recent.capacity() > 16 {
+            // A burst's room is given back once the window has moved past it.
+            self.recent.shrink_to(16);
+        }
+        true
+    }
+
+    fn window_start(&self) -> i64 {
+        id::min_id_at(id::timestamp_ms(self.newest) - REORDER_WINDOW_MS)
+    }
+
+    /// Whether the message `id` is remembered as sent.
+    #[cfg(test)]
+    fn contains(&self, id: i64) -> bool {
+        self.recent.binary_search(&id).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64, n: i64) -> i64 {
+        id::min_id_at(ms) + n
+    }
+
+    const T: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_new_connection_resumes_from_just_before_it_opened() {
+        let d = Delivered::opened_at(T);
+        assert_eq!(d.resume_after(), id::min_id_at(T - REORDER_WINDOW_MS));
+        assert!(!d.contains(at(T, 1)));
+    }
+
+    #[test]
+    fn out_of_order_ids_are_kept_and_duplicates_refused() {
+        let mut d = Delivered::opened_at(T);
+        assert!(d.record(at(T + 10, 2)));
+        assert!(d.record(at(T + 5, 0)), "an older id arriving late is new");
+        assert!(d.record(at(T + 10, 1)));
+        assert!(!d.record(at(T + 10, 2)));
+        assert!(!d.record(at(T + 5, 0)));
+        assert!(d.contains(at(T + 10, 1)));
+        assert!(!d.contains(at(T + 7, 0)));
+        assert_eq!(
+            d.recent.iter().copied().collect::<Vec<_>>(),
+            vec![at(T + 5, 0), at(T + 10, 1), at(T + 10, 2)]
+        );
+    }
+
+    #[test]
+    fn the_window_follows_the_newest_id() {
+        let mut d = Delivered::opened_at(T);
+        d.record(at(T + 1, 0));
+        d.record(at(T + 2, 0));
+        d.record(at(T + 1 + REORDER_WINDOW_MS, 0));
+        assert_eq!(d.recent.len(), 2, "the first id left the window");
+        assert_eq!(d.resume_after(), id::min_id_at(T + 1));
+        assert!(!d.contains(at(T + 1, 0)));
+        // A sync may send messages older than the window: they are not remembered.
+        assert!(d.record(at(T, 0)));
+        assert!(d.record(at(T, 0)));
+        assert_eq!(d.recent.len(), 2);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_given_back() {
+        let mut d = Delivered::opened_at(T);
+        for n in 0..(MAX_REMEMBERED as i64 + 100) {
+            d.record(at(T + 1, n));
+        }
+        assert_eq!(d.recent.len(), MAX_REMEMBERED);
+        assert!(!d.contains(at(T + 1, 0)));
+        d.record(at(T + 10 * REORDER_WINDOW_MS, 0));
+        assert_eq!(d.recent.len(), 1);
+        assert!(d.recent.capacity() <= 16 * 2);
+    }
+}
