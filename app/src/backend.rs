@@ -66,12 +66,14 @@ pub trait UiBackend: Send + Sync + 'static {
         name: &str,
         members: &[String],
     ) -> Result<Channel, ApiError>;
-    /// A page of a channel's history before `before` (the newest when `None`).
+    /// A page of a channel's history: before `before`, or after `after` (the newest page
+    /// when neither is given).
     async fn history(
         &self,
         parts: &Parts,
         id: &str,
         before: Option<String>,
+        after: Option<String>,
     ) -> Result<Page<Message>, ApiError>;
     async fn send_message(
         &self,

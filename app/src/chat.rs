@@ -6,7 +6,7 @@
 
 use crate::{
     error::ApiError,
-    model::{Channel, ChannelSummary, Message, Page, SyncResponse},
+    model::{Channel, ChannelSummary, Id, Message, Page, SyncResponse},
 };
 use leptos::prelude::*;
 
@@ -49,10 +49,33 @@ pub async fn create_group(
     })
 }
 
+/// A page of a channel's history: the newest, the one before `before`, or the one after
+/// `after` (oldest first, to fill a gap).
 #[server(input = server_fn::codec::GetUrl, endpoint = "history")]
-pub async fn get_history(id: String, before: Option<String>) -> Result<Page<Message>, ApiError> {
+pub async fn get_history(
+    id: String,
+    before: Option<String>,
+    after: Option<String>,
+) -> Result<Page<Message>, ApiError> {
     let (backend, parts) = crate::backend::context()?;
-    crate::backend::finish(backend.history(&parts, &id, before).await)
+    crate::backend::finish(backend.history(&parts, &id, before, after).await)
+}
+
+/// The first hole in one channel's messages, given as `(id, seq)` in id order: the id of
+/// the message after which a `seq` is missing. `seq`s have no gaps, so a hole is a message
+/// this client has not received (a lost delivery, or one sent while the page loaded); the
+/// page fetches the history after it rather than show a conversation with a silent gap.
+pub fn first_gap(messages: impl IntoIterator<Item = (Id, i64)>) -> Option<Id> {
+    let mut previous: Option<(Id, i64)> = None;
+    for (id, seq) in messages {
+        if let Some((before, before_seq)) = previous {
+            if seq > before_seq + 1 {
+                return Some(before);
+            }
+        }
+        previous = Some((id, seq));
+    }
+    None
 }
 
 #[server(endpoint = "send_message")]
@@ -114,5 +137,28 @@ pub fn new_client_msg_id() -> String {
     #[cfg(not(feature = "hydrate"))]
     {
         "server-render".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_gap;
+    use crate::model::Id;
+
+    #[test]
+    fn a_missing_seq_is_found_after_the_message_before_it() {
+        assert_eq!(first_gap([]), None);
+        assert_eq!(first_gap([(Id(10), 1)]), None);
+        assert_eq!(first_gap([(Id(10), 4), (Id(11), 5), (Id(12), 6)]), None);
+        assert_eq!(
+            first_gap([(Id(10), 4), (Id(11), 5), (Id(14), 8), (Id(20), 10)]),
+            Some(Id(11))
+        );
+    }
+
+    #[test]
+    fn ids_step_back_by_their_milliseconds() {
+        assert_eq!(Id((5 << 22) | 7).millis_earlier(2), Id(3 << 22));
+        assert_eq!(Id((5 << 22) | 7).millis_earlier(60_000), Id(0));
     }
 }

@@ -95,6 +95,9 @@ pub struct LiveClient {
     pub unread_notifications: RwSignal<i64>,
     started: StoredValue<bool>,
     typing_tokens: StoredValue<u64>,
+    /// Messages up to this id were there when the client started: received again (the
+    /// transport starts a little before them), they raise no browser notification.
+    known_at_start: StoredValue<Id>,
 }
 
 impl LiveClient {
@@ -110,6 +113,7 @@ impl LiveClient {
             unread_notifications: RwSignal::new(0),
             started: StoredValue::new(false),
             typing_tokens: StoredValue::new(0),
+            known_at_start: StoredValue::new(Id(i64::MAX)),
         };
         provide_context(client);
         client
@@ -154,7 +158,9 @@ impl LiveClient {
     pub fn handle(&self, event: Event) {
         match event {
             Event::Message { message } => {
-                if Some(message.sender.id) != crate::feed::viewer_id() {
+                if Some(message.sender.id) != crate::feed::viewer_id()
+                    && message.id > self.known_at_start.get_value()
+                {
                     alert(
                         &format!("{} sent a message", message.sender.display_name),
                         &message.content,
@@ -262,7 +268,10 @@ mod transport {
     //! long-poll loop when sockets keep failing, retrying the socket now and then.
 
     use super::{Event, LiveClient, Transport};
-    use crate::chat::poll;
+    use crate::{
+        chat::{list_channels, poll},
+        model::Id,
+    };
     use futures::channel::oneshot;
     use leptos::prelude::*;
     use std::{cell::Cell, rc::Rc};
@@ -276,6 +285,10 @@ mod transport {
     const HEARTBEAT_MS: f64 = 10_000.0;
     /// Long-poll rounds between attempts to get back to a socket.
     const POLLS_BEFORE_RETRYING_SOCKET: u32 = 4;
+    /// How far before the newest message at start the client begins receiving: what was
+    /// sent while the page loaded (after the page read its data, before the client read
+    /// the newest id) comes again rather than not at all. Pages drop what they hold.
+    const REPLAY_MS: i64 = 60_000;
 
     pub async fn sleep_ms(ms: f64) {
         let promise = js_sys::Promise::new(&mut |resolve, _| {
@@ -310,9 +323,34 @@ mod transport {
         Some(format!("{scheme}://{}/v1/chat/ws", location.host().ok()?))
     }
 
+    /// The newest message of the user's conversations (0 if none): where receiving
+    /// starts. Not from 0, which would replay every conversation's whole history.
+    async fn newest_message(client: LiveClient) -> Id {
+        let mut attempt = 0;
+        loop {
+            match list_channels().await {
+                Ok(list) => {
+                    return list
+                        .iter()
+                        .filter_map(|c| c.last_message.as_ref().map(|m| m.id))
+                        .max()
+                        .unwrap_or(Id(0))
+                }
+                Err(_) => {
+                    client.transport.set(Transport::Reconnecting);
+                    attempt += 1;
+                    sleep_ms(backoff_ms(attempt)).await;
+                }
+            }
+        }
+    }
+
     pub fn start(client: LiveClient) {
         let cursor = Rc::new(Cell::new(0i64));
         leptos::task::spawn_local(async move {
+            let newest = newest_message(client).await;
+            client.known_at_start.set_value(newest);
+            cursor.set(newest.millis_earlier(REPLAY_MS).0);
             let mut failures = 0u32;
             let mut polls = 0u32;
             let force = forced_longpoll();

@@ -35,6 +35,14 @@ impl std::str::FromStr for Id {
     }
 }
 
+impl Id {
+    /// The smallest id that could have been issued `ms` milliseconds before this one (a
+    /// Snowflake id keeps its milliseconds above its 22 low bits of node and sequence).
+    pub fn millis_earlier(self, ms: i64) -> Id {
+        Id((((self.0 >> 22) - ms).max(0)) << 22)
+    }
+}
+
 impl std::fmt::Display for Id {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)

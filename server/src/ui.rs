@@ -237,11 +237,15 @@ impl UiBackend for ServerUi {
         parts: &Parts,
         id: &str,
         before: Option<String>,
+        after: Option<String>,
     ) -> Result<Page<Message>, ApiError> {
         let me = self.signed_in(parts).await?;
-        let before = parse_cursor(before)?;
+        let (before, after) = (parse_cursor(before)?, parse_cursor(after)?);
+        if before.is_some() && after.is_some() {
+            return Err(AppError::invalid_request("give before or after, not both").into());
+        }
         let id = parse_id(id, "channel")?;
-        Ok(chat::service::history(&self.state, &me, id, before, None, 30).await?)
+        Ok(chat::service::history(&self.state, &me, id, before, after, 30).await?)
     }
 
     async fn send_message(

@@ -2,8 +2,8 @@
 
 use crate::{
     chat::{
-        get_channel, get_history, list_channels, mark_read, new_client_msg_id, send_message,
-        send_typing, CreateGroup,
+        first_gap, get_channel, get_history, list_channels, mark_read, new_client_msg_id,
+        send_message, send_typing, CreateGroup,
     },
     components::csrf::CsrfField,
     error::ApiError,
@@ -121,7 +121,7 @@ pub fn Conversation() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let info = Resource::new(id, get_channel);
-    let first = Resource::new(id, |id| get_history(id, None));
+    let first = Resource::new(id, |id| get_history(id, None, None));
     view! {
         <Show when=move || matches!(client.transport.get(), Transport::Reconnecting | Transport::Connecting)>
             <p role="status" class="banner">"Reconnecting…"</p>
@@ -163,6 +163,8 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
     let older = RwSignal::new(Vec::<Message>::new());
     let cursor = RwSignal::new(page.next_cursor);
     let confirmed = RwSignal::new(Vec::<Message>::new());
+    // Messages fetched to fill a hole in the `seq`s.
+    let filled = RwSignal::new(Vec::<Message>::new());
     let pending = RwSignal::new(Vec::<Pending>::new());
     let (draft, set_draft) = signal(String::new());
     let me = viewer_id();
@@ -180,6 +182,7 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         let mut all: Vec<Message> = older.get();
         all.extend(first.iter().cloned());
         all.extend(confirmed.get());
+        all.extend(filled.get());
         all.extend(
             client
                 .messages
@@ -190,6 +193,27 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         all.sort_by_key(|m| m.id);
         all.dedup_by_key(|m| m.id);
         all
+    });
+    // A hole in the `seq`s is a message this page never received (sent while the page
+    // loaded, or a delivery lost on the way): fetch what follows the message before it.
+    // Each answer fills the hole or moves it up, until none is left.
+    let filling = StoredValue::new(None::<crate::model::Id>);
+    Effect::new(move |_| {
+        let Some(after) = messages.with(|all| first_gap(all.iter().map(|m| (m.id, m.seq)))) else {
+            return;
+        };
+        if filling.get_value() == Some(after) {
+            return;
+        }
+        filling.set_value(Some(after));
+        let channel = channel_id.to_string();
+        leptos::task::spawn_local(async move {
+            match get_history(channel, None, Some(after.to_string())).await {
+                Ok(page) => filled.update(|f| f.extend(page.items)),
+                // Tried again when the next message arrives.
+                Err(_) => filling.set_value(None),
+            }
+        });
     });
     let waiting = move || {
         let done = messages.get();
@@ -321,7 +345,7 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         };
         let channel = channel_id.to_string();
         leptos::task::spawn_local(async move {
-            if let Ok(page) = get_history(channel, Some(before)).await {
+            if let Ok(page) = get_history(channel, Some(before), None).await {
                 older.update(|o| o.extend(page.items));
                 cursor.set(page.next_cursor);
             }

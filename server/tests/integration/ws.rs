@@ -540,6 +540,54 @@ async fn lost_wake_ups_are_recovered(
     Ok(())
 }
 
+/// A node whose link to the Redis wake bus breaks tells each of its sockets that wake-ups
+/// may have been lost once it is subscribed again; each catches up from where it was, not
+/// from the beginning of its user's history (a socket that never sent `sync` included).
+#[tokio::test]
+async fn a_bus_reconnect_catches_sockets_up_without_replaying_history() -> Result<()> {
+    use common::live::{eventually, Socket};
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new()?;
+    let a = common::spawn_with(Backend::Redis, cluster.node(1)).await?;
+    let b = common::spawn_with(Backend::Redis, cluster.node(1)).await?;
+    let (x, y) = (a.register("rc_x").await?, a.register("rc_y").await?);
+    let y_on_b = b.login(&y).await?;
+    let dm = a.dm(&x, &y).await?;
+    store_an_hour_ago(&a, &x, &dm, "an hour ago").await?;
+    let mut ys = Socket::open(&b, &y_on_b).await?;
+    let bus = b.state.backends.redis.as_ref().context("redis")?.pubsub();
+    let victim = bus.subscriber_id().context("subscribed")?;
+    let mut admin = ::redis::Client::open(common::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let () = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(victim)
+        .query_async(&mut admin)
+        .await?;
+    // Sent while node b may be deaf: it arrives live, or by the catch-up.
+    a.say(&x, &dm, "meanwhile").await?;
+    ys.next_where("the message sent meanwhile", message_with("meanwhile"))
+        .await?;
+    eventually("node b subscribed again", || async {
+        Ok(bus.subscriber_id().filter(|now| *now != victim))
+    })
+    .await?;
+    a.say(&x, &dm, "after").await?;
+    ys.next_where("the message after", message_with("after"))
+        .await?;
+    let rest = ys.fence(&b).await?;
+    anyhow::ensure!(
+        !rest.iter().any(|f| f["type"] == "message"),
+        "sent again, or old history: {rest:?}"
+    );
+    Ok(())
+}
+
 /// `ACL SETUSER user rules…`.
 fn acl_setuser(user: &str, rules: &[&str]) -> ::redis::Cmd {
     let mut cmd = ::redis::cmd("ACL");
