@@ -35,11 +35,25 @@ impl std::str::FromStr for Id {
     }
 }
 
+/// The low bits of a Snowflake id that hold its node and sequence; the milliseconds are
+/// above them (the server's `id.rs` issues them).
+const ID_LOW_BITS: u32 = 22;
+
 impl Id {
-    /// The smallest id that could have been issued `ms` milliseconds before this one (a
-    /// Snowflake id keeps its milliseconds above its 22 low bits of node and sequence).
+    /// The smallest id that could have been issued `ms` milliseconds before this one.
     pub fn millis_earlier(self, ms: i64) -> Id {
-        Id((((self.0 >> 22) - ms).max(0)) << 22)
+        Id((((self.0 >> ID_LOW_BITS) - ms).max(0)) << ID_LOW_BITS)
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::Id;
+
+    #[test]
+    fn ids_step_back_by_their_milliseconds() {
+        assert_eq!(Id((5 << 22) | 7).millis_earlier(2), Id(3 << 22));
+        assert_eq!(Id((5 << 22) | 7).millis_earlier(60_000), Id(0));
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::{
     chat::{
-        first_gap, get_channel, get_history, list_channels, mark_read, new_client_msg_id,
-        send_message, send_typing, CreateGroup,
+        gaps, get_channel, get_history, list_channels, mark_read, new_client_msg_id, send_message,
+        send_typing, CreateGroup,
     },
     components::csrf::CsrfField,
     error::ApiError,
@@ -196,22 +196,32 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
     });
     // A hole in the `seq`s is a message this page never received (sent while the page
     // loaded, or a delivery lost on the way): fetch what follows the message before it.
-    // Each answer fills the hole or moves it up, until none is left.
-    let filling = StoredValue::new(None::<crate::model::Id>);
+    // Each answer fills the hole or moves it up, until none is left. A hole is asked for
+    // once (one the server cannot fill does not repeat); a failed fetch is tried again a
+    // few seconds later.
+    let tried = StoredValue::new(Vec::<crate::model::Id>::new());
+    let retry = RwSignal::new(0u32);
     Effect::new(move |_| {
-        let Some(after) = messages.with(|all| first_gap(all.iter().map(|m| (m.id, m.seq)))) else {
+        retry.track();
+        let holes = messages.with(|all| gaps(all.iter().map(|m| (m.id, m.seq))));
+        let Some(after) = holes
+            .into_iter()
+            .find(|hole| tried.with_value(|t| !t.contains(hole)))
+        else {
             return;
         };
-        if filling.get_value() == Some(after) {
-            return;
-        }
-        filling.set_value(Some(after));
+        tried.update_value(|t| t.push(after));
         let channel = channel_id.to_string();
         leptos::task::spawn_local(async move {
             match get_history(channel, None, Some(after.to_string())).await {
                 Ok(page) => filled.update(|f| f.extend(page.items)),
-                // Tried again when the next message arrives.
-                Err(_) => filling.set_value(None),
+                Err(_) => {
+                    tried.update_value(|t| t.retain(|hole| *hole != after));
+                    set_timeout(
+                        move || retry.update(|n| *n += 1),
+                        std::time::Duration::from_secs(3),
+                    );
+                }
             }
         });
     });

@@ -3,12 +3,17 @@
 //!
 //! Wake-ups can arrive out of id order: two senders' tasks publish in whichever order they
 //! run, and two nodes' wake-ups reach a third over separate paths. So "the newest id sent"
-//! is no safe point to resume from after lost wake-ups: a message older than it may be
-//! the one whose wake-up was lost. A catch-up therefore reads from [`REORDER_WINDOW`]
-//! before the newest id sent, and skips the ids this connection sent in that window ([`Delivered::record`]).
-//! Ids grow in commit order (the writer makes every new id exceed every stored one), so a
-//! message committed later than one already sent never has an id below that window unless
-//! its wake-up took longer than the window to arrive.
+//! is no safe point to resume from after lost wake-ups: a message older than it may be the
+//! one whose wake-up was lost. A catch-up therefore reads from [`REORDER_WINDOW_MS`] before
+//! the newest id sent, and skips the ids this connection sent in that window
+//! ([`Delivered::record`]).
+//!
+//! Ids grow in commit order (the writer makes every new id exceed every stored one), and
+//! each carries the clock of the node that wrote it. A message committed before one already
+//! sent therefore has an id inside the window as long as its wake-up arrived within the
+//! window of the other's, and the nodes' clocks agree to well within the window (NTP keeps
+//! them within milliseconds). A connection's starting point allows for a larger
+//! disagreement ([`CLOCK_ALLOWANCE_MS`]), since nothing it sent bounds it yet.
 //!
 //! The same record drops a wake-up for a message that a `sync` or catch-up already read from
 //! the database while the wake-up was on its way.
@@ -18,6 +23,9 @@ use std::collections::VecDeque;
 
 /// How far out of order wake-ups may arrive, as time encoded in message ids.
 pub const REORDER_WINDOW_MS: i64 = 5_000;
+/// How far the clock of the node holding a connection may run ahead of the nodes that
+/// write messages: a connection starts this long before the moment it opened.
+pub const CLOCK_ALLOWANCE_MS: i64 = 30_000;
 /// Most ids remembered. Past this the oldest are forgotten, which at worst sends a message
 /// twice (clients drop a message whose id they hold), never loses one.
 const MAX_REMEMBERED: usize = 1024;
@@ -26,18 +34,19 @@ const MAX_REMEMBERED: usize = 1024;
 #[derive(Debug)]
 pub struct Delivered {
     /// The newest message id sent, or for a connection that has sent none, the smallest id
-    /// of the moment it opened (it was subscribed by then: later messages reach it live).
+    /// of the moment it opened (it was subscribed by then: later messages reach it live),
+    /// less [`CLOCK_ALLOWANCE_MS`].
     newest: i64,
-    /// Ids sent within [`REORDER_WINDOW_MS`] of `newest`, ascending. Empty (and holding no
-    /// memory) on a connection with no recent messages.
+    /// Ids sent within [`REORDER_WINDOW_MS`] of `newest`, ascending. It holds no memory
+    /// until a message is sent, and gives back what it no longer uses.
     recent: VecDeque<i64>,
 }
 
 impl Delivered {
-    /// The record of a connection subscribed at `now_ms`.
+    /// The record of a connection subscribed at `now_ms` (this node's wall clock).
     pub fn opened_at(now_ms: i64) -> Self {
         Self {
-            newest: id::min_id_at(now_ms),
+            newest: id::min_id_at(now_ms - CLOCK_ALLOWANCE_MS),
             recent: VecDeque::new(),
         }
     }
@@ -70,9 +79,9 @@ impl Delivered {
         if self.recent.len() > MAX_REMEMBERED {
             self.recent.pop_front();
         }
-        if self.recent.len() == 1 && self.recent.capacity() > 16 {
+        if self.recent.capacity() > 16 && self.recent.len() < self.recent.capacity() / 4 {
             // A burst's room is given back once the window has moved past it.
-            self.recent.shrink_to(16);
+            self.recent.shrink_to((2 * self.recent.len()).max(16));
         }
         true
     }
@@ -101,7 +110,10 @@ mod tests {
     #[test]
     fn a_new_connection_resumes_from_just_before_it_opened() {
         let d = Delivered::opened_at(T);
-        assert_eq!(d.resume_after(), id::min_id_at(T - REORDER_WINDOW_MS));
+        assert_eq!(
+            d.resume_after(),
+            id::min_id_at(T - CLOCK_ALLOWANCE_MS - REORDER_WINDOW_MS)
+        );
         assert!(!d.contains(at(T, 1)));
     }
 
@@ -144,8 +156,11 @@ mod tests {
         }
         assert_eq!(d.recent.len(), MAX_REMEMBERED);
         assert!(!d.contains(at(T + 1, 0)));
-        d.record(at(T + 10 * REORDER_WINDOW_MS, 0));
-        assert_eq!(d.recent.len(), 1);
-        assert!(d.recent.capacity() <= 16 * 2);
+        // A window later, a steady trickle holds only what it uses.
+        for n in 0..10 {
+            d.record(at(T + 10 * REORDER_WINDOW_MS + n, 0));
+        }
+        assert_eq!(d.recent.len(), 10);
+        assert!(d.recent.capacity() <= 4 * 10, "{}", d.recent.capacity());
     }
 }

@@ -96,7 +96,8 @@ pub mod wake {
     use bytes::{BufMut, Bytes, BytesMut};
 
     /// A frame for the user's connections except `origin` (0: none): `F{origin}|{id}|{json}`,
-    /// where `id` is the message id it carries (0 if none), for the connection's record of what it sent.
+    /// where `id` is the message id it carries (0 if none), for the connection's record of
+    /// what it sent.
     pub fn frame(origin: u64, message_id: i64, json: &[u8]) -> Bytes {
         let mut b = BytesMut::with_capacity(json.len() + 32);
         b.put_slice(format!("F{origin}|{message_id}|").as_bytes());
@@ -565,14 +566,17 @@ impl Conn {
                 message_id,
                 json,
             }) => {
-                // The sender's own connection has its `ack`; a message a sync or catch-up
-                // already sent is not sent again.
-                if origin == self.id || (message_id > 0 && !self.delivered.record(message_id)) {
+                if origin == self.id {
+                    // The sender's own connection has its `ack`.
                     return Ok(());
                 }
                 let Ok(text) = Utf8Bytes::try_from(json) else {
                     return Ok(());
                 };
+                // A message a sync or catch-up already sent is not sent again.
+                if message_id > 0 && !self.delivered.record(message_id) {
+                    return Ok(());
+                }
                 self.push(WsMessage::Text(text))?;
                 if message_id > 0 {
                     self.state
@@ -615,9 +619,9 @@ impl Conn {
     }
 
     /// After lost wake-ups, empties the subscription before the catch-up reads the
-    /// database: the messages still buffered are committed, so the catch-up sends them, and
-    /// delivering them from the buffer too would send them twice. Other events (presence,
-    /// typing, a revoked session) are not in the database and are handled now.
+    /// database: the messages still buffered are committed, so the catch-up sends them (in
+    /// id order, which the buffer's may not be). Other events (presence, typing, a revoked
+    /// session) are not in the database and are handled now.
     fn skip_buffered(&mut self, wake: &mut crate::backend::Subscription) -> Result<(), End> {
         use tokio::sync::broadcast::error::TryRecvError;
         loop {

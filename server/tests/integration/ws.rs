@@ -772,11 +772,11 @@ async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) 
             .to_string()
             .as_bytes(),
     );
-    app.state
-        .backends
-        .pubsub
-        .publish(&[kith::chat::user_topic(y.id.parse()?)], late)
-        .await?;
+    let topics = [
+        kith::chat::user_topic(y.id.parse()?),
+        kith::chat::user_topic(x.id.parse()?),
+    ];
+    app.state.backends.pubsub.publish(&topics, late).await?;
     for socket in [&mut ys, &mut xs] {
         let rest = socket.fence(&app).await?;
         anyhow::ensure!(
@@ -788,7 +788,7 @@ async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) 
 }
 
 /// A wake-up still on its way when a `sync` read its message from the database is not
-/// sent a second time.
+/// sent a second time; a `sync` asked for again is answered in full.
 async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<()> {
     use common::live::Socket;
     let app = spawn_app(backend).await?;
