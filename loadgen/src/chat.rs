@@ -241,7 +241,10 @@ pub async fn run(
         setup.server_cpu,
         backend,
         &setup.opts.redis_url,
-        &[("KITH_RUNTIME", flavour.name())],
+        &[
+            ("KITH_RUNTIME", flavour.name()),
+            ("KITH_SQLITE_SYNCHRONOUS", setup.opts.synchronous.name()),
+        ],
         Some(FD_LIMIT),
     )
     .await?;

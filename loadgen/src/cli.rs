@@ -3,7 +3,7 @@
 
 use crate::{
     error::Error,
-    options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions},
+    options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions, Synchronous},
 };
 use std::{path::PathBuf, time::Duration};
 
@@ -48,6 +48,8 @@ options (chat only):
                          A step may not exceed N × 100 × 18 messages/s (the hub lets a
                          connection send 20 frames a second, heartbeats included)
   --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)
+  --synchronous MODE     normal|full: the server's KITH_SQLITE_SYNCHRONOUS (default: normal,
+                         as in the other commands; full is the server's own default)
 
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
@@ -120,6 +122,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--group-rates" if chat => chat_opts.group_rates = rates(&flag, &value)?,
             "--groups" if chat => chat_opts.groups = positive(&flag, &value)?,
             "--longpoll-rate" if chat => chat_opts.longpoll_rate = rate(&flag, &value)?,
+            "--synchronous" if chat => {
+                chat_opts.synchronous = match value.to_ascii_lowercase().as_str() {
+                    "normal" => Synchronous::Normal,
+                    "full" => Synchronous::Full,
+                    _ => {
+                        return Err(usage(format!(
+                            "--synchronous takes normal or full, not {value:?}"
+                        )))
+                    }
+                }
+            }
             "--users" if presence => presence_opts.users = positive(&flag, &value)?,
             "--heartbeat-secs" if presence => presence_opts.heartbeat = secs(&flag, &value)?,
             "--subjects" if presence => presence_opts.subjects = positive(&flag, &value)?,
@@ -341,6 +354,14 @@ mod tests {
                     .map(String::from),
             )
         };
+        match chat(&["--synchronous", "FULL"]) {
+            Ok(Command::Chat(o)) => {
+                assert_eq!(o.synchronous, Synchronous::Full);
+                assert!(o.command_line().contains("--synchronous full"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(chat(&["--synchronous", "off"]).is_err());
         match chat(&["--groups", "1", "--group-rates", "1000,1800"]) {
             Ok(Command::Chat(o)) => {
                 assert_eq!(o.groups, 1);

@@ -223,9 +223,10 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
     println!("## Chat\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}; {} s per \
+        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS={}`; loadgen open-file limit {}; {} s per \
          send run.\n",
         bench.machine(),
+        opts.synchronous.name(),
         fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
         opts.duration.as_secs(),
     );

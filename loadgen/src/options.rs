@@ -108,6 +108,25 @@ pub struct ChatOptions {
     pub groups: usize,
     /// Messages/s POSTed while receivers long-poll (and then listen on WebSockets).
     pub longpoll_rate: u32,
+    /// The server's `KITH_SQLITE_SYNCHRONOUS`: `NORMAL` like every other scenario, or
+    /// `FULL` (the server's default: an acknowledged message survives a power loss).
+    pub synchronous: Synchronous,
+}
+
+/// How hard SQLite syncs a commit in the server under test (`KITH_SQLITE_SYNCHRONOUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    pub fn name(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
 }
 
 impl Default for ChatOptions {
@@ -127,6 +146,7 @@ impl Default for ChatOptions {
             ],
             groups: crate::chat_seed::GROUPS,
             longpoll_rate: 500,
+            synchronous: Synchronous::Normal,
         }
     }
 }
@@ -144,7 +164,8 @@ impl ChatOptions {
         let mut cmd = format!(
             "cargo build -p server --release && cargo run -p loadgen --release -- chat \
              --backends {} --redis-url {} --duration-secs {} --server-cpu {} --client-cpu {} \
-             --flavours {} --pair-rates {} --group-rates {} --groups {} --longpoll-rate {}",
+             --flavours {} --pair-rates {} --group-rates {} --groups {} --longpoll-rate {} \
+             --synchronous {}",
             backends.join(","),
             self.redis_url,
             self.duration.as_secs(),
@@ -155,6 +176,7 @@ impl ChatOptions {
             list(&self.group_rates),
             self.groups,
             self.longpoll_rate,
+            self.synchronous.name().to_lowercase(),
         );
         push_server_bin(&mut cmd, &self.server_bin);
         cmd

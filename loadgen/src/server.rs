@@ -185,7 +185,8 @@ pub struct UnderTest {
 impl UnderTest {
     /// Starts `bin` for `backend` with `env` on top of the settings every scenario shares
     /// (database, `KITH_SQLITE_SYNCHRONOUS=NORMAL`, `RUST_LOG=warn`, the Redis URL and a
-    /// fresh namespace). Fails early, and says so, when Redis does not answer.
+    /// fresh namespace); a variable in `env` replaces its shared setting. Fails early, and
+    /// says so, when Redis does not answer.
     pub async fn start(
         bin: &Path,
         cpu: Option<usize>,
@@ -212,6 +213,7 @@ impl UnderTest {
             ("RUST_LOG", "warn"),
         ]
         .iter()
+        .filter(|(shared, _)| !env.iter().any(|(k, _)| k == shared))
         .chain(env)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
