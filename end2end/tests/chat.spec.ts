@@ -90,3 +90,49 @@ test('a group of three chats together', async ({ browser }) => {
   await expect(messages(c.page).getByText('see you saturday')).toBeVisible();
   await expect(mainNav(a.page).getByRole('link', { name: 'Chat' })).toBeVisible();
 });
+
+test('a send that fails can be retried, and a message is never shown twice', async ({ browser }) => {
+  const a = await person(browser, 'retry_a');
+  const b = await person(browser, 'retry_b');
+  await open(a.page, `/u/${b.name}`);
+  await a.page.getByRole('button', { name: 'Message' }).click();
+  await expect(a.page).toHaveURL(/\/chat\/\d+$/);
+  const url = new URL(a.page.url()).pathname;
+  await open(b.page, url);
+  await say(a.page, 'before the outage');
+  await expect(messages(b.page).getByText('before the outage')).toBeVisible();
+
+  // The request never reaches the server: the message stays on A's screen as not sent.
+  await a.page.route('**/api/send_message*', (route) => route.abort(), { times: 1 });
+  const box = a.page.getByRole('textbox', { name: 'Message' });
+  await box.fill('sent on the second try');
+  await box.press('Enter');
+  await expect(a.page.getByRole('alert')).toContainText('Not sent');
+  await expect(messages(b.page).getByText('sent on the second try')).toHaveCount(0);
+  await a.page.getByRole('button', { name: 'Retry' }).click();
+  await expect(a.page.getByRole('alert')).toHaveCount(0);
+  await expect(messages(b.page).getByText('sent on the second try')).toBeVisible();
+
+  // The server stores the message but its answer is lost: the live copy settles it.
+  await a.page.route(
+    '**/api/send_message*',
+    async (route) => {
+      await route.fetch();
+      await route.abort();
+    },
+    { times: 1 },
+  );
+  await box.fill('stored though unanswered');
+  await box.press('Enter');
+  await expect(messages(b.page).getByText('stored though unanswered')).toBeVisible();
+  await expect(messages(a.page).getByText('stored though unanswered')).toHaveCount(1);
+  await expect(a.page.getByText('Sending…')).toHaveCount(0);
+
+  // After a reload each message is there once, in order.
+  for (const p of [a.page, b.page]) {
+    await p.reload();
+    await expect(messages(p).getByRole('listitem')).toHaveCount(3);
+    await expect(messages(p).getByRole('listitem').nth(1)).toContainText('sent on the second try');
+    await expect(messages(p).getByRole('listitem').last()).toContainText('stored though unanswered');
+  }
+});
