@@ -9,6 +9,10 @@ use leptos::prelude::*;
 use serde::Deserialize;
 use std::collections::HashMap;
 
+/// Live messages kept for the pages (a long session in busy groups would otherwise keep
+/// every message it ever received, and scan them all for each new one).
+pub const LIVE_MESSAGES_KEPT: usize = 1_000;
+
 /// How long a typing indicator shows without a new `typing` event.
 pub const TYPING_SHOWS_MS: u32 = 6_000;
 
@@ -81,8 +85,12 @@ pub struct ReadPosition {
 #[derive(Clone, Copy)]
 pub struct LiveClient {
     pub transport: RwSignal<Transport>,
-    /// Every message received live since the page loaded, in arrival order.
+    /// The newest messages received live since the page loaded (at most
+    /// [`LIVE_MESSAGES_KEPT`]), in arrival order. A conversation holds its own history;
+    /// one whose live messages were dropped from here finds the hole by `seq` and fetches it.
     pub messages: RwSignal<Vec<Message>>,
+    /// How many new messages have arrived (a signal for lists that show their effect).
+    pub arrivals: RwSignal<u64>,
     /// Presence changes pushed since the page loaded (pages fetch the initial state).
     pub presence: RwSignal<HashMap<Id, Seen>>,
     /// Who is typing where, right now.
@@ -106,6 +114,7 @@ impl LiveClient {
         let client = Self {
             transport: RwSignal::new(Transport::Idle),
             messages: RwSignal::new(Vec::new()),
+            arrivals: RwSignal::new(0),
             presence: RwSignal::new(HashMap::new()),
             typing: RwSignal::new(Vec::new()),
             reads: RwSignal::new(Vec::new()),
@@ -133,6 +142,12 @@ impl LiveClient {
         transport::start(*self);
     }
 
+    /// Whether the message `id` is newer than what the user's conversations held when this
+    /// client started (a message received since, not one received again).
+    pub fn arrived_live(&self, id: Id) -> bool {
+        id > self.known_at_start.get_value()
+    }
+
     /// Records messages (from any transport); duplicates are ignored.
     pub fn receive(&self, messages: Vec<Message>) {
         if messages.is_empty() {
@@ -145,13 +160,21 @@ impl LiveClient {
                     .any(|m| m.channel_id == t.channel_id && m.sender.id == t.user_id)
             })
         });
+        let mut added = 0;
         self.messages.update(|live| {
             for m in messages {
                 if !live.iter().any(|x| x.id == m.id) {
                     live.push(m);
+                    added += 1;
                 }
             }
+            if live.len() > LIVE_MESSAGES_KEPT {
+                live.drain(..live.len() - LIVE_MESSAGES_KEPT);
+            }
         });
+        if added > 0 {
+            self.arrivals.update(|n| *n += added);
+        }
     }
 
     /// Acts on one event from the server.
@@ -159,7 +182,7 @@ impl LiveClient {
         match event {
             Event::Message { message } => {
                 if Some(message.sender.id) != crate::feed::viewer_id()
-                    && message.id > self.known_at_start.get_value()
+                    && self.arrived_live(message.id)
                 {
                     alert(
                         &format!("{} sent a message", message.sender.display_name),
@@ -356,9 +379,11 @@ mod transport {
             let force = forced_longpoll();
             loop {
                 if force || failures >= FAILURES_BEFORE_LONGPOLL {
-                    client.transport.set(Transport::LongPoll);
                     match poll(cursor.get().to_string(), 25).await {
                         Ok(answer) => {
+                            // Set once a poll answers, so an outage shows as one
+                            // reconnecting banner rather than one that flickers per try.
+                            client.transport.set(Transport::LongPoll);
                             cursor.set(cursor.get().max(answer.cursor.0));
                             client.receive(answer.messages);
                             for event in answer.events {

@@ -34,6 +34,11 @@ pub struct Config {
     pub celebrity_threshold: u64,
     /// Posts a user may publish per minute (also the burst size).
     pub post_rate_per_min: u32,
+    /// Chat messages a user may send a second over HTTP (bursts of 2.5 times as many); a
+    /// WebSocket has its own per-connection frame limit.
+    pub chat_send_rate_per_sec: u32,
+    /// WebSockets a user may open a minute (also the burst size).
+    pub ws_connect_rate_per_min: u32,
     /// Silence after which a user is shown offline.
     pub presence_timeout: Duration,
     /// Origins allowed to make cookie-authenticated requests and WebSocket upgrades.
@@ -86,6 +91,19 @@ impl Config {
             .transpose()?
             .unwrap_or(30);
         positive("KITH_POST_RATE_PER_MIN", post_rate_per_min.into())?;
+        let chat_send_rate_per_sec: u32 = var("KITH_CHAT_SEND_RATE_PER_SEC")
+            .map(|v| parse("KITH_CHAT_SEND_RATE_PER_SEC", &v))
+            .transpose()?
+            .unwrap_or(20);
+        positive("KITH_CHAT_SEND_RATE_PER_SEC", chat_send_rate_per_sec.into())?;
+        let ws_connect_rate_per_min: u32 = var("KITH_WS_CONNECT_RATE_PER_MIN")
+            .map(|v| parse("KITH_WS_CONNECT_RATE_PER_MIN", &v))
+            .transpose()?
+            .unwrap_or(60);
+        positive(
+            "KITH_WS_CONNECT_RATE_PER_MIN",
+            ws_connect_rate_per_min.into(),
+        )?;
         let celebrity_threshold: u64 = var("KITH_CELEBRITY_THRESHOLD")
             .map(|v| parse("KITH_CELEBRITY_THRESHOLD", &v))
             .transpose()?
@@ -191,6 +209,8 @@ impl Config {
             node_id,
             celebrity_threshold,
             post_rate_per_min,
+            chat_send_rate_per_sec,
+            ws_connect_rate_per_min,
             presence_timeout: Duration::from_secs(presence_secs),
             allowed_origins,
             session_ttl: Duration::from_secs(session_days * 24 * 3600),
@@ -255,6 +275,8 @@ mod tests {
         assert_eq!(c.node_id, 0);
         assert_eq!(c.celebrity_threshold, 10_000);
         assert_eq!(c.post_rate_per_min, 30);
+        assert_eq!(c.chat_send_rate_per_sec, 20);
+        assert_eq!(c.ws_connect_rate_per_min, 60);
         assert_eq!(c.presence_timeout, Duration::from_secs(30));
         assert!(c
             .allowed_origins
@@ -268,6 +290,8 @@ mod tests {
             ("KITH_NODE_ID", "1024"),
             ("KITH_NODE_ID", "abc"),
             ("KITH_POST_RATE_PER_MIN", "0"),
+            ("KITH_CHAT_SEND_RATE_PER_SEC", "0"),
+            ("KITH_WS_CONNECT_RATE_PER_MIN", "x"),
             ("KITH_REDIS_URL", "localhost:6379"),
             ("KITH_ALLOWED_ORIGINS", "example.com"),
             ("KITH_RUNTIME", "fast"),

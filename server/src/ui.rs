@@ -256,13 +256,12 @@ impl UiBackend for ServerUi {
         client_msg_id: &str,
     ) -> Result<Message, ApiError> {
         let me = self.signed_in(parts).await?;
-        Ok(chat::service::send(
+        Ok(chat::service::send_over_http(
             &self.state,
             &me,
             parse_id(id, "channel")?,
             content,
             client_msg_id,
-            0,
         )
         .await?)
     }

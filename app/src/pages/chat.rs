@@ -46,7 +46,7 @@ pub fn ChatList() -> impl IntoView {
         move || {
             (
                 create.version().get(),
-                client.messages.with(Vec::len),
+                client.arrivals.get(),
                 client.reads.get(),
             )
         },
@@ -122,10 +122,12 @@ pub fn Conversation() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let info = Resource::new(id, get_channel);
     let first = Resource::new(id, |id| get_history(id, None, None));
+    let reconnecting = move || client.transport.get() == Transport::Reconnecting;
     view! {
-        <Show when=move || matches!(client.transport.get(), Transport::Reconnecting | Transport::Connecting)>
-            <p role="status" class="banner">"Reconnecting…"</p>
-        </Show>
+        // Always in the page, so screen readers announce the change of its text.
+        <p role="status" class=move || if reconnecting() { "banner" } else { "visually-hidden" }>
+            {move || if reconnecting() { "Reconnecting…" } else { "" }}
+        </p>
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match (info.await, first.await) {
@@ -177,19 +179,30 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         .map(|m| (m.id, m.display_name.clone()))
         .collect();
 
+    // This channel's live messages, kept here: the live client keeps only the newest of
+    // all channels.
+    let received = RwSignal::new(Vec::<Message>::new());
+    let received_ids = StoredValue::new(std::collections::HashSet::<crate::model::Id>::new());
+    Effect::new(move |_| {
+        let fresh: Vec<Message> = client.messages.with(|live| {
+            live.iter()
+                .filter(|m| m.channel_id == channel_id)
+                .filter(|m| received_ids.with_value(|ids| !ids.contains(&m.id)))
+                .cloned()
+                .collect()
+        });
+        if !fresh.is_empty() {
+            received_ids.update_value(|ids| ids.extend(fresh.iter().map(|m| m.id)));
+            received.update(|r| r.extend(fresh));
+        }
+    });
     // Everything known of this channel, in id order, each message once.
     let messages = Memo::new(move |_| {
         let mut all: Vec<Message> = older.get();
         all.extend(first.iter().cloned());
         all.extend(confirmed.get());
         all.extend(filled.get());
-        all.extend(
-            client
-                .messages
-                .get()
-                .into_iter()
-                .filter(|m| m.channel_id == channel_id),
-        );
+        received.with(|r| all.extend(r.iter().cloned()));
         all.sort_by_key(|m| m.id);
         all.dedup_by_key(|m| m.id);
         all
@@ -225,6 +238,19 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             }
         });
     });
+    let announcement = Memo::new(move |_| {
+        client.messages.with(|live| {
+            live.iter()
+                .rev()
+                .find(|m| {
+                    m.channel_id == channel_id
+                        && Some(m.sender.id) != me
+                        && client.arrived_live(m.id)
+                })
+                .map(|m| format!("{}: {}", m.sender.display_name, m.content))
+                .unwrap_or_default()
+        })
+    });
     let waiting = move || {
         let done = messages.get();
         pending
@@ -257,8 +283,15 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             }
         });
     };
+    let input = NodeRef::<leptos::html::Input>::new();
+    let focus_input = move || {
+        if let Some(el) = input.get_untracked() {
+            let _ = el.focus();
+        }
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
+        focus_input();
         let content = draft.get_untracked();
         if content.trim().is_empty() {
             return;
@@ -283,10 +316,19 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         if let Some(p) = again {
             deliver(p);
         }
+        // The Retry button goes away with the failure it offered to fix.
+        focus_input();
     };
-    // Read receipts: the newest message shown while the page is visible is read.
+    // Read receipts: the newest message shown while the page is visible is read, including
+    // what arrived while the tab was hidden, once it is shown again.
     let marked = StoredValue::new(crate::model::Id(0));
+    let shown_again = RwSignal::new(0u32);
+    let visibility = window_event_listener_untyped("visibilitychange", move |_| {
+        shown_again.update(|n| *n += 1);
+    });
+    on_cleanup(move || visibility.remove());
     Effect::new(move |_| {
+        shown_again.track();
         let Some(newest) = messages.with(|all| all.last().map(|m| m.id)) else {
             return;
         };
@@ -349,16 +391,27 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             (!who.is_empty()).then(|| format!("Seen by {}", who.join(", ")))
         })
     };
+    let loading_older = RwSignal::new(false);
+    let older_failed = RwSignal::new(None::<String>);
     let load_older = move |_| {
         let Some(before) = cursor.get_untracked() else {
             return;
         };
+        if loading_older.get_untracked() {
+            return;
+        }
+        loading_older.set(true);
+        older_failed.set(None);
         let channel = channel_id.to_string();
         leptos::task::spawn_local(async move {
-            if let Ok(page) = get_history(channel, Some(before), None).await {
-                older.update(|o| o.extend(page.items));
-                cursor.set(page.next_cursor);
+            match get_history(channel, Some(before), None).await {
+                Ok(page) => {
+                    older.update(|o| o.extend(page.items));
+                    cursor.set(page.next_cursor);
+                }
+                Err(e) => older_failed.set(Some(e.message)),
             }
+            loading_older.set(false);
         });
     };
 
@@ -378,12 +431,17 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             // The history scrolls inside the card, so the send box stays in view. The outer
             // box is a reversed column (with one child): browsers then keep it scrolled to
             // the newest message as messages arrive, unless the reader scrolled up.
-            <div class="scroller">
+            <div class="scroller" tabindex="0" role="region" aria-label="Message history">
                 <div>
                     <Show when=move || cursor.get().is_some()>
-                        <button type="button" class="button-quiet" on:click=load_older>"Load earlier messages"</button>
+                        <button type="button" class="button-quiet" on:click=load_older disabled=move || loading_older.get()>
+                            {move || if loading_older.get() { "Loading earlier messages…" } else { "Load earlier messages" }}
+                        </button>
                     </Show>
-                    <ol class="messages" aria-label="Messages" aria-live="polite">
+                    <Show when=move || older_failed.with(Option::is_some)>
+                        <p role="alert" class="error">{move || format!("Could not load earlier messages: {}", older_failed.get().unwrap_or_default())}</p>
+                    </Show>
+                    <ol class="messages" aria-label="Messages">
                         <For each=move || messages.get() key=|m| m.id let:m>
                             <li class="message">
                                 <span class="sender">{m.sender.display_name.clone()}</span>
@@ -393,6 +451,7 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
                         </For>
                         <For each=waiting key=|p| (p.client_msg_id.clone(), p.failed.clone()) let:p>
                             <li class="message pending">
+                                <span class="sender">"You"</span>
                                 <p class="message-body">{p.content.clone()}</p>
                                 {match p.failed.clone() {
                                     None => view! { <span class="muted">"Sending…"</span> }.into_any(),
@@ -412,10 +471,13 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             <Show when=move || seen_by.with(Option::is_some)>
                 <p class="muted seen">{seen_by}</p>
             </Show>
-            <p class="muted typing" role="status" aria-live="polite">{typing_text}</p>
+            <p class="muted typing">{typing_text}</p>
+            // New messages from the others, announced one at a time (not the whole list,
+            // which older pages and gap fills also change).
+            <p class="visually-hidden" role="status">{announcement}</p>
             <form class="send" on:submit=submit>
                 <label for="message-input" class="visually-hidden">"Message"</label>
-                <input id="message-input" type="text" autocomplete="off" maxlength="4000" placeholder="Write a message"
+                <input id="message-input" node_ref=input type="text" autocomplete="off" maxlength="4000" placeholder="Write a message"
                     aria-label="Message" prop:value=draft on:input=move |ev| {
                         set_draft.set(event_target_value(&ev));
                         typed();

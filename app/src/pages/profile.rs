@@ -113,7 +113,8 @@ fn MessageButton(username: String) -> impl IntoView {
     });
     let error = move || open.value().get().and_then(Result::err).map(|e| e.message);
     view! {
-        <button type="button" class="button-small" on:click=move |_| { open.dispatch(username.clone()); }>"Message"</button>
+        <button type="button" class="button-small" disabled=move || open.pending().get()
+            on:click=move |_| { open.dispatch(username.clone()); }>"Message"</button>
         <Show when=move || error().is_some()>
             <span role="alert" class="error">{error}</span>
         </Show>

@@ -139,7 +139,7 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `?limit&before&after` of history.
+/// `?limit&before&after&cursor` of history.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
@@ -148,6 +148,10 @@ pub struct HistoryQuery {
     pub before: Option<String>,
     /// Messages newer than this id, oldest first.
     pub after: Option<String>,
+    /// The previous page's `next_cursor`, for clients that page every list the same way:
+    /// the same as `before` (paging back from the newest). Paging forward, pass
+    /// `next_cursor` as `after`.
+    pub cursor: Option<String>,
 }
 
 /// GET /v1/chat/channels/{id}/messages — a page in id order; `next_cursor` continues in
@@ -167,10 +171,14 @@ pub async fn history(
     }
     .limit()?;
     let before = query_id("before", q.before.as_deref())?;
+    let cursor = query_id("cursor", q.cursor.as_deref())?;
     let after = query_id("after", q.after.as_deref())?;
-    if before.is_some() && after.is_some() {
-        return Err(AppError::invalid_request("give before or after, not both"));
+    if [before, cursor, after].iter().flatten().count() > 1 {
+        return Err(AppError::invalid_request(
+            "give one of before, after and cursor",
+        ));
     }
+    let before = before.or(cursor);
     Ok(Json(
         service::history(&state, &auth.user, channel_id(&id)?, before, after, limit).await?,
     ))
@@ -187,20 +195,19 @@ pub struct NewMessage {
 /// POST /v1/chat/channels/{id}/messages — 201 once the message is durably stored.
 #[utoipa::path(post, path = "/v1/chat/channels/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = NewMessage,
-    responses((status = 201, body = Message), (status = 403, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+    responses((status = 201, body = Message), (status = 403, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody), (status = 429, body = app::model::ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
     Json(body): Json<NewMessage>,
 ) -> Result<(StatusCode, Json<Message>), AppError> {
-    let message = service::send(
+    let message = service::send_over_http(
         &state,
         &auth.user,
         channel_id(&id)?,
         &body.content,
         &body.client_msg_id,
-        0,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(message)))

@@ -94,21 +94,34 @@ pub async fn create_group(
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(AppError::validation("name", "must be 1 to 100 characters"));
     }
-    let mut ids = vec![me.id.0];
-    for username in members {
-        let user = user_by_name(state, username.trim()).await?;
-        if !ids.contains(&user.id) {
-            ids.push(user.id);
-        }
-    }
-    if ids.len() > rules::MAX_GROUP_MEMBERS {
-        return Err(AppError::new(
+    let too_large = || {
+        AppError::new(
             ErrorCode::GroupTooLarge,
             format!(
                 "members: a group has at most {} members, creator included",
                 rules::MAX_GROUP_MEMBERS
             ),
-        ));
+        )
+    };
+    // Counted before any name is looked up: a request naming thousands costs nothing.
+    let mut seen = std::collections::HashSet::new();
+    let names: Vec<&str> = members
+        .iter()
+        .map(|m| m.trim())
+        .filter(|n| *n != me.username && seen.insert(*n))
+        .collect();
+    if names.len() + 1 > rules::MAX_GROUP_MEMBERS {
+        return Err(too_large());
+    }
+    let mut ids = vec![me.id.0];
+    for username in names {
+        let user = user_by_name(state, username).await?;
+        if !ids.contains(&user.id) {
+            ids.push(user.id);
+        }
+    }
+    if ids.len() > rules::MAX_GROUP_MEMBERS {
+        return Err(too_large());
     }
     let now = state.clock.now_ms();
     let id = state.ids.next_id();
@@ -257,6 +270,37 @@ pub async fn hydrate(
             })
         })
         .collect())
+}
+
+/// [`send`] for a client without a socket (the REST API, the UI's pages): within the
+/// user's HTTP send quota (`KITH_CHAT_SEND_RATE_PER_SEC`, shared by every node through the
+/// rate limiter), else 429. Over a WebSocket each connection has its own frame limit.
+pub async fn send_over_http(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    content: &str,
+    client_msg_id: &str,
+) -> Result<Message, AppError> {
+    use crate::backend::{Decision, Quota};
+    let rate = state.config.chat_send_rate_per_sec;
+    let quota = Quota {
+        limit: rate,
+        period: std::time::Duration::from_secs(1),
+        burst: rate.saturating_mul(5) / 2,
+    };
+    let key = crate::backend::id_key("chat-send:", me.id.0);
+    if let Decision::Denied { retry_after } = state
+        .backends
+        .limiter
+        .acquire(&key, quota, state.clock.now_ms())
+        .await?
+    {
+        return Err(AppError::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        });
+    }
+    send(state, me, channel, content, client_msg_id, 0).await
 }
 
 /// Stores a message (acknowledged only after commit), then wakes every member's
@@ -461,7 +505,12 @@ pub async fn wait_for_messages(
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
         loop {
             match tokio::time::timeout_at(deadline, wake.recv()).await {
-                Err(_) => break,
+                // One last look: a message whose wake-up was lost is answered now rather
+                // than one poll later.
+                Err(_) => {
+                    messages = since_batch(state, me, since).await?;
+                    break;
+                }
                 // Not a message: hand the event over as it is.
                 Ok(Ok(payload)) => {
                     if let Some(Wake::Frame {

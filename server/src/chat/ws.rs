@@ -84,6 +84,7 @@ const FRAME_QUOTA: Quota = Quota {
 mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const INVALID_DATA: u16 = 1007;
     pub const TOO_BIG: u16 = 1009;
     pub const RESTARTING: u16 = 1012;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -169,6 +170,12 @@ enum ClientFrame {
     },
 }
 
+/// The one field of a frame that did not parse which its error echoes.
+#[derive(Deserialize)]
+struct Echo {
+    client_msg_id: Option<String>,
+}
+
 /// GET /v1/chat/ws
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -195,6 +202,11 @@ pub async fn upgrade(
             Err(e) => return e.into_response(),
         },
     };
+    if let Some((user, _)) = &user {
+        if let Err(e) = admit_connection(&state, user.id.0).await {
+            return e.into_response();
+        }
+    }
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Chat frames are small; a larger frame grows the buffer while it is read.
@@ -204,6 +216,25 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_COALESCE)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| run(state, socket, user))
+}
+
+/// Takes one of the user's WebSocket openings (`KITH_WS_CONNECT_RATE_PER_MIN`, shared by
+/// every node through the rate limiter): a client reconnecting in a tight loop, or many
+/// sockets opened with one stolen token, is refused with 429 (or closed with 1013).
+async fn admit_connection(state: &AppState, user: i64) -> Result<(), AppError> {
+    let quota = Quota::per_minute(state.config.ws_connect_rate_per_min);
+    let key = crate::backend::id_key("ws-connect:", user);
+    match state
+        .backends
+        .limiter
+        .acquire(&key, quota, state.clock.now_ms())
+        .await?
+    {
+        Decision::Allowed => Ok(()),
+        Decision::Denied { retry_after } => Err(AppError::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        }),
+    }
 }
 
 fn close_frame(code: u16, reason: &'static str) -> WsMessage {
@@ -283,7 +314,20 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         )
         .await
         {
-            Ok(Some(u)) => u,
+            Ok(Some(u)) => {
+                if Box::pin(admit_connection(&state, u.0.id.0)).await.is_err() {
+                    let _ = timeout(
+                        WRITE_TIMEOUT,
+                        socket.send(close_frame(
+                            close::TRY_AGAIN_LATER,
+                            "too many connections; try again later",
+                        )),
+                    )
+                    .await;
+                    return;
+                }
+                u
+            }
             _ => {
                 let _ = timeout(
                     WRITE_TIMEOUT,
@@ -354,6 +398,8 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
                         let text = e.to_string();
                         break if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
                             End::Close(close::TOO_BIG, "message too big (64 KiB at most)")
+                        } else if text.contains("UTF-8") {
+                            End::Close(close::INVALID_DATA, "text frames must be UTF-8")
                         } else {
                             End::Gone
                         };
@@ -680,15 +726,16 @@ impl Conn {
     }
 
     /// Applies the per-connection frame limit: the time of a frame within it, `None` for
-    /// a frame over it (the client has been told).
-    fn admit(&mut self) -> Result<Option<i64>, End> {
+    /// a frame over it (the client has been told, with the `client_msg_id` of a refused
+    /// send so it can mark that message failed).
+    fn admit(&mut self, client_msg_id: Option<&str>) -> Result<Option<i64>, End> {
         let now = self.state.clock.now_ms();
         let (decision, tat) = gcra(self.tat, FRAME_QUOTA, now, true);
         if let Decision::Denied { .. } = decision {
             self.push(error_frame(
                 "rate_limited",
                 "too many frames; slow down",
-                None,
+                client_msg_id,
             ))?;
             return Ok(None);
         }
@@ -699,7 +746,7 @@ impl Conn {
     /// A bare `{"type":"heartbeat"}`: activity, usually batched in memory; only a write
     /// through to the presence store needs the (boxed) async path.
     async fn heartbeat(&mut self) -> Result<(), End> {
-        let Some(now) = self.admit()? else {
+        let Some(now) = self.admit(None)? else {
             return Ok(());
         };
         if !crate::presence::batched(&self.state, self.user.id.0, now) {
@@ -709,17 +756,27 @@ impl Conn {
     }
 
     async fn client_frame(&mut self, text: &str) -> Result<(), End> {
-        if self.admit()?.is_none() {
+        let parsed = serde_json::from_str::<ClientFrame>(text);
+        // The `client_msg_id` an error about this frame carries: a client matches it to
+        // the message it tried to send, even in a frame that did not parse.
+        let client_msg_id = match &parsed {
+            Ok(ClientFrame::Send { client_msg_id, .. }) => Some(client_msg_id.clone()),
+            Ok(_) => None,
+            Err(_) => serde_json::from_str::<Echo>(text)
+                .ok()
+                .and_then(|e| e.client_msg_id),
+        };
+        if self.admit(client_msg_id.as_deref())?.is_none() {
             return Ok(());
         }
         crate::presence::activity(&self.state, self.user.id.0).await;
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
+        let frame = match parsed {
             Ok(f) => f,
             Err(e) => {
                 return self.push(error_frame(
                     "invalid_request",
                     &format!("bad frame: {e}"),
-                    None,
+                    client_msg_id.as_deref(),
                 ))
             }
         };

@@ -161,6 +161,56 @@ async fn messages_are_ordered_gap_free_and_idempotent(backend: Backend) -> Resul
         .filter_map(|m| m["seq"].as_i64())
         .collect();
     assert_eq!(seqs, vec![2, 3, 4]);
+    // Forward pages continue with `after`; `cursor` continues backward like `before`, so a
+    // client that pages every list by `cursor` walks the history to its start.
+    let forward: Value = app
+        .get(
+            &format!(
+                "/v1/chat/channels/{ch}/messages?limit=3&after={}",
+                str_of(&after, "next_cursor")
+            ),
+            Some(&b.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(forward["items"][0]["seq"], 5);
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => format!("/v1/chat/channels/{ch}/messages?limit=5"),
+            Some(c) => format!("/v1/chat/channels/{ch}/messages?limit=5&cursor={c}"),
+        };
+        let page: Value = app.get(&path, Some(&a.token)).await?.json().await?;
+        let mut seqs: Vec<i64> = page["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .filter_map(|m| m["seq"].as_i64())
+            .collect();
+        seqs.extend(walked);
+        walked = seqs;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        anyhow::ensure!(
+            walked.len() <= 13,
+            "paging by cursor does not end: {walked:?}"
+        );
+    }
+    assert_eq!(walked, (1..=13).collect::<Vec<i64>>());
+    assert_error(
+        app.get(
+            &format!("/v1/chat/channels/{ch}/messages?cursor={before}&after={before}"),
+            Some(&a.token),
+        )
+        .await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
 
     // Outsiders get nothing.
     let mut refused = 0;
@@ -226,6 +276,16 @@ async fn groups_enforce_size_and_membership_rules(backend: Backend) -> Result<()
         .post_json(
             "/v1/chat/groups",
             &json!({"name": "huge", "members": too_many}),
+            Some(&owner.token),
+        )
+        .await?;
+    assert_error(resp, 422, "group_too_large").await?;
+    // Too many names is too many, whether or not they all exist (none is looked up).
+    let with_unknown: Vec<String> = (0..150).map(|i| format!("nobody_{i:03}")).collect();
+    let resp = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "huge", "members": with_unknown}),
             Some(&owner.token),
         )
         .await?;
@@ -441,7 +501,55 @@ async fn the_conversation_list_orders_by_activity_with_unread_counts(
     Ok(())
 }
 
+/// Sends over HTTP have a per-user quota (a WebSocket has its own per-connection one):
+/// past its burst a send gets 429 with `Retry-After`, and nothing is stored; once time
+/// has passed sends go through again. Another user is not affected.
+async fn http_sends_are_rate_limited_per_user(backend: Backend) -> Result<()> {
+    let app = common::spawn_with(
+        backend,
+        common::Options {
+            manual_clock: true,
+            env: vec![("KITH_CHAT_SEND_RATE_PER_SEC", "2".into())],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (a, b) = (
+        app.register("quota_a").await?,
+        app.register("quota_b").await?,
+    );
+    let channel: Value = dm(&app, &a, "quota_b").await?.json().await?;
+    let ch = str_of(&channel, "id").to_string();
+    // A burst of 2.5 seconds' worth.
+    for i in 0..5 {
+        sent(&app, &a, &ch, &format!("m{i}"), &format!("q{i}")).await?;
+    }
+    let refused = send(&app, &a, &ch, "one too many", "q5").await?;
+    let retry_after = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .context("a Retry-After header")?;
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    assert_error(refused, 429, "rate_limited").await?;
+    sent(&app, &b, &ch, "the other user is not limited", "b0").await?;
+    let page: Value = app
+        .get(
+            &format!("/v1/chat/channels/{ch}/messages?limit=100"),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(6), "{page}");
+    app.clock.as_ref().context("manual clock")?.advance(1_000);
+    sent(&app, &a, &ch, "after a second", "q5").await?;
+    Ok(())
+}
+
 both_backends!(
+    http_sends_are_rate_limited_per_user,
     direct_channels_are_one_per_pair,
     messages_are_ordered_gap_free_and_idempotent,
     groups_enforce_size_and_membership_rules,

@@ -206,6 +206,18 @@ async fn bad_frames_get_errors_and_the_connection_survives(backend: Backend) -> 
             "{e}"
         );
     }
+    // An error about a send that did not parse names the message it was about.
+    send_json(
+        &mut ws,
+        json!({"type": "send", "channel_id": 5, "client_msg_id": "bad-id-type", "content": "x"}),
+    )
+    .await?;
+    let e = next_json(&mut ws).await?;
+    assert_eq!(
+        (e["code"].as_str(), e["client_msg_id"].as_str()),
+        (Some("invalid_request"), Some("bad-id-type")),
+        "{e}"
+    );
     // A non-member is refused per frame, not just at the upgrade.
     let mut outsider = connect(&app, Some(&c)).await?;
     send_json(
@@ -282,7 +294,15 @@ async fn upgrades_are_authenticated_and_origin_checked(backend: Backend) -> Resu
 }
 
 async fn slow_consumers_are_closed_and_recover_by_sync(backend: Backend) -> Result<()> {
-    let app = spawn_app(backend).await?;
+    // One sender floods the channel over HTTP, past the per-user send quota.
+    let app = common::spawn_with(
+        backend,
+        common::Options {
+            env: vec![("KITH_CHAT_SEND_RATE_PER_SEC", "1000000".into())],
+            ..Default::default()
+        },
+    )
+    .await?;
     let (a, b) = (app.register("slow_a").await?, app.register("slow_b").await?);
     let ch = dm_channel(&app, &a, "slow_b").await?;
     // B connects, with a small receive buffer, and then stops reading.
@@ -621,6 +641,116 @@ async fn refused_publishes(
     Ok(refused)
 }
 
+/// A text frame that is not UTF-8 closes the socket with 1007; the server stays up.
+async fn invalid_utf8_closes_with_1007(backend: Backend) -> Result<()> {
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        coding::{Data, OpCode},
+        Frame,
+    };
+    let app = spawn_app(backend).await?;
+    let a = app.register("utf_a").await?;
+    let mut ws = connect(&app, Some(&a)).await?;
+    let not_utf8 = vec![b'{', 0xff, 0xfe, b'}'];
+    ws.send(Message::Frame(Frame::message(
+        not_utf8,
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await?;
+    assert_eq!(close_code(&mut ws).await?, 1007);
+    let mut again = connect(&app, Some(&a)).await?;
+    send_json(&mut again, json!({"type": "heartbeat"})).await?;
+    send_json(&mut again, json!({"type": "bogus"})).await?;
+    assert_eq!(next_json(&mut again).await?["type"], "error");
+    Ok(())
+}
+
+/// Past the per-connection frame limit a `send` is refused with `rate_limited`, naming its
+/// `client_msg_id`, and nothing is stored; the connection stays open.
+async fn a_send_over_the_frame_limit_is_refused_by_name(backend: Backend) -> Result<()> {
+    let app = common::spawn_with(
+        backend,
+        common::Options {
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (a, _b) = (
+        app.register("limit_a").await?,
+        app.register("limit_b").await?,
+    );
+    let ch = dm_channel(&app, &a, "limit_b").await?;
+    let mut ws = connect(&app, Some(&a)).await?;
+    // The clock stands still: 50 heartbeats take the whole burst.
+    for _ in 0..50 {
+        send_json(&mut ws, json!({"type": "heartbeat"})).await?;
+    }
+    send_json(
+        &mut ws,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "over", "content": "too soon"}),
+    )
+    .await?;
+    let e = next_json(&mut ws).await?;
+    assert_eq!(
+        (e["code"].as_str(), e["client_msg_id"].as_str()),
+        (Some("rate_limited"), Some("over")),
+        "{e}"
+    );
+    let page: Value = app
+        .get(&format!("/v1/chat/channels/{ch}/messages"), Some(&a.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "{page}");
+    app.clock.as_ref().context("manual clock")?.advance(1_000);
+    send_json(
+        &mut ws,
+        json!({"type": "send", "channel_id": ch, "client_msg_id": "over", "content": "too soon"}),
+    )
+    .await?;
+    assert_eq!(next_json(&mut ws).await?["type"], "ack");
+    Ok(())
+}
+
+/// A user may open only so many sockets a minute: past that an upgrade gets 429 with
+/// `Retry-After`, and a socket that authenticates by frame is closed with 1013. Other users
+/// are not affected, and the quota comes back with time.
+async fn opening_sockets_too_fast_is_refused(backend: Backend) -> Result<()> {
+    let app = common::spawn_with(
+        backend,
+        common::Options {
+            manual_clock: true,
+            env: vec![("KITH_WS_CONNECT_RATE_PER_MIN", "3".into())],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (a, b) = (app.register("many_a").await?, app.register("many_b").await?);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&app, Some(&a)).await?);
+    }
+    let refused = connect(&app, Some(&a))
+        .await
+        .err()
+        .context("a fourth socket within the minute")?;
+    match refused.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+        Some(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        other => return Err(anyhow!("not an HTTP refusal: {other:?}")),
+    }
+    let mut by_frame = connect(&app, None).await?;
+    send_json(&mut by_frame, json!({"type": "auth", "token": a.token})).await?;
+    assert_eq!(close_code(&mut by_frame).await?, 1013);
+    connect(&app, Some(&b)).await?;
+    app.clock.as_ref().context("manual clock")?.advance(60_000);
+    connect(&app, Some(&a)).await?;
+    Ok(())
+}
+
 /// Stores a message without its wake-up (as if the wake-up were lost on the way); returns
 /// the message as the API shows it.
 async fn store_quietly(
@@ -787,6 +917,25 @@ async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) 
     Ok(())
 }
 
+/// A long poll whose wait runs out reads once more before it answers: a message whose
+/// wake-up was lost comes with this answer, not one poll later.
+async fn a_long_poll_that_times_out_looks_once_more(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("lp_x").await?, app.register("lp_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    let poll = app.waiting_sync(&y, "0", 1).await?;
+    store_quietly(&app, &x, &dm, "no wake-up").await?;
+    let answer = poll.await??;
+    let contents: Vec<&str> = answer["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["no wake-up"], "{answer}");
+    Ok(())
+}
+
 /// A wake-up still on its way when a `sync` read its message from the database is not
 /// sent a second time; a `sync` asked for again is answered in full.
 async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<()> {
@@ -824,6 +973,10 @@ async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<(
 }
 
 both_backends!(
+    invalid_utf8_closes_with_1007,
+    a_long_poll_that_times_out_looks_once_more,
+    a_send_over_the_frame_limit_is_refused_by_name,
+    opening_sockets_too_fast_is_refused,
     catch_up_sends_what_the_socket_missed_and_not_old_history,
     catch_up_recovers_a_message_older_than_one_delivered,
     a_wake_up_behind_a_sync_is_not_sent_twice,
