@@ -148,10 +148,11 @@ impl LiveClient {
         id > self.known_at_start.get_value()
     }
 
-    /// Records messages (from any transport); duplicates are ignored.
-    pub fn receive(&self, messages: Vec<Message>) {
+    /// Records messages (from any transport); duplicates are ignored. Returns how many
+    /// were new.
+    pub fn receive(&self, messages: Vec<Message>) -> u64 {
         if messages.is_empty() {
-            return;
+            return 0;
         }
         self.typing.update(|typing| {
             typing.retain(|t| {
@@ -175,21 +176,27 @@ impl LiveClient {
         if added > 0 {
             self.arrivals.update(|n| *n += added);
         }
+        added
     }
 
     /// Acts on one event from the server.
     pub fn handle(&self, event: Event) {
         match event {
             Event::Message { message } => {
-                if Some(message.sender.id) != crate::feed::viewer_id()
-                    && self.arrived_live(message.id)
-                {
-                    alert(
-                        &format!("{} sent a message", message.sender.display_name),
-                        &message.content,
-                    );
+                let alert_for = (Some(message.sender.id) != crate::feed::viewer_id()
+                    && self.arrived_live(message.id))
+                .then(|| {
+                    (
+                        format!("{} sent a message", message.sender.display_name),
+                        message.content.clone(),
+                    )
+                });
+                // A message received twice (a replay, a catch-up) alerts once.
+                if self.receive(vec![message]) > 0 {
+                    if let Some((title, body)) = alert_for {
+                        alert(&title, &body);
+                    }
                 }
-                self.receive(vec![message]);
             }
             Event::Presence {
                 user_id,
@@ -376,13 +383,18 @@ mod transport {
             cursor.set(newest.millis_earlier(REPLAY_MS).0);
             let mut failures = 0u32;
             let mut polls = 0u32;
+            let mut poll_failed = false;
             let force = forced_longpoll();
             loop {
                 if force || failures >= FAILURES_BEFORE_LONGPOLL {
+                    // After a failed poll the state stays "reconnecting" until one answers,
+                    // so an outage shows one steady banner rather than one per try.
+                    if !poll_failed {
+                        client.transport.set(Transport::LongPoll);
+                    }
                     match poll(cursor.get().to_string(), 25).await {
                         Ok(answer) => {
-                            // Set once a poll answers, so an outage shows as one
-                            // reconnecting banner rather than one that flickers per try.
+                            poll_failed = false;
                             client.transport.set(Transport::LongPoll);
                             cursor.set(cursor.get().max(answer.cursor.0));
                             client.receive(answer.messages);
@@ -394,6 +406,7 @@ mod transport {
                             polls += 1;
                         }
                         Err(_) => {
+                            poll_failed = true;
                             client.transport.set(Transport::Reconnecting);
                             sleep_ms(backoff_ms(2)).await;
                         }

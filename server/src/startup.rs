@@ -247,11 +247,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::presence::routes::router())
         .merge(crate::notifications::routes::router())
         .merge(ops::router())
+        .route("/v1/{*rest}", axum::routing::any(no_such_endpoint))
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
         >(context, app::shell))
+        .layer(from_fn(api_errors_in_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn(reject_oversized))
         .layer(from_fn_with_state(state.clone(), csrf::guard))
@@ -259,6 +261,66 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), telemetry::track_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Gives every error of the API (`/v1/…`) the API's JSON shape, including those that no
+/// handler of ours wrote: a known path with the wrong method, a path or query an
+/// extractor could not read. The status, headers (`Allow`, `Set-Cookie` …) and extensions
+/// stay; only the body is replaced.
+async fn api_errors_in_json(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let code = match status.as_u16() {
+        400 | 411 | 415 => ErrorCode::InvalidRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        422 => ErrorCode::ValidationFailed,
+        429 => ErrorCode::RateLimited,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    // An extractor's rejection says what was wrong in a line of text; anything longer,
+    // and any server error's text, is not passed on.
+    let text = if code == ErrorCode::Internal {
+        String::new()
+    } else {
+        axum::body::to_bytes(body, 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let json = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(json.to_string()))
+}
+
+/// `/v1/…` paths that no route has: a JSON 404, without rendering the UI's not-found page.
+async fn no_such_endpoint() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 /// Refuses a declared-oversized body before reading any of it (413 in the API's shape);

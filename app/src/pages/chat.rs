@@ -247,8 +247,7 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
                         && Some(m.sender.id) != me
                         && client.arrived_live(m.id)
                 })
-                .map(|m| format!("{}: {}", m.sender.display_name, m.content))
-                .unwrap_or_default()
+                .map(|m| (m.id, format!("{}: {}", m.sender.display_name, m.content)))
         })
     });
     let waiting = move || {
@@ -434,7 +433,10 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             <div class="scroller" tabindex="0" role="region" aria-label="Message history">
                 <div>
                     <Show when=move || cursor.get().is_some()>
-                        <button type="button" class="button-quiet" on:click=load_older disabled=move || loading_older.get()>
+                        // aria-disabled, not disabled: a disabled button would drop the
+                        // keyboard focus while the page loads.
+                        <button type="button" class="button-quiet" on:click=load_older
+                            aria-disabled=move || loading_older.get().to_string()>
                             {move || if loading_older.get() { "Loading earlier messages…" } else { "Load earlier messages" }}
                         </button>
                     </Show>
@@ -474,7 +476,9 @@ fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
             <p class="muted typing">{typing_text}</p>
             // New messages from the others, announced one at a time (not the whole list,
             // which older pages and gap fills also change).
-            <p class="visually-hidden" role="status">{announcement}</p>
+            <p class="visually-hidden" role="status">
+                {move || announcement.get().map(|(_, text)| text).unwrap_or_default()}
+            </p>
             <form class="send" on:submit=submit>
                 <label for="message-input" class="visually-hidden">"Message"</label>
                 <input id="message-input" node_ref=input type="text" autocomplete="off" maxlength="4000" placeholder="Write a message"

@@ -104,11 +104,12 @@ pub async fn create_group(
         )
     };
     // Counted before any name is looked up: a request naming thousands costs nothing.
+    // Usernames compare without case, as the store does.
     let mut seen = std::collections::HashSet::new();
     let names: Vec<&str> = members
         .iter()
         .map(|m| m.trim())
-        .filter(|n| *n != me.username && seen.insert(*n))
+        .filter(|n| !n.eq_ignore_ascii_case(&me.username) && seen.insert(n.to_ascii_lowercase()))
         .collect();
     if names.len() + 1 > rules::MAX_GROUP_MEMBERS {
         return Err(too_large());
@@ -524,8 +525,14 @@ pub async fn wait_for_messages(
                         }
                     }
                 }
-                // A lagged receiver or a closed topic: the database says what is new.
-                Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => {}
+                // A lagged receiver: the database says what is new.
+                Ok(Err(RecvError::Lagged(_))) => {}
+                // No more wake-ups will come (the node is stopping): answer with what the
+                // database has now rather than spin until the deadline.
+                Ok(Err(RecvError::Closed)) => {
+                    messages = since_batch(state, me, since).await?;
+                    break;
+                }
             }
             messages = since_batch(state, me, since).await?;
             if !messages.is_empty() || !events.is_empty() {

@@ -170,10 +170,14 @@ enum ClientFrame {
     },
 }
 
-/// The one field of a frame that did not parse which its error echoes.
-#[derive(Deserialize)]
-struct Echo {
-    client_msg_id: Option<String>,
+/// The `client_msg_id` of a frame an error is about, if it names one: a client matches
+/// the error to the message it tried to send, even when the frame did not parse.
+fn echoed_client_msg_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Echo {
+        client_msg_id: Option<String>,
+    }
+    serde_json::from_str::<Echo>(text).ok()?.client_msg_id
 }
 
 /// GET /v1/chat/ws
@@ -315,13 +319,20 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         .await
         {
             Ok(Some(u)) => {
-                if Box::pin(admit_connection(&state, u.0.id.0)).await.is_err() {
+                let refused = match Box::pin(admit_connection(&state, u.0.id.0)).await {
+                    Ok(()) => None,
+                    Err(AppError::RateLimited { .. }) => {
+                        Some("too many connections; try again later")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot check a connection's rate limit");
+                        Some("try again later")
+                    }
+                };
+                if let Some(reason) = refused {
                     let _ = timeout(
                         WRITE_TIMEOUT,
-                        socket.send(close_frame(
-                            close::TRY_AGAIN_LATER,
-                            "too many connections; try again later",
-                        )),
+                        socket.send(close_frame(close::TRY_AGAIN_LATER, reason)),
                     )
                     .await;
                     return;
@@ -727,15 +738,16 @@ impl Conn {
 
     /// Applies the per-connection frame limit: the time of a frame within it, `None` for
     /// a frame over it (the client has been told, with the `client_msg_id` of a refused
-    /// send so it can mark that message failed).
-    fn admit(&mut self, client_msg_id: Option<&str>) -> Result<Option<i64>, End> {
+    /// send, read from `text`, so it can mark that message failed).
+    fn admit(&mut self, text: Option<&str>) -> Result<Option<i64>, End> {
         let now = self.state.clock.now_ms();
         let (decision, tat) = gcra(self.tat, FRAME_QUOTA, now, true);
         if let Decision::Denied { .. } = decision {
+            let client_msg_id = text.and_then(echoed_client_msg_id);
             self.push(error_frame(
                 "rate_limited",
                 "too many frames; slow down",
-                client_msg_id,
+                client_msg_id.as_deref(),
             ))?;
             return Ok(None);
         }
@@ -756,27 +768,18 @@ impl Conn {
     }
 
     async fn client_frame(&mut self, text: &str) -> Result<(), End> {
-        let parsed = serde_json::from_str::<ClientFrame>(text);
-        // The `client_msg_id` an error about this frame carries: a client matches it to
-        // the message it tried to send, even in a frame that did not parse.
-        let client_msg_id = match &parsed {
-            Ok(ClientFrame::Send { client_msg_id, .. }) => Some(client_msg_id.clone()),
-            Ok(_) => None,
-            Err(_) => serde_json::from_str::<Echo>(text)
-                .ok()
-                .and_then(|e| e.client_msg_id),
-        };
-        if self.admit(client_msg_id.as_deref())?.is_none() {
+        // Limited before it is parsed: a flood costs no more than counting it.
+        if self.admit(Some(text))?.is_none() {
             return Ok(());
         }
         crate::presence::activity(&self.state, self.user.id.0).await;
-        let frame = match parsed {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(f) => f,
             Err(e) => {
                 return self.push(error_frame(
                     "invalid_request",
                     &format!("bad frame: {e}"),
-                    client_msg_id.as_deref(),
+                    echoed_client_msg_id(text).as_deref(),
                 ))
             }
         };

@@ -297,7 +297,42 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Every API error has the API's JSON shape, including those no handler wrote: an unknown
+/// path, a known path with the wrong method (with `Allow`), a path that does not decode.
+/// Pages outside the API keep their HTML.
+async fn api_errors_are_json_even_without_a_handler(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let user = app.register("json_errors").await?;
+    let unknown = app.get("/v1/chat/nowhere", Some(&user.token)).await?;
+    assert_error(unknown, 404, "not_found").await?;
+    let wrong_method = app
+        .client
+        .put(app.url("/v1/chat/channels/1/messages"))
+        .bearer_auth(&user.token)
+        .send()
+        .await?;
+    let allow = wrong_method
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(allow.contains("POST"), "Allow: {allow}");
+    assert_error(wrong_method, 405, "method_not_allowed").await?;
+    let undecodable = app.get("/v1/users/%FF%FE/posts", Some(&user.token)).await?;
+    assert_error(undecodable, 400, "invalid_request").await?;
+    let page = app.get("/nowhere", None).await?;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html")));
+    Ok(())
+}
+
 both_backends!(
+    api_errors_are_json_even_without_a_handler,
     ui_sign_in_sets_an_http_only_session_cookie,
     cookie_authenticated_writes_need_origin_and_csrf_token,
     pages_carry_security_headers_and_a_matching_nonce,

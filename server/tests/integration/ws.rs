@@ -923,7 +923,7 @@ async fn a_long_poll_that_times_out_looks_once_more(backend: Backend) -> Result<
     let app = spawn_app(backend).await?;
     let (x, y) = (app.register("lp_x").await?, app.register("lp_y").await?);
     let dm = app.dm(&x, &y).await?;
-    let poll = app.waiting_sync(&y, "0", 1).await?;
+    let poll = app.waiting_sync(&y, "0", 3).await?;
     store_quietly(&app, &x, &dm, "no wake-up").await?;
     let answer = poll.await??;
     let contents: Vec<&str> = answer["messages"]
