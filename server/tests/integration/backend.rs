@@ -622,12 +622,7 @@ async fn redis_near_cache_recovers_when_its_connections_are_killed() -> Result<(
                     .parse()?
             }
         };
-        let () = ::redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(id)
-            .query_async(&mut admin)
-            .await?;
+        common::kill_redis_client(id).await?;
         // Written while the near cache is down or reconnecting: read right regardless.
         b.cache.set("k", value(2), None).await?;
         eventually(Some(value(2)), || a.cache.get("k")).await?;
@@ -659,15 +654,7 @@ async fn redis_pubsub_reports_a_gap_after_its_link_is_killed() -> Result<()> {
     let pubsub = b.redis.as_ref().context("redis")?.pubsub();
     let mut sub = b.pubsub.subscribe("user:1").await?;
     let victim = pubsub.subscriber_id().context("live after subscribe")?;
-    let mut admin = ::redis::Client::open(redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let () = ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(victim)
-        .query_async(&mut admin)
-        .await?;
+    common::kill_redis_client(victim).await?;
     // Published while the link may be down, or after it is back: it arrives (before or
     // after the GAP), or the GAP stands for it.
     let meanwhile = Bytes::from_static(b"meanwhile");

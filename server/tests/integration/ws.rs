@@ -580,15 +580,7 @@ async fn a_bus_reconnect_catches_sockets_up_without_replaying_history() -> Resul
     let mut ys = Socket::open(&b, &y_on_b).await?;
     let bus = b.state.backends.redis.as_ref().context("redis")?.pubsub();
     let victim = bus.subscriber_id().context("subscribed")?;
-    let mut admin = ::redis::Client::open(common::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let () = ::redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(victim)
-        .query_async(&mut admin)
-        .await?;
+    common::kill_redis_client(victim).await?;
     // Sent while node b may be deaf: it arrives live, or by the catch-up.
     a.say(&x, &dm, "meanwhile").await?;
     ys.next_where("the message sent meanwhile", message_with("meanwhile"))
@@ -600,11 +592,7 @@ async fn a_bus_reconnect_catches_sockets_up_without_replaying_history() -> Resul
     a.say(&x, &dm, "after").await?;
     ys.next_where("the message after", message_with("after"))
         .await?;
-    let rest = ys.fence(&b).await?;
-    anyhow::ensure!(
-        !rest.iter().any(|f| f["type"] == "message"),
-        "sent again, or old history: {rest:?}"
-    );
+    no_message_since(&mut ys, &b, "sent again, or old history").await?;
     Ok(())
 }
 
@@ -844,6 +832,38 @@ async fn lose_wake_ups(app: &TestApp, user: &TestUser) -> Result<()> {
     .await
 }
 
+/// Fails if `socket` received any message frame up to now (a fence: see `Socket::fence`).
+async fn no_message_since(
+    socket: &mut common::live::Socket,
+    app: &TestApp,
+    what: &str,
+) -> Result<()> {
+    let rest = socket.fence(app).await?;
+    anyhow::ensure!(
+        !rest.iter().any(|f| f["type"] == "message"),
+        "{what}: {rest:?}"
+    );
+    Ok(())
+}
+
+/// Publishes the wake-up of `message` (as the API shows it) to `users`, as if it arrived
+/// late.
+async fn late_wake_up(app: &TestApp, message: &Value, users: &[&TestUser]) -> Result<()> {
+    let payload = kith::chat::ws::wake::frame(
+        0,
+        message["id"].as_str().context("id")?.parse()?,
+        json!({"type": "message", "message": message})
+            .to_string()
+            .as_bytes(),
+    );
+    let topics = users
+        .iter()
+        .map(|u| Ok(kith::chat::user_topic(u.id.parse()?)))
+        .collect::<Result<Vec<_>>>()?;
+    app.state.backends.pubsub.publish(&topics, payload).await?;
+    Ok(())
+}
+
 fn message_with(content: &'static str) -> impl Fn(&Value) -> bool {
     move |f: &Value| f["type"] == "message" && f["message"]["content"] == content
 }
@@ -861,11 +881,7 @@ async fn catch_up_sends_what_the_socket_missed_and_not_old_history(backend: Back
     lose_wake_ups(&app, &y).await?;
     ys.next_where("the message whose wake-up was lost", message_with("missed"))
         .await?;
-    let rest = ys.fence(&app).await?;
-    anyhow::ensure!(
-        !rest.iter().any(|f| f["type"] == "message"),
-        "sent more than the missed message: {rest:?}"
-    );
+    no_message_since(&mut ys, &app, "sent more than the missed message").await?;
     Ok(())
 }
 
@@ -895,24 +911,9 @@ async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) 
     xs.next_where("the first message, caught up", message_with("first"))
         .await?;
     // The first message's wake-up turns up after all.
-    let late = kith::chat::ws::wake::frame(
-        0,
-        first["id"].as_str().context("id")?.parse()?,
-        json!({"type": "message", "message": first})
-            .to_string()
-            .as_bytes(),
-    );
-    let topics = [
-        kith::chat::user_topic(y.id.parse()?),
-        kith::chat::user_topic(x.id.parse()?),
-    ];
-    app.state.backends.pubsub.publish(&topics, late).await?;
+    late_wake_up(&app, &first, &[&y, &x]).await?;
     for socket in [&mut ys, &mut xs] {
-        let rest = socket.fence(&app).await?;
-        anyhow::ensure!(
-            !rest.iter().any(|f| f["type"] == "message"),
-            "sent twice: {rest:?}"
-        );
+        no_message_since(socket, &app, "sent twice").await?;
     }
     Ok(())
 }
@@ -948,23 +949,8 @@ async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<(
     ys.send(json!({"type": "sync", "since": "0"})).await?;
     ys.next_where("the message, by sync", message_with("synced"))
         .await?;
-    let late = kith::chat::ws::wake::frame(
-        0,
-        m["id"].as_str().context("id")?.parse()?,
-        json!({"type": "message", "message": m})
-            .to_string()
-            .as_bytes(),
-    );
-    app.state
-        .backends
-        .pubsub
-        .publish(&[kith::chat::user_topic(y.id.parse()?)], late)
-        .await?;
-    let rest = ys.fence(&app).await?;
-    anyhow::ensure!(
-        !rest.iter().any(|f| f["type"] == "message"),
-        "sent twice: {rest:?}"
-    );
+    late_wake_up(&app, &m, &[&y]).await?;
+    no_message_since(&mut ys, &app, "sent twice").await?;
     // A sync asked for again is answered in full.
     ys.send(json!({"type": "sync", "since": "0"})).await?;
     ys.next_where("the message, synced again", message_with("synced"))

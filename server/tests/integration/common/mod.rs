@@ -60,6 +60,20 @@ pub fn redis_url() -> String {
 }
 
 /// The node's near cache of Redis entries, if it runs one.
+/// Cuts one Redis client's connection (`CLIENT KILL ID`), as a network fault would.
+pub async fn kill_redis_client(id: i64) -> Result<()> {
+    let mut admin = ::redis::Client::open(redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let () = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut admin)
+        .await?;
+    Ok(())
+}
+
 pub fn near_cache(backends: &kith::backend::Backends) -> Option<&kith::backend::near::NearCache> {
     backends.redis.as_ref().and_then(|r| r.near())
 }
