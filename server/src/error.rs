@@ -61,6 +61,12 @@ impl AppError {
     pub fn validation(field: &str, problem: &str) -> Self {
         Self::new(ErrorCode::ValidationFailed, format!("{field}: {problem}"))
     }
+    /// A 429 telling the client to retry after `retry_after` (whole seconds, rounded up).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        Self::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        }
+    }
     pub fn unauthorized() -> Self {
         Self::new(ErrorCode::Unauthorized, "authentication required")
     }

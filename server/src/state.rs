@@ -54,6 +54,27 @@ impl AppState {
     pub fn new(inner: AppStateInner) -> Self {
         Self(Arc::new(inner))
     }
+
+    /// Takes one unit of `quota` under `key` from the shared rate limiter, at this node's
+    /// clock; 429 (with its `Retry-After`) when the quota is spent.
+    pub async fn take_quota(
+        &self,
+        key: &str,
+        quota: crate::backend::Quota,
+    ) -> Result<(), crate::error::AppError> {
+        use crate::backend::Decision;
+        match self
+            .backends
+            .limiter
+            .acquire(key, quota, self.clock.now_ms())
+            .await?
+        {
+            Decision::Allowed => Ok(()),
+            Decision::Denied { retry_after } => {
+                Err(crate::error::AppError::rate_limited(retry_after))
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {

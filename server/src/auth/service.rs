@@ -87,9 +87,7 @@ pub async fn login(
     }
     for (key, quota) in &checks {
         if let Decision::Denied { retry_after } = limiter.peek(key, *quota, now).await? {
-            return Err(AppError::RateLimited {
-                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-            });
+            return Err(AppError::rate_limited(retry_after));
         }
     }
 

@@ -283,24 +283,15 @@ pub async fn send_over_http(
     content: &str,
     client_msg_id: &str,
 ) -> Result<Message, AppError> {
-    use crate::backend::{Decision, Quota};
     let rate = state.config.chat_send_rate_per_sec;
-    let quota = Quota {
+    let quota = crate::backend::Quota {
         limit: rate,
         period: std::time::Duration::from_secs(1),
         burst: rate.saturating_mul(5) / 2,
     };
-    let key = crate::backend::id_key("chat-send:", me.id.0);
-    if let Decision::Denied { retry_after } = state
-        .backends
-        .limiter
-        .acquire(&key, quota, state.clock.now_ms())
-        .await?
-    {
-        return Err(AppError::RateLimited {
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-        });
-    }
+    state
+        .take_quota(&crate::backend::id_key("chat-send:", me.id.0), quota)
+        .await?;
     send(state, me, channel, content, client_msg_id, 0).await
 }
 

@@ -227,18 +227,9 @@ pub async fn upgrade(
 /// sockets opened with one stolen token, is refused with 429 (or closed with 1013).
 async fn admit_connection(state: &AppState, user: i64) -> Result<(), AppError> {
     let quota = Quota::per_minute(state.config.ws_connect_rate_per_min);
-    let key = crate::backend::id_key("ws-connect:", user);
-    match state
-        .backends
-        .limiter
-        .acquire(&key, quota, state.clock.now_ms())
-        .await?
-    {
-        Decision::Allowed => Ok(()),
-        Decision::Denied { retry_after } => Err(AppError::RateLimited {
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-        }),
-    }
+    state
+        .take_quota(&crate::backend::id_key("ws-connect:", user), quota)
+        .await
 }
 
 fn close_frame(code: u16, reason: &'static str) -> WsMessage {

@@ -7,11 +7,7 @@ use super::{
     store, timeline,
 };
 use crate::{
-    backend::{Decision, Quota},
-    db::is_unique_violation,
-    error::AppError,
-    outbox::Outbox,
-    state::AppState,
+    backend::Quota, db::is_unique_violation, error::AppError, outbox::Outbox, state::AppState,
 };
 use app::model::{rules, ErrorCode, Post, User};
 
@@ -37,16 +33,9 @@ pub async fn publish(
 
     let now = state.clock.now_ms();
     let quota = Quota::per_minute(state.config.post_rate_per_min);
-    if let Decision::Denied { retry_after } = state
-        .backends
-        .limiter
-        .acquire(&format!("post:{}", author.id.0), quota, now)
-        .await?
-    {
-        return Err(AppError::RateLimited {
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-        });
-    }
+    state
+        .take_quota(&format!("post:{}", author.id.0), quota)
+        .await?;
 
     let post = store::PostRow {
         id: state.ids.next_id(),
