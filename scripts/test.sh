@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy (ssr and hydrate separately), the
 # hydrate dependency check, the Rust tests (on the embedded backends, and on Redis too when
-# one answers on 127.0.0.1:6379), and the Playwright suite against a release build.
+# one answers on 127.0.0.1:6379; the integration suite once on SQLite and once more on
+# PostgreSQL when one answers on 127.0.0.1:5432), and the Playwright suite against a
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -29,6 +31,19 @@ else
   step "Rust tests (embedded backends; no Redis at $REDIS_URL, Redis variants skipped)"
 fi
 cargo test -p server -p app -p loadgen --features app/ssr
+
+# The integration suite again with every node on PostgreSQL: each test gets a schema of
+# its own in a database made afresh for this run (KITH_TEST_DATABASE_URL overrides it).
+PG_URL="${KITH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kith_test}"
+if psql "${PG_URL%/*}/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  step "Rust integration tests on PostgreSQL"
+  if [ -z "${KITH_TEST_DATABASE_URL:-}" ]; then
+    psql "${PG_URL%/*}/postgres" -qc 'DROP DATABASE IF EXISTS kith_test WITH (FORCE)' -c 'CREATE DATABASE kith_test'
+  fi
+  KITH_TEST_DATABASE_URL="$PG_URL" cargo test -p server --test integration
+else
+  step "no PostgreSQL at ${PG_URL%/*}: the PostgreSQL run of the integration suite is skipped"
+fi
 
 step "release build (server and wasm bundle)"
 cargo leptos build --release

@@ -257,6 +257,8 @@ pub enum ErrorCode {
     GroupTooLarge,
     RateLimited,
     Internal,
+    /// 503: a dependency (the database) cannot be reached; retrying shortly may succeed.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -275,6 +277,7 @@ impl ErrorCode {
             Self::GroupTooLarge => "group_too_large",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -291,6 +294,7 @@ impl ErrorCode {
             Self::ValidationFailed | Self::GroupTooLarge => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
+            Self::Unavailable => 503,
         }
     }
 }

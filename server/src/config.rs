@@ -20,7 +20,7 @@ pub enum RuntimeFlavor {
 pub struct Config {
     /// Listen address; port 0 picks a free port (tests).
     pub addr: SocketAddr,
-    /// sqlx SQLite URL of the durable store.
+    /// The durable store: `sqlite:` (one machine) or `postgres:` (a cluster).
     pub database_url: String,
     /// Redis for caches, queues, rate limits and cross-node pub/sub; `None` = in-process.
     pub redis_url: Option<String>,
@@ -52,7 +52,9 @@ pub struct Config {
     /// Fanout worker tasks per node (`KITH_FANOUT_WORKERS`); 0 leaves fanout to other nodes.
     pub fanout_workers: usize,
     /// SQLite `synchronous` level (`KITH_SQLITE_SYNCHRONOUS`, FULL or NORMAL); see `db`.
-    pub sqlite_synchronous: sqlx::sqlite::SqliteSynchronous,
+    /// Engine settings: SQLite's `synchronous`, PostgreSQL's pool size
+    /// (`KITH_SQLITE_SYNCHRONOUS`, `KITH_POSTGRES_POOL_SIZE`).
+    pub storage: crate::storage::Options,
 }
 
 /// A configuration value that cannot be used, with the variable it came from.
@@ -130,12 +132,17 @@ impl Config {
             }
         }
         let database_url = var("KITH_DATABASE_URL").unwrap_or_else(|| "sqlite://kith.db".into());
-        if !database_url.starts_with("sqlite:") {
+        if crate::storage::engine_of(&database_url).is_none() {
             return Err(ConfigError {
                 var: "KITH_DATABASE_URL",
-                reason: "only sqlite: URLs are supported".into(),
+                reason: "must start with sqlite: or postgres:".into(),
             });
         }
+        let postgres_pool_size: u32 = var("KITH_POSTGRES_POOL_SIZE")
+            .map(|v| parse("KITH_POSTGRES_POOL_SIZE", &v))
+            .transpose()?
+            .unwrap_or(16);
+        positive("KITH_POSTGRES_POOL_SIZE", postgres_pool_size as u64)?;
 
         let allowed_origins = match var("KITH_ALLOWED_ORIGINS") {
             Some(list) => list
@@ -202,7 +209,10 @@ impl Config {
             addr,
             fanout_workers,
             near_cache_bytes: near_cache_mb.saturating_mul(1 << 20),
-            sqlite_synchronous,
+            storage: crate::storage::Options {
+                sqlite_synchronous,
+                postgres_pool_size,
+            },
             database_url,
             redis_url,
             redis_namespace: var("KITH_REDIS_NAMESPACE").unwrap_or_else(|| "kith".into()),

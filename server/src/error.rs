@@ -22,6 +22,10 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Internal(#[from] InternalError),
+    /// The database cannot be reached (down, restarting, pool exhausted): 503
+    /// `unavailable` with `Retry-After`; the cause is logged like an internal error's.
+    #[error("unavailable: {0}")]
+    Unavailable(InternalError),
 }
 
 /// The cause of a 500, kept for the log only.
@@ -37,7 +41,11 @@ pub enum InternalError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.into())
+        if crate::storage::is_unavailable(&e) {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 
@@ -86,6 +94,7 @@ impl AppError {
             Self::Client { code, .. } => *code,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Internal(_) => ErrorCode::Internal,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -105,6 +114,9 @@ impl IntoResponse for AppError {
                 format!("too many requests, retry in {retry_after_secs}s")
             }
             Self::Internal(_) => "internal error".to_string(),
+            Self::Unavailable(_) => {
+                "the service is briefly unavailable, retry in a moment".to_string()
+            }
         };
         let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
         let mut response = (status, axum::Json(body)).into_response();
@@ -116,6 +128,14 @@ impl IntoResponse for AppError {
                 );
             }
             Self::Internal(cause) => {
+                response
+                    .extensions_mut()
+                    .insert(LoggedCause(cause.to_string().into()));
+            }
+            Self::Unavailable(cause) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
                 response
                     .extensions_mut()
                     .insert(LoggedCause(cause.to_string().into()));

@@ -13,7 +13,8 @@
 //! * `notifications`: the notification service (offline chat recipients, new posts).
 //! * `outbox`: durable background jobs (feed fanout, then post notifications).
 //! * `backend`: caches, queues, pub/sub and rate limits, in-process or on Redis.
-//! * `db`: the SQLite store and its migrations (`server/migrations/`).
+//! * `storage`: the durable store behind one interface per feature: SQLite (one machine)
+//!   or PostgreSQL (a cluster), with their migrations (`server/migrations/{sqlite,postgres}/`).
 //! * `id`: the Snowflake ID generator.
 //! * `ui`: the server's side of the Leptos UI.
 //! * `ops`, `openapi`: health, readiness, metrics and the API document.
@@ -25,7 +26,6 @@ pub mod auth;
 pub mod backend;
 pub mod chat;
 pub mod config;
-pub mod db;
 pub mod error;
 pub mod feed;
 pub mod graph;
@@ -39,6 +39,7 @@ pub mod pagination;
 pub mod presence;
 pub mod startup;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod ui;
 pub mod users;

@@ -28,7 +28,7 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1").execute(&state.db).await;
+    let db = state.store.health.ping().await;
     let backend = state.backends.ping().await;
     let body = serde_json::json!({
         "database": if db.is_ok() { "ok" } else { "unreachable" },

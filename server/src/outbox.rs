@@ -15,7 +15,6 @@
 
 use crate::{error::AppError, state::AppState};
 use bytes::Bytes;
-use sqlx::SqlitePool;
 use std::time::Duration;
 
 /// A job handed out this long ago and still in its outbox is presumed lost.
@@ -23,24 +22,9 @@ const STALE_AFTER_MS: i64 = 30_000;
 /// How often each outbox is swept for lost jobs.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// One of the durable job queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outbox {
-    /// Feed fanout of a post or of its deletion (`fanout_outbox`).
-    Fanout,
-    /// Notifications and live events for a post's followers (`notification_outbox`).
-    Notify,
-}
+pub use crate::storage::outbox::Outbox;
 
 impl Outbox {
-    /// The SQLite table holding the jobs.
-    pub const fn table(self) -> &'static str {
-        match self {
-            Outbox::Fanout => "fanout_outbox",
-            Outbox::Notify => "notification_outbox",
-        }
-    }
-
     /// The queue (in-process or Redis list) carrying job ids to the workers; `/metrics`
     /// reports its depth.
     pub const fn queue(self) -> &'static str {
@@ -61,30 +45,8 @@ impl Outbox {
     }
 
     /// Deletes a finished job.
-    pub async fn finish(self, db: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!("DELETE FROM {} WHERE id = ?", self.table()))
-            .bind(id)
-            .execute(db)
-            .await?;
-        Ok(())
-    }
-
-    /// Jobs handed out before `stale_before` and still unfinished; marks them handed out
-    /// again at `now`.
-    async fn claim_stale(
-        self,
-        db: &SqlitePool,
-        stale_before: i64,
-        now: i64,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar(&format!(
-            "UPDATE {} SET enqueued_at = ? WHERE enqueued_at < ? RETURNING id",
-            self.table()
-        ))
-        .bind(now)
-        .bind(stale_before)
-        .fetch_all(db)
-        .await
+    pub async fn finish(self, state: &AppState, id: i64) -> Result<(), AppError> {
+        Ok(state.store.outbox.finish(self, id).await?)
     }
 
     async fn process(self, state: &AppState, id: i64) -> Result<(), AppError> {
@@ -147,8 +109,10 @@ async fn sweeper(state: AppState, outbox: Outbox) {
     loop {
         tick.tick().await;
         let now = state.clock.now_ms();
-        match outbox
-            .claim_stale(&state.db_writes, stale_before, now)
+        match state
+            .store
+            .outbox
+            .claim_stale(outbox, stale_before, now)
             .await
         {
             Ok(ids) => {

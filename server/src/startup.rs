@@ -4,12 +4,12 @@ use crate::{
     auth,
     backend::Backends,
     config::Config,
-    db,
     error::AppError,
     http::{csrf, security},
     id::IdGenerator,
     ops,
     state::{AppState, AppStateInner, Clock, SystemClock},
+    storage::Storage,
     telemetry::{self, Metrics},
     ui, users,
 };
@@ -35,9 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] crate::storage::ConnectError),
     #[error("redis: {0}")]
     Backend(#[from] crate::backend::BackendError),
     #[error("cannot listen on {addr}: {source}")]
@@ -72,10 +70,7 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let db::Pools {
-            reads: db,
-            writes: db_writes,
-        } = db::connect(&config.database_url, config.sqlite_synchronous).await?;
+        let store = Storage::connect(&config.database_url, &config.storage).await?;
         let backends = match &config.redis_url {
             Some(url) => {
                 Backends::redis(url, &config.redis_namespace, config.near_cache_bytes).await?
@@ -123,13 +118,12 @@ impl Application {
         let ids = Arc::new(IdGenerator::new(config.node_id));
         let metrics = Arc::new(Metrics::default());
         let messages =
-            crate::chat::writer::Writer::spawn(db_writes.clone(), ids.clone(), metrics.clone());
+            crate::chat::writer::Writer::spawn(store.chat.clone(), ids.clone(), metrics.clone());
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
             config: Arc::new(config),
-            db,
-            db_writes,
+            store,
             backends,
             clock,
             metrics,
@@ -143,7 +137,7 @@ impl Application {
             messages,
         });
         spawn_session_sweeper(state.clone());
-        db::spawn_checkpointer(state.db.clone(), state.db_writes.clone());
+        state.store.health.spawn_upkeep();
         crate::outbox::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());
@@ -347,7 +341,11 @@ fn spawn_session_sweeper(state: AppState) {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            match auth::store::delete_expired_sessions(&state.db_writes, state.clock.now_ms()).await
+            match state
+                .store
+                .accounts
+                .delete_expired_sessions(state.clock.now_ms())
+                .await
             {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions swept"),
                 Ok(_) => {}

@@ -2,7 +2,6 @@
 
 use crate::{backend::Backends, config::Config, id::IdGenerator, telemetry::Metrics};
 use leptos::config::LeptosOptions;
-use sqlx::SqlitePool;
 use std::sync::{
     atomic::{AtomicI64, Ordering},
     Arc,
@@ -21,7 +20,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        crate::db::now_ms()
+        crate::storage::now_ms()
     }
 }
 
@@ -88,10 +87,8 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] holds.
 pub struct AppStateInner {
     pub config: Arc<Config>,
-    /// Reads (and the reads of a write path that need no transaction).
-    pub db: SqlitePool,
-    /// Every write of this node: one connection (see [`crate::db::Pools`]).
-    pub db_writes: SqlitePool,
+    /// The durable store (SQLite or PostgreSQL), one handle per feature.
+    pub store: crate::storage::Storage,
     pub backends: Backends,
     pub ids: Arc<IdGenerator>,
     pub clock: Arc<dyn Clock>,

@@ -34,6 +34,13 @@ impl From<AppError> for ApiError {
                 ErrorCode::RateLimited,
                 format!("too many attempts; try again in {retry_after_secs} s"),
             ),
+            AppError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "server function: database unavailable");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the service is briefly unavailable; please try again",
+                )
+            }
             AppError::Internal(cause) => {
                 tracing::error!(cause = %cause, "server function failed");
                 ApiError::new(
@@ -169,7 +176,11 @@ impl UiBackend for ServerUi {
     ) -> Result<Page<Post>, ApiError> {
         let viewer = self.viewer(parts).await?.map(|v| v.id.0);
         let cursor = parse_cursor(cursor)?;
-        let author = crate::auth::store::user_by_username(&self.state.db, username)
+        let author = self
+            .state
+            .store
+            .accounts
+            .user_by_username(username)
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("user"))?;

@@ -4,13 +4,12 @@
 //! * `service`: registration, login, logout and token checks, shared with the UI.
 //! * `extract`: the [`AuthUser`] extractor every authenticated route uses.
 //! * `password`, `token`: Argon2id hashing and session tokens.
-//! * `store`: the SQL.
+//! * the SQL lives in `crate::storage` (one interface per feature, one file per engine).
 
 pub mod extract;
 pub mod password;
 pub mod routes;
 pub mod service;
-pub mod store;
 pub mod token;
 
 pub use extract::AuthUser;

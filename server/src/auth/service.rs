@@ -1,12 +1,12 @@
 //! Accounts and sessions: the rules of API.md "Accounts" and SECURITY.md, independent of
 //! HTTP so the JSON API and the UI's server functions share them.
 
-use super::{password, store, token};
+use super::{password, token};
 use crate::{
     backend::{Decision, Quota},
-    db::is_unique_violation,
     error::AppError,
     state::AppState,
+    storage::is_unique_violation,
 };
 use app::model::{rules, AuthResponse, ErrorCode, User};
 use std::{net::IpAddr, time::Duration};
@@ -41,7 +41,10 @@ pub async fn register(
         _ => username.to_string(),
     };
     // Cheap pre-check so a taken name does not cost a hash; the UNIQUE index decides races.
-    if store::user_by_username(&state.db, username)
+    if state
+        .store
+        .accounts
+        .user_by_username(username)
         .await?
         .is_some()
     {
@@ -50,12 +53,17 @@ pub async fn register(
     let hash = password::hash(state, password_text).await?;
     let id = state.ids.next_id();
     let now = state.clock.now_ms();
-    match store::insert_user(&state.db_writes, id, username, &display_name, &hash, now).await {
+    match state
+        .store
+        .accounts
+        .insert_user(id, username, &display_name, &hash, now)
+        .await
+    {
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) => return Err(username_taken()),
         Err(e) => return Err(e.into()),
     }
-    let user = User::from(store::UserRow {
+    let user = User::from(crate::storage::UserRow {
         id,
         username: username.to_string(),
         display_name,
@@ -94,7 +102,7 @@ pub async fn login(
     // Over-long input cannot match any stored password; still verify (against the dummy
     // hash) so the timing does not reveal anything.
     let row = if username.len() <= 64 {
-        store::credentials(&state.db, username).await?
+        state.store.accounts.credentials(username).await?
     } else {
         None
     };
@@ -127,14 +135,11 @@ async fn open_session(state: &AppState, user_id: i64) -> Result<String, AppError
     let token = token::generate();
     let now = state.clock.now_ms();
     let expires = now + state.config.session_ttl.as_millis() as i64;
-    store::insert_session(
-        &state.db_writes,
-        &token::hash(&token),
-        user_id,
-        now,
-        expires,
-    )
-    .await?;
+    state
+        .store
+        .accounts
+        .insert_session(&token::hash(&token), user_id, now, expires)
+        .await?;
     Ok(token)
 }
 
@@ -173,7 +178,7 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
             }
         }
     }
-    let Some((row, expires_at)) = store::session_user(&state.db, &hash, now).await? else {
+    let Some((row, expires_at)) = state.store.accounts.session_user(&hash, now).await? else {
         return Ok(None);
     };
     let user = User::from(row);
@@ -193,7 +198,7 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
 pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
     let hash = token::hash(token_text);
-    store::delete_session(&state.db_writes, &hash).await?;
+    state.store.accounts.delete_session(&hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
     let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
     // Sockets on other nodes must hear it: a lost revocation leaves them open, and no
@@ -212,7 +217,7 @@ mod tests {
             id: Id(42),
             username: "amy".into(),
             display_name: "Amy".into(),
-            created_at: crate::db::to_datetime(1_700_000_000_123),
+            created_at: crate::storage::to_datetime(1_700_000_000_123),
         };
         let bytes = serde_json::to_vec(&CachedSession {
             user: user.clone(),

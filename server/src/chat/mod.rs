@@ -5,7 +5,8 @@
 //!   it resumes after lost wake-ups, what not to send twice).
 //! * `service`: channels and membership, sending (durable first, then a pub/sub wake-up),
 //!   history and sync.
-//! * `store`: the SQL; messages are keyed by `(channel_id, message_id)`.
+//! * the SQL lives in `crate::storage::chat` and its engines; messages are keyed by
+//!   `(channel_id, message_id)`.
 //! * `writer`: the one task per node that stores messages, committing them in groups.
 //!
 //! The database is the source of truth: pub/sub (`user:{id}` topics, all of a message's
@@ -15,7 +16,6 @@
 mod delivered;
 pub mod routes;
 pub mod service;
-pub mod store;
 pub mod writer;
 pub mod ws;
 

@@ -1,15 +1,14 @@
 //! Channels, membership, sending, history and sync.
 
-use super::{
-    store, user_topic,
-    writer::{NewMessage, Written},
-};
+use super::{user_topic, writer::Written};
 use crate::{
-    auth::store as auth_store,
-    db::{is_unique_violation, to_datetime},
     error::AppError,
     feed::caches,
     state::AppState,
+    storage::{
+        chat::{Added, ChannelRow, MessageRow, NewMessage},
+        to_datetime, UserRow,
+    },
 };
 use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User};
 use std::{collections::HashMap, sync::Arc};
@@ -20,25 +19,31 @@ pub async fn member_channel(
     state: &AppState,
     user: i64,
     channel: i64,
-) -> Result<store::ChannelRow, AppError> {
-    let row = store::channel(&state.db, channel)
+) -> Result<ChannelRow, AppError> {
+    let row = state
+        .store
+        .chat
+        .channel(channel)
         .await?
         .ok_or_else(|| AppError::not_found("channel"))?;
-    if !store::is_member(&state.db, channel, user).await? {
+    if !state.store.chat.is_member(channel, user).await? {
         return Err(AppError::forbidden("you are not a member of this channel"));
     }
     Ok(row)
 }
 
-async fn user_by_name(state: &AppState, username: &str) -> Result<auth_store::UserRow, AppError> {
-    auth_store::user_by_username(&state.db, username)
+async fn user_by_name(state: &AppState, username: &str) -> Result<UserRow, AppError> {
+    state
+        .store
+        .accounts
+        .user_by_username(username)
         .await?
         .ok_or_else(|| AppError::not_found(&format!("user {username:?}")))
 }
 
 /// The `Channel` for a row.
-pub async fn channel_view(state: &AppState, row: &store::ChannelRow) -> Result<Channel, AppError> {
-    let members = store::members(&state.db, row.id).await?;
+pub async fn channel_view(state: &AppState, row: &ChannelRow) -> Result<Channel, AppError> {
+    let members = state.store.chat.members(row.id).await?;
     Ok(Channel {
         id: Id(row.id),
         kind: if row.kind == "dm" {
@@ -61,23 +66,21 @@ pub async fn open_dm(state: &AppState, me: &User, username: &str) -> Result<Chan
         ));
     }
     let key = format!("{}:{}", me.id.0.min(other.id), me.id.0.max(other.id));
-    if let Some(row) = store::channel_by_dm_key(&state.db, &key).await? {
+    if let Some(row) = state.store.chat.channel_by_dm_key(&key).await? {
         return channel_view(state, &row).await;
     }
     let now = state.clock.now_ms();
     let id = state.ids.next_id();
-    let mut tx = state.db_writes.begin().await?;
-    match store::insert_channel(&mut tx, id, "dm", "", me.id.0, Some(&key), now).await {
-        Ok(()) => {
-            store::insert_member(&mut tx, id, me.id.0, now).await?;
-            store::insert_member(&mut tx, id, other.id, now).await?;
-            tx.commit().await?;
-        }
-        // Both opened it at once: the other insert won, use its channel.
-        Err(e) if is_unique_violation(&e) => drop(tx),
-        Err(e) => return Err(e.into()),
-    }
-    let row = store::channel_by_dm_key(&state.db, &key)
+    // False when both opened it at once and the other won: its channel is used below.
+    state
+        .store
+        .chat
+        .create_dm(id, &key, me.id.0, other.id, now)
+        .await?;
+    let row = state
+        .store
+        .chat
+        .channel_by_dm_key(&key)
         .await?
         .ok_or_else(|| AppError::internal("dm channel vanished"))?;
     channel_view(state, &row).await
@@ -126,13 +129,11 @@ pub async fn create_group(
     }
     let now = state.clock.now_ms();
     let id = state.ids.next_id();
-    let mut tx = state.db_writes.begin().await?;
-    store::insert_channel(&mut tx, id, "group", name, me.id.0, None, now).await?;
-    for user in &ids {
-        store::insert_member(&mut tx, id, *user, now).await?;
-    }
-    tx.commit().await?;
-    let row = store::channel(&state.db, id)
+    state.store.chat.create_group(id, name, &ids, now).await?;
+    let row = state
+        .store
+        .chat
+        .channel(id)
         .await?
         .ok_or_else(|| AppError::internal("group vanished"))?;
     channel_view(state, &row).await
@@ -145,7 +146,7 @@ async fn group_and_user(
     me: &User,
     channel: i64,
     username: &str,
-) -> Result<(store::ChannelRow, auth_store::UserRow), AppError> {
+) -> Result<(ChannelRow, UserRow), AppError> {
     let row = member_channel(state, me.id.0, channel).await?;
     if row.kind != "group" {
         return Err(AppError::validation(
@@ -164,18 +165,19 @@ pub async fn add_member(
     username: &str,
 ) -> Result<(), AppError> {
     let (_, user) = group_and_user(state, me, channel, username).await?;
-    let mut tx = state.db_writes.begin().await?;
-    // Counting inside the write transaction keeps concurrent adds from passing 100.
-    if store::insert_member(&mut tx, channel, user.id, state.clock.now_ms()).await?
-        && store::member_count(&mut tx, channel).await? > rules::MAX_GROUP_MEMBERS as i64
+    let max = rules::MAX_GROUP_MEMBERS as i64;
+    match state
+        .store
+        .chat
+        .add_member(channel, user.id, max, state.clock.now_ms())
+        .await?
     {
-        return Err(AppError::new(
+        Added::Added | Added::AlreadyMember => Ok(()),
+        Added::Full => Err(AppError::new(
             ErrorCode::GroupTooLarge,
             "members: the group is full (100 members)",
-        ));
+        )),
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Removes `username` from a group: themselves, or anyone if `me` created the group.
@@ -191,7 +193,7 @@ pub async fn remove_member(
             "only the group's creator can remove others",
         ));
     }
-    if !store::delete_member(&state.db_writes, channel, user.id).await? {
+    if !state.store.chat.delete_member(channel, user.id).await? {
         return Err(AppError::not_found("member"));
     }
     Ok(())
@@ -199,11 +201,11 @@ pub async fn remove_member(
 
 /// The conversation list.
 pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, AppError> {
-    let rows = store::channels_of(&state.db, me.id.0).await?;
+    let rows = state.store.chat.channels_of(me.id.0).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (row, unread) in rows {
         let channel = channel_view(state, &row).await?;
-        let last = match store::last_message(&state.db, row.id).await? {
+        let last = match state.store.chat.last_message(row.id).await? {
             Some(m) => hydrate(state, vec![m]).await?.pop(),
             None => None,
         };
@@ -222,7 +224,7 @@ pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), A
     let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
         .to_string();
     let payload = super::ws::wake::frame(0, 0, json.as_bytes());
-    let mut others = store::member_ids(&state.db, channel).await?;
+    let mut others = state.store.chat.member_ids(channel).await?;
     others.retain(|m| *m != user.id.0);
     wake(state, &others, payload).await?;
     Ok(())
@@ -240,21 +242,21 @@ pub async fn read(
     origin: u64,
 ) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
-    let position = store::mark_read(&state.db_writes, channel, user.id.0, message_id)
+    let position = state
+        .store
+        .chat
+        .mark_read(channel, user.id.0, message_id)
         .await?
         .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
     let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(position)}).to_string();
     let payload = super::ws::wake::frame(origin, 0, json.as_bytes());
-    let members = store::member_ids(&state.db, channel).await?;
+    let members = state.store.chat.member_ids(channel).await?;
     wake(state, &members, payload).await?;
     Ok(())
 }
 
 /// Turns stored messages into API messages (senders from the user cache).
-pub async fn hydrate(
-    state: &AppState,
-    rows: Vec<store::MessageRow>,
-) -> Result<Vec<Message>, AppError> {
+pub async fn hydrate(state: &AppState, rows: Vec<MessageRow>) -> Result<Vec<Message>, AppError> {
     let sender_ids: Vec<i64> = rows.iter().map(|m| m.sender_id).collect();
     let senders: HashMap<i64, User> = caches::users(state, &sender_ids).await?;
     Ok(rows
@@ -346,7 +348,7 @@ pub async fn send(
 
 async fn first_of_retry(
     state: &AppState,
-    existing: store::MessageRow,
+    existing: MessageRow,
     channel: i64,
 ) -> Result<Message, AppError> {
     if existing.channel_id != channel {
@@ -430,7 +432,11 @@ pub async fn history(
     limit: usize,
 ) -> Result<Page<Message>, AppError> {
     member_channel(state, me.id.0, channel).await?;
-    let rows = store::history(&state.db, channel, before, after, limit as i64 + 1).await?;
+    let rows = state
+        .store
+        .chat
+        .history(channel, before, after, limit as i64 + 1)
+        .await?;
     let mut items = hydrate(state, rows).await?;
     let next_cursor = if items.len() <= limit {
         None
@@ -451,7 +457,7 @@ pub async fn since(
     since: i64,
     limit: usize,
 ) -> Result<Vec<Message>, AppError> {
-    let rows = store::since(&state.db, me, since, limit as i64).await?;
+    let rows = state.store.chat.since(me, since, limit as i64).await?;
     hydrate(state, rows).await
 }
 

@@ -1,56 +1,26 @@
-//! The message store's writer: every send on this node goes through one task that commits
+//! The message writer: every send on this node goes through one task that commits
 //! messages in groups (group commit).
 //!
 //! A send is acknowledged only after its transaction commits, and a commit is the expensive
-//! part of a send (the write lock, the WAL append, with `synchronous = FULL` an fsync, and
-//! on sqlx a round trip to the connection's thread per query). One writer taking every
-//! send queued while the previous group committed turns N sends into one transaction of
-//! a fixed number of statements: the batch goes in as JSON (`json_each`), so its size does
-//! not change the number of round trips. It also ends the contention of many connections
-//! queueing on SQLite's write lock, which is where the old per-send transactions stalled.
-//!
-//! In the transaction (`BEGIN IMMEDIATE`, so the reads below see the state the writes build
-//! on, even with other processes writing the same file):
-//! 1. membership of every sender, and whether the channel exists;
-//! 2. messages already stored under a sender's `client_msg_id` (retries);
-//! 3. the channels' last `seq` and the newest message id: new ids must exceed every stored
-//!    one (nodes' clocks may disagree) so that a device's sync cursor never skips a message;
-//! 4. with 1–3, the members of the batch's channels, for the wake-ups after commit (1–4
-//!    are one statement, sent together with the `BEGIN`);
-//! 5. one `INSERT` of the new messages, one `UPDATE` of their channels, and the `COMMIT`,
-//!    sent together: a batch is two round trips to the connection's thread.
-//!
-//! Neither write needs a statement journal (SQLite's copy of every page a statement
-//! changes, kept so that a constraint failure can undo that statement alone): the
-//! messages' foreign keys are declared deferred, so they are checked at `COMMIT`, and a
-//! conflict rolls back the whole transaction (`OR ROLLBACK`), which the writer does on any
-//! error anyway by closing the connection. Under 1:1 chat at 5,000/s the server's
-//! `pwrite`s fell from 5.7 to 5.0 per message without it (and without the `messages_seq`
-//! index; docs/benchmarks.md). The keys are deferred in the schema, not by
-//! `PRAGMA defer_foreign_keys` in each transaction: setting a flag pragma expires every
-//! prepared statement of the connection, and each batch then compiled its SQL again.
+//! part of a send (the write lock, the log append and its fsync, round trips to the
+//! database). One writer taking every send queued while the previous group committed
+//! turns N sends into one transaction of a fixed number of statements
+//! ([`ChatStore::commit_messages`]; each engine's SQL is in `storage/*/chat`). It also ends
+//! the contention of many connections queueing for the database's write lock.
 
-use super::store::MessageRow;
-use crate::{error::AppError, id::IdGenerator, telemetry::Metrics};
-use serde_json::json;
-use sqlx::{SqliteConnection, SqlitePool};
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use crate::{
+    error::{AppError, InternalError},
+    id::IdGenerator,
+    storage::chat::{ChatStore, Committed, MessageRow, NewMessage},
+    telemetry::Metrics,
+};
+use std::{sync::Arc, time::Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most sends committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer; a full queue makes senders wait (backpressure).
 const QUEUE: usize = 4096;
-
-/// A message to store.
-#[derive(Debug)]
-pub struct NewMessage {
-    pub channel: i64,
-    pub sender: i64,
-    pub content: String,
-    pub client_msg_id: String,
-    pub now: i64,
-}
 
 /// What storing a message did.
 #[derive(Debug)]
@@ -80,9 +50,9 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends when the last handle is dropped.
-    pub fn spawn(db: SqlitePool, ids: Arc<IdGenerator>, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn(store: Arc<dyn ChatStore>, ids: Arc<IdGenerator>, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, ids, metrics, queue));
+        tokio::spawn(run(store, ids, metrics, queue));
         Self { jobs }
     }
 
@@ -105,15 +75,12 @@ impl Writer {
 }
 
 async fn run(
-    db: SqlitePool,
+    store: Arc<dyn ChatStore>,
     ids: Arc<IdGenerator>,
     metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // `db` is the node's write pool: its one connection, taken per batch, so other writes
-    // queue between batches. Being the only connection that writes, it also keeps its
-    // page cache (SQLite empties a connection's cache whenever another has written).
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The tasks already woken run first, and the sends they queue join this batch: a
         // commit costs two hand-overs to the connection's thread however many it stores.
@@ -125,17 +92,7 @@ async fn run(
             }
         }
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
-        let result = async {
-            let mut conn = db.acquire().await?;
-            let result = commit(&mut conn, &ids, &messages).await;
-            if result.is_err() {
-                // The batch's transaction may be left open half-done: closing the
-                // connection rolls it back, and the pool opens a fresh one.
-                conn.close_on_drop();
-            }
-            result
-        }
-        .await;
+        let result = store.commit_messages(&ids, &messages).await;
         let committed = Instant::now();
         for job in &batch {
             let waited = committed.saturating_duration_since(job.queued);
@@ -144,204 +101,33 @@ async fn run(
         match result {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
+                    let answer = match result {
+                        Committed::Stored { row, members } => Ok(Written::Stored { row, members }),
+                        Committed::Existing(row) => Ok(Written::Existing(row)),
+                        Committed::NoChannel => Err(AppError::not_found("channel")),
+                        Committed::NotMember => {
+                            Err(AppError::forbidden("you are not a member of this channel"))
+                        }
+                    };
                     // A sender that went away (connection closed) no longer needs the
                     // answer; the message is stored and its sync will bring it back.
-                    let _ = job.reply.send(result);
+                    let _ = job.reply.send(answer);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, sends = batch.len(), "message batch failed");
+                // Nothing of the batch is stored: each sender hears so, as a 503 when the
+                // database is out of reach (retrying later succeeds), else as a 500.
+                let unavailable = crate::storage::is_unavailable(&e);
                 for job in batch.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(AppError::internal("message store unavailable")));
+                    let cause = InternalError::Other(format!("message batch failed: {e}"));
+                    let _ = job.reply.send(Err(if unavailable {
+                        AppError::Unavailable(cause)
+                    } else {
+                        AppError::Internal(cause)
+                    }));
                 }
             }
         }
     }
-}
-
-/// What the batch will do with one send.
-enum Plan {
-    Reject(AppError),
-    Existing(MessageRow),
-    /// The `n`th new message of this batch.
-    New(usize),
-    /// A repeat, within this batch, of the `n`th new message's `client_msg_id`.
-    Repeat(usize),
-}
-
-/// What the transaction reads before it writes, in one statement (see [`BEGIN_AND_READ`]).
-#[derive(serde::Deserialize)]
-struct Before {
-    /// Per send: its index, whether its channel exists, whether its sender is a member
-    /// (SQLite's booleans: 0 or 1).
-    access: Vec<(usize, u8, u8)>,
-    /// Per send already stored under its `client_msg_id` (a retry): its index and row.
-    retries: Vec<(usize, MessageRow)>,
-    /// The newest stored message id: new ids must exceed it.
-    floor: i64,
-    /// Per channel of the batch: id, last `seq`, members.
-    channels: Vec<(i64, i64, Vec<i64>)>,
-}
-
-/// The start of a batch's transaction and its reads, as one JSON row: every query is a
-/// round trip to the connection's thread, so reading membership, retries, channel states
-/// and members separately cost four where this costs one. `?1` is the batch: `[{c, s, k}]`.
-const BEGIN_AND_READ: &str = "BEGIN IMMEDIATE;
-SELECT json_object(
-    'access', (SELECT json_group_array(json_array(j.key,
-            EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c'),
-            EXISTS (SELECT 1 FROM channel_members m
-                     WHERE m.channel_id = j.value->>'c' AND m.user_id = j.value->>'s')))
-        FROM json_each(?1) j),
-    'retries', (SELECT json_group_array(json_array(j.key, json_object(
-            'channel_id', x.channel_id, 'id', x.id, 'seq', x.seq, 'sender_id', x.sender_id,
-            'content', x.content, 'client_msg_id', x.client_msg_id, 'created_at', x.created_at)))
-        FROM json_each(?1) j
-        JOIN messages x ON x.sender_id = j.value->>'s' AND x.client_msg_id = j.value->>'k'),
-    'floor', (SELECT COALESCE(MAX(id), 0) FROM messages),
-    'channels', (SELECT json_group_array(json_array(c.id, c.last_seq,
-            (SELECT json_group_array(m.user_id) FROM channel_members m WHERE m.channel_id = c.id)))
-        FROM channels c WHERE c.id IN (SELECT j.value->>'c' FROM json_each(?1) j)))";
-
-/// Stores a batch in one transaction, in two round trips to the connection's thread:
-/// `BEGIN` with the reads, then the writes with `COMMIT` (sqlx runs the statements of one
-/// query string in order, binding each its own parameters); one result per message, in
-/// order. Five round trips (begin, read, insert, update, commit) each woke the
-/// connection's thread and then this one. On an error the transaction may still be open:
-/// the caller closes the connection.
-async fn commit(
-    db: &mut SqliteConnection,
-    ids: &IdGenerator,
-    messages: &[&NewMessage],
-) -> Result<Vec<Result<Written, AppError>>, sqlx::Error> {
-    let keys = json!(messages
-        .iter()
-        .map(|m| json!({"c": m.channel, "s": m.sender, "k": m.client_msg_id}))
-        .collect::<Vec<_>>())
-    .to_string();
-    let before: String = sqlx::query_scalar(BEGIN_AND_READ)
-        .bind(&keys)
-        .fetch_one(&mut *db)
-        .await?;
-    let before: Before =
-        serde_json::from_str(&before).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut allowed = vec![None; messages.len()];
-    for (i, channel_exists, member) in before.access {
-        if let Some(slot) = allowed.get_mut(i) {
-            *slot = Some((channel_exists != 0, member != 0));
-        }
-    }
-    let mut stored: HashMap<usize, MessageRow> = before.retries.into_iter().collect();
-
-    // Decide each send, in order; new messages are numbered as they will be inserted.
-    let mut new: Vec<usize> = Vec::new();
-    let mut first_of: HashMap<(i64, &str), usize> = HashMap::new();
-    let mut plans = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let plan = match allowed[i] {
-            None | Some((false, _)) => Plan::Reject(AppError::not_found("channel")),
-            Some((true, false)) => {
-                Plan::Reject(AppError::forbidden("you are not a member of this channel"))
-            }
-            Some((true, true)) => match stored.remove(&i) {
-                Some(row) => Plan::Existing(row),
-                None => match first_of.get(&(m.sender, m.client_msg_id.as_str())) {
-                    Some(&n) => Plan::Repeat(n),
-                    None => {
-                        first_of.insert((m.sender, m.client_msg_id.as_str()), new.len());
-                        new.push(i);
-                        Plan::New(new.len() - 1)
-                    }
-                },
-            },
-        };
-        plans.push(plan);
-    }
-
-    let mut members = HashMap::with_capacity(before.channels.len());
-    let mut last_seq = HashMap::with_capacity(before.channels.len());
-    for (channel, seq, list) in before.channels {
-        last_seq.insert(channel, seq);
-        members.insert(channel, Arc::<[i64]>::from(list));
-    }
-    let rows = if new.is_empty() {
-        sqlx::query("COMMIT").execute(&mut *db).await?;
-        Vec::new()
-    } else {
-        insert_and_commit(db, ids, messages, &new, before.floor, last_seq).await?
-    };
-
-    Ok(plans
-        .into_iter()
-        .map(|plan| match plan {
-            Plan::Reject(e) => Err(e),
-            Plan::Existing(row) => Ok(Written::Existing(row)),
-            Plan::Repeat(n) => Ok(Written::Existing(rows[n].clone())),
-            Plan::New(n) => {
-                let row = rows[n].clone();
-                let members = members
-                    .get(&row.channel_id)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from([]));
-                Ok(Written::Stored { row, members })
-            }
-        })
-        .collect())
-}
-
-/// Numbers and inserts the new messages (`new` indexes `messages`) above `floor` and
-/// after each channel's `last_seq`, moves their channels on, and commits; returns their
-/// rows.
-async fn insert_and_commit(
-    tx: &mut SqliteConnection,
-    ids: &IdGenerator,
-    messages: &[&NewMessage],
-    new: &[usize],
-    mut floor: i64,
-    mut last_seq: HashMap<i64, i64>,
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    let mut rows = Vec::with_capacity(new.len());
-    for &i in new {
-        let m = messages[i];
-        let seq = last_seq.entry(m.channel).or_insert(0);
-        *seq += 1;
-        let id = ids.next_id_above(floor);
-        floor = id;
-        rows.push(MessageRow {
-            channel_id: m.channel,
-            id,
-            seq: *seq,
-            sender_id: m.sender,
-            content: m.content.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            created_at: m.now,
-        });
-    }
-    let inserts = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    // Rows are in id order, so each channel's last row carries its newest id and seq.
-    let mut newest: HashMap<i64, &MessageRow> = HashMap::new();
-    for row in &rows {
-        newest.insert(row.channel_id, row);
-    }
-    let updates = json!(newest
-        .values()
-        .map(|r| json!({"c": r.channel_id, "q": r.seq, "id": r.id}))
-        .collect::<Vec<_>>())
-    .to_string();
-    sqlx::query(
-        "INSERT OR ROLLBACK INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
-         SELECT value->>'channel_id', value->>'id', value->>'seq', value->>'sender_id',
-                value->>'content', value->>'client_msg_id', value->>'created_at'
-         FROM json_each(?);
-         UPDATE OR ROLLBACK channels SET last_seq = u.value->>'q', last_message_id = u.value->>'id'
-           FROM json_each(?) u WHERE channels.id = u.value->>'c';
-         COMMIT",
-    )
-    .bind(inserts)
-    .bind(updates)
-    .execute(&mut *tx)
-    .await?;
-    Ok(rows)
 }

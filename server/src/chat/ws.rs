@@ -355,7 +355,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
     };
     // Subscribed: every message committed from now on reaches this connection live (or as
     // a lost wake-up that a catch-up reads from here on).
-    let delivered = Delivered::opened_at(crate::db::now_ms());
+    let delivered = Delivered::opened_at(crate::storage::now_ms());
     Box::pin(crate::presence::activity(&state, user.id.0)).await;
     let mut conn = Conn {
         token_hash: crate::auth::token::hash(&token),
@@ -599,6 +599,10 @@ impl Conn {
         let (code, message) = match e {
             AppError::Client { code, message } => (code.as_str(), message.clone()),
             AppError::RateLimited { .. } => ("rate_limited", "slow down".to_string()),
+            AppError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "chat frame: database unavailable");
+                ("unavailable", "briefly unavailable, retry".to_string())
+            }
             AppError::Internal(cause) => {
                 tracing::error!(cause = %cause, "chat frame failed");
                 ("internal", "internal error".to_string())

@@ -8,8 +8,8 @@
 //! only where the key is empty and a change parks a marker there (see [`LIKES_TTL`]);
 //! liked sets are built behind [`BUILDING`] and dropped on unlike (see [`note_like`]).
 
-use super::store::{self, PostRow};
-use crate::{auth::store::UserRow, error::AppError, state::AppState};
+use crate::storage::feed::PostRow;
+use crate::{error::AppError, state::AppState, storage::UserRow};
 use app::model::User;
 use bytes::Bytes;
 use std::{collections::HashMap, time::Duration};
@@ -65,7 +65,7 @@ pub fn render_members(content: &str, created_at_ms: i64) -> Vec<u8> {
     }
     let object = serde_json::to_vec(&Members {
         content,
-        created_at: crate::db::to_datetime(created_at_ms),
+        created_at: crate::storage::to_datetime(created_at_ms),
     })
     .unwrap_or_else(|_| b"{}".to_vec());
     // Without the braces: the members go inside the post's object.
@@ -114,7 +114,7 @@ pub async fn posts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, CachedP
         }
     }
     if !missing.is_empty() {
-        let rows = store::posts_by_ids(&state.db, &missing).await?;
+        let rows = state.store.feed.posts_by_ids(&missing).await?;
         let mut fill = Vec::with_capacity(rows.len());
         for row in rows {
             let value = encode_post(&row);
@@ -159,7 +159,7 @@ async fn load_users(state: &AppState, ids: &[i64]) -> Result<Vec<(User, Bytes)>,
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<UserRow> = store::users_by_ids(&state.db, ids).await?;
+    let rows: Vec<UserRow> = state.store.accounts.users_by_ids(ids).await?;
     let mut loaded = Vec::with_capacity(rows.len());
     let mut fill = Vec::with_capacity(rows.len());
     for row in rows {
@@ -213,7 +213,10 @@ pub async fn like_counts(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, i
     }
     if !missing.is_empty() {
         let asked: Vec<i64> = missing.iter().map(|(id, _)| *id).collect();
-        let rows: HashMap<i64, i64> = store::like_counts(&state.db, &asked)
+        let rows: HashMap<i64, i64> = state
+            .store
+            .feed
+            .like_counts(&asked)
             .await?
             .into_iter()
             .collect();
@@ -277,7 +280,7 @@ pub async fn liked_among(state: &AppState, user: i64, ids: &[i64]) -> Result<Vec
             unknown.push(*id);
         }
     }
-    liked.extend(store::liked_by(&state.db, user, &unknown).await?);
+    liked.extend(state.store.feed.liked_by(user, &unknown).await?);
     Ok(liked)
 }
 
@@ -288,7 +291,11 @@ async fn build_liked(state: &AppState, user: i64, key: &str) -> Result<(), AppEr
     cache
         .ids_add(&[(key.to_string(), BUILDING)], LIKED_CAP + 2)
         .await?;
-    let mut liked = store::liked_post_ids(&state.db, user, LIKED_CAP as i64).await?;
+    let mut liked = state
+        .store
+        .feed
+        .liked_post_ids(user, LIKED_CAP as i64)
+        .await?;
     if liked.len() < LIKED_CAP {
         liked.push(ALL_LIKES);
     }

@@ -10,7 +10,8 @@
 //! into every follower's feed cache, in pipelined batches; at or above it nothing is pushed
 //! (followers pull those posts at read time, see `timeline`).
 
-use super::{caches, store};
+use super::caches;
+use crate::storage::{feed::FanoutKind, outbox::FanoutJob};
 use crate::{error::AppError, outbox::Outbox, state::AppState};
 
 /// Newest ids kept per feed cache; older pages come from SQLite.
@@ -32,16 +33,19 @@ pub fn author_key(user_id: i64) -> String {
 
 /// Runs one fanout job to completion (a no-op if another worker already finished it).
 pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
-    let Some(job) = store::outbox_job(&state.db, outbox_id).await? else {
+    let Some(job) = state.store.outbox.fanout_job(outbox_id).await? else {
         return Ok(());
     };
-    match job.kind.as_str() {
-        "publish" => {
+    match job.kind {
+        FanoutKind::Publish => {
             publish(state, &job).await?;
             let now = state.clock.now_ms();
             // None: another worker ran this job too and handed it over first.
-            if let Some(next) =
-                store::hand_over_to_notifications(&state.db_writes, &job, now).await?
+            if let Some(next) = state
+                .store
+                .outbox
+                .hand_over_to_notifications(&job, now)
+                .await?
             {
                 if let Err(e) = Outbox::Notify.enqueue(state, next).await {
                     // The row is durable: the sweep enqueues it.
@@ -49,11 +53,10 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
                 }
             }
         }
-        "delete" => {
+        FanoutKind::Delete => {
             retract(state, &job).await?;
-            Outbox::Fanout.finish(&state.db_writes, outbox_id).await?;
+            Outbox::Fanout.finish(state, outbox_id).await?;
         }
-        other => tracing::warn!(kind = other, "unknown fanout job kind"),
     }
     Ok(())
 }
@@ -61,7 +64,7 @@ pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
 /// Whether the author is a celebrity now (at or above `KITH_CELEBRITY_THRESHOLD`): their
 /// followers' feeds and notification lists pull their posts instead of being written to.
 pub async fn is_celebrity(state: &AppState, author_id: i64) -> Result<bool, AppError> {
-    let followers = store::follower_count(&state.db, author_id).await?;
+    let followers = state.store.graph.follower_count(author_id).await?;
     Ok(followers as u64 >= state.config.celebrity_threshold)
 }
 
@@ -77,14 +80,18 @@ where
     F: FnMut(Vec<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    let mut page = store::followers_after(&state.db, author_id, i64::MIN, batch).await?;
+    let mut page = state
+        .store
+        .graph
+        .followers_after(author_id, i64::MIN, batch)
+        .await?;
     while let Some(&last) = page.iter().max() {
         if page.len() < batch as usize {
             // A short page is the last one.
             return f(page).await;
         }
         let (next, done) = futures::join!(
-            store::followers_after(&state.db, author_id, last, batch),
+            state.store.graph.followers_after(author_id, last, batch),
             f(page)
         );
         done?;
@@ -121,7 +128,7 @@ where
 }
 
 /// Pushes the post into the feeds.
-async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
+async fn publish(state: &AppState, job: &FanoutJob) -> Result<(), AppError> {
     let cache = &state.backends.cache;
     for_each_feed_batch(state, job.author_id, |keys| async move {
         cache.ids_push(&keys, job.post_id, FEED_CAP).await?;
@@ -133,7 +140,7 @@ async fn publish(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
     Ok(())
 }
 
-async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppError> {
+async fn retract(state: &AppState, job: &FanoutJob) -> Result<(), AppError> {
     let cache = &state.backends.cache;
     for_each_feed_batch(state, job.author_id, |keys| async move {
         let entries: Vec<(String, i64)> = keys.into_iter().map(|k| (k, job.post_id)).collect();
@@ -141,7 +148,7 @@ async fn retract(state: &AppState, job: &store::OutboxRow) -> Result<(), AppErro
         Ok(())
     })
     .await?;
-    crate::notifications::store::forget_post(&state.db_writes, job.post_id).await?;
+    state.store.notifications.forget_post(job.post_id).await?;
     cache.delete(&caches::post_key(job.post_id)).await?;
     Ok(())
 }

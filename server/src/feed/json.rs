@@ -113,13 +113,13 @@ mod tests {
             id: Id(7),
             username: "ann".into(),
             display_name: "Ann \"A\" <b>".into(),
-            created_at: crate::db::to_datetime(1_700_000_000_123),
+            created_at: crate::storage::to_datetime(1_700_000_000_123),
         };
         let post = Post {
             id: Id(42),
             author: author.clone(),
             content: "line\nbreak, \"quotes\", \\ and ünïcode 🎉".into(),
-            created_at: crate::db::to_datetime(1_700_000_001_456),
+            created_at: crate::storage::to_datetime(1_700_000_001_456),
             like_count: 3,
             liked_by_me: true,
         };

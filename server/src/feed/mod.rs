@@ -7,12 +7,11 @@
 //! * `timeline`: the news feed service (cache, SQLite and celebrity merge) and hydration.
 //! * `caches`: post, user and like-count caches.
 //! * `json`: posts and pages written as API JSON from the caches' rendered pieces.
-//! * `store`: the SQL.
+//! * the SQL lives in `crate::storage` (one interface per feature, one file per engine).
 
 pub mod caches;
 pub mod fanout;
 pub mod json;
 pub mod posts;
 pub mod routes;
-pub mod store;
 pub mod timeline;

@@ -4,11 +4,10 @@
 use super::{
     caches, fanout,
     json::{PageJson, PostJson},
-    store, timeline,
+    timeline,
 };
-use crate::{
-    backend::Quota, db::is_unique_violation, error::AppError, outbox::Outbox, state::AppState,
-};
+use crate::storage::feed::PostRow;
+use crate::{backend::Quota, error::AppError, outbox::Outbox, state::AppState};
 use app::model::{rules, ErrorCode, Post, User};
 
 /// Publishes a post for `author`. A retry with the same `idempotency_key` returns the first
@@ -25,7 +24,12 @@ pub async fn publish(
                 "Idempotency-Key must be 1 to 128 visible ASCII characters",
             ));
         }
-        if let Some(existing) = store::post_by_idempotency_key(&state.db, author.id.0, key).await? {
+        if let Some(existing) = state
+            .store
+            .feed
+            .post_by_idempotency_key(author.id.0, key)
+            .await?
+        {
             return one(state, Some(author.id.0), existing.id).await?.to_post();
         }
     }
@@ -37,36 +41,28 @@ pub async fn publish(
         .take_quota(&format!("post:{}", author.id.0), quota)
         .await?;
 
-    let post = store::PostRow {
+    let post = PostRow {
         id: state.ids.next_id(),
         author_id: author.id.0,
         content: content.trim().to_string(),
         created_at: now,
     };
-    let mut tx = state.db_writes.begin().await?;
-    match store::insert_post(&mut tx, &post, idempotency_key).await {
-        Ok(()) => {}
-        Err(e) if is_unique_violation(&e) => {
-            // A concurrent retry with the same key won the race: answer with its post.
-            drop(tx);
-            let key = idempotency_key.unwrap_or_default();
-            let existing = store::post_by_idempotency_key(&state.db, author.id.0, key)
-                .await?
-                .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
-            return one(state, Some(author.id.0), existing.id).await?.to_post();
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let job = store::insert_outbox(
-        &mut tx,
-        "publish",
-        post.id,
-        post.author_id,
-        post.created_at,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    let Some(job) = state
+        .store
+        .feed
+        .insert_post(&post, idempotency_key, now)
+        .await?
+    else {
+        // A concurrent retry with the same key won the race: answer with its post.
+        let key = idempotency_key.unwrap_or_default();
+        let existing = state
+            .store
+            .feed
+            .post_by_idempotency_key(author.id.0, key)
+            .await?
+            .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
+        return one(state, Some(author.id.0), existing.id).await?.to_post();
+    };
 
     // From here on the post is acknowledged; cache and queue failures only delay fanout
     // (the outbox sweep retries), they must not turn the answer into an error.
@@ -88,7 +84,7 @@ pub async fn publish(
         id: app::model::Id(post.id),
         author: author.clone(),
         content: post.content,
-        created_at: crate::db::to_datetime(post.created_at),
+        created_at: crate::storage::to_datetime(post.created_at),
         like_count: 0,
         liked_by_me: false,
     })
@@ -110,20 +106,21 @@ pub async fn by_author(
     cursor: Option<i64>,
     limit: usize,
 ) -> Result<PageJson, AppError> {
-    let ids = store::author_post_ids(
-        &state.db,
-        author_id,
-        cursor.unwrap_or(i64::MAX),
-        limit as i64 + 1,
-    )
-    .await?;
+    let ids = state
+        .store
+        .feed
+        .author_post_ids(author_id, cursor.unwrap_or(i64::MAX), limit as i64 + 1)
+        .await?;
     timeline::page_of(state, viewer, ids, limit).await
 }
 
 /// Deletes a post of `viewer`'s; it leaves every feed (right away for reads, which skip
 /// missing posts, and from the feed caches through a fanout job).
 pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppError> {
-    let post = store::post_by_id(&state.db, id)
+    let post = state
+        .store
+        .feed
+        .post_by_id(id)
         .await?
         .ok_or_else(|| AppError::not_found("post"))?;
     if post.author_id != viewer {
@@ -133,12 +130,9 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
         ));
     }
     let now = state.clock.now_ms();
-    let mut tx = state.db_writes.begin().await?;
-    if !store::delete_post(&mut tx, id).await? {
+    let Some(job) = state.store.feed.delete_post(&post, now).await? else {
         return Err(AppError::not_found("post"));
-    }
-    let job = store::insert_outbox(&mut tx, "delete", id, viewer, post.created_at, now).await?;
-    tx.commit().await?;
+    };
     state.backends.cache.delete(&caches::post_key(id)).await?;
     if let Err(e) = Outbox::Fanout.enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
@@ -148,13 +142,17 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
 
 /// Likes (`true`) or unlikes a post; idempotent.
 pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Result<(), AppError> {
-    if store::post_by_id(&state.db, id).await?.is_none() {
+    if state.store.feed.post_by_id(id).await?.is_none() {
         return Err(AppError::not_found("post"));
     }
     let changed = if like {
-        store::insert_like(&state.db_writes, id, viewer, state.clock.now_ms()).await?
+        state
+            .store
+            .feed
+            .insert_like(id, viewer, state.clock.now_ms())
+            .await?
     } else {
-        store::delete_like(&state.db_writes, id, viewer).await?
+        state.store.feed.delete_like(id, viewer).await?
     };
     if changed {
         caches::note_like_count_changed(state, id).await?;

@@ -5,7 +5,7 @@ use super::{
     posts, timeline,
 };
 use crate::{
-    auth::{extract::MaybeUser, store as auth_store, AuthUser},
+    auth::{extract::MaybeUser, AuthUser},
     error::{AppError, Json, Query},
     pagination::PageQuery,
     state::AppState,
@@ -134,7 +134,10 @@ pub async fn user_posts(
     Query(page): Query<PageQuery>,
 ) -> Result<PageJson, AppError> {
     let (limit, cursor) = (page.limit()?, page.id_cursor()?);
-    let author = auth_store::user_by_username(&state.db, &username)
+    let author = state
+        .store
+        .accounts
+        .user_by_username(&username)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
     let viewer = viewer.map(|v| v.id.0);

@@ -27,7 +27,6 @@ use super::{
     caches,
     fanout::{author_key, feed_key, FEED_CAP},
     json::{PageJson, PostJson},
-    store,
 };
 use crate::{error::AppError, state::AppState};
 use bytes::Bytes;
@@ -131,10 +130,18 @@ impl Source {
     async fn ids(self, state: &AppState, below: i64, limit: usize) -> Result<Vec<i64>, AppError> {
         Ok(match self {
             Source::Feed(user) => {
-                store::feed_post_ids(&state.db, user, below, limit as i64).await?
+                state
+                    .store
+                    .feed
+                    .feed_post_ids(user, below, limit as i64)
+                    .await?
             }
             Source::Author(user) => {
-                store::author_post_ids(&state.db, user, below, limit as i64).await?
+                state
+                    .store
+                    .feed
+                    .author_post_ids(user, below, limit as i64)
+                    .await?
             }
         })
     }
@@ -213,7 +220,11 @@ async fn celebrities(state: &AppState, viewer: i64) -> Result<Vec<i64>, AppError
         return Ok(ids);
     }
     let threshold = i64::try_from(state.config.celebrity_threshold).unwrap_or(i64::MAX);
-    let ids = store::celebrity_followees(&state.db, viewer, threshold).await?;
+    let ids = state
+        .store
+        .graph
+        .celebrity_followees(viewer, threshold)
+        .await?;
     // Stored under the version read before SQLite was: if a crossing bumped it since,
     // the next read sees the list as stale and rebuilds it.
     let mut value = format!("{version}|").into_bytes();

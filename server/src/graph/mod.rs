@@ -2,8 +2,7 @@
 //!
 //! * `routes`: `/v1/me/following/{username}`, `/v1/me/{following,followers,friends}`.
 //! * `service`: follow and unfollow, keeping the follower's feed cache consistent.
-//! * `store`: the SQL.
+//! * the SQL lives in `crate::storage` (one interface per feature, one file per engine).
 
 pub mod routes;
 pub mod service;
-pub mod store;

@@ -1,6 +1,7 @@
 //! HTTP handlers of the social graph and user search.
 
-use super::{service, store};
+use super::service;
+use crate::storage::graph::List;
 use crate::{
     auth::AuthUser,
     error::{AppError, Json, Query},
@@ -54,18 +55,15 @@ pub async fn unfollow(
 async fn list(
     state: &AppState,
     user: i64,
-    which: store::List,
+    which: List,
     page: &PageQuery,
 ) -> Result<Page<User>, AppError> {
     let limit = page.limit()?;
-    let mut rows = store::list(
-        &state.db,
-        user,
-        which,
-        page.time_id_cursor()?,
-        limit as i64 + 1,
-    )
-    .await?;
+    let mut rows = state
+        .store
+        .graph
+        .list(user, which, page.time_id_cursor()?, limit as i64 + 1)
+        .await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = if more {
@@ -89,7 +87,7 @@ pub async fn following(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<User>>, AppError> {
     Ok(Json(
-        list(&state, auth.user.id.0, store::List::Following, &page).await?,
+        list(&state, auth.user.id.0, List::Following, &page).await?,
     ))
 }
 
@@ -102,7 +100,7 @@ pub async fn followers(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<User>>, AppError> {
     Ok(Json(
-        list(&state, auth.user.id.0, store::List::Followers, &page).await?,
+        list(&state, auth.user.id.0, List::Followers, &page).await?,
     ))
 }
 
@@ -115,7 +113,7 @@ pub async fn friends(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<User>>, AppError> {
     Ok(Json(
-        list(&state, auth.user.id.0, store::List::Friends, &page).await?,
+        list(&state, auth.user.id.0, List::Friends, &page).await?,
     ))
 }
 
@@ -173,7 +171,11 @@ pub async fn search_users(
             .map_err(|_| AppError::invalid_request("cursor is not one this server issued"))?;
     }
     let limit = page.limit()?;
-    let mut rows = store::search(&state.db, &prefix, cursor, limit as i64 + 1).await?;
+    let mut rows = state
+        .store
+        .graph
+        .search(&prefix, cursor, limit as i64 + 1)
+        .await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = if more {

@@ -5,9 +5,7 @@
 //! Rebuilding is one indexed query, and it keeps the cache a clean prefix of the feed (see
 //! `feed::timeline`), which patching ids in and out could not guarantee.
 
-use super::store;
 use crate::{
-    auth::store as auth_store,
     error::AppError,
     feed::{
         fanout::feed_key,
@@ -17,7 +15,10 @@ use crate::{
 };
 
 async fn followee(state: &AppState, username: &str) -> Result<i64, AppError> {
-    Ok(auth_store::user_by_username(&state.db, username)
+    Ok(state
+        .store
+        .accounts
+        .user_by_username(username)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?
         .id)
@@ -32,9 +33,14 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
             "you cannot follow yourself",
         ));
     }
-    if store::follow(&state.db_writes, follower, target, state.clock.now_ms()).await? {
+    if state
+        .store
+        .graph
+        .follow(follower, target, state.clock.now_ms())
+        .await?
+    {
         forget_feed(state, follower).await?;
-        let followers = crate::feed::store::follower_count(&state.db, target).await?;
+        let followers = state.store.graph.follower_count(target).await?;
         note_follower_count(state, followers, true).await?;
     }
     Ok(())
@@ -43,9 +49,9 @@ pub async fn follow(state: &AppState, follower: i64, username: &str) -> Result<(
 /// `follower` stops following `username`; idempotent.
 pub async fn unfollow(state: &AppState, follower: i64, username: &str) -> Result<(), AppError> {
     let target = followee(state, username).await?;
-    if store::unfollow(&state.db_writes, follower, target).await? {
+    if state.store.graph.unfollow(follower, target).await? {
         forget_feed(state, follower).await?;
-        let followers = crate::feed::store::follower_count(&state.db, target).await?;
+        let followers = state.store.graph.follower_count(target).await?;
         note_follower_count(state, followers, false).await?;
     }
     Ok(())

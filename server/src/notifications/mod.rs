@@ -16,7 +16,6 @@
 
 pub mod posts;
 pub mod routes;
-pub mod store;
 
 use crate::{error::AppError, feed::caches, presence, state::AppState};
 use app::model::{Id, Message, Notification, NotificationKind, Page};
@@ -56,7 +55,7 @@ pub async fn for_message(
     let online = presence::online_among(state, &others).await?;
     let offline: Vec<i64> = others.into_iter().filter(|m| !online.contains(m)).collect();
     let text = excerpt(&message.content);
-    let about = store::About {
+    let about = crate::storage::notifications::About {
         kind: "message",
         subject: message.id.0,
         actor_id: sender,
@@ -64,7 +63,11 @@ pub async fn for_message(
         excerpt: &text,
         created_at: message.created_at.timestamp_millis(),
     };
-    store::insert_many(&state.db_writes, &about, &offline).await?;
+    state
+        .store
+        .notifications
+        .insert_many(&about, &offline)
+        .await?;
     Ok(())
 }
 
@@ -77,7 +80,7 @@ pub async fn for_post(
     followers: &[i64],
 ) -> Result<(), AppError> {
     let text = excerpt(content);
-    let about = store::About {
+    let about = crate::storage::notifications::About {
         kind: "post",
         subject: post_id,
         actor_id: author,
@@ -85,7 +88,11 @@ pub async fn for_post(
         excerpt: &text,
         created_at: state.clock.now_ms(),
     };
-    store::insert_many(&state.db_writes, &about, followers).await?;
+    state
+        .store
+        .notifications
+        .insert_many(&about, followers)
+        .await?;
     Ok(())
 }
 
@@ -96,16 +103,18 @@ pub async fn list(
     before: Option<i64>,
     limit: usize,
 ) -> Result<Page<Notification>, AppError> {
-    let mut rows = store::page(
-        &state.db,
-        user,
-        before,
-        limit as i64 + 1,
-        pulled_since(state),
-        EXCERPT_CHARS as i64,
-    )
-    .await?;
-    let read_up_to = store::read_up_to(&state.db, user).await?;
+    let mut rows = state
+        .store
+        .notifications
+        .page(
+            user,
+            before,
+            limit as i64 + 1,
+            pulled_since(state),
+            EXCERPT_CHARS as i64,
+        )
+        .await?;
+    let read_up_to = state.store.notifications.read_up_to(user).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let actor_ids: Vec<i64> = rows.iter().map(|r| r.actor_id).collect();
@@ -121,7 +130,7 @@ pub async fn list(
 }
 
 fn to_api(
-    r: store::NotificationRow,
+    r: crate::storage::notifications::NotificationRow,
     actors: &HashMap<i64, app::model::User>,
     read_up_to: i64,
 ) -> Option<Notification> {
@@ -138,17 +147,21 @@ fn to_api(
         message_id: (!post).then_some(Id(r.id)),
         post_id: post.then_some(Id(r.id)),
         excerpt: r.excerpt,
-        created_at: crate::db::to_datetime(r.created_at),
+        created_at: crate::storage::to_datetime(r.created_at),
         read: r.id <= read_up_to,
     })
 }
 
 /// Marks the user's notifications up to `up_to` read.
 pub async fn mark_read(state: &AppState, user: i64, up_to: i64) -> Result<(), AppError> {
-    store::mark_read(&state.db_writes, user, up_to).await?;
+    state.store.notifications.mark_read(user, up_to).await?;
     Ok(())
 }
 
 pub async fn unread(state: &AppState, user: i64) -> Result<i64, AppError> {
-    Ok(store::unread_count(&state.db, user, pulled_since(state)).await?)
+    Ok(state
+        .store
+        .notifications
+        .unread_count(user, pulled_since(state))
+        .await?)
 }

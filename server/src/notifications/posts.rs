@@ -7,7 +7,7 @@
 //! follower (followers pull it, as they pull the post into their feed); the online ones
 //! still get the live frame, so a followed celebrity raises the "new posts" banner too.
 
-use super::store;
+use crate::storage::outbox::NotifyJob;
 use crate::{error::AppError, feed, outbox::Outbox, presence, state::AppState};
 
 /// Followers per batch: one write transaction of notification rows, which every other
@@ -16,7 +16,7 @@ const BATCH: i64 = 500;
 
 /// Runs one notification job to completion (a no-op if it was already finished).
 pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
-    let Some(job) = store::notify_job(&state.db, id).await? else {
+    let Some(job) = state.store.outbox.notify_job(id).await? else {
         return Ok(());
     };
     match feed::posts::one(state, None, job.post_id).await {
@@ -25,20 +25,24 @@ pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
         Err(AppError::Client { .. }) => {}
         Err(e) => return Err(e),
     }
-    Outbox::Notify.finish(&state.db_writes, id).await?;
+    Outbox::Notify.finish(state, id).await?;
     Ok(())
 }
 
 async fn notify_followers(
     state: &AppState,
-    job: &store::NotifyJob,
+    job: &NotifyJob,
     post: &app::model::Post,
 ) -> Result<(), AppError> {
     let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
     let frame = &crate::chat::ws::wake::frame(0, 0, json.as_bytes());
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
     if pulled {
-        store::mark_pulled(&state.db_writes, job.post_id, job.author_id).await?;
+        state
+            .store
+            .notifications
+            .mark_pulled(job.post_id, job.author_id)
+            .await?;
     }
     feed::fanout::for_each_follower_batch(state, job.author_id, BATCH, |followers| async move {
         if !pulled {

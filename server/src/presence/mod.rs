@@ -17,7 +17,6 @@
 //! warns about).
 
 pub mod routes;
-mod store;
 
 use crate::{chat, error::AppError, state::AppState};
 use app::model::{Id, PresenceStatus, UserPresence};
@@ -206,7 +205,7 @@ pub fn spawn(state: &AppState) {
 /// Pushes a `presence` frame to the online part of the user's audience.
 async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_active_ms: i64) {
     let result = async {
-        let audience = store::audience(&state.db, user, SMALL_CHANNEL).await?;
+        let audience = state.store.presence.audience(user, SMALL_CHANNEL).await?;
         let online = online_among(state, &audience).await?;
         if online.is_empty() {
             return Ok::<(), AppError>(());
@@ -215,7 +214,7 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
             "type": "presence",
             "user_id": Id(user),
             "status": status,
-            "last_active_at": crate::db::to_datetime(last_active_ms),
+            "last_active_at": crate::storage::to_datetime(last_active_ms),
         });
         let payload = chat::ws::wake::frame(0, 0, frame.to_string().as_bytes());
         chat::service::wake(state, &online, payload).await
@@ -285,7 +284,7 @@ pub async fn lookup(
             } else {
                 PresenceStatus::Offline
             },
-            last_active_at: last.map(crate::db::to_datetime),
+            last_active_at: last.map(crate::storage::to_datetime),
         })
         .collect())
 }

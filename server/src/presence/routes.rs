@@ -84,12 +84,12 @@ pub async fn by_usernames(
     let mut users = Vec::with_capacity(names.len());
     for (name, found) in names
         .iter()
-        .zip(super::store::by_usernames(&state.db, names).await?)
+        .zip(state.store.presence.by_usernames(names).await?)
     {
         users.push(found.ok_or_else(|| AppError::not_found(&format!("user {name:?}")))?);
     }
     let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
-    let visible = super::store::visible_to(&state.db, viewer, &ids).await?;
+    let visible = state.store.presence.visible_to(viewer, &ids).await?;
     let hidden: Vec<&str> = users
         .iter()
         .filter(|(id, _)| !visible.contains(id))

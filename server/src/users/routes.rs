@@ -1,8 +1,7 @@
 //! `/v1/me` and `/v1/users/{username}`.
 
-use super::store;
 use crate::{
-    auth::{extract::MaybeUser, store as auth_store, AuthUser},
+    auth::{extract::MaybeUser, AuthUser},
     error::{AppError, Json},
     state::AppState,
 };
@@ -46,11 +45,18 @@ pub async fn load_profile(
     viewer: Option<&User>,
     username: &str,
 ) -> Result<Profile, AppError> {
-    let user: User = auth_store::user_by_username(&state.db, username)
+    let user: User = state
+        .store
+        .accounts
+        .user_by_username(username)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?
         .into();
-    let counts = store::counts(&state.db, user.id.0, viewer.map(|v| v.id.0)).await?;
+    let counts = state
+        .store
+        .graph
+        .counts(user.id.0, viewer.map(|v| v.id.0))
+        .await?;
     Ok(Profile {
         user,
         followers: counts.followers,

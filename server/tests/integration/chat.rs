@@ -264,11 +264,16 @@ async fn groups_enforce_size_and_membership_rules(backend: Backend) -> Result<()
     // 100 more users, straight into the database (registering through the API would
     // spend an Argon2 hash on each).
     for i in 0..100 {
-        sqlx::query("INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, 'x', 0)")
-            .bind(1_000_000 + i)
-            .bind(format!("bulk_{i:03}"))
-            .bind(format!("Bulk {i}"))
-            .execute(&app.state.db)
+        app.state
+            .store
+            .accounts
+            .insert_user(
+                1_000_000 + i,
+                &format!("bulk_{i:03}"),
+                &format!("Bulk {i}"),
+                "x",
+                0,
+            )
             .await?;
     }
     let too_many: Vec<String> = (0..100).map(|i| format!("bulk_{i:03}")).collect();

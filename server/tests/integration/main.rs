@@ -1,6 +1,6 @@
 //! The server's integration tests, one binary: every suite starts real servers on port 0
-//! with real SQLite, on the in-process backend and, when `KITH_TEST_REDIS_URL` answers, on
-//! Redis too. One binary links once, where nine linked the whole server nine times.
+//! with a real database (SQLite, or PostgreSQL when `KITH_TEST_DATABASE_URL` names one),
+//! on the in-process backend and, when `KITH_TEST_REDIS_URL` answers, on Redis too. One binary links once, where nine linked the whole server nine times.
 
 #[macro_use]
 mod common;

@@ -12,6 +12,7 @@ use common::{
     live::{eventually, pass_time, presence_env, text, Socket, TIMEOUT_MS},
     spawn_app, spawn_with, Backend, Options, TestApp, TestUser,
 };
+use kith::outbox::Outbox;
 use reqwest::header;
 use serde_json::{json, Value};
 
@@ -403,7 +404,7 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
         eprintln!("skipped: KITH_TEST_REDIS_URL is not set (one node per process in memory)");
         return Ok(());
     }
-    let cluster = common::Cluster::new()?;
+    let cluster = common::Cluster::new().await?;
     let node = || {
         let mut options = cluster.node(1);
         options.manual_clock = true;
@@ -471,7 +472,7 @@ async fn members_online_on_another_node_are_not_notified() -> Result<()> {
 /// fanout and died before notifying anyone leaves the work in `notification_outbox`, and
 /// the next node on the same database does it.
 async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -> Result<()> {
-    let cluster = common::Cluster::new()?;
+    let cluster = common::Cluster::new().await?;
     // No workers: the test runs the fanout job itself, and nothing runs the next stage.
     let crashed = spawn_with(backend, cluster.node(0)).await?;
     let (author, reader) = (
@@ -480,22 +481,21 @@ async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -
     );
     crashed.follow(&reader, "nc_author").await?;
     let post = crashed.post_as(&author, "after the crash").await?;
-    let job: i64 = sqlx::query_scalar("SELECT id FROM fanout_outbox")
-        .fetch_one(&crashed.state.db)
-        .await?;
-    kith::feed::fanout::process(&crashed.state, job).await?;
-    let count = |table: &'static str| {
-        let db = crashed.state.db.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(&db)
-                .await
-        }
-    };
+    let outbox = &crashed.state.store.outbox;
+    let now = kith::storage::now_ms();
+    let jobs = outbox.claim_stale(Outbox::Fanout, i64::MAX, now).await?;
+    assert_eq!(jobs.len(), 1, "one fanout job");
+    kith::feed::fanout::process(&crashed.state, jobs[0]).await?;
     assert_eq!(
         (
-            count("fanout_outbox").await?,
-            count("notification_outbox").await?
+            outbox
+                .claim_stale(Outbox::Fanout, i64::MAX, now)
+                .await?
+                .len(),
+            outbox
+                .claim_stale(Outbox::Notify, i64::MAX, now)
+                .await?
+                .len()
         ),
         (0, 1),
         "the finished fanout handed over to the notification outbox"

@@ -1,9 +1,9 @@
-//! The durable store under a steady stream of writes (storage does not depend on the
-//! cache backend, so this runs once, on the in-process one).
+//! SQLite's upkeep under a steady stream of writes (storage does not depend on the cache
+//! backend, so this runs once, on the in-process one, and always on SQLite).
 
-use crate::common::{spawn_app, Backend, TestApp};
+use crate::common::{spawn_with, Backend, Options, TestApp};
 use anyhow::{Context as _, Result};
-use kith::{chat::writer::NewMessage, error::AppError};
+use kith::{error::AppError, storage::chat::NewMessage, storage::Raw};
 use std::{
     io::Read as _,
     sync::{
@@ -11,6 +11,22 @@ use std::{
         Arc,
     },
 };
+
+/// The node's SQLite read pool.
+fn reads(app: &TestApp) -> Result<&sqlx::SqlitePool> {
+    match &app.state.store.raw {
+        Raw::Sqlite(store) => Ok(store.reads()),
+        Raw::Postgres(_) => anyhow::bail!("not on SQLite"),
+    }
+}
+
+/// The node's SQLite write pool (one connection).
+fn writes(app: &TestApp) -> Result<&sqlx::SqlitePool> {
+    match &app.state.store.raw {
+        Raw::Sqlite(store) => Ok(store.writes()),
+        Raw::Postgres(_) => anyhow::bail!("not on SQLite"),
+    }
+}
 
 /// The write-ahead log header's checkpoint sequence number: SQLite bumps it each time it
 /// starts the log over from its beginning.
@@ -26,7 +42,14 @@ fn log_generation(wal: &str) -> Result<u32> {
 
 /// A node with two users and their 1:1 channel: (node, channel, sender, database path).
 async fn node_with_a_channel(sender: &str, peer: &str) -> Result<(TestApp, i64, i64, String)> {
-    let app = spawn_app(Backend::Memory).await?;
+    let app = spawn_with(
+        Backend::Memory,
+        Options {
+            sqlite: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     let a = app.register(sender).await?;
     app.register(peer).await?;
     let channel: serde_json::Value = app
@@ -75,7 +98,7 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
                             sender,
                             content: format!("message {t}-{i}"),
                             client_msg_id: format!("wal-{t}-{i}"),
-                            now: kith::db::now_ms(),
+                            now: kith::storage::now_ms(),
                         })
                         .await?;
                     let _ = progress.send(());
@@ -123,13 +146,13 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
             sender,
             content: "kept until the channel goes".into(),
             client_msg_id: "fk-1".into(),
-            now: kith::db::now_ms(),
+            now: kith::storage::now_ms(),
         })
         .await?;
 
     // A message in a channel that does not exist: the statement takes it, the commit
     // refuses it, and nothing of the transaction stays.
-    let mut tx = app.state.db_writes.begin().await?;
+    let mut tx = writes(&app)?.begin().await?;
     sqlx::query(
         "INSERT INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
          VALUES (?1, 1, 1, ?2, 'orphan', 'fk-orphan', 0)",
@@ -144,7 +167,7 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
     }
     let orphans: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_msg_id = 'fk-orphan'")
-            .fetch_one(&app.state.db)
+            .fetch_one(reads(&app)?)
             .await?;
     assert_eq!(
         orphans, 0,
@@ -156,10 +179,10 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
             .bind(channel)
             .fetch_one(db)
     };
-    assert_eq!(count(&app.state.db).await?, 1);
+    assert_eq!(count(reads(&app)?).await?, 1);
     // The cascade happens with the delete, not at commit: inside the transaction the
     // messages are already gone.
-    let mut tx = app.state.db_writes.begin().await?;
+    let mut tx = writes(&app)?.begin().await?;
     sqlx::query("DELETE FROM channels WHERE id = ?1")
         .bind(channel)
         .execute(&mut *tx)
@@ -174,7 +197,7 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
     );
     tx.commit().await?;
     assert_eq!(
-        count(&app.state.db).await?,
+        count(reads(&app)?).await?,
         0,
         "deleting the channel left its messages"
     );
@@ -220,7 +243,7 @@ async fn another_process_closing_the_database_leaves_the_nodes_log_in_place() ->
             sender,
             content: format!("kept {n}"),
             client_msg_id: format!("keep-{n}"),
-            now: kith::db::now_ms(),
+            now: kith::storage::now_ms(),
         })
     };
 
@@ -263,7 +286,7 @@ async fn another_process_closing_the_database_leaves_the_nodes_log_in_place() ->
     send(sent).await?;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE channel_id = ?1")
         .bind(channel)
-        .fetch_one(&app.state.db)
+        .fetch_one(reads(&app)?)
         .await?;
     assert_eq!(stored, sent as i64 + 1);
     Ok(())

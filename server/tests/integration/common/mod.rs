@@ -1,5 +1,9 @@
-//! Test harness: a real Kith node on port 0 with its own SQLite file, on the embedded
+//! Test harness: a real Kith node on port 0 with a database of its own, on the embedded
 //! backends or on the machine's Redis (under a namespace of its own).
+//!
+//! The database is a fresh SQLite file, or, when `KITH_TEST_DATABASE_URL` names a
+//! PostgreSQL database, a fresh schema in it (`scripts/test.sh` runs the suite once each
+//! way), so every test runs on {SQLite, PostgreSQL} × {in-process, Redis}.
 
 pub mod live;
 
@@ -90,7 +94,29 @@ pub fn unique_namespace() -> String {
     format!("kith-test-{:016x}", rand_u64())
 }
 
-/// Nodes of one cluster: a shared database file and Redis namespace, for tests where one
+/// The PostgreSQL database the suite runs on, if any (`KITH_TEST_DATABASE_URL`).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("KITH_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres:") || url.starts_with("postgresql:"))
+}
+
+/// A fresh database for one test: a new schema in the suite's PostgreSQL database (its
+/// URL selects the schema), or a SQLite file in `dir`.
+pub async fn fresh_database(dir: &std::path::Path, name: &str) -> Result<String> {
+    let Some(url) = postgres_url() else {
+        return Ok(format!("sqlite://{}/{name}.db", dir.display()));
+    };
+    let schema = format!("t_{:016x}", rand_u64());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}options[search_path]={schema}"))
+}
+
+/// Nodes of one cluster: a shared database and Redis namespace, for tests where one
 /// node dies and another carries on.
 pub struct Cluster {
     _dir: tempfile::TempDir,
@@ -99,9 +125,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new() -> Result<Self> {
+    pub async fn new() -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let database_url = format!("sqlite://{}/shared.db", dir.path().display());
+        let database_url = fresh_database(dir.path(), "shared").await?;
         Ok(Self {
             _dir: dir,
             namespace: unique_namespace(),
@@ -155,8 +181,10 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Share this Redis namespace (several nodes of one cluster).
     pub namespace: Option<String>,
-    /// Share this database file (several nodes of one cluster).
+    /// Share this database (several nodes of one cluster).
     pub database_url: Option<String>,
+    /// Run on SQLite whatever the suite's database (tests of SQLite's own upkeep).
+    pub sqlite: bool,
     /// Stops the node (graceful shutdown) when this fires.
     pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -169,13 +197,12 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
     let dir = tempfile::tempdir()?;
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("LEPTOS_SITE_ADDR".into(), "127.0.0.1:0".into());
-    env.insert(
-        "KITH_DATABASE_URL".into(),
-        options
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}/kith.db", dir.path().display())),
-    );
+    let database_url = match (&options.database_url, options.sqlite) {
+        (Some(url), _) => url.clone(),
+        (None, true) => format!("sqlite://{}/kith.db", dir.path().display()),
+        (None, false) => fresh_database(dir.path(), "kith").await?,
+    };
+    env.insert("KITH_DATABASE_URL".into(), database_url);
     env.insert("KITH_ALLOWED_ORIGINS".into(), ORIGIN.into());
     // NORMAL keeps tests fast; durability settings are not what these tests check.
     env.insert("KITH_SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
@@ -192,7 +219,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
     let config = Config::from_lookup(|k| env.get(k).cloned()).map_err(|e| anyhow!("{e}"))?;
     let manual = options
         .manual_clock
-        .then(|| Arc::new(ManualClock::new(kith::db::now_ms())));
+        .then(|| Arc::new(ManualClock::new(kith::storage::now_ms())));
     let clock: Arc<dyn Clock> = match &manual {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
@@ -328,11 +355,7 @@ impl TestApp {
     pub async fn settle(&self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT (SELECT COUNT(*) FROM fanout_outbox) + (SELECT COUNT(*) FROM notification_outbox)",
-            )
-                .fetch_one(&self.state.db)
-                .await?;
+            let pending = self.state.store.outbox.pending().await?;
             if pending == 0 {
                 return Ok(());
             }

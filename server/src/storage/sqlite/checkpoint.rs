@@ -1,80 +1,15 @@
-//! The durable store: a SQLite pool in WAL mode with the migrations applied at start.
-//!
-//! Durability: `synchronous = FULL` by default, so a transaction acknowledged to a client
-//! (a 201, an `ack` frame) survives a power loss, at the price of an fsync per commit.
-//! `KITH_SQLITE_SYNCHRONOUS=NORMAL` trades that for speed: in WAL mode a crash of the
-//! process still loses nothing, but a power loss may drop the last commits (never corrupts).
+//! The checkpointer: folds the write-ahead log back into the database file beside the
+//! node's writers, so that the log starts over instead of growing (SQLite's own checkpoint
+//! inside a commit is off: `wal_autocheckpoint = 0`, see [`super::SqliteStore::connect`]).
 
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
-};
+use sqlx::SqlitePool;
 use std::{
     collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
-    str::FromStr,
     sync::{Arc, LazyLock, Mutex},
     time::Duration,
 };
-
-/// The node's two pools on one database file.
-pub struct Pools {
-    /// Reads (any number at once, beside the writer, as WAL allows).
-    pub reads: SqlitePool,
-    /// Writes: one connection, so this node's write transactions queue for it in order
-    /// instead of racing for SQLite's write lock. Connections that lose that race are
-    /// retried by SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between
-    /// attempts: with posts, notification batches and outbox updates all writing, a post
-    /// waited up to a third of a second that way. (Other processes on the same file still
-    /// meet that handler; `busy_timeout` bounds it.) Never take a second write connection
-    /// while holding this one: it would wait for itself.
-    pub writes: SqlitePool,
-}
-
-/// Opens (creating if missing) the database at `url`, applies pending migrations, and
-/// returns the read and write pools.
-pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Pools, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(synchronous)
-        .foreign_keys(true)
-        // Writers queue inside SQLite for up to 5 s instead of failing with SQLITE_BUSY.
-        .busy_timeout(Duration::from_secs(5))
-        // No checkpoint inside a commit: by default the commit that takes the log past
-        // 1,000 pages copies it into the database file and syncs it, and every message
-        // waiting on that commit waits for the copy (the 1:1 chat tail). The checkpointer
-        // below does it beside the writers instead.
-        .pragma("wal_autocheckpoint", "0")
-        // Temporary files (statement journals, sorts) in memory: a statement journal on
-        // disk took a system call and a page copy for every page the statement changed.
-        .pragma("temp_store", "MEMORY");
-    // No `journal_size_limit`: cutting a log that a burst made large back to the limit is
-    // done by the next writer when it restarts the log, inside its commit, and the kernel
-    // took ~0.3 s to drop a few hundred MB of a file's pages (every write of the node
-    // waited). The file keeps its largest size instead and is reused from its start.
-    let pool = |size: u32| {
-        SqlitePoolOptions::new()
-            .max_connections(size)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            // A local file cannot drop the connection; pinging it on every acquire costs
-            // two thread hops per query for nothing.
-            .test_before_acquire(false)
-    };
-    let writes = pool(1).connect_with(options.clone()).await?;
-    sqlx::migrate!("./migrations").run(&writes).await?;
-    // A migration that rewrote a table (as `20261127000009` does `messages`) leaves a log
-    // the size of that table, and the log file keeps its largest size: fold it into the
-    // database and cut it back before the node starts. (With another node busy on the same
-    // file this gives up after `busy_timeout` and leaves the log as it is.)
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&writes)
-        .await?;
-    let reads = pool(8).connect_with(options).await?;
-    Ok(Pools { reads, writes })
-}
 
 /// How often the checkpointer folds the write-ahead log back into the database file. Often,
 /// so that each checkpoint is short: a checkpoint's copying competes for the CPU with the
@@ -266,26 +201,4 @@ async fn checkpoint(db: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
         .fetch_one(db)
         .await?;
     Ok((log, copied))
-}
-
-/// Current time in Unix milliseconds, the unit of every stored timestamp.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Converts a stored timestamp for the API.
-pub fn to_datetime(ms: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// Decodes an id list that SQL built with `json_group_array`. Lists come back as one
-/// JSON value because sqlx passes every result row between threads one at a time: a
-/// hundred ids as one row cost a hundredth of a hundred rows.
-pub fn id_list(json: &str) -> Result<Vec<i64>, sqlx::Error> {
-    serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-/// Whether `e` is a UNIQUE constraint violation (mapped to 409 or to idempotent success).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }

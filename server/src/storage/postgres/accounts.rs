@@ -1,0 +1,129 @@
+//! Users and sessions on PostgreSQL.
+
+use super::PgStore;
+use crate::storage::{
+    accounts::{AccountStore, UserRow},
+    Result,
+};
+use sqlx::FromRow;
+
+#[async_trait::async_trait]
+impl AccountStore for PgStore {
+    async fn insert_user(
+        &self,
+        id: i64,
+        username: &str,
+        display_name: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        // A taken name violates `users_username` (on `lower(username)`); the caller maps
+        // that to 409. No transaction is open, so letting the error surface is fine.
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<(UserRow, String)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            password_hash: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, username, display_name, created_at, password_hash
+             FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.user, r.password_hash)))
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
+        sqlx::query_as(
+            "SELECT id, username, display_name, created_at
+             FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(
+            "SELECT id, username, display_name, created_at FROM users WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    async fn insert_session(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<(UserRow, i64)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            expires_at: i64,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.user, r.expires_at)))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}

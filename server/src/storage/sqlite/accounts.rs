@@ -1,0 +1,119 @@
+//! SQL for users and sessions.
+
+use super::{push_in_list, SqliteStore};
+use crate::storage::{AccountStore, Result, UserRow};
+use sqlx::{FromRow, QueryBuilder};
+
+#[async_trait::async_trait]
+impl AccountStore for SqliteStore {
+    async fn insert_user(
+        &self,
+        id: i64,
+        username: &str,
+        display_name: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&self.writes)
+        .await?;
+        Ok(())
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<(UserRow, String)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            password_hash: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, username, display_name, created_at, password_hash FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(row.map(|r| (r.user, r.password_hash)))
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
+        sqlx::query_as(
+            "SELECT id, username, display_name, created_at FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.reads)
+        .await
+    }
+
+    async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::new(
+            "SELECT id, username, display_name, created_at FROM users WHERE id IN ",
+        );
+        push_in_list(&mut q, ids);
+        q.build_query_as::<UserRow>().fetch_all(&self.reads).await
+    }
+
+    async fn insert_session(
+        &self,
+        token_hash: &[u8],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.writes)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<(UserRow, i64)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            expires_at: i64,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(row.map(|r| (r.user, r.expires_at)))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writes)
+            .await?
+            .rows_affected())
+    }
+}

@@ -1,0 +1,140 @@
+//! The SQLite store: one database file in WAL mode, a read pool and a one-connection write
+//! pool on it, the migrations of `server/migrations/sqlite/` applied at start.
+//!
+//! Durability: `synchronous = FULL` by default, so a transaction acknowledged to a client
+//! (a 201, an `ack` frame) survives a power loss, at the price of an fsync per commit.
+//! `KITH_SQLITE_SYNCHRONOUS=NORMAL` trades that for speed: in WAL mode a crash of the
+//! process still loses nothing, but a power loss may drop the last commits (never corrupts).
+//!
+//! # Layout
+//! * this module: [`SqliteStore`], its connection setup and its [`Health`];
+//! * `checkpoint`: the checkpointer, which folds the write-ahead log back into the database
+//!   file beside the writers;
+//! * `accounts`, `graph`, `feed`, `chat`, `notifications`, `presence`, `outbox`: one
+//!   storage trait each;
+//! * `writer`: the SQL of the chat group commit ([`super::ChatStore::commit_messages`]).
+
+mod accounts;
+mod chat;
+mod checkpoint;
+mod feed;
+mod graph;
+mod notifications;
+mod outbox;
+mod presence;
+mod writer;
+
+use super::{ConnectError, Health, Result};
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    QueryBuilder, Sqlite, SqlitePool,
+};
+use std::{str::FromStr, time::Duration};
+
+/// The node's two pools on one database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// Reads (any number at once, beside the writer, as WAL allows).
+    reads: SqlitePool,
+    /// Writes: one connection, so this node's write transactions queue for it in order
+    /// instead of racing for SQLite's write lock. Connections that lose that race are
+    /// retried by SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between
+    /// attempts: with posts, notification batches and outbox updates all writing, a post
+    /// waited up to a third of a second that way. (Other processes on the same file still
+    /// meet that handler; `busy_timeout` bounds it.) Never take a second write connection
+    /// while holding this one: it would wait for itself.
+    writes: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url`, applies pending migrations, and
+    /// returns the store on its read and write pools.
+    pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Self, ConnectError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            // Writers queue inside SQLite for up to 5 s instead of failing with SQLITE_BUSY.
+            .busy_timeout(Duration::from_secs(5))
+            // No checkpoint inside a commit: by default the commit that takes the log past
+            // 1,000 pages copies it into the database file and syncs it, and every message
+            // waiting on that commit waits for the copy (the 1:1 chat tail). The
+            // checkpointer (`checkpoint::spawn_checkpointer`) does it beside the writers
+            // instead.
+            .pragma("wal_autocheckpoint", "0")
+            // Temporary files (statement journals, sorts) in memory: a statement journal on
+            // disk took a system call and a page copy for every page the statement changed.
+            .pragma("temp_store", "MEMORY");
+        // No `journal_size_limit`: cutting a log that a burst made large back to the limit
+        // is done by the next writer when it restarts the log, inside its commit, and the
+        // kernel took ~0.3 s to drop a few hundred MB of a file's pages (every write of the
+        // node waited). The file keeps its largest size instead and is reused from its start.
+        let pool = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                // A local file cannot drop the connection; pinging it on every acquire costs
+                // two thread hops per query for nothing.
+                .test_before_acquire(false)
+        };
+        let writes = pool(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writes).await?;
+        // A migration that rewrote a table (as `20261127000009` does `messages`) leaves a
+        // log the size of that table, and the log file keeps its largest size: fold it into
+        // the database and cut it back before the node starts. (With another node busy on
+        // the same file this gives up after `busy_timeout` and leaves the log as it is.)
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&writes)
+            .await?;
+        let reads = pool(8).connect_with(options).await?;
+        Ok(Self { reads, writes })
+    }
+
+    /// The read pool (tests inspect the database through it).
+    pub fn reads(&self) -> &SqlitePool {
+        &self.reads
+    }
+
+    /// The write pool: its one connection is every write of this node (tests use it to
+    /// leave rows as a crash would).
+    pub fn writes(&self) -> &SqlitePool {
+        &self.writes
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
+        Ok(())
+    }
+
+    fn spawn_upkeep(&self) {
+        checkpoint::spawn_checkpointer(self.reads.clone(), self.writes.clone());
+    }
+
+    async fn close(&self) {
+        // The checkpointer sees the pools closed and stops at its next tick.
+        self.reads.close().await;
+        self.writes.close().await;
+    }
+}
+
+/// Decodes an id list that SQL built with `json_group_array`. Lists come back as one
+/// JSON value because sqlx passes every result row between threads one at a time: a
+/// hundred ids as one row cost a hundredth of a hundred rows.
+pub(crate) fn id_list(json: &str) -> Result<Vec<i64>> {
+    serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Appends `(?, ?, …)` for `ids` to `q`.
+fn push_in_list(q: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+}
