@@ -282,6 +282,8 @@ struct Conn {
     /// not to send twice (a wake-up that a sync or catch-up overtook, or one that arrives
     /// again after a catch-up).
     delivered: Delivered,
+    /// Whether the client has sent a `sync` on this connection (see [`Conn::sync`]).
+    synced: bool,
     /// GCRA state of the per-connection frame limit.
     tat: Option<i64>,
 }
@@ -366,6 +368,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         outbound: VecDeque::new(),
         blocked_since: None,
         delivered,
+        synced: false,
         tat: None,
     };
     drop(token);
@@ -700,9 +703,13 @@ impl Conn {
         self.send_stored(since, false).await
     }
 
-    /// A client's `sync`: every message after `since`, whether sent before or not.
+    /// A client's `sync`: every message after `since`. The connection's first sync skips
+    /// what the connection already sent live: a client subscribes and then syncs from its
+    /// cursor, so a message committed in between reaches it once, by whichever path came
+    /// first. A later sync is a client asking again, and is answered in full.
     async fn sync(&mut self, since: i64) -> Result<(), End> {
-        self.send_stored(since, true).await
+        let again = std::mem::replace(&mut self.synced, true);
+        self.send_stored(since, again).await
     }
 
     async fn send_stored(&mut self, mut since: i64, again: bool) -> Result<(), End> {
