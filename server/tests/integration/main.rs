@@ -12,6 +12,7 @@ mod chat_property;
 mod cluster_sync;
 mod feed;
 mod notifications;
+mod outage;
 mod presence;
 mod storage;
 mod web;

@@ -5,6 +5,7 @@
 //! PostgreSQL database, a fresh schema in it (`scripts/test.sh` runs the suite once each
 //! way), so every test runs on {SQLite, PostgreSQL} × {in-process, Redis}.
 
+pub mod gate;
 pub mod live;
 
 use anyhow::{anyhow, Result};

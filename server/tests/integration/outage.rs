@@ -1,0 +1,106 @@
+//! The database out of reach (PostgreSQL only: SQLite is a file of the node's own): sends
+//! answer a clear 503 or an `unavailable` error frame naming the message, `/readyz` says
+//! so, and once the database is back the pool reconnects by itself, retries succeed and
+//! nothing acknowledged is lost.
+
+use crate::common::{self, assert_error, gate::Gate, live::Socket, spawn_with, Backend, Options};
+use anyhow::{Context as _, Result};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// `url` with its `host:port` replaced by `authority`.
+fn through(url: &str, authority: &str) -> Result<String> {
+    let start = url.find('@').context("the test URL names a user")? + 1;
+    let end = start
+        + url[start..]
+            .find('/')
+            .context("the test URL names a database")?;
+    Ok(format!("{}{authority}{}", &url[..start], &url[end..]))
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()> {
+    let Some(base) = common::postgres_url() else {
+        eprintln!("skipped: KITH_TEST_DATABASE_URL names no PostgreSQL database");
+        return Ok(());
+    };
+    let start = base.find('@').context("user")? + 1;
+    let upstream = base[start..start + base[start..].find('/').context("db")?].to_string();
+    let gate = Gate::to(&upstream).await?;
+    let dir = tempfile::tempdir()?;
+    let url = through(
+        &common::fresh_database(dir.path(), "outage").await?,
+        &format!("127.0.0.1:{}", gate.port()),
+    )?;
+    let app = spawn_with(
+        Backend::Memory,
+        Options {
+            database_url: Some(url),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (x, y) = (app.register("out_x").await?, app.register("out_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    app.say(&x, &dm, "before").await?;
+    let mut socket = Socket::open(&app, &x).await?;
+    let send = |id: &str| json!({"content": id, "client_msg_id": id});
+    let path = format!("/v1/chat/channels/{dm}/messages");
+
+    gate.shut();
+    let resp = app
+        .post_json(&path, &send("http-1"), Some(&x.token))
+        .await?;
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "503 carries Retry-After"
+    );
+    assert_error(resp, 503, "unavailable").await?;
+    socket
+        .send(json!({"type": "send", "channel_id": dm, "client_msg_id": "ws-1", "content": "ws-1"}))
+        .await?;
+    let error = socket
+        .next_where("the error frame", |f| f["type"] == "error")
+        .await?;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    assert_eq!(error["client_msg_id"], "ws-1", "{error}");
+    let ready = app.get("/readyz", None).await?;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().await?["database"], "unreachable");
+
+    // Back: the pool opens new connections by itself; the retries go through once.
+    let before = gate.accepted();
+    gate.open();
+    common::live::eventually("the node to be ready again", || async {
+        Ok((app.get("/readyz", None).await?.status() == StatusCode::OK).then_some(()))
+    })
+    .await?;
+    assert!(gate.accepted() > before, "the pool reconnected");
+    let resp = app
+        .post_json(&path, &send("http-1"), Some(&x.token))
+        .await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    socket
+        .send(json!({"type": "send", "channel_id": dm, "client_msg_id": "ws-1", "content": "ws-1"}))
+        .await?;
+    socket.next_where("the ack", |f| f["type"] == "ack").await?;
+
+    let page: Value = app
+        .get(&format!("{path}?limit=10"), Some(&y.token))
+        .await?
+        .json()
+        .await?;
+    let got: Vec<(i64, &str)> = page["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap_or(0),
+                m["content"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(1, "before"), (2, "http-1"), (3, "ws-1")]);
+    Ok(())
+}
