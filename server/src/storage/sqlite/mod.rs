@@ -80,7 +80,12 @@ impl SqliteStore {
                 .test_before_acquire(false)
         };
         let writes = pool(1).connect_with(options.clone()).await?;
+        // Nodes started together on one file would each find the migrations missing and
+        // each apply them (SQLite has no lock sqlx's migrator could take): they take turns
+        // on a lock file beside the database instead.
+        let turn = migration_turn(options.get_filename()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writes).await?;
+        drop(turn);
         // A migration that rewrote a table (as `20261127000009` does `messages`) leaves a
         // log the size of that table, and the log file keeps its largest size: fold it into
         // the database and cut it back before the node starts. (With another node busy on
@@ -120,6 +125,28 @@ impl Health for SqliteStore {
         self.reads.close().await;
         self.writes.close().await;
     }
+}
+
+/// An exclusive lock on `{database}.migrating` (none for an in-memory database), taken on
+/// the blocking pool; released when dropped.
+async fn migration_turn(database: &std::path::Path) -> Result<Option<std::fs::File>> {
+    if database.as_os_str().is_empty() || database == std::path::Path::new(":memory:") {
+        return Ok(None);
+    }
+    let mut path = database.as_os_str().to_owned();
+    path.push(".migrating");
+    let lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+    Ok(Some(lock))
 }
 
 /// Decodes an id list that SQL built with `json_group_array`. Lists come back as one
