@@ -159,6 +159,24 @@ pub struct SyncResponse {
     pub cursor: Id,
 }
 
+/// A live chat server, as discovery lists it (`GET /v1/chat/servers`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChatServer {
+    /// The node's WebSocket URL (`ws://…/v1/chat/ws` or `wss://…`).
+    pub url: String,
+    pub node_id: u16,
+    /// Its open WebSockets: the list is sorted by this, fewest first.
+    pub connections: u64,
+}
+
+/// The answer of `GET /v1/chat/servers`: the live nodes, best first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChatServers {
+    pub items: Vec<ChatServer>,
+}
+
 /// Whether a user is online (API.md "Presence").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -28,8 +28,14 @@ pub struct Config {
     pub redis_namespace: String,
     /// Bytes the node's near cache of Redis entries may hold (0 turns it off).
     pub near_cache_bytes: usize,
-    /// Snowflake node bits, 0..=1023, unique per node of a cluster.
-    pub node_id: u16,
+    /// The Snowflake node id (`KITH_NODE_ID`); `None`: leased from Redis, or 0 without
+    /// Redis (a node on its own).
+    pub node_id: Option<u16>,
+    /// How long a node-id lease and a discovery registration last (`KITH_NODE_LEASE_MS`).
+    pub node_lease_ms: u64,
+    /// Where clients reach this node directly (`KITH_ADVERTISE_URL`; `None`: its own
+    /// listening address).
+    pub advertise_url: Option<String>,
     /// Followers at which an author's posts switch from push to pull.
     pub celebrity_threshold: u64,
     /// Posts a user may publish per minute (also the burst size).
@@ -78,16 +84,38 @@ impl Config {
 
         let addr_text = var("LEPTOS_SITE_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
         let addr: SocketAddr = parse("LEPTOS_SITE_ADDR", &addr_text)?;
-        let node_id: u16 = var("KITH_NODE_ID")
+        let node_id: Option<u16> = var("KITH_NODE_ID")
             .map(|v| parse("KITH_NODE_ID", &v))
-            .transpose()?
-            .unwrap_or(0);
-        if node_id > crate::id::MAX_NODE_ID {
+            .transpose()?;
+        if let Some(node_id) = node_id.filter(|&n| n > crate::id::MAX_NODE_ID) {
             return Err(ConfigError {
                 var: "KITH_NODE_ID",
                 reason: format!("{node_id} is outside 0..={}", crate::id::MAX_NODE_ID),
             });
         }
+        let node_lease_ms: u64 = var("KITH_NODE_LEASE_MS")
+            .map(|v| parse("KITH_NODE_LEASE_MS", &v))
+            .transpose()?
+            .unwrap_or(10_000);
+        if node_lease_ms < 1_000 {
+            return Err(ConfigError {
+                var: "KITH_NODE_LEASE_MS",
+                reason: format!("{node_lease_ms} is below 1000"),
+            });
+        }
+        let advertise_url = var("KITH_ADVERTISE_URL")
+            .map(|url| {
+                let url = url.trim_end_matches('/').to_string();
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    Ok(url)
+                } else {
+                    Err(ConfigError {
+                        var: "KITH_ADVERTISE_URL",
+                        reason: format!("{url:?} is not an http(s) URL"),
+                    })
+                }
+            })
+            .transpose()?;
         let post_rate_per_min: u32 = var("KITH_POST_RATE_PER_MIN")
             .map(|v| parse("KITH_POST_RATE_PER_MIN", &v))
             .transpose()?
@@ -217,6 +245,8 @@ impl Config {
             redis_url,
             redis_namespace: var("KITH_REDIS_NAMESPACE").unwrap_or_else(|| "kith".into()),
             node_id,
+            node_lease_ms,
+            advertise_url,
             celebrity_threshold,
             post_rate_per_min,
             chat_send_rate_per_sec,
@@ -282,7 +312,7 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.database_url, "sqlite://kith.db");
         assert!(c.redis_url.is_none());
-        assert_eq!(c.node_id, 0);
+        assert_eq!(c.node_id, None);
         assert_eq!(c.celebrity_threshold, 10_000);
         assert_eq!(c.post_rate_per_min, 30);
         assert_eq!(c.chat_send_rate_per_sec, 20);

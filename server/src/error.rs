@@ -49,9 +49,22 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::id::Fenced> for AppError {
+    fn from(e: crate::id::Fenced) -> Self {
+        Self::Unavailable(InternalError::Other(e.to_string()))
+    }
+}
+
 impl From<crate::backend::BackendError> for AppError {
     fn from(e: crate::backend::BackendError) -> Self {
-        Self::Internal(e.into())
+        // Redis out of reach is a 503 like the database's: retrying shortly may succeed.
+        let unreachable = matches!(&e, crate::backend::BackendError::Redis(r)
+            if r.is_io_error() || r.is_connection_refusal() || r.is_connection_dropped() || r.is_timeout());
+        if unreachable {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 

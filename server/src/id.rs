@@ -5,8 +5,18 @@
 //! sequence numbers of one millisecond run out, it keeps counting on a logical clock that is
 //! ahead of the wall clock, instead of sleeping or repeating an ID. The logical clock falls
 //! back in step as soon as the wall clock passes it again.
+//!
+//! A node's id is either configured (`KITH_NODE_ID`, or 0 for a node on its own) or leased
+//! from Redis (`crate::cluster::lease`). A leased generator issues ids only until its
+//! lease's safe end ([`IdGenerator::extend`] moves it on at each renewal): a node that
+//! cannot renew stops before another node can be given the same id.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Instant};
+
+/// The node may not issue ids: its node-id lease could not be renewed in time.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("this node's id lease lapsed; it issues no ids until it renews one")]
+pub struct Fenced;
 
 /// 2025-01-01T00:00:00Z in Unix milliseconds.
 pub const KITH_EPOCH_MS: i64 = 1_735_689_600_000;
@@ -20,28 +30,81 @@ const MAX_SEQ: i64 = (1 << SEQ_BITS) - 1;
 /// Issues strictly increasing 64-bit IDs for one node.
 #[derive(Debug)]
 pub struct IdGenerator {
-    node: i64,
-    /// (logical milliseconds since the epoch, last sequence used in it).
     /// A std mutex: the critical section is a few integer operations and never awaits.
-    last: Mutex<(i64, i64)>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The node bits, already shifted into place.
+    node: i64,
+    /// Logical milliseconds since the epoch of the last id, and the last sequence used in it.
+    last_ms: i64,
+    last_seq: i64,
+    /// Ids may be issued until then (`None`: always, the node id is not leased).
+    writable_until: Option<Instant>,
 }
 
 impl IdGenerator {
-    /// A generator for `node` (0..=1023; larger values are masked by the config check).
+    /// A generator for a configured `node` (0..=1023; larger values are masked by the
+    /// config check).
     pub fn new(node: u16) -> Self {
+        Self::with(node, None)
+    }
+
+    /// A generator for a leased `node`, issuing ids until `until` unless extended.
+    pub fn leased(node: u16, until: Instant) -> Self {
+        Self::with(node, Some(until))
+    }
+
+    fn with(node: u16, writable_until: Option<Instant>) -> Self {
         Self {
-            node: i64::from(node & MAX_NODE_ID),
-            last: Mutex::new((-1, 0)),
+            state: Mutex::new(State {
+                node: i64::from(node & MAX_NODE_ID) << SEQ_BITS,
+                last_ms: -1,
+                last_seq: 0,
+                writable_until,
+            }),
         }
     }
 
-    /// The next ID, from the system clock.
-    pub fn next_id(&self) -> i64 {
-        self.next_at(chrono::Utc::now().timestamp_millis())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node id in the ids' node bits.
+    pub fn node(&self) -> u16 {
+        (self.lock().node >> SEQ_BITS) as u16
+    }
+
+    /// A renewed lease: ids may be issued until `until`, under node id `node` (the same, or
+    /// another one leased after the first was lost).
+    pub fn extend(&self, node: u16, until: Instant) {
+        let mut state = self.lock();
+        state.node = i64::from(node & MAX_NODE_ID) << SEQ_BITS;
+        state.writable_until = Some(until);
+    }
+
+    /// Whether ids may be issued now.
+    pub fn check_writable(&self) -> Result<(), Fenced> {
+        match self.lock().writable_until {
+            Some(until) if Instant::now() >= until => Err(Fenced),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next ID, from the system clock; [`Fenced`] once a leased node id is past its
+    /// lease's safe end.
+    pub fn next_id(&self) -> Result<i64, Fenced> {
+        self.check_writable()?;
+        Ok(self.next_at(chrono::Utc::now().timestamp_millis()))
     }
 
     /// The next ID, guaranteed larger than `floor` (an id another node may have issued with
-    /// a clock ahead of ours): the logical clock jumps past it if needed.
+    /// a clock ahead of ours): the logical clock jumps past it if needed. The message
+    /// writer's, which checks [`Self::check_writable`] once per batch.
     pub fn next_id_above(&self, floor: i64) -> i64 {
         let now = chrono::Utc::now().timestamp_millis();
         self.next_at(now.max(timestamp_ms(floor) + 1))
@@ -50,21 +113,18 @@ impl IdGenerator {
     /// The next ID given the wall clock `now_ms` (Unix milliseconds); exposed for tests.
     pub fn next_at(&self, now_ms: i64) -> i64 {
         let wall = (now_ms - KITH_EPOCH_MS).max(0);
-        let mut last = match self.last.lock() {
-            Ok(guard) => guard,
-            // The guarded value is two integers that are always consistent.
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let (last_ms, last_seq) = *last;
-        let (ms, seq) = if wall > last_ms {
+        // A poisoned lock still holds consistent integers: `lock` takes it anyway.
+        let mut state = self.lock();
+        let (ms, seq) = if wall > state.last_ms {
             (wall, 0)
-        } else if last_seq < MAX_SEQ {
-            (last_ms, last_seq + 1)
+        } else if state.last_seq < MAX_SEQ {
+            (state.last_ms, state.last_seq + 1)
         } else {
-            (last_ms + 1, 0)
+            (state.last_ms + 1, 0)
         };
-        *last = (ms, seq);
-        (ms << (NODE_BITS + SEQ_BITS)) | (self.node << SEQ_BITS) | seq
+        state.last_ms = ms;
+        state.last_seq = seq;
+        (ms << (NODE_BITS + SEQ_BITS)) | state.node | seq
     }
 }
 
@@ -103,12 +163,35 @@ mod tests {
     }
 
     #[test]
-    fn ids_can_be_forced_above_a_floor() {
+    fn ids_can_be_forced_above_a_floor() -> Result<(), Fenced> {
         let g = IdGenerator::new(3);
         let far_future = g.next_at(KITH_EPOCH_MS + 10_000_000_000);
         let other = IdGenerator::new(4);
         assert!(other.next_id_above(far_future) > far_future);
-        assert!(other.next_id() > far_future, "later ids stay above it too");
+        assert!(other.next_id()? > far_future, "later ids stay above it too");
+        Ok(())
+    }
+
+    #[test]
+    fn a_leased_generator_stops_at_its_lease_and_resumes_when_extended() {
+        let now = Instant::now();
+        let g = IdGenerator::leased(7, now + std::time::Duration::from_secs(60));
+        assert!(g.next_id().is_ok());
+        g.extend(7, now);
+        assert!(g.next_id().is_err(), "past the lease's safe end");
+        assert!(g.check_writable().is_err());
+        // Renewed under another id (the first was lost): ids carry the new one.
+        g.extend(9, now + std::time::Duration::from_secs(60));
+        let id = g.next_id().unwrap_or_default();
+        assert_eq!((id >> 12) & 0x3ff, 9);
+        assert_eq!(g.node(), 9);
+    }
+
+    #[test]
+    fn a_configured_generator_is_never_fenced() {
+        let g = IdGenerator::new(1023);
+        assert!(g.check_writable().is_ok());
+        assert_eq!(g.node(), 1023);
     }
 
     proptest! {

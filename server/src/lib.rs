@@ -9,6 +9,7 @@
 //! * `feed`: the news feed (post service, fanout, news feed service, caches).
 //! * `graph`: the social graph (follows, friends, user search).
 //! * `chat`: channels, the message store, the WebSocket hub, sync and long-poll.
+//! * `cluster`: several nodes as one service: leased node ids, discovery.
 //! * `presence`: the presence servers (who is online, told to friends and small groups).
 //! * `notifications`: the notification service (offline chat recipients, new posts).
 //! * `outbox`: durable background jobs (feed fanout, then post notifications).
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod backend;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod feed;

@@ -38,6 +38,7 @@ use utoipa::{
         crate::chat::routes::sync,
         crate::chat::routes::typing,
         crate::chat::routes::read,
+        crate::cluster::routes::servers,
         crate::presence::routes::presence,
         crate::notifications::routes::list,
         crate::notifications::routes::mark_read,
@@ -48,6 +49,8 @@ use utoipa::{
     ),
     components(schemas(
         app::model::User,
+        app::model::ChatServer,
+        app::model::ChatServers,
         app::model::Profile,
         app::model::AuthResponse,
         app::model::ErrorBody,

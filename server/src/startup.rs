@@ -6,7 +6,6 @@ use crate::{
     config::Config,
     error::AppError,
     http::{csrf, security},
-    id::IdGenerator,
     ops,
     state::{AppState, AppStateInner, Clock, SystemClock},
     storage::Storage,
@@ -115,13 +114,20 @@ impl Application {
                 .map_err(|e| StartupError::Other(e.to_string()))?;
 
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let ids = Arc::new(IdGenerator::new(config.node_id));
+        let (cluster, ids) = crate::cluster::Membership::join(
+            &config,
+            backends.redis.as_ref(),
+            SocketAddr::new(config.addr.ip(), port),
+        )
+        .await?;
+        let ids = Arc::new(ids);
         let metrics = Arc::new(Metrics::default());
         let messages =
             crate::chat::writer::Writer::spawn(store.chat.clone(), ids.clone(), metrics.clone());
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
+            cluster,
             config: Arc::new(config),
             store,
             backends,
@@ -139,6 +145,7 @@ impl Application {
         spawn_session_sweeper(state.clone());
         state.store.health.spawn_upkeep();
         crate::outbox::spawn(&state);
+        crate::cluster::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());
         Ok(Self {
@@ -238,6 +245,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::feed::routes::router())
         .merge(crate::graph::routes::router())
         .merge(crate::chat::routes::router())
+        .merge(crate::cluster::routes::router())
         .merge(crate::presence::routes::router())
         .merge(crate::notifications::routes::router())
         .merge(ops::router())

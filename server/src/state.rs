@@ -91,6 +91,8 @@ pub struct AppStateInner {
     pub store: crate::storage::Storage,
     pub backends: Backends,
     pub ids: Arc<IdGenerator>,
+    /// This node's place in the cluster (its advertised URL, its node-id lease).
+    pub cluster: crate::cluster::Membership,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent Argon2 hashes (19 MiB and ~tens of ms of CPU each), so a burst of

@@ -51,7 +51,7 @@ pub async fn register(
         return Err(username_taken());
     }
     let hash = password::hash(state, password_text).await?;
-    let id = state.ids.next_id();
+    let id = state.ids.next_id()?;
     let now = state.clock.now_ms();
     match state
         .store

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod near;
 pub mod redis;
 pub mod redis_bus;
+pub mod redis_cluster;
 pub mod topics;
 
 use async_trait::async_trait;
@@ -43,6 +44,9 @@ pub enum BackendError {
     /// unreachable.
     #[error("the publish did not reach Redis")]
     NotPublished,
+    /// Every Snowflake node id (0..=1023) is leased by a live node.
+    #[error("all 1,024 node ids are leased by live nodes")]
+    NoNodeId,
     /// The Redis server lacks a command Kith uses.
     #[error("Redis {found} is too old: Kith needs {needed} or newer")]
     TooOld { found: String, needed: &'static str },

@@ -221,6 +221,16 @@ impl RedisBackend {
         Ok(backend)
     }
 
+    /// The key prefix of this node's cluster.
+    pub(super) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A handle on the shared multiplexed connection.
+    pub(super) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Fails unless the server has every command Kith uses (`SMISMEMBER`: Redis 6.2).
     async fn check_version(&self) -> Result<()> {
         const NEEDED: &str = "6.2";

@@ -70,7 +70,7 @@ pub async fn open_dm(state: &AppState, me: &User, username: &str) -> Result<Chan
         return channel_view(state, &row).await;
     }
     let now = state.clock.now_ms();
-    let id = state.ids.next_id();
+    let id = state.ids.next_id()?;
     // False when both opened it at once and the other won: its channel is used below.
     state
         .store
@@ -128,7 +128,7 @@ pub async fn create_group(
         return Err(too_large());
     }
     let now = state.clock.now_ms();
-    let id = state.ids.next_id();
+    let id = state.ids.next_id()?;
     state.store.chat.create_group(id, name, &ids, now).await?;
     let row = state
         .store

@@ -92,7 +92,15 @@ async fn run(
             }
         }
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
-        let result = store.commit_messages(&ids, &messages).await;
+        // A node whose id lease lapsed stores nothing: the batch answers 503.
+        // (whether retrying later may succeed, what failed) when nothing was stored.
+        let result = match ids.check_writable() {
+            Ok(()) => store
+                .commit_messages(&ids, &messages)
+                .await
+                .map_err(|e| (crate::storage::is_unavailable(&e), e.to_string())),
+            Err(fenced) => Err((true, fenced.to_string())),
+        };
         let committed = Instant::now();
         for job in &batch {
             let waited = committed.saturating_duration_since(job.queued);
@@ -114,11 +122,11 @@ async fn run(
                     let _ = job.reply.send(answer);
                 }
             }
-            Err(e) => {
+            Err((unavailable, e)) => {
                 tracing::error!(error = %e, sends = batch.len(), "message batch failed");
                 // Nothing of the batch is stored: each sender hears so, as a 503 when the
-                // database is out of reach (retrying later succeeds), else as a 500.
-                let unavailable = crate::storage::is_unavailable(&e);
+                // database is out of reach or the node may not write (retrying later
+                // succeeds), else as a 500.
                 for job in batch.drain(..) {
                     let cause = InternalError::Other(format!("message batch failed: {e}"));
                     let _ = job.reply.send(Err(if unavailable {

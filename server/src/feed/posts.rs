@@ -42,7 +42,7 @@ pub async fn publish(
         .await?;
 
     let post = PostRow {
-        id: state.ids.next_id(),
+        id: state.ids.next_id()?,
         author_id: author.id.0,
         content: content.trim().to_string(),
         created_at: now,

@@ -9,6 +9,7 @@ mod accounts;
 mod backend;
 mod chat;
 mod chat_property;
+mod cluster;
 mod cluster_sync;
 mod feed;
 mod notifications;

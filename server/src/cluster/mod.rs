@@ -1,0 +1,228 @@
+//! Several nodes as one service: each node's Snowflake node id, leased from Redis so that
+//! no configuration is needed and no two live nodes share one, and discovery (the book's
+//! service discovery: which chat servers are live, least loaded first).
+//!
+//! # Layout
+//! * this module: [`Membership`], joining at start, the renewal loop and leaving at
+//!   shutdown;
+//! * `routes`: `GET /v1/chat/servers`.
+//!
+//! The Redis commands are in `backend::redis_cluster`. Without Redis a node is on its own:
+//! node id `KITH_NODE_ID` or 0, and discovery lists the node itself.
+//!
+//! # The lease and the fence
+//! A lease lasts `KITH_NODE_LEASE_MS` (10 s) from when the node asked for it, and is renewed
+//! every fifth of that. The node issues ids only until a fifth of the lease before the end of the
+//! last lease it was granted, measured on its own monotonic clock from the moment it *sent*
+//! the request (Redis started the lease later than that, so it ends later too). A node
+//! that cannot renew (Redis out of reach, the node paused) therefore stops issuing ids,
+//! and so stops writing anything new (503 `unavailable`), before Redis can give its id to
+//! another node. A node that renews again carries on; one whose id was taken meanwhile
+//! leases another.
+
+pub mod routes;
+
+use crate::{
+    backend::{redis::RedisBackend, redis_cluster::Registered},
+    config::Config,
+    id::IdGenerator,
+    state::AppState,
+};
+use app::model::ChatServer;
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+/// How long before its lease's end a node stops issuing ids: room for the clocks of the
+/// node and of Redis to run at slightly different rates, and for a write begun with an id
+/// just before the fence to finish. A fifth of the lease (2 s of the default 10 s).
+fn safety(lease: Duration) -> Duration {
+    lease / 5
+}
+
+/// This node's place in the cluster.
+pub struct Membership {
+    /// Where clients reach this node (`KITH_ADVERTISE_URL`, or its listening address).
+    pub advertise_url: String,
+    /// How long a lease and a registration last.
+    lease: Duration,
+    /// The lease holder's token, when the node id is leased.
+    token: Option<String>,
+}
+
+impl Membership {
+    /// Joins: the node's id generator, with its node id configured, leased from Redis, or
+    /// 0 for a node on its own.
+    pub async fn join(
+        config: &Config,
+        redis: Option<&RedisBackend>,
+        addr: SocketAddr,
+    ) -> Result<(Self, IdGenerator), crate::backend::BackendError> {
+        let lease = Duration::from_millis(config.node_lease_ms);
+        let advertise_url = config
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let (ids, token) = match (config.node_id, redis) {
+            (Some(node), _) => (IdGenerator::new(node), None),
+            (None, None) => (IdGenerator::new(0), None),
+            (None, Some(redis)) => {
+                let token = format!("{:032x}", rand::random::<u128>());
+                let first = rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1);
+                let asked = Instant::now();
+                let node = redis
+                    .lease_node_id(&token, config.node_lease_ms, first)
+                    .await?
+                    .ok_or(crate::backend::BackendError::NoNodeId)?;
+                tracing::info!(node, "leased a node id");
+                (
+                    IdGenerator::leased(node, asked + lease - safety(lease)),
+                    Some(token),
+                )
+            }
+        };
+        Ok((
+            Self {
+                advertise_url,
+                lease,
+                token,
+            },
+            ids,
+        ))
+    }
+
+    /// The node's WebSocket URL, as discovery lists it.
+    pub fn websocket_url(&self) -> String {
+        websocket_url(&self.advertise_url)
+    }
+}
+
+/// `http(s)://host` → `ws(s)://host/v1/chat/ws`.
+pub fn websocket_url(advertise_url: &str) -> String {
+    let base = advertise_url
+        .strip_prefix("https://")
+        .map(|rest| format!("wss://{rest}"))
+        .or_else(|| {
+            advertise_url
+                .strip_prefix("http://")
+                .map(|rest| format!("ws://{rest}"))
+        })
+        .unwrap_or_else(|| advertise_url.to_string());
+    format!("{base}/v1/chat/ws")
+}
+
+/// Renews the node's lease and registration every fifth of the lease, until shutdown, then
+/// leaves (releases the lease, deregisters). Nothing to do without Redis.
+pub fn spawn(state: &AppState) {
+    let Some(redis) = state.backends.redis.clone() else {
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let every = state.cluster.lease / 5;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = state.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            // A renewal that takes longer than a tick is as good as failed.
+            if tokio::time::timeout(every, renew(&state, &redis))
+                .await
+                .is_err()
+            {
+                tracing::warn!("node lease renewal timed out");
+            }
+        }
+        leave(&state, &redis).await;
+    });
+}
+
+async fn renew(state: &AppState, redis: &RedisBackend) {
+    let membership = &state.cluster;
+    let ttl = membership.lease.as_millis() as u64;
+    if let Some(token) = &membership.token {
+        let node = state.ids.node();
+        let asked = Instant::now();
+        match redis.renew_node_id(node, token, ttl).await {
+            Ok(true) => state
+                .ids
+                .extend(node, asked + membership.lease - safety(membership.lease)),
+            Ok(false) => {
+                // Lost (the node could not renew for a whole lease): lease another.
+                tracing::warn!(node, "node id lease lost to another node; leasing another");
+                let first = rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1);
+                match redis.lease_node_id(token, ttl, first).await {
+                    Ok(Some(new)) => {
+                        tracing::info!(node = new, "leased a node id");
+                        state
+                            .ids
+                            .extend(new, asked + membership.lease - safety(membership.lease));
+                    }
+                    Ok(None) => tracing::error!("all 1,024 node ids are leased"),
+                    Err(e) => tracing::warn!(error = %e, "node id lease failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "node id lease renewal failed"),
+        }
+    }
+    let me = Registered {
+        node_id: state.ids.node(),
+        url: membership.websocket_url(),
+        connections: state
+            .metrics
+            .websockets_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0) as u64,
+    };
+    let expires = state.clock.now_ms() + ttl as i64;
+    if let Err(e) = redis.register_server(&me, expires, ttl).await {
+        tracing::warn!(error = %e, "discovery registration failed");
+    }
+}
+
+async fn leave(state: &AppState, redis: &RedisBackend) {
+    let node = state.ids.node();
+    if let Err(e) = redis.deregister_server(node).await {
+        tracing::warn!(error = %e, "leaving discovery failed");
+    }
+    if let Some(token) = &state.cluster.token {
+        if let Err(e) = redis.release_node_id(node, token).await {
+            tracing::warn!(error = %e, "releasing the node id failed");
+        }
+    }
+}
+
+/// The live nodes, fewest connections first (then by node id, so the order is stable).
+pub async fn servers(state: &AppState) -> Result<Vec<ChatServer>, crate::error::AppError> {
+    let mut list: Vec<ChatServer> = match &state.backends.redis {
+        Some(redis) => redis
+            .live_servers(state.clock.now_ms())
+            .await?
+            .into_iter()
+            .map(|r| ChatServer {
+                url: r.url,
+                node_id: r.node_id,
+                connections: r.connections,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    if !list.iter().any(|s| s.node_id == state.ids.node()) {
+        // This node answers, so it is live, whether or not its registration is in yet.
+        list.push(ChatServer {
+            url: state.cluster.websocket_url(),
+            node_id: state.ids.node(),
+            connections: state
+                .metrics
+                .websockets_open
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(0) as u64,
+        });
+    }
+    list.sort_by_key(|s| (s.connections, s.node_id));
+    Ok(list)
+}
