@@ -40,7 +40,9 @@ if psql "${PG_URL%/*}/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   if [ -z "${KITH_TEST_DATABASE_URL:-}" ]; then
     psql "${PG_URL%/*}/postgres" -qc 'DROP DATABASE IF EXISTS kith_test WITH (FORCE)' -c 'CREATE DATABASE kith_test'
   fi
-  KITH_TEST_DATABASE_URL="$PG_URL" cargo test -p server --test integration
+  # The same packages and features as above, so nothing is rebuilt (the unit tests run
+  # again too: a second).
+  KITH_TEST_DATABASE_URL="$PG_URL" cargo test -p server -p app -p loadgen --features app/ssr
 else
   step "no PostgreSQL at ${PG_URL%/*}: the PostgreSQL run of the integration suite is skipped"
 fi
