@@ -47,6 +47,41 @@ async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()
     let send = |id: &str| json!({"content": id, "client_msg_id": id});
     let path = format!("/v1/chat/channels/{dm}/messages");
 
+    // Traffic throughout: y sends without pause; every answer is a 201 (acknowledged) or a
+    // 503, which a client retries later with the same client_msg_id (a 503 at COMMIT may
+    // still have stored it: the retry then returns the stored message).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (client, url, token, stop) = (
+            app.client.clone(),
+            app.url(&path),
+            y.token.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let id = format!("traffic-{n}");
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"content": id, "client_msg_id": id}))
+                    .send()
+                    .await?;
+                match resp.status() {
+                    StatusCode::CREATED => acknowledged.push(id),
+                    StatusCode::SERVICE_UNAVAILABLE => refused.push(id),
+                    other => anyhow::bail!("send {id}: {other} {}", resp.text().await?),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Ok::<_, anyhow::Error>((acknowledged, refused))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
     gate.shut();
     let resp = app
         .post_json(&path, &send("http-1"), Some(&x.token))
@@ -85,22 +120,50 @@ async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()
         .await?;
     socket.next_where("the ack", |f| f["type"] == "ack").await?;
 
-    let page: Value = app
-        .get(&format!("{path}?limit=10"), Some(&y.token))
-        .await?
-        .json()
-        .await?;
-    let got: Vec<(i64, &str)> = page["items"]
-        .as_array()
-        .context("items")?
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut acknowledged, refused) = traffic.await??;
+    assert!(!refused.is_empty(), "the traffic met the outage");
+    for id in refused {
+        let resp = app.post_json(&path, &send(&id), Some(&y.token)).await?;
+        assert!(
+            resp.status() == StatusCode::CREATED,
+            "retry of {id}: {}",
+            resp.status()
+        );
+        acknowledged.push(id);
+    }
+
+    // The whole history: seqs 1..n, and every acknowledged message in it exactly once.
+    let mut contents = Vec::new();
+    let mut after = "0".to_string();
+    loop {
+        let page: Value = app
+            .get(&format!("{path}?limit=100&after={after}"), Some(&y.token))
+            .await?
+            .json()
+            .await?;
+        let items = page["items"].as_array().context("items")?;
+        let Some(last) = items.last() else { break };
+        after = last["id"].as_str().context("id")?.to_string();
+        for m in items {
+            let seq = m["seq"].as_i64().context("seq")?;
+            assert_eq!(seq, contents.len() as i64 + 1, "seq gap-free");
+            contents.push(m["content"].as_str().context("content")?.to_string());
+        }
+    }
+    for id in acknowledged
         .iter()
-        .map(|m| {
-            (
-                m["seq"].as_i64().unwrap_or(0),
-                m["content"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
-    assert_eq!(got, vec![(1, "before"), (2, "http-1"), (3, "ws-1")]);
+        .map(String::as_str)
+        .chain(["before", "http-1", "ws-1"])
+    {
+        let times = contents.iter().filter(|c| *c == id).count();
+        assert_eq!(times, 1, "acknowledged {id} stored {times} times");
+    }
+    assert_eq!(
+        contents.len(),
+        acknowledged.len() + 3,
+        "nothing stored but the acknowledged messages"
+    );
     Ok(())
 }
