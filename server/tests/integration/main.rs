@@ -15,6 +15,7 @@ mod feed;
 mod notifications;
 mod outage;
 mod presence;
+mod sigkill;
 mod storage;
 mod web;
 mod ws;

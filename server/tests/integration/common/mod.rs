@@ -7,6 +7,7 @@
 
 pub mod gate;
 pub mod live;
+pub mod processes;
 
 use anyhow::{anyhow, Result};
 use kith::{
