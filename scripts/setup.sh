@@ -39,3 +39,10 @@ if [ ! -x /usr/bin/chromium ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+
+# HAProxy balances the local cluster (scripts/cluster.sh) and the cluster tests.
+if ! command -v haproxy >/dev/null; then
+  say "installing HAProxy for the cluster"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+fi
