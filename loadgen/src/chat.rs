@@ -19,16 +19,15 @@
 use crate::{
     chat_seed::{self, ChatPopulation, GROUP_SIZE},
     cpu::CpuClock,
+    db::Db,
     error::Error,
-    options::{Backend, ChatOptions, Flavour},
+    options::{Backend, ChatOptions, Engine, Flavour},
     server::{ServerProcess, UnderTest},
     ws_client::{self, Conn, Recorder, Tally},
 };
 use reqwest::Client;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::{
     path::PathBuf,
-    str::FromStr as _,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -211,6 +210,8 @@ impl SendRun {
 pub struct ChatReport {
     pub backend: Backend,
     pub flavour: Flavour,
+    /// The database engine the server stored in.
+    pub database: Engine,
     pub users: usize,
     pub channels: usize,
     pub memberships: usize,
@@ -241,6 +242,7 @@ pub async fn run(
         setup.server_cpu,
         backend,
         &setup.opts.redis_url,
+        &setup.opts.database,
         &[
             ("KITH_RUNTIME", flavour.name()),
             ("KITH_SQLITE_SYNCHRONOUS", setup.opts.synchronous.name()),
@@ -283,16 +285,10 @@ async fn measure(
     let server_fd_limit = server.fd_limit();
 
     eprintln!("[{tag}] seeding users, sessions and channels");
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::from_str(db_url)?
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30)),
-        )
-        .await?;
+    let writer = Db::writer(db_url).await?;
     let started = Instant::now();
     let pop = chat_seed::write(&writer, now_ms(), setup.opts.groups).await?;
+    writer.settle().await?;
     let seed_time = started.elapsed();
     writer.close().await;
 
@@ -427,6 +423,7 @@ async fn measure(
     Ok(ChatReport {
         backend,
         flavour,
+        database: setup.opts.database.engine,
         users: pop.users,
         channels: pop.channels,
         memberships: pop.memberships,
@@ -554,13 +551,8 @@ async fn longpoll_vs_ws(
 
     // Every receiver starts from the newest message, so the first answers carry only what
     // this run sends, not the backlog of the earlier runs.
-    let probe = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::from_str(db_url)?.read_only(true))
-        .await?;
-    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
-        .fetch_one(&probe)
-        .await?;
+    let probe = Db::probe(db_url).await?;
+    let newest = probe.newest_message_id().await?;
     probe.close().await;
 
     eprintln!(

@@ -58,9 +58,10 @@ impl ChatReport {
     fn write_markdown(&self, out: &mut String) -> std::fmt::Result {
         writeln!(
             out,
-            "### Backend: {}, runtime: {}\n",
+            "### Backend: {}, runtime: {}, database: {}\n",
             self.backend.name(),
-            self.flavour.name()
+            self.flavour.name(),
+            self.database.name()
         )?;
         writeln!(
             out,
@@ -273,15 +274,16 @@ pub fn flavours_markdown(reports: &[ChatReport]) -> String {
 
 fn write_flavours(out: &mut String, reports: &[ChatReport]) -> std::fmt::Result {
     writeln!(out, "### Runtime flavours side by side\n")?;
-    writeln!(out, "| backend | runtime | KiB per idle WebSocket | 1:1 msg/s | 1:1 delivered/s | 1:1 p50 ms | 1:1 p99 ms | 1:1 max ms | best group step within p99 ≤ 50 ms | its deliveries/s | its p99 ms | server CPU there |")?;
-    writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")?;
+    writeln!(out, "| database | backend | runtime | KiB per idle WebSocket | 1:1 msg/s | 1:1 delivered/s | 1:1 p50 ms | 1:1 p99 ms | 1:1 max ms | best group step within p99 ≤ 50 ms | its deliveries/s | its p99 ms | server CPU there |")?;
+    writeln!(out, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")?;
     for r in reports {
         for pair in &r.pairs {
             let l = latency(pair);
             let best = r.best_group_step();
             writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                r.database.name(),
                 r.backend.name(),
                 r.flavour.name(),
                 r.memory

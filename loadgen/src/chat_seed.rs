@@ -1,4 +1,4 @@
-//! The chat population, written straight into the server's SQLite file: users with sessions,
+//! The chat population, written straight into the server's database: users with sessions,
 //! 1:1 channels for the pairs and 100-member groups. Thousands of channels through the API
 //! would take longer than the measurements and measure nothing of interest.
 //!
@@ -9,10 +9,10 @@
 //! [`write_users`] (users and sessions only) is the presence scenario's population too.
 
 use crate::{
+    db::{Db, Rows, Value},
     error::Error,
-    seed::{new_token, username, NO_PASSWORD, ROWS_PER_INSERT, SESSION_LIFETIME_MS},
+    seed::{new_token, session_rows, user_rows},
 };
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 /// Users who only hold an idle WebSocket (the memory measurement opens all of them).
 pub const IDLE_USERS: usize = 10_000;
@@ -57,9 +57,10 @@ pub struct ChatPopulation {
     pub memberships: usize,
 }
 
-/// Writes users, sessions, channels and members (`groups` groups of [`GROUP_SIZE`]), one
-/// transaction per table.
-pub async fn write(db: &SqlitePool, now_ms: i64, groups: usize) -> Result<ChatPopulation, Error> {
+/// Writes users, sessions, channels and members (`groups` groups of [`GROUP_SIZE`]): users
+/// and sessions in one batch, channels and members in another (on SQLite, a transaction
+/// each). No messages: the channels start empty, so `message_stream` needs no update.
+pub async fn write(db: &Db, now_ms: i64, groups: usize) -> Result<ChatPopulation, Error> {
     let total = IDLE_USERS + 2 * PAIRS + groups * GROUP_SIZE;
     let mut users = write_users(db, 1, total, "Chat user", now_ms).await?;
 
@@ -102,31 +103,31 @@ pub async fn write(db: &SqlitePool, now_ms: i64, groups: usize) -> Result<ChatPo
         channels.push((g.channel, "group", format!("Load group {i}"), creator, None));
         members.extend(g.members.iter().map(|m| (g.channel, m.id)));
     }
-    let mut tx = db.begin().await?;
-    for chunk in channels.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+    let mut batch = db.batch().await?;
+    batch
+        .insert(&Rows::new(
             "INSERT INTO channels (id, kind, name, creator_id, dm_key, created_at) ",
-        );
-        q.push_values(chunk, |mut row, (id, kind, name, creator, key)| {
-            row.push_bind(*id)
-                .push_bind(*kind)
-                .push_bind(name.clone())
-                .push_bind(*creator)
-                .push_bind(key.clone())
-                .push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    for chunk in members.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+            channels.iter().map(|(id, kind, name, creator, key)| {
+                [
+                    Value::Int(*id),
+                    Value::Text(kind.to_string()),
+                    Value::Text(name.clone()),
+                    Value::Int(*creator),
+                    Value::NullableText(key.clone()),
+                    Value::Int(now_ms),
+                ]
+            }),
+        ))
+        .await?;
+    batch
+        .insert(&Rows::new(
             "INSERT INTO channel_members (channel_id, user_id, joined_at) ",
-        );
-        q.push_values(chunk, |mut row, (channel, user)| {
-            row.push_bind(*channel).push_bind(*user).push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+            members.iter().map(|(channel, user)| {
+                [Value::Int(*channel), Value::Int(*user), Value::Int(now_ms)]
+            }),
+        ))
+        .await?;
+    batch.commit().await?;
 
     Ok(ChatPopulation {
         users: total,
@@ -139,10 +140,11 @@ pub async fn write(db: &SqlitePool, now_ms: i64, groups: usize) -> Result<ChatPo
 }
 
 /// Writes `count` users with ids from `first_id` (usernames `seed::username`, display names
-/// "`label` <id>") and a session for each, in one transaction; returns them in id order.
-/// Registering through the API would hash a password with Argon2 for every one of them.
+/// "`label` <id>") and a session for each, in one batch (on SQLite, one transaction);
+/// returns them in id order. Registering through the API would hash a password with Argon2
+/// for every one of them.
 pub async fn write_users(
-    db: &SqlitePool,
+    db: &Db,
     first_id: i64,
     count: usize,
     label: &str,
@@ -154,32 +156,21 @@ pub async fn write_users(
             (ChatUser { id, token }, hash)
         })
         .collect();
-    let mut tx = db.begin().await?;
-    for chunk in users.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
-        );
-        q.push_values(chunk, |mut row, (u, _)| {
-            row.push_bind(u.id)
-                .push_bind(username(u.id))
-                .push_bind(format!("{label} {}", u.id))
-                .push_bind(NO_PASSWORD)
-                .push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    for chunk in users.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
-        );
-        q.push_values(chunk, |mut row, (u, hash)| {
-            row.push_bind(hash.clone())
-                .push_bind(u.id)
-                .push_bind(now_ms)
-                .push_bind(now_ms + SESSION_LIFETIME_MS);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    let mut batch = db.batch().await?;
+    batch
+        .insert(&user_rows(
+            users
+                .iter()
+                .map(|(u, _)| (u.id, format!("{label} {}", u.id))),
+            now_ms,
+        ))
+        .await?;
+    batch
+        .insert(&session_rows(
+            users.iter().map(|(u, hash)| (hash.clone(), u.id)),
+            now_ms,
+        ))
+        .await?;
+    batch.commit().await?;
     Ok(users.into_iter().map(|(u, _)| u).collect())
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     error::Error,
-    options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions, Synchronous},
+    options::{Backend, ChatOptions, Engine, FeedOptions, Flavour, PresenceOptions, Synchronous},
 };
 use std::{path::PathBuf, time::Duration};
 
@@ -25,6 +25,11 @@ Build the server first: cargo build -p server --release
 options (all):
   --backends LIST        memory,redis (default: both, in that order)
   --redis-url URL        Redis for the redis backend (default: redis://127.0.0.1:6379)
+  --database ENGINE      sqlite|postgres: where each server keeps its data (default: sqlite,
+                         a file in the run's directory); postgres: a fresh database
+                         kith_load_<hex> per server, dropped after its run
+  --postgres-url URL     PostgreSQL server and account that create and drop those databases
+                         (default: postgres://postgres@127.0.0.1:5432/postgres)
   --duration-secs N      length of each throughput measurement (default: 10; presence:
                          each CPU window, default 30)
   --server-cpu N|none    core the server is pinned to with taskset (default: 0)
@@ -49,7 +54,8 @@ options (chat only):
                          connection send 20 frames a second, heartbeats included)
   --longpoll-rate N      messages/s POSTed in the long-poll vs WebSocket run (default: 500)
   --synchronous MODE     normal|full: the server's KITH_SQLITE_SYNCHRONOUS (default: normal,
-                         as in the other commands; full is the server's own default)
+                         as in the other commands; full is the server's own default); SQLite
+                         only, PostgreSQL commits with synchronous_commit = on
 
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
@@ -110,6 +116,25 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
         match flag.as_str() {
             "--backends" => opts.backends = backends(&value)?,
             "--redis-url" => opts.redis_url = value,
+            "--database" => {
+                opts.database.engine = match value.to_ascii_lowercase().as_str() {
+                    "sqlite" => Engine::Sqlite,
+                    "postgres" | "postgresql" => Engine::Postgres,
+                    _ => {
+                        return Err(usage(format!(
+                            "--database takes sqlite or postgres, not {value:?}"
+                        )))
+                    }
+                }
+            }
+            "--postgres-url" => {
+                if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+                    return Err(usage(format!(
+                        "--postgres-url wants a postgres:// URL, not {value:?}"
+                    )));
+                }
+                opts.database.postgres_url = value;
+            }
             "--duration-secs" => duration = Some(secs(&flag, &value)?),
             "--concurrency" if which == Which::Feed => {
                 opts.concurrency = positive(&flag, &value)?;
@@ -168,6 +193,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             Ok(Command::Chat(ChatOptions {
                 backends: opts.backends,
                 redis_url: opts.redis_url,
+                database: opts.database,
                 duration: duration.unwrap_or(chat_opts.duration),
                 server_cpu: opts.server_cpu,
                 client_cpu: opts.client_cpu,
@@ -180,6 +206,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             let p = PresenceOptions {
                 backends: opts.backends,
                 redis_url: opts.redis_url,
+                database: opts.database,
                 duration: duration.unwrap_or(presence_opts.duration),
                 server_cpu: opts.server_cpu,
                 client_cpu: opts.client_cpu,
@@ -324,6 +351,36 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_sqlite_unless_postgres_is_asked_for() {
+        let o = feed(&[]);
+        assert_eq!(o.database.engine, Engine::Sqlite);
+        assert!(o.command_line().contains(" --database sqlite"));
+        assert!(!o.command_line().contains("--postgres-url"));
+        let o = feed(&["--database", "postgres"]);
+        assert_eq!(o.database.engine, Engine::Postgres);
+        assert_eq!(
+            o.database.postgres_url,
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert!(o.command_line().contains(
+            " --database postgres --postgres-url postgres://postgres@127.0.0.1:5432/postgres"
+        ));
+        let o = feed(&[
+            "--postgres-url=postgres://kith@db:5433/admin",
+            "--database=postgres",
+        ]);
+        assert_eq!(o.database.postgres_url, "postgres://kith@db:5433/admin");
+        for command in ["chat", "presence"] {
+            let args = [command, "--database", "postgres"].map(String::from);
+            match parse(args) {
+                Ok(Command::Chat(o)) => assert_eq!(o.database.engine, Engine::Postgres),
+                Ok(Command::Presence(o)) => assert_eq!(o.database.engine, Engine::Postgres),
+                other => panic!("{command} parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn chat_takes_shared_and_own_flags() {
         let args = [
             "chat",
@@ -407,6 +464,8 @@ mod tests {
     fn bad_input_is_a_usage_error() {
         for args in [
             vec!["feed", "--backends", "postgres"],
+            vec!["feed", "--database", "mysql"],
+            vec!["chat", "--postgres-url", "127.0.0.1:5432"],
             vec!["feed", "--duration-secs", "0"],
             vec!["feed", "--concurrency"],
             vec!["feed", "--group-rates", "100"],

@@ -15,7 +15,7 @@ pub enum Error {
     },
     #[error("HTTP: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("SQLite: {0}")]
+    #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),

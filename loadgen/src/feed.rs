@@ -6,6 +6,7 @@
 
 use crate::{
     cpu::{self, CpuClock},
+    db::Db,
     error::Error,
     load::{self, Stop, Summary},
     options::{Backend, FeedOptions},
@@ -17,13 +18,8 @@ use crate::{
 };
 use rand::{rngs::StdRng, seq::SliceRandom as _, Rng as _};
 use reqwest::{Client, RequestBuilder};
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
-    SqlitePool,
-};
 use std::{
     path::PathBuf,
-    str::FromStr as _,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -75,6 +71,7 @@ pub async fn run(setup: &Setup, backend: Backend) -> Result<BackendReport, Error
         setup.server_cpu,
         backend,
         &setup.opts.redis_url,
+        &setup.opts.database,
         &env,
         None,
     )
@@ -109,11 +106,14 @@ async fn measure(
         .build()?;
     server.wait_ready(&http, Duration::from_secs(60)).await?;
     let base = server.base_url.clone();
-    let (writer, probe) = open_pools(db_url).await?;
+    let writer = Db::writer(db_url).await?;
+    // Read-only, for outbox polling.
+    let probe = Db::probe(db_url).await?;
 
     eprintln!("[{tag}] seeding users, sessions and follows");
     let started = Instant::now();
     let pop = seed::write(&writer, now_ms()).await?;
+    writer.settle().await?;
     let seed_time = started.elapsed();
     writer.close().await;
 
@@ -148,7 +148,7 @@ async fn measure(
     expect_no_failures("warming the feeds", &warm)?;
     let feed_sample = sample_feeds(&http, &feed_url, &pop).await?;
 
-    // Diagnostic: the session lookup every authenticated request pays (one SQLite query),
+    // Diagnostic: the session lookup every authenticated request pays (one database query),
     // to split the feed's cost into authentication and the feed itself.
     eprintln!("[{tag}] GET /v1/me for {d:?}");
     let (tokens, url) = (reader_tokens.clone(), format!("{base}/v1/me"));
@@ -240,6 +240,7 @@ async fn measure(
 
     Ok(BackendReport {
         backend,
+        database: setup.opts.database.engine,
         users: pop.users,
         follows: pop.follows,
         sessions: pop.sessions,
@@ -258,27 +259,6 @@ async fn measure(
         normal_followers: reference.followers,
         log: Default::default(),
     })
-}
-
-/// A writer (one connection: seeding is one transaction at a time) and a read-only probe
-/// for outbox polling. The probe skips sqlx's ping-before-use, which would double the cost
-/// of every 1 ms poll.
-async fn open_pools(db_url: &str) -> Result<(SqlitePool, SqlitePool), Error> {
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::from_str(db_url)?
-                .foreign_keys(true)
-                // The server may hold the write lock for a fanout batch; wait, don't fail.
-                .busy_timeout(Duration::from_secs(30)),
-        )
-        .await?;
-    let probe = SqlitePoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect_with(SqliteConnectOptions::from_str(db_url)?.read_only(true))
-        .await?;
-    Ok((writer, probe))
 }
 
 /// Every normal author's seed posts (shuffled, so fanout of one author's posts overlaps

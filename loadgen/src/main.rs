@@ -7,7 +7,8 @@
 //! ```
 //!
 //! For each backend (in-process memory, then Redis) it starts the real release `server`
-//! binary pinned to one core, seeds a social graph straight into that server's SQLite file,
+//! binary pinned to one core, seeds a social graph straight into that server's database
+//! (a SQLite file, or with `--database postgres` a fresh PostgreSQL database per server),
 //! publishes posts through the API so fanout runs for real, and measures from another core:
 //! the `/healthz` baseline, warm feed reads, post latency, fanout to 10,000 followers, and a
 //! celebrity's post against a normal author's. It prints a markdown section per backend.
@@ -24,7 +25,9 @@
 //! * `cli`: the command line; `options`: what each command takes, and its defaults.
 //! * `feed`: the scenario, once per backend: start, seed, measure, tear down.
 //! * `chat`: the chat scenario, once per backend and runtime flavour.
-//! * `chat_seed`: users, sessions, 1:1 channels and groups, written into SQLite.
+//! * `chat_seed`: users, sessions, 1:1 channels and groups, written into the database.
+//! * `db`: the tool's own connection to the server's database (SQLite or PostgreSQL):
+//!   seeding inserts, probes, and creating and dropping PostgreSQL scratch databases.
 //! * `ws_client`: WebSocket clients, the frame recorder and the open-loop pacer.
 //! * `chat_report`: the chat figures and their markdown.
 //! * `presence`: the presence scenario, once per backend and runtime flavour (heartbeat
@@ -44,6 +47,7 @@ mod chat_report;
 mod chat_seed;
 mod cli;
 mod cpu;
+mod db;
 mod error;
 mod feed;
 mod load;
@@ -59,7 +63,9 @@ mod ws_client;
 
 use cli::Command;
 use error::Error;
-use options::{Backend, ChatOptions, FeedOptions, Flavour, PresenceOptions};
+use options::{
+    Backend, ChatOptions, DatabaseOptions, Engine, FeedOptions, Flavour, PresenceOptions,
+};
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
@@ -161,9 +167,39 @@ impl Bench {
         )
     }
 
+    /// The database part of a report's header: the engine and how it commits. PostgreSQL is
+    /// asked for its version and `fsync` setting, which also checks, before any server
+    /// starts, that it answers.
+    fn database(
+        &self,
+        database: &DatabaseOptions,
+        sqlite_synchronous: &str,
+    ) -> Result<String, Error> {
+        match database.engine {
+            Engine::Sqlite => Ok(format!(
+                "database SQLite (`KITH_SQLITE_SYNCHRONOUS={sqlite_synchronous}`)"
+            )),
+            Engine::Postgres => {
+                let url = &database.postgres_url;
+                let server = self
+                    .block_on(db::describe_postgres(url))
+                    .map_err(|e| match e {
+                        Error::Interrupted => e,
+                        e => Error::Run(format!("PostgreSQL at {url} does not answer: {e}")),
+                    })?;
+                Ok(format!(
+                    "database {server} (a fresh database per server, committed with \
+                     `synchronous_commit = on`; PostgreSQL unpinned, its CPU not in the server \
+                     CPU figures)"
+                ))
+            }
+        }
+    }
+
     /// Runs one server's scenario to its end, or until Ctrl-C: dropping the unfinished run
-    /// drops its server guard, which kills the server; without this, Ctrl-C would leave it
-    /// running. (Its Redis keys stay: each run uses a fresh namespace.)
+    /// drops its server guard, which kills the server and drops its PostgreSQL database;
+    /// without this, Ctrl-C would leave the server running. (Its Redis keys stay: each run
+    /// uses a fresh namespace.)
     fn block_on<T>(&self, scenario: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         self.runtime.block_on(async {
             tokio::select! {
@@ -184,11 +220,13 @@ fn run_feed(opts: FeedOptions) -> Result<bool, Error> {
         clock: cpu::CpuClock::new(),
     };
 
+    let database = bench.database(&opts.database, "NORMAL")?;
+
     println!("## News feed\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {}; server runtime `current_thread`, `KITH_SQLITE_SYNCHRONOUS=NORMAL`; {} \
-         client tasks, {} s per throughput run.\n",
+        "Machine: {}; server runtime `current_thread`, {database}; {} client tasks, {} s per \
+         throughput run.\n",
         bench.machine(),
         opts.concurrency,
         opts.duration.as_secs(),
@@ -202,7 +240,11 @@ fn run_feed(opts: FeedOptions) -> Result<bool, Error> {
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
                 all_ok = false;
-                println!("### Backend: {}\n\nFailed: {e}\n", backend.name());
+                println!(
+                    "### Backend: {}, database: {}\n\nFailed: {e}\n",
+                    backend.name(),
+                    opts.database.engine.name()
+                );
             }
         }
     }
@@ -220,13 +262,13 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
         clock: cpu::CpuClock::new(),
     };
 
+    let database = bench.database(&opts.database, opts.synchronous.name())?;
+
     println!("## Chat\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS={}`; loadgen open-file limit {}; {} s per \
-         send run.\n",
+        "Machine: {}; {database}; loadgen open-file limit {}; {} s per send run.\n",
         bench.machine(),
-        opts.synchronous.name(),
         fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
         opts.duration.as_secs(),
     );
@@ -235,6 +277,7 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
         &bench,
         &opts.backends,
         &opts.flavours,
+        opts.database.engine,
         |backend, flavour, i| chat::run(&setup, backend, flavour, i == 0),
         |report| report.markdown(),
     )?;
@@ -255,10 +298,12 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
         clock: cpu::CpuClock::new(),
     };
 
+    let database = bench.database(&opts.database, "NORMAL")?;
+
     println!("## Presence\n");
     println!("```sh\n{}\n```\n", opts.command_line());
     println!(
-        "Machine: {}; `KITH_SQLITE_SYNCHRONOUS=NORMAL`; loadgen open-file limit {}.\n",
+        "Machine: {}; {database}; loadgen open-file limit {}.\n",
         bench.machine(),
         fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
     );
@@ -267,6 +312,7 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
         &bench,
         &opts.backends,
         &opts.flavours,
+        opts.database.engine,
         |backend, flavour, _| presence::run(&setup, backend, flavour),
         |report| report.markdown(),
     )?;
@@ -277,12 +323,13 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
 }
 
 /// Runs `scenario` once per backend and runtime flavour (`i`: the flavour's position), and
-/// prints each report as it finishes, or why it failed. Returns the reports and whether
-/// every run succeeded; Ctrl-C stops everything.
+/// prints each report as it finishes, or why it failed (`database` names the engine there).
+/// Returns the reports and whether every run succeeded; Ctrl-C stops everything.
 fn each_server<R, Fut>(
     bench: &Bench,
     backends: &[Backend],
     flavours: &[Flavour],
+    database: Engine,
     mut scenario: impl FnMut(Backend, Flavour, usize) -> Fut,
     markdown: impl Fn(&R) -> String,
 ) -> Result<(Vec<R>, bool), Error>
@@ -303,9 +350,10 @@ where
                 Err(e) => {
                     all_ok = false;
                     println!(
-                        "### Backend: {}, runtime: {}\n\nFailed: {e}\n",
+                        "### Backend: {}, runtime: {}, database: {}\n\nFailed: {e}\n",
                         backend.name(),
-                        flavour.name()
+                        flavour.name(),
+                        database.name()
                     );
                 }
             }

@@ -19,11 +19,59 @@ impl Backend {
     }
 }
 
+/// Which database engine the server under test stores its data in (`KITH_DATABASE_URL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A file in the run's private directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `--postgres-url`.
+    Postgres,
+}
+
+impl Engine {
+    /// Its `--database` spelling, also used in the reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// `--database` and `--postgres-url`: where the servers under test keep their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    pub engine: Engine,
+    /// The PostgreSQL server and the account that creates and drops each server's database
+    /// (`kith_load_<hex>`); only used with [`Engine::Postgres`].
+    pub postgres_url: String,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Sqlite,
+            postgres_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+        }
+    }
+}
+
+impl DatabaseOptions {
+    /// ` --database …` (and ` --postgres-url …` with PostgreSQL), for a command line.
+    fn push_args(&self, cmd: &mut String) {
+        cmd.push_str(&format!(" --database {}", self.engine.name()));
+        if self.engine == Engine::Postgres {
+            cmd.push_str(&format!(" --postgres-url {}", self.postgres_url));
+        }
+    }
+}
+
 /// Options of the `feed` command.
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
     pub backends: Vec<Backend>,
     pub redis_url: String,
+    pub database: DatabaseOptions,
     /// How long each throughput measurement (healthz, feed reads) runs.
     pub duration: Duration,
     /// Concurrent client tasks for the throughput measurements.
@@ -40,6 +88,7 @@ impl Default for FeedOptions {
         Self {
             backends: vec![Backend::Memory, Backend::Redis],
             redis_url: "redis://127.0.0.1:6379".into(),
+            database: DatabaseOptions::default(),
             duration: Duration::from_secs(10),
             concurrency: 64,
             server_cpu: Some(0),
@@ -64,6 +113,7 @@ impl FeedOptions {
             cpu(self.server_cpu),
             cpu(self.client_cpu),
         );
+        self.database.push_args(&mut cmd);
         push_server_bin(&mut cmd, &self.server_bin);
         cmd
     }
@@ -90,6 +140,7 @@ impl Flavour {
 pub struct ChatOptions {
     pub backends: Vec<Backend>,
     pub redis_url: String,
+    pub database: DatabaseOptions,
     /// Length of each measured send run.
     pub duration: Duration,
     pub server_cpu: Option<usize>,
@@ -109,7 +160,8 @@ pub struct ChatOptions {
     /// Messages/s POSTed while receivers long-poll (and then listen on WebSockets).
     pub longpoll_rate: u32,
     /// The server's `KITH_SQLITE_SYNCHRONOUS`: `NORMAL` like every other scenario, or
-    /// `FULL` (the server's default: an acknowledged message survives a power loss).
+    /// `FULL` (the server's default: an acknowledged message survives a power loss). SQLite
+    /// only: on PostgreSQL the server always commits with `synchronous_commit = on`.
     pub synchronous: Synchronous,
 }
 
@@ -135,6 +187,7 @@ impl Default for ChatOptions {
         Self {
             backends: feed.backends,
             redis_url: feed.redis_url,
+            database: feed.database,
             duration: feed.duration,
             server_cpu: feed.server_cpu,
             client_cpu: feed.client_cpu,
@@ -178,6 +231,7 @@ impl ChatOptions {
             self.longpoll_rate,
             self.synchronous.name().to_lowercase(),
         );
+        self.database.push_args(&mut cmd);
         push_server_bin(&mut cmd, &self.server_bin);
         cmd
     }
@@ -189,6 +243,7 @@ impl ChatOptions {
 pub struct PresenceOptions {
     pub backends: Vec<Backend>,
     pub redis_url: String,
+    pub database: DatabaseOptions,
     /// Length of the heartbeat window and of the idle baseline window. 30 s, the server's
     /// ping interval, puts exactly one ping per connection in each.
     pub duration: Duration,
@@ -213,6 +268,7 @@ impl Default for PresenceOptions {
         Self {
             backends: chat.backends,
             redis_url: chat.redis_url,
+            database: chat.database,
             duration: Duration::from_secs(30),
             server_cpu: chat.server_cpu,
             client_cpu: chat.client_cpu,
@@ -249,6 +305,7 @@ impl PresenceOptions {
             self.friends,
             self.timeout.as_secs(),
         );
+        self.database.push_args(&mut cmd);
         push_server_bin(&mut cmd, &self.server_bin);
         cmd
     }

@@ -5,11 +5,10 @@
 //! outbox means no fanout is in flight. The post's notifications follow from the
 //! `notification_outbox`; each timed post starts with both empty, so one post's
 //! notifications never overlap the next post's fanout. The tables are read through a
-//! read-only connection; WAL lets those reads run alongside the server's writes.
+//! read-only connection (on SQLite, WAL lets those reads run alongside the server's writes).
 
-use crate::{error::Error, seed::Account};
+use crate::{db::Db, error::Error, seed::Account};
 use reqwest::{Client, RequestBuilder, StatusCode};
-use sqlx::SqlitePool;
 use std::time::{Duration, Instant};
 
 /// Outbox polling interval: fanout timings are late by up to this much (half on average).
@@ -38,7 +37,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn query(self) -> &'static str {
+    /// The count of pending jobs, in SQL both engines answer.
+    pub fn query(self) -> &'static str {
         match self {
             Stage::Feeds => "SELECT COUNT(*) FROM fanout_outbox",
             Stage::All => {
@@ -54,7 +54,7 @@ impl Stage {
 pub async fn post_until_drained(
     http: &Client,
     base: &str,
-    probe: &SqlitePool,
+    probe: &Db,
     author: &Account,
     seq: usize,
 ) -> Result<(Duration, Duration, Duration, Option<i64>), Error> {
@@ -89,11 +89,11 @@ pub async fn post_until_drained(
 }
 
 /// Waits until the outboxes of `stage` are empty, polling every millisecond.
-pub async fn drained(probe: &SqlitePool, stage: Stage) -> Result<(), Error> {
+pub async fn drained(probe: &Db, stage: Stage) -> Result<(), Error> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
         let polled = Instant::now();
-        let pending: i64 = sqlx::query_scalar(stage.query()).fetch_one(probe).await?;
+        let pending = probe.pending_jobs(stage).await?;
         if pending == 0 {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 use crate::{
     load::{mean, percentile, Summary},
     markdown::{server_log, thousands, yes},
-    options::Backend,
+    options::{Backend, Engine},
     seed,
     server::LogSummary,
 };
@@ -98,6 +98,8 @@ pub struct PushCheck {
 #[derive(Debug)]
 pub struct BackendReport {
     pub backend: Backend,
+    /// The database engine the server stored in.
+    pub database: Engine,
     pub users: usize,
     pub follows: usize,
     pub sessions: usize,
@@ -145,8 +147,12 @@ impl BackendReport {
     }
 
     fn write_markdown(&self, out: &mut String) -> std::fmt::Result {
-        let name = self.backend.name();
-        writeln!(out, "### Backend: {name}\n")?;
+        writeln!(
+            out,
+            "### Backend: {}, database: {}\n",
+            self.backend.name(),
+            self.database.name()
+        )?;
         writeln!(
             out,
             "Seeded {} users, {} follows and {} sessions in {:.1} s; then {} posts through \
@@ -245,7 +251,7 @@ impl BackendReport {
                 out,
                 "\nPush check: of {} sampled followers of the big author, {} have a feed cache \
                  in Redis (the others never read their feed: fanout skips them, their first \
-                 read builds it from SQLite); the last post is in {} of those {}.",
+                 read builds it from the database); the last post is in {} of those {}.",
                 check.sampled, check.built, check.holding, check.built
             )?;
         }

@@ -1,6 +1,6 @@
-//! The population, written straight into the server's SQLite file (the server keeps
-//! running; its WAL lets our writer and its readers coexist, and `busy_timeout` queues the
-//! two writers).
+//! The population, written straight into the server's database (the server keeps running;
+//! on SQLite its WAL lets our writer and its readers coexist, and `busy_timeout` queues the
+//! two writers; see `db` for how each engine is written).
 //!
 //! Shape, chosen so each fanout path is exercised at a realistic size:
 //! * one celebrity followed by 100,000 users: at or above `KITH_CELEBRITY_THRESHOLD`
@@ -20,11 +20,13 @@
 //! Users are inserted before follows and posts because triggers keep `user_stats` (which
 //! the server reads to choose push or pull) and need the user's row to exist.
 
-use crate::error::Error;
+use crate::{
+    db::{Db, Rows, Value},
+    error::Error,
+};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use rand::{rngs::OsRng, seq::SliceRandom as _, RngCore as _};
 use sha2::{Digest as _, Sha256};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 /// `KITH_CELEBRITY_THRESHOLD` of the server under test (its default).
 pub const CELEBRITY_THRESHOLD: usize = 10_000;
@@ -41,8 +43,6 @@ const BIG_ID: i64 = 2;
 const FIRST_AUTHOR_ID: i64 = 3;
 /// Followers (readers first) get ids from here; the gap keeps the roles apart at a glance.
 const FIRST_FOLLOWER_ID: i64 = 1_001;
-/// Rows per multi-row INSERT: 1,000 × 5 columns stays far below SQLite's 32,766 variables.
-pub const ROWS_PER_INSERT: usize = 1_000;
 /// Nobody logs in with a password (sessions are written directly); the column only has to
 /// hold something.
 pub const NO_PASSWORD: &str = "$seeded$no-login";
@@ -102,8 +102,8 @@ pub fn username(id: i64) -> String {
     format!("u{id:06}")
 }
 
-/// Writes the population, one transaction per table.
-pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<Population, Error> {
+/// Writes the population, one batch per table (on SQLite one transaction each).
+pub async fn write(db: &Db, now_ms: i64) -> Result<Population, Error> {
     let counts = author_follower_counts(NORMAL_AUTHORS);
     let account = |id: i64, followers: usize| Account {
         id,
@@ -128,21 +128,14 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<Population, Error> {
     let mut user_ids = vec![CELEBRITY_ID, BIG_ID];
     user_ids.extend(authors.iter().map(|a| a.id));
     user_ids.extend(&follower_ids);
-    let mut tx = db.begin().await?;
-    for chunk in user_ids.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
-        );
-        q.push_values(chunk, |mut row, id| {
-            row.push_bind(*id)
-                .push_bind(username(*id))
-                .push_bind(format!("Load user {id}"))
-                .push_bind(NO_PASSWORD)
-                .push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    let mut batch = db.batch().await?;
+    batch
+        .insert(&user_rows(
+            user_ids.iter().map(|id| (*id, format!("Load user {id}"))),
+            now_ms,
+        ))
+        .await?;
+    batch.commit().await?;
 
     // Sessions, for everyone who makes requests.
     let mut sessions = Vec::new();
@@ -155,20 +148,14 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<Population, Error> {
         a.token = token;
         sessions.push((hash, a.id));
     }
-    let mut tx = db.begin().await?;
-    for chunk in sessions.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
-        );
-        q.push_values(chunk, |mut row, (hash, id)| {
-            row.push_bind(hash.clone())
-                .push_bind(*id)
-                .push_bind(now_ms)
-                .push_bind(now_ms + SESSION_LIFETIME_MS);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    let mut batch = db.batch().await?;
+    batch
+        .insert(&session_rows(
+            sessions.iter().map(|(hash, id)| (hash.clone(), *id)),
+            now_ms,
+        ))
+        .await?;
+    batch.commit().await?;
 
     // Follows: (follower, followee).
     let mut follows: Vec<(i64, i64)> = Vec::new();
@@ -186,19 +173,20 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<Population, Error> {
             next += 1;
         }
     }
-    let mut tx = db.begin().await?;
-    for chunk in follows.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+    let mut batch = db.batch().await?;
+    batch
+        .insert(&Rows::new(
             "INSERT INTO follows (follower_id, followee_id, created_at) ",
-        );
-        q.push_values(chunk, |mut row, (follower, followee)| {
-            row.push_bind(*follower)
-                .push_bind(*followee)
-                .push_bind(now_ms);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+            follows.iter().map(|(follower, followee)| {
+                [
+                    Value::Int(*follower),
+                    Value::Int(*followee),
+                    Value::Int(now_ms),
+                ]
+            }),
+        ))
+        .await?;
+    batch.commit().await?;
 
     Ok(Population {
         big_followers: FIRST_FOLLOWER_ID..FIRST_FOLLOWER_ID + BIG_FOLLOWERS as i64,
@@ -210,6 +198,37 @@ pub async fn write(db: &SqlitePool, now_ms: i64) -> Result<Population, Error> {
         authors,
         readers,
     })
+}
+
+/// `users` rows for `(id, display name)`: usernames from [`username`], no password.
+pub fn user_rows(users: impl IntoIterator<Item = (i64, String)>, now_ms: i64) -> Rows<5> {
+    Rows::new(
+        "INSERT INTO users (id, username, display_name, password_hash, created_at) ",
+        users.into_iter().map(|(id, display_name)| {
+            [
+                Value::Int(id),
+                Value::Text(username(id)),
+                Value::Text(display_name),
+                Value::Text(NO_PASSWORD.to_string()),
+                Value::Int(now_ms),
+            ]
+        }),
+    )
+}
+
+/// `sessions` rows for `(token hash, user id)`, valid for [`SESSION_LIFETIME_MS`].
+pub fn session_rows(sessions: impl IntoIterator<Item = (Vec<u8>, i64)>, now_ms: i64) -> Rows<4> {
+    Rows::new(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
+        sessions.into_iter().map(|(hash, id)| {
+            [
+                Value::Bytes(hash),
+                Value::Int(id),
+                Value::Int(now_ms),
+                Value::Int(now_ms + SESSION_LIFETIME_MS),
+            ]
+        }),
+    )
 }
 
 #[cfg(test)]

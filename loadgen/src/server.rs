@@ -1,12 +1,14 @@
 //! The server under test: the real release binary as a child process, pinned to its own
 //! core, with a private database, and killed when its guard is dropped, so an error or a
 //! panic halfway through a run never leaves a server behind. Its temporary directory (the
-//! database and the log) is removed the same way. [`UnderTest`] is what every scenario
-//! starts: the server configured for one backend, with its directory and Redis namespace.
+//! SQLite database and the log) is removed the same way. [`UnderTest`] is what every
+//! scenario starts: the server configured for one backend and database engine, with its
+//! directory, its PostgreSQL database if any, and its Redis namespace.
 
 use crate::{
+    db,
     error::{io, Error},
-    options::Backend,
+    options::{Backend, DatabaseOptions, Engine},
     redis_ns,
 };
 use std::{
@@ -169,15 +171,20 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A server started for one backend, with its own database in a private directory and,
-/// on Redis, its own random key namespace. [`UnderTest::finish`] kills it and deletes the
-/// namespace; dropping it (an error, Ctrl-C) still kills it, but leaves the keys.
+/// A server started for one backend, with its own database (a file in a private directory,
+/// or a fresh PostgreSQL database) and, on Redis, its own random key namespace.
+/// [`UnderTest::finish`] kills it, drops its PostgreSQL database and deletes the namespace;
+/// dropping it (an error, Ctrl-C) still kills it and drops the database, but leaves the keys.
 pub struct UnderTest {
     pub server: ServerProcess,
-    /// `sqlite://…/kith.db`, for seeding straight into the server's database.
+    /// The server's database, for seeding straight into it: `sqlite://…/kith.db` or
+    /// `postgres://…/kith_load_<hex>`.
     pub db_url: String,
     /// Redis URL and the run's namespace, when the server uses Redis.
     pub redis: Option<(String, String)>,
+    /// The PostgreSQL database, when the server uses one; declared after the server so it
+    /// is dropped after the server is killed.
+    database: Option<ScratchDatabase>,
     /// Declared last so it is removed after the server is killed.
     dir: TempDir,
 }
@@ -185,13 +192,15 @@ pub struct UnderTest {
 impl UnderTest {
     /// Starts `bin` for `backend` with `env` on top of the settings every scenario shares
     /// (database, `KITH_SQLITE_SYNCHRONOUS=NORMAL`, `RUST_LOG=warn`, the Redis URL and a
-    /// fresh namespace); a variable in `env` replaces its shared setting. Fails early, and
-    /// says so, when Redis does not answer.
+    /// fresh namespace); a variable in `env` replaces its shared setting. With PostgreSQL,
+    /// creates the server's database first. Fails early, and says so, when Redis does not
+    /// answer.
     pub async fn start(
         bin: &Path,
         cpu: Option<usize>,
         backend: Backend,
         redis_url: &str,
+        database: &DatabaseOptions,
         env: &[(&str, &str)],
         fd_limit: Option<u64>,
     ) -> Result<Self, Error> {
@@ -205,8 +214,15 @@ impl UnderTest {
                 Some((redis_url.to_string(), namespace))
             }
         };
+        let scratch = match database.engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(ScratchDatabase::create(&database.postgres_url).await?),
+        };
         let dir = TempDir::new()?;
-        let db_url = format!("sqlite://{}", dir.0.join("kith.db").display());
+        let db_url = match &scratch {
+            Some(scratch) => scratch.url.clone(),
+            None => format!("sqlite://{}", dir.0.join("kith.db").display()),
+        };
         let mut all: Vec<(String, String)> = [
             ("KITH_DATABASE_URL", db_url.as_str()),
             ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
@@ -232,6 +248,7 @@ impl UnderTest {
             server,
             db_url,
             redis,
+            database: scratch,
             dir,
         })
     }
@@ -241,13 +258,21 @@ impl UnderTest {
         self.redis.as_ref().map(|(_, ns)| ns.as_str())
     }
 
-    /// Kills the server, deletes its Redis keys and directory; returns what it logged.
+    /// Kills the server, drops its PostgreSQL database, deletes its Redis keys and directory;
+    /// returns what it logged.
     pub async fn finish(self, tag: &str) -> LogSummary {
         let Self {
-            server, redis, dir, ..
+            server,
+            redis,
+            database,
+            dir,
+            ..
         } = self;
         let log = server.log_summary();
         drop(server);
+        if let Some(database) = database {
+            database.drop_now(tag).await;
+        }
         if let Some((url, namespace)) = redis {
             match redis_ns::delete_namespace(&url, &namespace).await {
                 Ok(n) => eprintln!("[{tag}] deleted {n} Redis keys under {namespace}:"),
@@ -256,6 +281,83 @@ impl UnderTest {
         }
         drop(dir);
         log
+    }
+}
+
+/// A database of its own on a PostgreSQL server, for one server under test: made by
+/// [`ScratchDatabase::create`], dropped by [`ScratchDatabase::drop_now`] at the end of the
+/// run. Dropping the guard without that (an error on the way, Ctrl-C) drops the database
+/// from a thread with a runtime of its own, best effort: `Drop` cannot await, and the
+/// runtime dropping the guard cannot block on itself.
+struct ScratchDatabase {
+    admin_url: String,
+    /// `kith_load_<hex>`.
+    name: String,
+    /// The admin URL with `name` as its database: what the server and seeders connect to.
+    url: String,
+    /// Set once [`ScratchDatabase::drop_now`] tried, so `Drop` does not try again.
+    done: bool,
+}
+
+impl ScratchDatabase {
+    async fn create(admin_url: &str) -> Result<Self, Error> {
+        let name = format!("kith_load_{:016x}", rand::random::<u64>());
+        let url = db::database_url(admin_url, &name)?;
+        db::create_database(admin_url, &name)
+            .await
+            .map_err(|e| Error::Run(format!("creating the PostgreSQL database {name}: {e}")))?;
+        Ok(Self {
+            admin_url: admin_url.to_string(),
+            name,
+            url,
+            done: false,
+        })
+    }
+
+    /// Drops the database (disconnecting whoever is left) and says so; a failure is only
+    /// reported, with the statement that finishes the job by hand.
+    async fn drop_now(mut self, tag: &str) {
+        self.done = true;
+        match db::drop_database(&self.admin_url, &self.name).await {
+            Ok(()) => eprintln!("[{tag}] dropped the PostgreSQL database {}", self.name),
+            Err(e) => eprintln!(
+                "[{tag}] could not drop the PostgreSQL database {0} ({e}); by hand: DROP \
+                 DATABASE {0} WITH (FORCE)",
+                self.name
+            ),
+        }
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(db::drop_database(&admin_url, &name))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => eprintln!("loadgen: dropped the PostgreSQL database {}", self.name),
+            Ok(Err(e)) => eprintln!(
+                "loadgen: could not drop the PostgreSQL database {0} ({e}); by hand: DROP \
+                 DATABASE {0} WITH (FORCE)",
+                self.name
+            ),
+            Err(_) => eprintln!(
+                "loadgen: could not drop the PostgreSQL database {0}; by hand: DROP DATABASE \
+                 {0} WITH (FORCE)",
+                self.name
+            ),
+        }
     }
 }
 

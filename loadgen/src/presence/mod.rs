@@ -1,9 +1,9 @@
 //! The presence scenario, run once per backend and runtime flavour: start a server with
 //! `--users` heartbeating users and `--subjects` users whose friends wait for them, then:
 //!
-//! 1. seed users and sessions into SQLite (as the chat scenario does: registering through
-//!    the API would hash 10,000 passwords with Argon2) and make each subject mutual friends
-//!    with `--friends` of the users through the API (`PUT /v1/me/following/{username}`
+//! 1. seed users and sessions into the database (as the chat scenario does: registering
+//!    through the API would hash 10,000 passwords with Argon2) and make each subject mutual
+//!    friends with `--friends` of the users through the API (`PUT /v1/me/following/{username}`
 //!    both ways), so the server's own follow path writes the graph presence reads;
 //! 2. connect every user and start heartbeats: `{"type":"heartbeat"}` every 5 s per
 //!    connection, each at its own random phase (see `heartbeats`);
@@ -36,8 +36,9 @@ use crate::{
     chat::{self, settle, FD_LIMIT, SETTLE},
     chat_seed::{self, ChatUser},
     cpu::CpuClock,
+    db::Db,
     error::Error,
-    options::{Backend, Flavour, PresenceOptions},
+    options::{Backend, Engine, Flavour, PresenceOptions},
     seed::username,
     server::{ServerProcess, UnderTest},
     ws_client::{self, Recorder},
@@ -47,11 +48,9 @@ use futures_util::StreamExt as _;
 use heartbeats::Heartbeats;
 use report::PresenceReport;
 use reqwest::Client;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    str::FromStr as _,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -73,6 +72,8 @@ pub struct Setup {
 pub struct Run {
     pub backend: Backend,
     pub flavour: Flavour,
+    /// The database engine the server stored in.
+    pub database: Engine,
     pub users: usize,
     pub subjects: usize,
     pub friends: usize,
@@ -109,6 +110,7 @@ pub async fn run(
         setup.server_cpu,
         backend,
         &setup.opts.redis_url,
+        &setup.opts.database,
         &[
             ("KITH_RUNTIME", flavour.name()),
             ("KITH_PRESENCE_TIMEOUT_SECS", timeout.as_str()),
@@ -153,14 +155,7 @@ async fn measure(
 
     // 1. Users, sessions, friendships.
     eprintln!("[{tag}] seeding {} users", opts.users + opts.subjects);
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::from_str(db_url)?
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30)),
-        )
-        .await?;
+    let writer = Db::writer(db_url).await?;
     let started = Instant::now();
     let mut users = chat_seed::write_users(
         &writer,
@@ -170,6 +165,7 @@ async fn measure(
         chat::now_ms(),
     )
     .await?;
+    writer.settle().await?;
     let seed_time = started.elapsed();
     writer.close().await;
     let subjects = users.split_off(opts.users);
@@ -240,6 +236,7 @@ async fn measure(
     Ok(Run {
         backend,
         flavour,
+        database: opts.database.engine,
         users: opts.users,
         subjects: opts.subjects,
         friends: opts.friends,

@@ -57,9 +57,10 @@ impl PresenceReport {
         let r = &self.run;
         writeln!(
             out,
-            "### Backend: {}, runtime: {}\n",
+            "### Backend: {}, runtime: {}, database: {}\n",
             r.backend.name(),
-            r.flavour.name()
+            r.flavour.name(),
+            r.database.name()
         )?;
         writeln!(
             out,
@@ -308,10 +309,10 @@ fn write_summary(out: &mut String, reports: &[PresenceReport]) -> std::fmt::Resu
     writeln!(out, "### Side by side\n")?;
     writeln!(
         out,
-        "| backend | runtime | server CPU, heartbeating | idle | heartbeats alone | µs/heartbeat | online p50 / p99 ms | offline p50 / p99 ms (from last heartbeat + timeout) | offline p50 / p99 ms (from `last_active_at` + timeout) | ≤ {:.0}% of a core |",
+        "| database | backend | runtime | server CPU, heartbeating | idle | heartbeats alone | µs/heartbeat | online p50 / p99 ms | offline p50 / p99 ms (from last heartbeat + timeout) | offline p50 / p99 ms (from `last_active_at` + timeout) | ≤ {:.0}% of a core |",
         CPU_TARGET * 100.0
     )?;
-    writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|")?;
+    writeln!(out, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|")?;
     for report in reports {
         let r = &report.run;
         let pair = |samples: &[u64]| {
@@ -320,7 +321,8 @@ fn write_summary(out: &mut String, reports: &[PresenceReport]) -> std::fmt::Resu
         };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.database.name(),
             r.backend.name(),
             r.flavour.name(),
             pct(r.busy.server_share()),
