@@ -22,7 +22,7 @@ use super::PgStore;
 use crate::{
     id::IdGenerator,
     storage::{
-        chat::{Committed, MessageRow, NewMessage},
+        chat::{BatchPlan, Committed, Found, MessageRow, NewMessage},
         Result,
     },
 };
@@ -53,67 +53,24 @@ impl PgStore {
             .await?;
         let states = read_sends(&mut tx, batch).await?;
 
-        // Decide each send, in order; new messages are numbered as they will be inserted.
-        let mut new: Vec<usize> = Vec::new();
-        let mut first_of: HashMap<(i64, &str), usize> = HashMap::new();
-        let mut plans = Vec::with_capacity(batch.len());
-        for (i, (m, state)) in batch.iter().zip(states).enumerate() {
-            let plan = if !state.channel_exists {
-                Plan::NoChannel
-            } else if !state.member {
-                Plan::NotMember
-            } else if let Some(row) = state.stored(m) {
-                Plan::Existing(row)
-            } else if let Some(&n) = first_of.get(&(m.sender, m.client_msg_id.as_str())) {
-                Plan::Repeat(n)
-            } else {
-                first_of.insert((m.sender, m.client_msg_id.as_str()), new.len());
-                new.push(i);
-                Plan::New(new.len() - 1)
-            };
-            plans.push(plan);
-        }
-
-        let (rows, members) = if new.is_empty() {
+        let found = batch.iter().zip(states).map(|(m, state)| Found {
+            channel_exists: state.channel_exists,
+            member: state.member,
+            stored: state.stored(m),
+        });
+        let plan = BatchPlan::decide(batch, found);
+        let (rows, members) = if plan.new.is_empty() {
             // Nothing to write (rejections and retries only): COMMIT ends it all the same.
             (Vec::new(), HashMap::new())
         } else {
-            let (last_seq, members) = read_channels(&mut tx, batch, &new).await?;
-            let rows = number(ids, batch, &new, last_id, last_seq);
+            let (last_seq, members) = read_channels(&mut tx, batch, &plan.new).await?;
+            let rows = plan.number(ids, batch, last_id, last_seq);
             write(&mut tx, &rows).await?;
             (rows, members)
         };
         tx.commit().await?;
-
-        Ok(plans
-            .into_iter()
-            .map(|plan| match plan {
-                Plan::NoChannel => Committed::NoChannel,
-                Plan::NotMember => Committed::NotMember,
-                Plan::Existing(row) => Committed::Existing(row),
-                Plan::Repeat(n) => Committed::Existing(rows[n].clone()),
-                Plan::New(n) => {
-                    let row = rows[n].clone();
-                    let members = members
-                        .get(&row.channel_id)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from([]));
-                    Committed::Stored { row, members }
-                }
-            })
-            .collect())
+        Ok(plan.answers(&rows, &members))
     }
-}
-
-/// What the batch will do with one send.
-enum Plan {
-    NoChannel,
-    NotMember,
-    Existing(MessageRow),
-    /// The `n`th new message of this batch.
-    New(usize),
-    /// A repeat, within this batch, of the `n`th new message's `client_msg_id`.
-    Repeat(usize),
 }
 
 /// One send's situation before the batch writes: whether its channel exists, whether its
@@ -203,35 +160,6 @@ async fn read_channels(
         members.insert(channel, Arc::<[i64]>::from(list));
     }
     Ok((last_seq, members))
-}
-
-/// The rows of the new sends (`new` indexes `batch`): ids above `floor` and increasing in
-/// batch order, each channel's seqs continuing from its `last_seq`.
-fn number(
-    ids: &IdGenerator,
-    batch: &[&NewMessage],
-    new: &[usize],
-    mut floor: i64,
-    mut last_seq: HashMap<i64, i64>,
-) -> Vec<MessageRow> {
-    let mut rows = Vec::with_capacity(new.len());
-    for &i in new {
-        let m = batch[i];
-        let seq = last_seq.entry(m.channel).or_insert(0);
-        *seq += 1;
-        let id = ids.next_id_above(floor);
-        floor = id;
-        rows.push(MessageRow {
-            channel_id: m.channel,
-            id,
-            seq: *seq,
-            sender_id: m.sender,
-            content: m.content.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            created_at: m.now,
-        });
-    }
-    rows
 }
 
 /// Inserts `rows` (in id order), moves their channels' `last_seq` and `last_message_id`

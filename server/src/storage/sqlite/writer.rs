@@ -35,7 +35,7 @@ use super::SqliteStore;
 use crate::{
     id::IdGenerator,
     storage::{
-        chat::{Committed, MessageRow, NewMessage},
+        chat::{BatchPlan, Committed, Found, MessageRow, NewMessage},
         Result,
     },
 };
@@ -63,19 +63,6 @@ impl SqliteStore {
         }
         result
     }
-}
-
-/// What the batch will do with one send.
-enum Plan {
-    /// The channel does not exist.
-    NoChannel,
-    /// The sender is not a member of the channel.
-    NotMember,
-    Existing(MessageRow),
-    /// The `n`th new message of this batch.
-    New(usize),
-    /// A repeat, within this batch, of the `n`th new message's `client_msg_id`.
-    Repeat(usize),
 }
 
 /// What the transaction reads before it writes, in one statement (see [`BEGIN_AND_READ`]).
@@ -134,36 +121,22 @@ async fn commit(
         .await?;
     let before: Before =
         serde_json::from_str(&before).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut allowed = vec![None; messages.len()];
+    let mut allowed = vec![(false, false); messages.len()];
     for (i, channel_exists, member) in before.access {
         if let Some(slot) = allowed.get_mut(i) {
-            *slot = Some((channel_exists != 0, member != 0));
+            *slot = (channel_exists != 0, member != 0);
         }
     }
     let mut stored: HashMap<usize, MessageRow> = before.retries.into_iter().collect();
-
-    // Decide each send, in order; new messages are numbered as they will be inserted.
-    let mut new: Vec<usize> = Vec::new();
-    let mut first_of: HashMap<(i64, &str), usize> = HashMap::new();
-    let mut plans = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let plan = match allowed[i] {
-            None | Some((false, _)) => Plan::NoChannel,
-            Some((true, false)) => Plan::NotMember,
-            Some((true, true)) => match stored.remove(&i) {
-                Some(row) => Plan::Existing(row),
-                None => match first_of.get(&(m.sender, m.client_msg_id.as_str())) {
-                    Some(&n) => Plan::Repeat(n),
-                    None => {
-                        first_of.insert((m.sender, m.client_msg_id.as_str()), new.len());
-                        new.push(i);
-                        Plan::New(new.len() - 1)
-                    }
-                },
-            },
-        };
-        plans.push(plan);
-    }
+    let found = allowed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (channel_exists, member))| Found {
+            channel_exists,
+            member,
+            stored: stored.remove(&i),
+        });
+    let plan = BatchPlan::decide(messages, found);
 
     let mut members = HashMap::with_capacity(before.channels.len());
     let mut last_seq = HashMap::with_capacity(before.channels.len());
@@ -171,64 +144,23 @@ async fn commit(
         last_seq.insert(channel, seq);
         members.insert(channel, Arc::<[i64]>::from(list));
     }
-    let rows = if new.is_empty() {
+    let rows = if plan.new.is_empty() {
         sqlx::query("COMMIT").execute(&mut *db).await?;
         Vec::new()
     } else {
-        insert_and_commit(db, ids, messages, &new, before.floor, last_seq).await?
+        let rows = plan.number(ids, messages, before.floor, last_seq);
+        insert_and_commit(db, &rows).await?;
+        rows
     };
-
-    Ok(plans
-        .into_iter()
-        .map(|plan| match plan {
-            Plan::NoChannel => Committed::NoChannel,
-            Plan::NotMember => Committed::NotMember,
-            Plan::Existing(row) => Committed::Existing(row),
-            Plan::Repeat(n) => Committed::Existing(rows[n].clone()),
-            Plan::New(n) => {
-                let row = rows[n].clone();
-                let members = members
-                    .get(&row.channel_id)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from([]));
-                Committed::Stored { row, members }
-            }
-        })
-        .collect())
+    Ok(plan.answers(&rows, &members))
 }
 
-/// Numbers and inserts the new messages (`new` indexes `messages`) above `floor` and
-/// after each channel's `last_seq`, moves their channels on, and commits; returns their
-/// rows.
-async fn insert_and_commit(
-    tx: &mut SqliteConnection,
-    ids: &IdGenerator,
-    messages: &[&NewMessage],
-    new: &[usize],
-    mut floor: i64,
-    mut last_seq: HashMap<i64, i64>,
-) -> Result<Vec<MessageRow>> {
-    let mut rows = Vec::with_capacity(new.len());
-    for &i in new {
-        let m = messages[i];
-        let seq = last_seq.entry(m.channel).or_insert(0);
-        *seq += 1;
-        let id = ids.next_id_above(floor);
-        floor = id;
-        rows.push(MessageRow {
-            channel_id: m.channel,
-            id,
-            seq: *seq,
-            sender_id: m.sender,
-            content: m.content.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            created_at: m.now,
-        });
-    }
-    let inserts = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+/// Inserts `rows` (in id order), moves their channels on, and commits.
+async fn insert_and_commit(tx: &mut SqliteConnection, rows: &[MessageRow]) -> Result<()> {
+    let inserts = serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     // Rows are in id order, so each channel's last row carries its newest id and seq.
     let mut newest: HashMap<i64, &MessageRow> = HashMap::new();
-    for row in &rows {
+    for row in rows {
         newest.insert(row.channel_id, row);
     }
     let updates = json!(newest
@@ -249,5 +181,5 @@ async fn insert_and_commit(
     .bind(updates)
     .execute(&mut *tx)
     .await?;
-    Ok(rows)
+    Ok(())
 }
