@@ -213,8 +213,8 @@ impl Config {
         };
 
         let sqlite_synchronous = match var("KITH_SQLITE_SYNCHRONOUS").as_deref() {
-            None | Some("FULL") | Some("full") => sqlx::sqlite::SqliteSynchronous::Full,
-            Some("NORMAL") | Some("normal") => sqlx::sqlite::SqliteSynchronous::Normal,
+            None | Some("FULL") | Some("full") => crate::storage::SqliteSync::Full,
+            Some("NORMAL") | Some("normal") => crate::storage::SqliteSync::Normal,
             Some(other) => {
                 return Err(ConfigError {
                     var: "KITH_SQLITE_SYNCHRONOUS",

@@ -146,9 +146,18 @@ pub fn engine_of(url: &str) -> Option<Engine> {
 /// Engine settings from the configuration.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub sqlite_synchronous: sqlx::sqlite::SqliteSynchronous,
+    pub sqlite_synchronous: SqliteSync,
     /// Connections to PostgreSQL per node.
     pub postgres_pool_size: u32,
+}
+
+/// SQLite's `synchronous` setting (`KITH_SQLITE_SYNCHRONOUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// An acknowledged write survives a power loss (an fsync per commit).
+    Full,
+    /// Faster; a power loss may drop the last commits (a process crash loses nothing).
+    Normal,
 }
 
 /// Why the store could not be opened.

@@ -24,7 +24,7 @@ mod outbox;
 mod presence;
 mod writer;
 
-use super::{ConnectError, Health, Result};
+use super::{ConnectError, Health, Result, SqliteSync};
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     QueryBuilder, Sqlite, SqlitePool,
@@ -49,7 +49,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, applies pending migrations, and
     /// returns the store on its read and write pools.
-    pub async fn connect(url: &str, synchronous: SqliteSynchronous) -> Result<Self, ConnectError> {
+    pub async fn connect(url: &str, synchronous: SqliteSync) -> Result<Self, ConnectError> {
+        let synchronous = match synchronous {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
