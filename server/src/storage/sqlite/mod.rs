@@ -83,13 +83,13 @@ impl SqliteStore {
                 // two thread hops per query for nothing.
                 .test_before_acquire(false)
         };
-        let writes = pool(1).connect_with(options.clone()).await?;
         // Nodes started together on one file would each find the migrations missing and
-        // each apply them (SQLite has no lock sqlx's migrator could take): they take turns
-        // on a lock file beside the database instead.
+        // each apply them (SQLite has no lock sqlx's migrator could take), and switching a
+        // new file to WAL or truncating its log meets the other nodes' locks: they take
+        // turns on a lock file beside the database, from here to the end of the set-up.
         let turn = migration_turn(options.get_filename()).await?;
+        let writes = pool(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writes).await?;
-        drop(turn);
         // A migration that rewrote a table (as `20261127000009` does `messages`) leaves a
         // log the size of that table, and the log file keeps its largest size: fold it into
         // the database and cut it back before the node starts. (With another node busy on
@@ -98,6 +98,7 @@ impl SqliteStore {
             .execute(&writes)
             .await?;
         let reads = pool(8).connect_with(options).await?;
+        drop(turn);
         Ok(Self { reads, writes })
     }
 
