@@ -166,14 +166,17 @@ impl BatchPlan {
     }
 
     /// The rows of the new sends: ids above `floor` and increasing in batch order, each
-    /// channel's seqs continuing from its `last_seq`.
+    /// channel's seqs continuing from its `last_seq`. Refused (as the database being out
+    /// of reach: 503) when the node's id lease lapsed while the batch waited for its locks.
     pub(crate) fn number(
         &self,
         ids: &IdGenerator,
         batch: &[&NewMessage],
         mut floor: i64,
         mut last_seq: std::collections::HashMap<i64, i64>,
-    ) -> Vec<MessageRow> {
+    ) -> Result<Vec<MessageRow>> {
+        ids.check_writable()
+            .map_err(|fenced| sqlx::Error::Io(std::io::Error::other(fenced)))?;
         let mut rows = Vec::with_capacity(self.new.len());
         for &i in &self.new {
             let m = batch[i];
@@ -191,7 +194,7 @@ impl BatchPlan {
                 created_at: m.now,
             });
         }
-        rows
+        Ok(rows)
     }
 
     /// One answer per send, in order, once `rows` (from [`Self::number`]) are committed;

@@ -192,11 +192,12 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        // PostgreSQL shutting down or restarting (class 57P: operator intervention), or
-        // not accepting connections yet (class 08: connection exception).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        // PostgreSQL shutting down or restarting (class 57P: operator intervention), not
+        // accepting connections yet (class 08: connection exception), a lock not granted in
+        // time (55P03) or a stalled transaction ended (25P03).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("57P") || c.starts_with("08") || c == "55P03" || c == "25P03"
+        }),
         _ => false,
     }
 }

@@ -48,7 +48,15 @@ impl PgStore {
     /// Connects to `url` with at most `pool_size` connections and applies pending
     /// migrations.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, ConnectError> {
-        let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+        let options = PgConnectOptions::from_str(url)?.options([
+            ("synchronous_commit", "on"),
+            // A node that stalls inside a transaction (paused, cut off without a reset)
+            // would hold its locks, the message stream's among them, for every node:
+            // PostgreSQL ends such a transaction, and a wait for a lock gives up, with a
+            // 503 for whoever was waiting.
+            ("idle_in_transaction_session_timeout", "10s"),
+            ("lock_timeout", "5s"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .min_connections(0)

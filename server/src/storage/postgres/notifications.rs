@@ -56,11 +56,11 @@ impl NotificationStore for PgStore {
     }
 
     async fn mark_pulled(&self, post: i64, author: i64) -> Result<()> {
-        // The foreign key to `posts` share-locks the post, so a concurrent deletion either
-        // waits for this row (and cascades to it) or leaves nothing to insert.
+        // The post is share-locked as it is read, so a concurrent deletion either waits
+        // for this row (and cascades to it) or leaves nothing to insert.
         sqlx::query(
             "INSERT INTO pulled_post_notifications (post_id, author_id)
-             SELECT id, author_id FROM posts WHERE id = $1 AND author_id = $2
+             SELECT id, author_id FROM posts WHERE id = $1 AND author_id = $2 FOR KEY SHARE
              ON CONFLICT DO NOTHING",
         )
         .bind(post)

@@ -64,7 +64,7 @@ impl PgStore {
             (Vec::new(), HashMap::new())
         } else {
             let (last_seq, members) = read_channels(&mut tx, batch, &plan.new).await?;
-            let rows = plan.number(ids, batch, last_id, last_seq);
+            let rows = plan.number(ids, batch, last_id, last_seq)?;
             write(&mut tx, &rows).await?;
             (rows, members)
         };

@@ -148,7 +148,7 @@ async fn commit(
         sqlx::query("COMMIT").execute(&mut *db).await?;
         Vec::new()
     } else {
-        let rows = plan.number(ids, messages, before.floor, last_seq);
+        let rows = plan.number(ids, messages, before.floor, last_seq)?;
         insert_and_commit(db, &rows).await?;
         rows
     };
