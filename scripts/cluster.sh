@@ -109,7 +109,7 @@ down() {
   fi
   if [ -f "$dir/pids" ]; then
     while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$dir/pids"
-    # Graceful shutdown releases each node's id lease and discovery entry.
+    # Graceful shutdown takes each node out of discovery; its id lease lapses afterwards.
     for _ in $(seq 100); do
       alive=0
       while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done < "$dir/pids"

@@ -4,7 +4,8 @@
 //!
 //! Keys, under the node's namespace:
 //! * `node:{id}`: the lease of node id `id`; its value is the holder's random token, its
-//!   expiry the lease's end. Only the holder renews or releases it (checked by token).
+//!   expiry the lease's end. Only the holder renews it (checked by token); nobody deletes
+//!   it: it lapses after its holder ends.
 //! * `servers`: a sorted set of node ids scored by when their registration expires (Unix
 //!   ms), and `server:{id}`: the node's `{"url", "connections"}` as JSON.
 
@@ -31,14 +32,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
-end
-return 0
-";
-
-/// Deletes a lease still held by this token.
-const RELEASE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
 end
 return 0
 ";
@@ -82,17 +75,6 @@ impl RedisBackend {
             .invoke_async(&mut conn)
             .await?;
         Ok(renewed == 1)
-    }
-
-    /// Gives the lease of `id` back (shutdown), if this token still holds it.
-    pub async fn release_node_id(&self, id: u16, token: &str) -> Result<()> {
-        let mut conn = self.connection();
-        let _: i64 = Script::new(RELEASE_LUA)
-            .key(format!("{}{id}", self.node_prefix()))
-            .arg(token)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(())
     }
 
     /// Registers (or refreshes) a live node until `expires_at_ms`.

@@ -112,8 +112,9 @@ pub fn websocket_url(advertise_url: &str) -> String {
     format!("{base}/v1/chat/ws")
 }
 
-/// Renews the node's lease and registration every fifth of the lease, until shutdown, then
-/// leaves (releases the lease, deregisters). Nothing to do without Redis.
+/// Renews the node's lease and registration every fifth of the lease; at shutdown it leaves
+/// discovery and keeps renewing the lease until the process ends. Nothing to do without
+/// Redis.
 pub fn spawn(state: &AppState) {
     let Some(redis) = state.backends.redis.clone() else {
         return;
@@ -124,24 +125,36 @@ pub fn spawn(state: &AppState) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = state.shutdown.clone();
+        let mut leaving = false;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                // Stopping, or the node's state gone (the same for this task).
+                () = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !leaving => true,
+            };
+            if stopping {
+                // Out of discovery at once, so that clients go elsewhere; the lease is kept
+                // (renewed) while in-flight requests drain, and never given back: it lapses
+                // after the process ends, when this node can no longer issue ids under it.
+                leaving = true;
+                if let Err(e) = redis.deregister_server(state.ids.node()).await {
+                    tracing::warn!(error = %e, "leaving discovery failed");
+                }
+                continue;
             }
             // A renewal that takes longer than a tick is as good as failed.
-            if tokio::time::timeout(every, renew(&state, &redis))
+            if tokio::time::timeout(every, renew(&state, &redis, !leaving))
                 .await
                 .is_err()
             {
                 tracing::warn!("node lease renewal timed out");
             }
         }
-        leave(&state, &redis).await;
     });
 }
 
-async fn renew(state: &AppState, redis: &RedisBackend) {
+/// Renews the lease, and the discovery entry when `listed`.
+async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
     let membership = &state.cluster;
     let ttl = membership.lease.as_millis() as u64;
     if let Some(token) = &membership.token {
@@ -152,7 +165,9 @@ async fn renew(state: &AppState, redis: &RedisBackend) {
                 .ids
                 .extend(node, asked + membership.lease - safety(membership.lease)),
             Ok(false) => {
-                // Lost (the node could not renew for a whole lease): lease another.
+                // Lost (the node could not renew for a whole lease, or Redis lost its
+                // keys): no more ids under it, whatever the fence said; lease another.
+                state.ids.extend(node, asked);
                 tracing::warn!(node, "node id lease lost to another node; leasing another");
                 let first = rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1);
                 match redis.lease_node_id(token, ttl, first).await {
@@ -169,6 +184,10 @@ async fn renew(state: &AppState, redis: &RedisBackend) {
             Err(e) => tracing::warn!(error = %e, "node id lease renewal failed"),
         }
     }
+    if !listed || state.ids.check_writable().is_err() {
+        // Not under an id of its own just now: another node's entry may carry it.
+        return;
+    }
     let me = Registered {
         node_id: state.ids.node(),
         url: membership.websocket_url(),
@@ -181,18 +200,6 @@ async fn renew(state: &AppState, redis: &RedisBackend) {
     let expires = state.clock.now_ms() + ttl as i64;
     if let Err(e) = redis.register_server(&me, expires, ttl).await {
         tracing::warn!(error = %e, "discovery registration failed");
-    }
-}
-
-async fn leave(state: &AppState, redis: &RedisBackend) {
-    let node = state.ids.node();
-    if let Err(e) = redis.deregister_server(node).await {
-        tracing::warn!(error = %e, "leaving discovery failed");
-    }
-    if let Some(token) = &state.cluster.token {
-        if let Err(e) = redis.release_node_id(node, token).await {
-            tracing::warn!(error = %e, "releasing the node id failed");
-        }
     }
 }
 
