@@ -503,9 +503,11 @@ mod transport {
         let on_close = {
             let (closed_tx, opened) = (closed_tx.clone(), opened.clone());
             Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-                // 1008: the server did not let the socket in (no session cookie reached a
-                // node on another host): as good as not opened, try the next server.
-                if ev.code() == 1008 {
+                // The server did not keep the socket: 1008, not let in (no session cookie
+                // reached a node on another host); 1013, try again later (its pub/sub is
+                // down, or too many connections). As good as not opened: back off further,
+                // try the next server, and long-poll once none keeps a socket.
+                if matches!(ev.code(), 1008 | 1013) {
                     opened.set(false);
                 }
                 if let Some(tx) = closed_tx.take() {
