@@ -136,36 +136,3 @@ test('a send that fails can be retried, and a message is never shown twice', asy
     await expect(messages(p).getByRole('listitem').last()).toContainText('stored though unanswered');
   }
 });
-
-test('the live client fails over from a dead chat server to the next one discovery lists', async ({ browser }) => {
-  const a = await person(browser, 'disc_a');
-  const b = await person(browser, 'disc_b');
-  await open(a.page, `/u/${b.name}`);
-  await a.page.getByRole('button', { name: 'Message' }).click();
-  await expect(a.page).toHaveURL(/\/chat\/\d+$/);
-  const url = new URL(a.page.url()).pathname;
-
-  // B's browser hears of two chat servers: a dead one first (least loaded), then the page's
-  // own node.
-  const dead = 'ws://127.0.0.1:9/v1/chat/ws';
-  const live = `${new URL(b.page.url()).origin.replace(/^http/, 'ws')}/v1/chat/ws`;
-  await b.page.route('**/chat_servers*', (route) =>
-    route.fulfill({
-      contentType: 'application/json',
-      body: JSON.stringify([
-        { url: dead, node_id: 7, connections: 0 },
-        { url: live, node_id: 1, connections: 5 },
-      ]),
-    }),
-  );
-  const sockets: string[] = [];
-  b.page.on('websocket', (ws) => sockets.push(ws.url()));
-  // Not `open`: the failed connection to the dead server is an expected browser error.
-  await b.page.goto(url);
-  await expect(b.page.locator('body[data-hydrated]')).toHaveCount(1);
-
-  await say(a.page, 'found you on the next server');
-  await expect(messages(b.page).getByText('found you on the next server')).toBeVisible();
-  expect(sockets[0]).toBe(dead);
-  expect(sockets).toContain(live);
-});
