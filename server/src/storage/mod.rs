@@ -60,8 +60,6 @@ pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<()>;
     /// Starts the engine's background upkeep (SQLite's checkpointer); nothing elsewhere.
     fn spawn_upkeep(&self);
-    /// Closes the pools (shutdown).
-    async fn close(&self);
 }
 
 /// The node's store: one handle per feature, all backed by the same database.
@@ -69,7 +67,6 @@ pub trait Health: Send + Sync {
 pub struct Storage {
     /// The engine itself, for tests and tools that work below the interfaces (seeding,
     /// fault injection); services use the feature handles.
-    pub engine: Engine,
     pub raw: Raw,
     pub accounts: Arc<dyn AccountStore>,
     pub graph: Arc<dyn GraphStore>,
@@ -83,7 +80,7 @@ pub struct Storage {
 
 impl Storage {
     /// Every feature's handle on one implementation.
-    fn of<S>(engine: Engine, raw: Raw, store: Arc<S>) -> Self
+    fn of<S>(raw: Raw, store: Arc<S>) -> Self
     where
         S: AccountStore
             + GraphStore
@@ -96,7 +93,6 @@ impl Storage {
             + 'static,
     {
         Self {
-            engine,
             raw,
             accounts: store.clone(),
             graph: store.clone(),
@@ -116,16 +112,12 @@ impl Storage {
             Some(Engine::Sqlite) => {
                 let store =
                     Arc::new(sqlite::SqliteStore::connect(url, options.sqlite_synchronous).await?);
-                Ok(Self::of(Engine::Sqlite, Raw::Sqlite(store.clone()), store))
+                Ok(Self::of(Raw::Sqlite(store.clone()), store))
             }
             Some(Engine::Postgres) => {
                 let store =
                     Arc::new(postgres::PgStore::connect(url, options.postgres_pool_size).await?);
-                Ok(Self::of(
-                    Engine::Postgres,
-                    Raw::Postgres(store.clone()),
-                    store,
-                ))
+                Ok(Self::of(Raw::Postgres(store.clone()), store))
             }
             None => Err(ConnectError::Scheme),
         }

@@ -87,8 +87,4 @@ impl Health for PgStore {
 
     /// PostgreSQL does its own upkeep (autovacuum, checkpoints).
     fn spawn_upkeep(&self) {}
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
 }

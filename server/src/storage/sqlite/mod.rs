@@ -124,12 +124,6 @@ impl Health for SqliteStore {
     fn spawn_upkeep(&self) {
         checkpoint::spawn_checkpointer(self.reads.clone(), self.writes.clone());
     }
-
-    async fn close(&self) {
-        // The checkpointer sees the pools closed and stops at its next tick.
-        self.reads.close().await;
-        self.writes.close().await;
-    }
 }
 
 /// An exclusive lock on `{database}.migrating` (none for an in-memory database), taken on
