@@ -7,9 +7,10 @@
 //! back in step as soon as the wall clock passes it again.
 //!
 //! A node's id is either configured (`KITH_NODE_ID`, or 0 for a node on its own) or leased
-//! from Redis (`crate::cluster::lease`). A leased generator issues ids only until its
-//! lease's safe end ([`IdGenerator::extend`] moves it on at each renewal): a node that
-//! cannot renew stops before another node can be given the same id.
+//! from Redis (`crate::cluster`). A leased generator issues ids only inside its lease's
+//! safe window ([`IdGenerator::extend`] moves its end on at each renewal): a node that
+//! cannot renew stops before another node can be given the same id, and a lease granted
+//! just after Redis lost its keys starts only once every earlier holder has stopped.
 
 use std::{sync::Mutex, time::Instant};
 
@@ -41,8 +42,8 @@ struct State {
     /// Logical milliseconds since the epoch of the last id, and the last sequence used in it.
     last_ms: i64,
     last_seq: i64,
-    /// Ids may be issued until then (`None`: always, the node id is not leased).
-    writable_until: Option<Instant>,
+    /// Ids may be issued from `.0` until `.1` (`None`: always, the node id is not leased).
+    writable: Option<(Instant, Instant)>,
 }
 
 impl IdGenerator {
@@ -52,18 +53,19 @@ impl IdGenerator {
         Self::with(node, None)
     }
 
-    /// A generator for a leased `node`, issuing ids until `until` unless extended.
-    pub fn leased(node: u16, until: Instant) -> Self {
-        Self::with(node, Some(until))
+    /// A generator for a leased `node`, issuing ids from `from` until `until` unless
+    /// extended.
+    pub fn leased(node: u16, from: Instant, until: Instant) -> Self {
+        Self::with(node, Some((from, until)))
     }
 
-    fn with(node: u16, writable_until: Option<Instant>) -> Self {
+    fn with(node: u16, writable: Option<(Instant, Instant)>) -> Self {
         Self {
             state: Mutex::new(State {
                 node: i64::from(node & MAX_NODE_ID) << SEQ_BITS,
                 last_ms: -1,
                 last_seq: 0,
-                writable_until,
+                writable,
             }),
         }
     }
@@ -79,18 +81,32 @@ impl IdGenerator {
         (self.lock().node >> SEQ_BITS) as u16
     }
 
-    /// A renewed lease: ids may be issued until `until`, under node id `node` (the same, or
-    /// another one leased after the first was lost).
-    pub fn extend(&self, node: u16, until: Instant) {
+    /// A renewed lease: ids may be issued until `until`, under the same node id, from when
+    /// they could be before.
+    pub fn extend(&self, until: Instant) {
+        let mut state = self.lock();
+        if let Some((_, end)) = &mut state.writable {
+            *end = until;
+        }
+    }
+
+    /// A lease of another node id (the first was lost): ids may be issued under `node` from
+    /// `from` until `until`.
+    pub fn switch(&self, node: u16, from: Instant, until: Instant) {
         let mut state = self.lock();
         state.node = i64::from(node & MAX_NODE_ID) << SEQ_BITS;
-        state.writable_until = Some(until);
+        state.writable = Some((from, until));
+    }
+
+    /// No more ids under the current lease until it is renewed or replaced.
+    pub fn fence(&self) {
+        self.extend(Instant::now());
     }
 
     /// Whether ids may be issued now.
     pub fn check_writable(&self) -> Result<(), Fenced> {
-        match self.lock().writable_until {
-            Some(until) if Instant::now() >= until => Err(Fenced),
+        match self.lock().writable {
+            Some((from, until)) if !(from..until).contains(&Instant::now()) => Err(Fenced),
             _ => Ok(()),
         }
     }
@@ -174,17 +190,30 @@ mod tests {
 
     #[test]
     fn a_leased_generator_stops_at_its_lease_and_resumes_when_extended() {
+        let minute = std::time::Duration::from_secs(60);
         let now = Instant::now();
-        let g = IdGenerator::leased(7, now + std::time::Duration::from_secs(60));
+        let g = IdGenerator::leased(7, now, now + minute);
         assert!(g.next_id().is_ok());
-        g.extend(7, now);
+        g.fence();
         assert!(g.next_id().is_err(), "past the lease's safe end");
         assert!(g.check_writable().is_err());
-        // Renewed under another id (the first was lost): ids carry the new one.
-        g.extend(9, now + std::time::Duration::from_secs(60));
+        g.extend(now + minute);
+        assert!(g.next_id().is_ok(), "renewed");
+        // Leased under another id (the first was lost): ids carry the new one.
+        g.switch(9, now, now + minute);
         let id = g.next_id().unwrap_or_default();
         assert_eq!((id >> 12) & 0x3ff, 9);
         assert_eq!(g.node(), 9);
+    }
+
+    #[test]
+    fn a_fresh_lease_waits_until_its_start() {
+        let minute = std::time::Duration::from_secs(60);
+        let now = Instant::now();
+        let g = IdGenerator::leased(7, now + minute, now + 2 * minute);
+        assert!(g.next_id().is_err(), "not before the lease may be used");
+        g.switch(8, now, now + minute);
+        assert!(g.next_id().is_ok());
     }
 
     #[test]

@@ -24,12 +24,14 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// GET /readyz — the database and (when configured) Redis answer.
+/// GET /readyz — the database and (when configured) Redis answer, and the node may write
+/// (its node-id lease is live).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = state.store.health.ping().await;
     let backend = state.backends.ping().await;
+    let writable = state.ids.check_writable().is_ok();
     let body = serde_json::json!({
         "database": if db.is_ok() { "ok" } else { "unreachable" },
         "redis": match (&state.backends.redis, &backend) {
@@ -37,6 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (Some(_), Ok(())) => "ok",
             (Some(_), Err(_)) => "unreachable",
         },
+        "node_id": if writable { "ok" } else { "fenced: lease not renewed" },
     });
     if let Err(e) = &db {
         tracing::warn!(error = %e, "readiness: database");
@@ -44,7 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = &backend {
         tracing::warn!(error = %e, "readiness: redis");
     }
-    let status = if db.is_ok() && backend.is_ok() {
+    let status = if db.is_ok() && backend.is_ok() && writable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

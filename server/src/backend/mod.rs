@@ -47,6 +47,9 @@ pub enum BackendError {
     /// Every Snowflake node id (0..=1023) is leased by a live node.
     #[error("all 1,024 node ids are leased by live nodes")]
     NoNodeId,
+    /// `KITH_NODE_ID` is leased by another live node.
+    #[error("KITH_NODE_ID {0} is leased by another live node")]
+    NodeIdTaken(u16),
     /// The Redis server lacks a command Kith uses.
     #[error("Redis {found} is too old: Kith needs {needed} or newer")]
     TooOld { found: String, needed: &'static str },

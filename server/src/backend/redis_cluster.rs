@@ -11,12 +11,13 @@
 
 use super::{redis::RedisBackend, Result};
 use redis::Script;
+use std::time::Duration;
 
-/// Takes the first free node id from `first` on (wrapping at 1024), in one round trip:
-/// `SET NX PX` each until one succeeds. Returns it, or -1 when all 1,024 are held.
+/// Takes the first free node id among `count` from `first` on (wrapping at 1024), in one
+/// round trip: `SET NX PX` each until one succeeds. Returns it, or -1 when all are held.
 const LEASE_LUA: &str = r"
-local prefix, token, ttl, first = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 0, 1023 do
+local prefix, token, ttl, first, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 0, count - 1 do
   local id = (first + i) % 1024
   if redis.call('SET', prefix .. id, token, 'NX', 'PX', ttl) then
     return id
@@ -25,7 +26,9 @@ end
 return -1
 ";
 
-/// Extends a lease still held by this token; 0 when it is not (lapsed, or taken over).
+/// Extends a lease still held by this token, or takes it again if it lapsed and nobody
+/// took it (its holder may use it at once: nobody else did meanwhile); 0 when another
+/// node holds it.
 const RENEW_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -35,6 +38,16 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 ";
+
+/// A node id granted by [`RedisBackend::lease_node_id`].
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub node: u16,
+    /// How long to wait before issuing ids under it: zero, unless Redis restarted within
+    /// the last lease (it keeps nothing on disk), so that an earlier holder of the id may
+    /// still be issuing under a lease Redis forgot.
+    pub wait: Duration,
+}
 
 /// A live node as the registry holds it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -51,17 +64,45 @@ impl RedisBackend {
         format!("{}:node:", self.namespace())
     }
 
-    /// Leases a free node id for `ttl_ms`, trying `first` first; `None` if all are held.
-    pub async fn lease_node_id(&self, token: &str, ttl_ms: u64, first: u16) -> Result<Option<u16>> {
+    /// Leases a free node id for `ttl_ms`, trying `count` ids from `first` on (1 to reserve
+    /// a configured id); `None` if all of them are held.
+    pub async fn lease_node_id(
+        &self,
+        token: &str,
+        ttl_ms: u64,
+        first: u16,
+        count: u16,
+    ) -> Result<Option<Lease>> {
         let mut conn = self.connection();
+        let uptime = self.uptime().await?;
         let id: i64 = Script::new(LEASE_LUA)
             .key(self.node_prefix())
             .arg(token)
             .arg(ttl_ms)
             .arg(first)
+            .arg(count)
             .invoke_async(&mut conn)
             .await?;
-        Ok(u16::try_from(id).ok())
+        Ok(u16::try_from(id).ok().map(|node| Lease {
+            node,
+            wait: Duration::from_millis(ttl_ms).saturating_sub(uptime),
+        }))
+    }
+
+    /// How long the Redis server has run (`INFO server`, whole seconds: rounded down, so a
+    /// wait computed from it errs long).
+    async fn uptime(&self) -> Result<Duration> {
+        let mut conn = self.connection();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        let seconds = info
+            .lines()
+            .find_map(|line| line.strip_prefix("uptime_in_seconds:"))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Duration::from_secs(seconds))
     }
 
     /// Renews the lease of `id` for `ttl_ms` (or takes it again if it lapsed and nobody

@@ -19,11 +19,23 @@
 //! and so stops writing anything new (503 `unavailable`), before Redis can give its id to
 //! another node. A node that renews again carries on; one whose id was taken meanwhile
 //! leases another.
+//!
+//! Redis may also lose the leases themselves while their holders still issue ids: it keeps
+//! nothing on disk, so a restart forgets them all. Every holder's last renewal came before
+//! the restart, so each stops within a lease of it, or takes its own id back (no wait:
+//! nobody else used it). A new lease granted within a lease of a restart is therefore
+//! used only once a lease has passed since Redis started.
+//!
+//! With Redis, `KITH_NODE_ID` is leased the same way, so that no leasing node can take a
+//! configured id; a node whose configured id another node holds does not start.
 
 pub mod routes;
 
 use crate::{
-    backend::{redis::RedisBackend, redis_cluster::Registered},
+    backend::{
+        redis::RedisBackend,
+        redis_cluster::{Lease, Registered},
+    },
     config::Config,
     id::IdGenerator,
     state::AppState,
@@ -49,11 +61,15 @@ pub struct Membership {
     lease: Duration,
     /// The lease holder's token, when the node id is leased.
     token: Option<String>,
+    /// The node id is `KITH_NODE_ID`, only reserved in Redis: when the reservation is lost
+    /// the node waits to take that id back rather than leasing another.
+    configured: bool,
 }
 
 impl Membership {
     /// Joins: the node's id generator, with its node id configured, leased from Redis, or
-    /// 0 for a node on its own.
+    /// 0 for a node on its own. With Redis, a configured id is leased too, so that no
+    /// other node leases it; another node holding it is an error.
     pub async fn join(
         config: &Config,
         redis: Option<&RedisBackend>,
@@ -64,22 +80,26 @@ impl Membership {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
-        let (ids, token) = match (config.node_id, redis) {
-            (Some(node), _) => (IdGenerator::new(node), None),
-            (None, None) => (IdGenerator::new(0), None),
-            (None, Some(redis)) => {
+        let (ids, token) = match redis {
+            None => (IdGenerator::new(config.node_id.unwrap_or(0)), None),
+            Some(redis) => {
                 let token = format!("{:032x}", rand::random::<u128>());
-                let first = rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1);
                 let asked = Instant::now();
-                let node = redis
-                    .lease_node_id(&token, config.node_lease_ms, first)
+                let granted = take_lease(redis, &token, lease, config.node_id)
                     .await?
-                    .ok_or(crate::backend::BackendError::NoNodeId)?;
-                tracing::info!(node, "leased a node id");
-                (
-                    IdGenerator::leased(node, asked + lease - safety(lease)),
-                    Some(token),
-                )
+                    .ok_or(match config.node_id {
+                        Some(node) => crate::backend::BackendError::NodeIdTaken(node),
+                        None => crate::backend::BackendError::NoNodeId,
+                    })?;
+                if !granted.wait.is_zero() {
+                    tracing::info!(
+                        wait_ms = granted.wait.as_millis() as u64,
+                        "Redis restarted lately, forgetting node leases: waiting before issuing ids"
+                    );
+                }
+                tracing::info!(node = granted.node, "leased a node id");
+                let (from, until) = window(asked, granted, lease);
+                (IdGenerator::leased(granted.node, from, until), Some(token))
             }
         };
         Ok((
@@ -87,6 +107,7 @@ impl Membership {
                 advertise_url,
                 lease,
                 token,
+                configured: config.node_id.is_some(),
             },
             ids,
         ))
@@ -96,6 +117,31 @@ impl Membership {
     pub fn websocket_url(&self) -> String {
         websocket_url(&self.advertise_url)
     }
+}
+
+/// Leases `configured`, or any free node id from a random one on.
+async fn take_lease(
+    redis: &RedisBackend,
+    token: &str,
+    lease: Duration,
+    configured: Option<u16>,
+) -> Result<Option<Lease>, crate::backend::BackendError> {
+    let (first, count) = match configured {
+        Some(node) => (node, 1),
+        None => (
+            rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1),
+            crate::id::MAX_NODE_ID + 1,
+        ),
+    };
+    redis
+        .lease_node_id(token, lease.as_millis() as u64, first, count)
+        .await
+}
+
+/// When ids may be issued under a lease asked for at `asked`: from when it is safe (now,
+/// unless Redis restarted lately) until a fifth of the lease before its end.
+fn window(asked: Instant, granted: Lease, lease: Duration) -> (Instant, Instant) {
+    (Instant::now() + granted.wait, asked + lease - safety(lease))
 }
 
 /// `http(s)://host` → `ws(s)://host/v1/chat/ws`.
@@ -161,24 +207,17 @@ async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
         let node = state.ids.node();
         let asked = Instant::now();
         match redis.renew_node_id(node, token, ttl).await {
-            Ok(true) => state
-                .ids
-                .extend(node, asked + membership.lease - safety(membership.lease)),
+            Ok(true) => state.ids.extend(asked + membership.lease - safety(membership.lease)),
             Ok(false) => {
                 // Lost (the node could not renew for a whole lease, or Redis lost its
-                // keys): no more ids under it, whatever the fence said; lease another.
-                state.ids.extend(node, asked);
-                tracing::warn!(node, "node id lease lost to another node; leasing another");
-                let first = rand::random::<u16>() % (crate::id::MAX_NODE_ID + 1);
-                match redis.lease_node_id(token, ttl, first).await {
-                    Ok(Some(new)) => {
-                        tracing::info!(node = new, "leased a node id");
-                        state
-                            .ids
-                            .extend(new, asked + membership.lease - safety(membership.lease));
-                    }
-                    Ok(None) => tracing::error!("all 1,024 node ids are leased"),
-                    Err(e) => tracing::warn!(error = %e, "node id lease failed"),
+                // keys and another node took it): no more ids under it, whatever the
+                // fence said.
+                state.ids.fence();
+                if membership.configured {
+                    tracing::error!(node, "KITH_NODE_ID is leased by another node; waiting for it");
+                } else {
+                    tracing::warn!(node, "node id lease lost to another node; leasing another");
+                    relet(state, redis, token, asked).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "node id lease renewal failed"),
@@ -200,6 +239,20 @@ async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
     let expires = state.clock.now_ms() + ttl as i64;
     if let Err(e) = redis.register_server(&me, expires, ttl).await {
         tracing::warn!(error = %e, "discovery registration failed");
+    }
+}
+
+/// Leases another node id after the node's own was taken.
+async fn relet(state: &AppState, redis: &RedisBackend, token: &str, asked: Instant) {
+    let lease = state.cluster.lease;
+    match take_lease(redis, token, lease, None).await {
+        Ok(Some(granted)) => {
+            tracing::info!(node = granted.node, "leased a node id");
+            let (from, until) = window(asked, granted, lease);
+            state.ids.switch(granted.node, from, until);
+        }
+        Ok(None) => tracing::error!("all 1,024 node ids are leased"),
+        Err(e) => tracing::warn!(error = %e, "node id lease failed"),
     }
 }
 

@@ -165,3 +165,40 @@ async fn a_node_cut_off_from_redis_stops_writing_before_its_lease_lapses() -> Re
     app.register("fenced_b").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_configured_node_id_is_reserved_against_every_other_node() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new().await?;
+    let leased = common::spawn_with(Backend::Redis, node_options(&cluster)).await?;
+    let taken = leased.state.ids.node();
+
+    // Configured with the id another node leased: the node refuses to start, by name.
+    let mut clash = node_options(&cluster);
+    clash.env.push(("KITH_NODE_ID", taken.to_string()));
+    let refused = common::spawn_with(Backend::Redis, clash).await;
+    let error = refused.err().context("a node started with a taken id")?;
+    assert!(
+        format!("{error:#}").contains(&format!("KITH_NODE_ID {taken} is leased")),
+        "{error:#}"
+    );
+
+    // Configured with a free id: it holds it, and nodes that lease skip it.
+    let free = (taken + 1) % 1024;
+    let mut configured = node_options(&cluster);
+    configured.env.push(("KITH_NODE_ID", free.to_string()));
+    let owner = common::spawn_with(Backend::Redis, configured).await?;
+    assert_eq!(owner.state.ids.node(), free);
+    let mut admin = ::redis::Client::open(common::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let held: Option<String> = ::redis::cmd("GET")
+        .arg(format!("{}:node:{free}", cluster.namespace()))
+        .query_async(&mut admin)
+        .await?;
+    assert!(held.is_some(), "the configured id is leased in Redis");
+    Ok(())
+}
