@@ -334,7 +334,7 @@ async fn measure(
         eprintln!("[{tag}] 1:1 at {rate} messages/s");
         let run = ws_run(
             setup,
-            server,
+            &[&*server],
             &http,
             &recorder,
             *rate,
@@ -368,34 +368,17 @@ async fn measure(
     let group_beats = ws_client::keep_present(group_conns.clone(), HEARTBEAT_EVERY);
     open_now += group_conns.len();
     settle(&http, &base, open_now as i64).await?;
-    let mut groups = Vec::new();
-    for (i, rate) in setup.opts.group_rates.iter().enumerate() {
-        eprintln!("[{tag}] groups at {rate} messages/s");
-        let run = ws_run(
-            setup,
-            server,
-            &http,
-            &recorder,
-            *rate,
-            (GROUP_SIZE - 1) as u64,
-            |n, not_queued| {
-                let g = (n as usize) % pop.groups.len();
-                let member = (n as usize / pop.groups.len()) % GROUP_SIZE;
-                let conn = &group_conns[g * GROUP_SIZE + member];
-                if !conn.send(pop.groups[g].channel, format!("g{i}-{n}")) {
-                    *not_queued += 1;
-                }
-            },
-        )
-        .await;
-        let saturated = !run.within_target(GIVE_UP_P99)
-            || run.delivered_per_sec() < SATURATED_SHARE * f64::from(run.rate) * run.fanout as f64;
-        groups.push(run);
-        server.check_alive()?;
-        if saturated {
-            break;
-        }
-    }
+    let groups = step_groups(
+        setup,
+        &[&*server],
+        &http,
+        &recorder,
+        &tag,
+        &pop,
+        &group_conns,
+    )
+    .await;
+    server.check_alive()?;
 
     // The pairs' and groups' connections close; only the 5,000 idle ones stay.
     pair_beats.abort();
@@ -439,11 +422,53 @@ async fn measure(
     })
 }
 
+/// Step 3's runs: the group send rate stepped through `--group-rates`, senders round-robin
+/// over groups and members (`group_conns` in member order), until a step saturates the
+/// servers. A server that died saturates at once, so callers check liveness afterwards.
+pub async fn step_groups(
+    setup: &Setup,
+    servers: &[&ServerProcess],
+    http: &Client,
+    recorder: &Arc<Recorder>,
+    tag: &str,
+    pop: &ChatPopulation,
+    group_conns: &[Conn],
+) -> Vec<SendRun> {
+    let mut groups = Vec::new();
+    for (i, rate) in setup.opts.group_rates.iter().enumerate() {
+        eprintln!("[{tag}] groups at {rate} messages/s");
+        let run = ws_run(
+            setup,
+            servers,
+            http,
+            recorder,
+            *rate,
+            (GROUP_SIZE - 1) as u64,
+            |n, not_queued| {
+                let g = (n as usize) % pop.groups.len();
+                let member = (n as usize / pop.groups.len()) % GROUP_SIZE;
+                let conn = &group_conns[g * GROUP_SIZE + member];
+                if !conn.send(pop.groups[g].channel, format!("g{i}-{n}")) {
+                    *not_queued += 1;
+                }
+            },
+        )
+        .await;
+        let saturated = !run.within_target(GIVE_UP_P99)
+            || run.delivered_per_sec() < SATURATED_SHARE * f64::from(run.rate) * run.fanout as f64;
+        groups.push(run);
+        if saturated {
+            break;
+        }
+    }
+    groups
+}
+
 /// Sends over WebSockets at `rate` for the configured duration (`dispatch(n, &mut
 /// not_queued)` sends message n), then waits for the deliveries to drain.
 async fn ws_run(
     setup: &Setup,
-    server: &ServerProcess,
+    servers: &[&ServerProcess],
     http: &Client,
     recorder: &Arc<Recorder>,
     rate: u32,
@@ -452,13 +477,12 @@ async fn ws_run(
 ) -> SendRun {
     let duration = setup.opts.duration;
     let me = std::process::id();
-    let base = &server.base_url;
-    let stored_before = store_buckets(http, base).await;
+    let stored_before = stores_buckets(http, servers).await;
     recorder.begin(duration);
-    let before = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let before = (servers_cpu(&setup.clock, servers), setup.clock.seconds(me));
     let mut not_queued = 0;
     let dispatched = ws_client::pace(rate, duration, |n| dispatch(n, &mut not_queued)).await;
-    let after = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));
+    let after = (servers_cpu(&setup.clock, servers), setup.clock.seconds(me));
     let drain = drain(recorder).await;
     let tally = recorder.take();
     SendRun {
@@ -471,8 +495,32 @@ async fn ws_run(
         server_cpu: delta(before.0, after.0),
         client_cpu: delta(before.1, after.1),
         drain,
-        store: StoreLatency::since(&stored_before, store_buckets(http, base).await),
+        store: StoreLatency::since(&stored_before, stores_buckets(http, servers).await),
     }
+}
+
+/// CPU seconds of all `servers` together (`None` if one cannot be read).
+fn servers_cpu(clock: &CpuClock, servers: &[&ServerProcess]) -> Option<f64> {
+    servers.iter().map(|s| clock.seconds(s.pid())).sum()
+}
+
+/// The store histograms of all `servers`, added up bucket by bucket (servers of one build
+/// share their buckets; any other shape compares to nothing).
+async fn stores_buckets(http: &Client, servers: &[&ServerProcess]) -> Vec<(f64, u64)> {
+    let mut total: Vec<(f64, u64)> = Vec::new();
+    for server in servers {
+        let buckets = store_buckets(http, &server.base_url).await;
+        if total.is_empty() {
+            total = buckets;
+        } else if buckets.len() == total.len() {
+            for ((_, sum), (_, n)) in total.iter_mut().zip(buckets) {
+                *sum += n;
+            }
+        } else {
+            return Vec::new();
+        }
+    }
+    total
 }
 
 fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {

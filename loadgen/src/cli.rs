@@ -1,9 +1,12 @@
-//! The command line: `loadgen feed|chat|presence [options]`, parsed by hand (a dozen flags
+//! The command line: `loadgen feed|chat|presence|chaos [options]`, parsed by hand (a dozen flags
 //! do not justify a parser dependency). The options themselves live in `options`.
 
 use crate::{
     error::Error,
-    options::{Backend, ChatOptions, Engine, FeedOptions, Flavour, PresenceOptions, Synchronous},
+    options::{
+        Backend, ChaosOptions, ChatOptions, Engine, FeedOptions, Flavour, PresenceOptions,
+        Synchronous,
+    },
 };
 use std::{path::PathBuf, time::Duration};
 
@@ -11,6 +14,7 @@ pub const USAGE: &str = "\
 usage: loadgen feed [options]
        loadgen chat [options]
        loadgen presence [options]
+       loadgen chaos [options]
 
 feed: starts target/release/server once per backend, seeds a social graph, and measures
 the news feed (healthz baseline, feed reads, post latency, fanout, celebrity vs normal).
@@ -20,9 +24,14 @@ long-poll against WebSocket delivery).
 presence: starts it once per backend and runtime flavour, connects 10,000 users who
 heartbeat every 5 s, and measures the server's CPU for it against an idle baseline, and
 how fast friends hear that someone came online or went offline.
+chaos: starts N nodes on one fresh PostgreSQL database and Redis namespace behind HAProxy,
+runs chat and feed traffic through it while killing a random node with SIGKILL every few
+seconds (and starting it again), then checks that every acknowledged message reached every
+member device exactly once and in order, and every acknowledged post every follower's
+feed; exits non-zero when not.
 Build the server first: cargo build -p server --release
 
-options (all):
+options (all; chaos takes only --redis-url, --postgres-url, --duration-secs, --server-bin):
   --backends LIST        memory,redis (default: both, in that order)
   --redis-url URL        Redis for the redis backend (default: redis://127.0.0.1:6379)
   --database ENGINE      sqlite|postgres: where each server keeps its data (default: sqlite,
@@ -56,6 +65,10 @@ options (chat only):
   --synchronous MODE     normal|full: the server's KITH_SQLITE_SYNCHRONOUS (default: normal,
                          as in the other commands; full is the server's own default); SQLite
                          only, PostgreSQL commits with synchronous_commit = on
+  --nodes N              N > 1: instead of the full scenario, the group steps on 1 node and
+                         then on N nodes (needs --database postgres --backends redis), the
+                         members' sockets spread over the nodes, side by side; nodes run
+                         unpinned; runs the first --flavours entry only (default: 1)
 
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
@@ -63,7 +76,11 @@ options (presence only):
   --subjects N           users who come online and go offline once, timed (default: 200)
   --friends N            friends of each subject among the users (default: 4)
   --presence-timeout-secs N
-                         the server's KITH_PRESENCE_TIMEOUT_SECS (default: 30, its own)";
+                         the server's KITH_PRESENCE_TIMEOUT_SECS (default: 30, its own)
+
+options (chaos only; --duration-secs defaults to 60):
+  --nodes N              nodes behind the balancer, at least 2 (default: 3)
+  --kill-every-secs N    mean time between kills, each drawn within ±25% (default: 8)";
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -71,6 +88,7 @@ pub enum Command {
     Feed(FeedOptions),
     Chat(ChatOptions),
     Presence(PresenceOptions),
+    Chaos(ChaosOptions),
     Help,
 }
 
@@ -79,6 +97,7 @@ enum Which {
     Feed,
     Chat,
     Presence,
+    Chaos,
 }
 
 /// Parses the arguments after the program name.
@@ -88,13 +107,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
         Some("feed") => Which::Feed,
         Some("chat") => Which::Chat,
         Some("presence") => Which::Presence,
+        Some("chaos") => Which::Chaos,
         None | Some("-h") | Some("--help") | Some("help") => return Ok(Command::Help),
         Some(other) => return Err(usage(format!("unknown command {other:?}"))),
     };
-    let (chat, presence) = (which == Which::Chat, which == Which::Presence);
+    let (chat, presence, chaos) = (
+        which == Which::Chat,
+        which == Which::Presence,
+        which == Which::Chaos,
+    );
     let mut opts = FeedOptions::default();
     let mut chat_opts = ChatOptions::default();
     let mut presence_opts = PresenceOptions::default();
+    let mut chaos_opts = ChaosOptions::default();
     let mut duration = None;
     let mut flavour_list = None;
     while let Some(arg) = args.next() {
@@ -114,9 +139,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             Ok(Duration::from_secs(positive(flag, value)? as u64))
         };
         match flag.as_str() {
-            "--backends" => opts.backends = backends(&value)?,
+            "--backends" if !chaos => opts.backends = backends(&value)?,
             "--redis-url" => opts.redis_url = value,
-            "--database" => {
+            "--database" if !chaos => {
                 opts.database.engine = match value.to_ascii_lowercase().as_str() {
                     "sqlite" => Engine::Sqlite,
                     "postgres" | "postgresql" => Engine::Postgres,
@@ -139,8 +164,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--concurrency" if which == Which::Feed => {
                 opts.concurrency = positive(&flag, &value)?;
             }
-            "--server-cpu" => opts.server_cpu = cpu(&flag, &value)?,
-            "--client-cpu" => opts.client_cpu = cpu(&flag, &value)?,
+            "--server-cpu" if !chaos => opts.server_cpu = cpu(&flag, &value)?,
+            "--client-cpu" if !chaos => opts.client_cpu = cpu(&flag, &value)?,
             "--server-bin" => opts.server_bin = Some(PathBuf::from(value)),
             "--flavours" if chat || presence => flavour_list = Some(flavours(&value)?),
             "--pair-rates" if chat => chat_opts.pair_rates = rates(&flag, &value)?,
@@ -165,6 +190,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--presence-timeout-secs" if presence => {
                 presence_opts.timeout = secs(&flag, &value)?;
             }
+            "--nodes" if chaos => chaos_opts.nodes = positive(&flag, &value)?,
+            "--nodes" if chat => chat_opts.nodes = positive(&flag, &value)?,
+            "--kill-every-secs" if chaos => chaos_opts.kill_every = secs(&flag, &value)?,
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
     }
@@ -190,12 +218,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                     members * MEMBER_SENDS_PER_SEC
                 )));
             }
+            if chat_opts.nodes > 1
+                && (opts.database.engine != Engine::Postgres || opts.backends != [Backend::Redis])
+            {
+                return Err(usage(
+                    "--nodes needs --database postgres --backends redis: nodes share one \
+                     database and one Redis"
+                        .into(),
+                ));
+            }
             Ok(Command::Chat(ChatOptions {
                 backends: opts.backends,
                 redis_url: opts.redis_url,
                 database: opts.database,
                 duration: duration.unwrap_or(chat_opts.duration),
-                server_cpu: opts.server_cpu,
+                // Nodes share the cores unpinned: one core each would leave none to the
+                // load tool, PostgreSQL and Redis on a small machine.
+                server_cpu: opts.server_cpu.filter(|_| chat_opts.nodes == 1),
                 client_cpu: opts.client_cpu,
                 server_bin: opts.server_bin,
                 flavours: flavour_list.unwrap_or(chat_opts.flavours),
@@ -228,6 +267,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                 ));
             }
             Ok(Command::Presence(p))
+        }
+        Which::Chaos => {
+            if chaos_opts.nodes < 2 {
+                return Err(usage(
+                    "--nodes must be at least 2: a kill may never leave no node up".into(),
+                ));
+            }
+            Ok(Command::Chaos(ChaosOptions {
+                redis_url: opts.redis_url,
+                postgres_url: opts.database.postgres_url,
+                duration: duration.unwrap_or(chaos_opts.duration),
+                server_bin: opts.server_bin,
+                ..chaos_opts
+            }))
         }
     }
 }
@@ -461,6 +514,51 @@ mod tests {
     }
 
     #[test]
+    fn chat_on_nodes_wants_postgres_and_redis() {
+        let args = [
+            "chat",
+            "--nodes",
+            "2",
+            "--database",
+            "postgres",
+            "--backends",
+            "redis",
+        ];
+        match parse(args.iter().map(|s| s.to_string())) {
+            Ok(Command::Chat(o)) => {
+                assert_eq!(o.nodes, 2);
+                assert_eq!(o.server_cpu, None);
+                assert!(o.command_line().contains(" --nodes 2"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chaos_has_its_own_defaults_and_flags() {
+        let parse_chaos = |args: &[&str]| match parse(
+            std::iter::once("chaos")
+                .chain(args.iter().copied())
+                .map(String::from),
+        ) {
+            Ok(Command::Chaos(o)) => o,
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        let o = parse_chaos(&[]);
+        assert_eq!(o.nodes, 3);
+        assert_eq!(o.duration, Duration::from_secs(60));
+        assert_eq!(o.kill_every, Duration::from_secs(8));
+        let o = parse_chaos(&["--nodes=2", "--kill-every-secs", "5", "--duration-secs=20"]);
+        assert_eq!(
+            (o.nodes, o.kill_every.as_secs(), o.duration.as_secs()),
+            (2, 5, 20)
+        );
+        assert!(o
+            .command_line()
+            .contains("chaos --nodes 2 --duration-secs 20 --kill-every-secs 5"));
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error() {
         for args in [
             vec!["feed", "--backends", "postgres"],
@@ -485,6 +583,12 @@ mod tests {
                 "4",
             ],
             vec!["bench"],
+            vec!["chaos", "--nodes", "1"],
+            vec!["chat", "--nodes", "2"],
+            vec!["chat", "--nodes", "2", "--database", "postgres"],
+            vec!["chaos", "--backends", "redis"],
+            vec!["chaos", "--server-cpu", "0"],
+            vec!["feed", "--kill-every-secs", "5"],
         ] {
             let parsed = parse(args.iter().map(|s| s.to_string()));
             assert!(matches!(parsed, Err(Error::Usage(_))), "{args:?}");

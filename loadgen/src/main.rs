@@ -21,10 +21,15 @@
 //! users heartbeat every 5 s, against the same sockets idle, and how long friends wait for
 //! the `presence` frame when someone comes online or goes offline.
 //!
+//! `chaos`: a cluster of nodes behind HAProxy on PostgreSQL and Redis, chat and feed
+//! traffic through it while nodes are killed with SIGKILL and restarted, and an
+//! exactly-once check of what every device received.
+//!
 //! # Layout
 //! * `cli`: the command line; `options`: what each command takes, and its defaults.
 //! * `feed`: the scenario, once per backend: start, seed, measure, tear down.
 //! * `chat`: the chat scenario, once per backend and runtime flavour.
+//! * `chat_nodes`: `chat --nodes N`, the group steps on 1 node against N nodes.
 //! * `chat_seed`: users, sessions, 1:1 channels and groups, written into the database.
 //! * `db`: the tool's own connection to the server's database (SQLite or PostgreSQL):
 //!   seeding inserts, probes, and creating and dropping PostgreSQL scratch databases.
@@ -35,6 +40,9 @@
 //! * `seed`: the population (celebrity, big author, normal authors, readers) and its SQL.
 //! * `load`: the closed-loop request runner and percentiles.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
+//! * `chaos`: the chaos scenario (population, devices, traffic, checker, report).
+//! * `cluster`: N nodes on one PostgreSQL database and Redis namespace, optionally behind
+//!   HAProxy; nodes killed and restarted on their port.
 //! * `server`: the server child process (readiness, log, killed on drop), its directory,
 //!   and `UnderTest`, the server configured for one backend.
 //! * `cpu`: core pinning with `taskset` and CPU time from `/proc`.
@@ -42,10 +50,13 @@
 //! * `report`: the figures, the targets and their markdown.
 //! * `error`: the error type.
 
+mod chaos;
 mod chat;
+mod chat_nodes;
 mod chat_report;
 mod chat_seed;
 mod cli;
+mod cluster;
 mod cpu;
 mod db;
 mod error;
@@ -64,7 +75,8 @@ mod ws_client;
 use cli::Command;
 use error::Error;
 use options::{
-    Backend, ChatOptions, DatabaseOptions, Engine, FeedOptions, Flavour, PresenceOptions,
+    Backend, ChaosOptions, ChatOptions, DatabaseOptions, Engine, FeedOptions, Flavour,
+    PresenceOptions,
 };
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
         Ok(Command::Feed(opts)) => run_feed(opts),
         Ok(Command::Chat(opts)) => run_chat(opts),
         Ok(Command::Presence(opts)) => run_presence(opts),
+        Ok(Command::Chaos(opts)) => run_chaos(opts),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -263,6 +276,9 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
     };
 
     let database = bench.database(&opts.database, opts.synchronous.name())?;
+    if opts.nodes > 1 {
+        return run_chat_nodes(&bench, &setup, &database);
+    }
 
     println!("## Chat\n");
     println!("```sh\n{}\n```\n", opts.command_line());
@@ -284,6 +300,40 @@ fn run_chat(opts: ChatOptions) -> Result<bool, Error> {
     if !reports.is_empty() {
         println!("{}", chat_report::flavours_markdown(&reports));
     }
+    Ok(all_ok)
+}
+
+/// `chat --nodes N`: the group steps on 1 node, then on N, the first flavour only;
+/// `Ok(false)` if either failed.
+fn run_chat_nodes(bench: &Bench, setup: &chat::Setup, database: &str) -> Result<bool, Error> {
+    let opts = &setup.opts;
+    let flavour = opts
+        .flavours
+        .first()
+        .copied()
+        .unwrap_or(Flavour::CurrentThread);
+    println!("## Chat: {} nodes against one\n", opts.nodes);
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {}; nodes unpinned, runtime `{}`, Redis backend; {database}; {} s per send \
+         run.\n",
+        bench.machine(),
+        flavour.name(),
+        opts.duration.as_secs(),
+    );
+    let mut runs = Vec::new();
+    let mut all_ok = true;
+    for nodes in [1, opts.nodes] {
+        match bench.block_on(chat_nodes::run(setup, flavour, nodes)) {
+            Ok(run) => runs.push(run),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                all_ok = false;
+                println!("{nodes} node(s) failed: {e}\n");
+            }
+        }
+    }
+    println!("{}", chat_nodes::markdown(&runs, opts.groups));
     Ok(all_ok)
 }
 
@@ -320,6 +370,49 @@ fn run_presence(opts: PresenceOptions) -> Result<bool, Error> {
         println!("{}", presence::report::summary_markdown(&reports));
     }
     Ok(all_ok)
+}
+
+/// Runs the chaos scenario; `Ok(false)` if the checker found an anomaly or the run failed.
+fn run_chaos(opts: ChaosOptions) -> Result<bool, Error> {
+    // Unpinned: this is a correctness run, and the nodes, PostgreSQL, Redis and HAProxy
+    // share the machine's cores with the clients.
+    let bench = Bench::prepare(opts.server_bin.as_ref(), None, None)?;
+    let postgres = bench
+        .block_on(db::describe_postgres(&opts.postgres_url))
+        .map_err(|e| match e {
+            Error::Interrupted => e,
+            e => Error::Run(format!(
+                "PostgreSQL at {} does not answer: {e}",
+                opts.postgres_url
+            )),
+        })?;
+    let setup = chaos::Setup {
+        opts: opts.clone(),
+        server_bin: bench.server_bin.clone(),
+    };
+    println!("## Chaos: nodes killed under traffic\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {}; {} nodes (`current_thread`, unpinned) on {postgres} and one Redis \
+         namespace, behind HAProxy (health check every 500 ms, out after one failure); \
+         {} s of traffic, a random node killed with SIGKILL every {} s ± 25% and started \
+         again 2 s later on its port.\n",
+        bench.machine(),
+        opts.nodes,
+        opts.duration.as_secs(),
+        opts.kill_every.as_secs(),
+    );
+    match bench.block_on(chaos::run(&setup)) {
+        Ok(report) => {
+            println!("{}", report.markdown());
+            Ok(report.valid())
+        }
+        Err(Error::Interrupted) => Err(Error::Interrupted),
+        Err(e) => {
+            println!("Failed: {e}\n");
+            Ok(false)
+        }
+    }
 }
 
 /// Runs `scenario` once per backend and runtime flavour (`i`: the flavour's position), and

@@ -1,5 +1,5 @@
-//! What each command measures with: the options of `feed`, `chat` and `presence`, their
-//! defaults, and the command line that reproduces a run (printed above every report).
+//! What each command measures with: the options of `feed`, `chat`, `presence` and `chaos`,
+//! their defaults, and the command line that reproduces a run (printed above every report).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -163,6 +163,9 @@ pub struct ChatOptions {
     /// `FULL` (the server's default: an acknowledged message survives a power loss). SQLite
     /// only: on PostgreSQL the server always commits with `synchronous_commit = on`.
     pub synchronous: Synchronous,
+    /// More than 1: instead of the full scenario, the group steps on one node and then on
+    /// this many (PostgreSQL and Redis), side by side.
+    pub nodes: usize,
 }
 
 /// How hard SQLite syncs a commit in the server under test (`KITH_SQLITE_SYNCHRONOUS`).
@@ -200,6 +203,7 @@ impl Default for ChatOptions {
             groups: crate::chat_seed::GROUPS,
             longpoll_rate: 500,
             synchronous: Synchronous::Normal,
+            nodes: 1,
         }
     }
 }
@@ -232,6 +236,9 @@ impl ChatOptions {
             self.synchronous.name().to_lowercase(),
         );
         self.database.push_args(&mut cmd);
+        if self.nodes > 1 {
+            cmd.push_str(&format!(" --nodes {}", self.nodes));
+        }
         push_server_bin(&mut cmd, &self.server_bin);
         cmd
     }
@@ -306,6 +313,53 @@ impl PresenceOptions {
             self.timeout.as_secs(),
         );
         self.database.push_args(&mut cmd);
+        push_server_bin(&mut cmd, &self.server_bin);
+        cmd
+    }
+}
+
+/// Options of the `chaos` command: a cluster behind HAProxy on PostgreSQL and Redis, one
+/// node killed with SIGKILL every so often under traffic.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub redis_url: String,
+    /// The PostgreSQL server and account that create and drop the run's database.
+    pub postgres_url: String,
+    /// Nodes behind the balancer; at least 2, so a kill never leaves none.
+    pub nodes: usize,
+    /// How long the traffic (and the killing) runs.
+    pub duration: Duration,
+    /// Mean time between two kills (each drawn within ±25%).
+    pub kill_every: Duration,
+    pub server_bin: Option<PathBuf>,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> Self {
+        let feed = FeedOptions::default();
+        Self {
+            redis_url: feed.redis_url,
+            postgres_url: feed.database.postgres_url,
+            nodes: 3,
+            duration: Duration::from_secs(60),
+            kill_every: Duration::from_secs(8),
+            server_bin: None,
+        }
+    }
+}
+
+impl ChaosOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let mut cmd = format!(
+            "cargo build -p server --release && cargo run -p loadgen --release -- chaos \
+             --nodes {} --duration-secs {} --kill-every-secs {} --redis-url {} --postgres-url {}",
+            self.nodes,
+            self.duration.as_secs(),
+            self.kill_every.as_secs(),
+            self.redis_url,
+            self.postgres_url,
+        );
         push_server_bin(&mut cmd, &self.server_bin);
         cmd
     }

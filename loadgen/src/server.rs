@@ -44,8 +44,14 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Starts a server on a free port.
     pub fn start(launch: Launch<'_>) -> Result<Self, Error> {
-        let port = free_port()?;
+        Self::start_on(launch, free_port()?)
+    }
+
+    /// Starts a server on `port`: a cluster node restarted after a kill comes back where
+    /// the balancer and its clients expect it.
+    pub fn start_on(launch: Launch<'_>, port: u16) -> Result<Self, Error> {
         // taskset execs the server, so the child's pid is the server's own.
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(cpu) = launch.cpu {
@@ -289,7 +295,7 @@ impl UnderTest {
 /// run. Dropping the guard without that (an error on the way, Ctrl-C) drops the database
 /// from a thread with a runtime of its own, best effort: `Drop` cannot await, and the
 /// runtime dropping the guard cannot block on itself.
-struct ScratchDatabase {
+pub struct ScratchDatabase {
     admin_url: String,
     /// `kith_load_<hex>`.
     name: String,
@@ -300,7 +306,8 @@ struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    async fn create(admin_url: &str) -> Result<Self, Error> {
+    /// Creates `kith_load_<hex>` on the server of `admin_url`.
+    pub async fn create(admin_url: &str) -> Result<Self, Error> {
         let name = format!("kith_load_{:016x}", rand::random::<u64>());
         let url = db::database_url(admin_url, &name)?;
         db::create_database(admin_url, &name)
@@ -314,9 +321,14 @@ impl ScratchDatabase {
         })
     }
 
+    /// What the servers and seeders connect to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Drops the database (disconnecting whoever is left) and says so; a failure is only
     /// reported, with the statement that finishes the job by hand.
-    async fn drop_now(mut self, tag: &str) {
+    pub async fn drop_now(mut self, tag: &str) {
         self.done = true;
         match db::drop_database(&self.admin_url, &self.name).await {
             Ok(()) => eprintln!("[{tag}] dropped the PostgreSQL database {}", self.name),
@@ -363,7 +375,7 @@ impl Drop for ScratchDatabase {
 
 /// A free loopback port. It is released before the server binds it; the gap is tiny and
 /// only another process grabbing that very port could fill it.
-fn free_port() -> Result<u16, Error> {
+pub fn free_port() -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
     let port = listener
         .local_addr()
@@ -394,7 +406,8 @@ pub struct LogSummary {
 }
 
 impl LogSummary {
-    fn read(path: &Path) -> Self {
+    /// Reads the log at `path` (an unreadable log reads as empty).
+    pub fn read(path: &Path) -> Self {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let mut summary = Self::default();
         for line in text.lines() {
@@ -413,6 +426,18 @@ impl LogSummary {
             }
         }
         summary
+    }
+
+    /// Adds another log's counts: a cluster node's incarnations, or all nodes of a run.
+    pub fn add(&mut self, other: LogSummary) {
+        self.warnings += other.warnings;
+        self.errors += other.errors;
+        for (message, count) in other.distinct {
+            match self.distinct.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, n)) => *n += count,
+                None => self.distinct.push((message, count)),
+            }
+        }
     }
 }
 
