@@ -24,13 +24,31 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// How long `/readyz` waits for each dependency to answer.
+const READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `ping`'s outcome, as a message when it failed or took longer than `wait`.
+async fn within<E: std::fmt::Display>(
+    wait: std::time::Duration,
+    ping: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(wait, ping).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
+    }
+}
+
 /// GET /readyz — the database and (when configured) Redis answer, and the node may write
 /// (its node-id lease is live).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.store.health.ping().await;
-    let backend = state.backends.ping().await;
+    // Bounded: a balancer's health check must hear "not ready" from a node whose database
+    // went away, not wait for the pool to give up.
+    let (db, backend) = tokio::join!(
+        within(READINESS_WAIT, state.store.health.ping()),
+        within(READINESS_WAIT, state.backends.ping()),
+    );
     let writable = state.ids.check_writable().is_ok();
     let body = serde_json::json!({
         "database": if db.is_ok() { "ok" } else { "unreachable" },

@@ -192,12 +192,25 @@ pub struct RedisBackend {
     pubsub: Arc<RedisPubSub>,
 }
 
+/// How the shared connection behaves when Redis goes away: a command fails within about
+/// two seconds (a 503 to the client, who retries) instead of queueing behind a reconnect
+/// that backs off for many seconds, and the connection comes back within half a second of
+/// Redis. Commands on it never block on the server (blocking pops use their own
+/// connections), so a reply that takes two seconds means Redis is not there.
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(2)
+        .set_max_delay(500)
+}
+
 impl RedisBackend {
     /// Connects and checks the server answers. The near cache holds up to `near_bytes`
     /// (0: none).
     pub async fn connect(url: &str, namespace: &str, near_bytes: usize) -> Result<Self> {
         let client = Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
         let namespace: Arc<str> = namespace.into();
         let backend = Self {
             client: client.clone(),
