@@ -6,8 +6,9 @@
 //! way), so every test runs on {SQLite, PostgreSQL} × {in-process, Redis}.
 
 pub mod gate;
+pub mod hosts;
 pub mod live;
-pub mod processes;
+pub mod traffic;
 
 use anyhow::{anyhow, Result};
 use kith::{
