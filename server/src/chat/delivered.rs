@@ -40,6 +40,9 @@ pub struct Delivered {
     /// Ids sent within [`REORDER_WINDOW_MS`] of `newest`, ascending. It holds no memory
     /// until a message is sent, and gives back what it no longer uses.
     recent: VecDeque<i64>,
+    /// The cursor of the client's last `sync`: it holds every message up to it (perhaps
+    /// from an earlier connection), so a catch-up never reads from before it.
+    floor: i64,
 }
 
 impl Delivered {
@@ -48,13 +51,19 @@ impl Delivered {
         Self {
             newest: id::min_id_at(now_ms - CLOCK_ALLOWANCE_MS),
             recent: VecDeque::new(),
+            floor: i64::MIN,
         }
     }
 
     /// Where a catch-up reads from: every message with a larger id may not have been
     /// sent, and [`Self::record`] tells which were.
     pub fn resume_after(&self) -> i64 {
-        self.window_start()
+        self.window_start().max(self.floor)
+    }
+
+    /// The client synced from `since`: it holds every message up to that id.
+    pub fn synced_from(&mut self, since: i64) {
+        self.floor = since;
     }
 
     /// Records that the message `id` is being sent; `false` if it was already.
@@ -115,6 +124,24 @@ mod tests {
             id::min_id_at(T - CLOCK_ALLOWANCE_MS - REORDER_WINDOW_MS)
         );
         assert!(!d.contains(at(T, 1)));
+    }
+
+    #[test]
+    fn a_catch_up_never_resends_what_the_client_synced_past() {
+        let mut d = Delivered::opened_at(T);
+        let cursor = at(T - 1_000, 0);
+        d.synced_from(cursor);
+        assert_eq!(
+            d.resume_after(),
+            cursor,
+            "the client holds everything up to its cursor"
+        );
+        d.record(at(T + 10 * REORDER_WINDOW_MS, 0));
+        assert_eq!(
+            d.resume_after(),
+            at(T + 9 * REORDER_WINDOW_MS, 0),
+            "then the window"
+        );
     }
 
     #[test]

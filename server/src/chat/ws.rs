@@ -709,6 +709,7 @@ impl Conn {
     /// first. A later sync is a client asking again, and is answered in full.
     async fn sync(&mut self, since: i64) -> Result<(), End> {
         let again = std::mem::replace(&mut self.synced, true);
+        self.delivered.synced_from(since);
         self.send_stored(since, again).await
     }
 
