@@ -152,6 +152,10 @@ pub trait PubSub: Send + Sync + 'static {
     /// Subscribes to `topic`; what is published after this returns reaches the
     /// subscription (or a [`GAP`] says that some of it may not have).
     async fn subscribe(&self, topic: &str) -> Result<Subscription>;
+    /// Sends every local subscriber a [`GAP`]: wake-ups published elsewhere may have been
+    /// lost (another node died between committing a message and publishing its wake-up),
+    /// so they catch up from the durable store. Nothing to do on a node on its own.
+    fn announce_gap(&self) {}
 }
 
 /// The payload that tells subscribers messages may have been lost on the way (the node's

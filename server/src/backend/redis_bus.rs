@@ -443,6 +443,10 @@ impl PubSub for RedisPubSub {
         }
     }
 
+    fn announce_gap(&self) {
+        self.topics.send_to_all(&GAP);
+    }
+
     async fn subscribe(&self, topic: &str) -> Result<Subscription> {
         // Not live yet (start-up) or any more (a broken link): wait a little first, so that
         // once registered the subscription hears what is published. If the wait runs out,

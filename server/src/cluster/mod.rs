@@ -64,6 +64,8 @@ pub struct Membership {
     /// The node id is `KITH_NODE_ID`, only reserved in Redis: when the reservation is lost
     /// the node waits to take that id back rather than leasing another.
     configured: bool,
+    /// The other nodes discovery listed at the last renewal.
+    peers: std::sync::Mutex<Vec<u16>>,
 }
 
 impl Membership {
@@ -108,6 +110,7 @@ impl Membership {
                 lease,
                 token,
                 configured: config.node_id.is_some(),
+                peers: std::sync::Mutex::default(),
             },
             ids,
         ))
@@ -207,14 +210,19 @@ async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
         let node = state.ids.node();
         let asked = Instant::now();
         match redis.renew_node_id(node, token, ttl).await {
-            Ok(true) => state.ids.extend(asked + membership.lease - safety(membership.lease)),
+            Ok(true) => state
+                .ids
+                .extend(asked + membership.lease - safety(membership.lease)),
             Ok(false) => {
                 // Lost (the node could not renew for a whole lease, or Redis lost its
                 // keys and another node took it): no more ids under it, whatever the
                 // fence said.
                 state.ids.fence();
                 if membership.configured {
-                    tracing::error!(node, "KITH_NODE_ID is leased by another node; waiting for it");
+                    tracing::error!(
+                        node,
+                        "KITH_NODE_ID is leased by another node; waiting for it"
+                    );
                 } else {
                     tracing::warn!(node, "node id lease lost to another node; leasing another");
                     relet(state, redis, token, asked).await;
@@ -239,6 +247,42 @@ async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
     let expires = state.clock.now_ms() + ttl as i64;
     if let Err(e) = redis.register_server(&me, expires, ttl).await {
         tracing::warn!(error = %e, "discovery registration failed");
+    }
+    watch_peers(state, redis).await;
+}
+
+/// Notices nodes that left discovery since the last renewal. One that died may have
+/// committed a message and answered its sender without publishing the wake-up: this node's
+/// connections would never hear of it, so they catch up from the database.
+async fn watch_peers(state: &AppState, redis: &RedisBackend) {
+    let Ok(live) = redis.live_servers(state.clock.now_ms()).await else {
+        return;
+    };
+    let me = state.ids.node();
+    let mut now: Vec<u16> = live
+        .iter()
+        .map(|s| s.node_id)
+        .filter(|&id| id != me)
+        .collect();
+    now.sort_unstable();
+    let before = std::mem::replace(
+        &mut *state
+            .cluster
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        now.clone(),
+    );
+    let gone: Vec<u16> = before
+        .into_iter()
+        .filter(|id| now.binary_search(id).is_err())
+        .collect();
+    if !gone.is_empty() {
+        tracing::info!(
+            ?gone,
+            "nodes left discovery; connections catch up from the database"
+        );
+        state.backends.pubsub.announce_gap();
     }
 }
 
