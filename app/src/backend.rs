@@ -5,8 +5,8 @@
 use crate::{
     error::ApiError,
     model::{
-        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Notification, Page, Post,
-        Profile, SyncResponse, User, UserPresence,
+        AuthResponse, Channel, ChannelSummary, ChatServer, ErrorCode, Message, Notification, Page,
+        Post, Profile, SyncResponse, User, UserPresence,
     },
 };
 use http::request::Parts;
@@ -58,6 +58,8 @@ pub trait UiBackend: Send + Sync + 'static {
     async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError>;
     /// The signed-in user's conversations, most recent first.
     async fn channels(&self, parts: &Parts) -> Result<Vec<ChannelSummary>, ApiError>;
+    /// The live chat servers, least loaded first (discovery).
+    async fn chat_servers(&self, parts: &Parts) -> Result<Vec<ChatServer>, ApiError>;
     async fn channel(&self, parts: &Parts, id: &str) -> Result<Channel, ApiError>;
     async fn open_dm(&self, parts: &Parts, username: &str) -> Result<Channel, ApiError>;
     async fn create_group(

@@ -6,7 +6,7 @@
 
 use crate::{
     error::ApiError,
-    model::{Channel, ChannelSummary, Id, Message, Page, SyncResponse},
+    model::{Channel, ChannelSummary, ChatServer, Id, Message, Page, SyncResponse},
 };
 use leptos::prelude::*;
 
@@ -14,6 +14,13 @@ use leptos::prelude::*;
 pub async fn list_channels() -> Result<Vec<ChannelSummary>, ApiError> {
     let (backend, parts) = crate::backend::context()?;
     crate::backend::finish(backend.channels(&parts).await)
+}
+
+/// The live chat servers, least loaded first (discovery), for the live client.
+#[server(input = server_fn::codec::GetUrl, endpoint = "chat_servers")]
+pub async fn chat_servers() -> Result<Vec<ChatServer>, ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    crate::backend::finish(backend.chat_servers(&parts).await)
 }
 
 #[server(input = server_fn::codec::GetUrl, endpoint = "channel")]

@@ -299,7 +299,7 @@ mod transport {
 
     use super::{Event, LiveClient, Transport};
     use crate::{
-        chat::{list_channels, poll},
+        chat::{chat_servers, list_channels, poll},
         model::Id,
     };
     use futures::channel::oneshot;
@@ -313,6 +313,10 @@ mod transport {
     /// Heartbeats keep the user present (the server's presence timeout is 30 s by default)
     /// and the idle timer from closing a quiet socket.
     const HEARTBEAT_MS: f64 = 10_000.0;
+    /// How long a socket may take to open before it counts as failed: a server that
+    /// swallows the handshake, or a connection the browser blocked without a word, must not
+    /// stall the client.
+    const OPEN_TIMEOUT_MS: f64 = 5_000.0;
     /// Long-poll rounds between attempts to get back to a socket.
     const POLLS_BEFORE_RETRYING_SOCKET: u32 = 4;
     /// How far before the newest message at start the client begins receiving: what was
@@ -353,6 +357,23 @@ mod transport {
         Some(format!("{scheme}://{}/v1/chat/ws", location.host().ok()?))
     }
 
+    /// The WebSocket URLs to try, best first: the chat servers discovery lists (least
+    /// loaded first), then the page's own origin, which works behind any balancer. A node
+    /// on its own lists only itself: then the page's origin alone.
+    async fn candidates() -> Vec<String> {
+        let own = ws_url();
+        let mut urls: Vec<String> = match chat_servers().await {
+            Ok(list) if list.len() > 1 => list.into_iter().map(|s| s.url).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(own) = own {
+            if !urls.contains(&own) {
+                urls.push(own);
+            }
+        }
+        urls
+    }
+
     /// The newest message of the user's conversations (0 if none): where receiving
     /// starts. Not from 0, which would replay every conversation's whole history.
     async fn newest_message(client: LiveClient) -> Id {
@@ -385,8 +406,15 @@ mod transport {
             let mut polls = 0u32;
             let mut poll_failed = false;
             let force = forced_longpoll();
+            // Where the next socket goes: `urls[next]`, the list fetched again once every
+            // entry has been tried.
+            let mut urls: Vec<String> = Vec::new();
+            let mut next = 0usize;
             loop {
-                if force || failures >= FAILURES_BEFORE_LONGPOLL {
+                // Long-poll only once every server has failed (and at least the usual
+                // number of times in a row).
+                let give_up = FAILURES_BEFORE_LONGPOLL.max(urls.len() as u32);
+                if force || failures >= give_up {
                     // After a failed poll the state stays "reconnecting" until one answers,
                     // so an outage shows one steady banner rather than one per try.
                     if !poll_failed {
@@ -418,22 +446,33 @@ mod transport {
                     continue;
                 }
                 client.transport.set(Transport::Connecting);
-                let opened = run_socket(client, cursor.clone()).await;
+                if next >= urls.len() {
+                    urls = candidates().await;
+                    next = 0;
+                }
+                let Some(url) = urls.get(next).cloned() else {
+                    failures += 1;
+                    sleep_ms(backoff_ms(failures)).await;
+                    continue;
+                };
+                let opened = run_socket(client, cursor.clone(), &url).await;
                 if opened {
                     failures = 0;
                 } else {
                     failures += 1;
                 }
+                // After a drop or a failure, the next server on the list (the node may be
+                // gone), after a backoff with jitter; the socket syncs from the cursor.
+                next += 1;
                 client.transport.set(Transport::Reconnecting);
                 sleep_ms(backoff_ms(failures)).await;
             }
         });
     }
 
-    /// Runs one socket until it closes; true if it opened at all.
-    async fn run_socket(client: LiveClient, cursor: Rc<Cell<i64>>) -> bool {
-        let Some(url) = ws_url() else { return false };
-        let Ok(ws) = WebSocket::new(&url) else {
+    /// Runs one socket to `url` until it closes; true if it opened and was let in.
+    async fn run_socket(client: LiveClient, cursor: Rc<Cell<i64>>, url: &str) -> bool {
+        let Ok(ws) = WebSocket::new(url) else {
             return false;
         };
         let opened = Rc::new(Cell::new(false));
@@ -468,10 +507,11 @@ mod transport {
         let on_close = {
             let (closed_tx, opened) = (closed_tx.clone(), opened.clone());
             Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-                // 1013, try again later: the node's pub/sub is down, or it refuses more
-                // connections. As good as not opened: back off further, and long-poll if
-                // it goes on.
-                if ev.code() == 1013 {
+                // The server did not keep the socket: 1008, not let in (no session cookie
+                // reached a node on another host); 1013, try again later (its pub/sub is
+                // down, or too many connections). As good as not opened: back off further,
+                // try the next server, and long-poll once none keeps a socket.
+                if matches!(ev.code(), 1008 | 1013) {
                     opened.set(false);
                 }
                 if let Some(tx) = closed_tx.take() {
@@ -483,6 +523,20 @@ mod transport {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
 
+        {
+            // Not by `readyState`: a connection the page's policy blocked may be closed
+            // without a close event.
+            let (ws, closed_tx, opened) = (ws.clone(), closed_tx.clone(), opened.clone());
+            leptos::task::spawn_local(async move {
+                sleep_ms(OPEN_TIMEOUT_MS).await;
+                if !opened.get() {
+                    if let Some(tx) = closed_tx.take() {
+                        let _ = ws.close();
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
         let beating = Rc::new(Cell::new(true));
         {
             let (ws, beating) = (ws.clone(), beating.clone());

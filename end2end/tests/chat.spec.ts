@@ -136,3 +136,48 @@ test('a send that fails can be retried, and a message is never shown twice', asy
     await expect(messages(p).getByRole('listitem').last()).toContainText('stored though unanswered');
   }
 });
+
+/** B's browser hears of two chat servers, `first` (the least loaded) then the page's own node. */
+async function discovering(browser: Browser, first: (origin: string) => string) {
+  const a = await person(browser, 'disc_a');
+  const b = await person(browser, 'disc_b');
+  await open(a.page, `/u/${b.name}`);
+  await a.page.getByRole('button', { name: 'Message' }).click();
+  await expect(a.page).toHaveURL(/\/chat\/\d+$/);
+  const origin = new URL(b.page.url()).origin.replace(/^http/, 'ws');
+  const live = `${origin}/v1/chat/ws`;
+  const dead = first(origin);
+  await b.page.route('**/chat_servers*', (route) =>
+    route.fulfill({
+      contentType: 'application/json',
+      body: JSON.stringify([
+        { url: dead, node_id: 7, connections: 0 },
+        { url: live, node_id: 1, connections: 5 },
+      ]),
+    }),
+  );
+  const sockets: string[] = [];
+  b.page.on('websocket', (ws) => sockets.push(ws.url()));
+  // Not `open`: the failed connection is an expected browser error.
+  await b.page.goto(new URL(a.page.url()).pathname);
+  await expect(b.page.locator('body[data-hydrated]')).toHaveCount(1);
+  return { a, b, dead, live, sockets };
+}
+
+test('the live client fails over from a dead chat server to the next one discovery lists', async ({ browser }) => {
+  // A server that refuses the socket (here: a path nothing serves on the page's own node).
+  const { a, b, dead, live, sockets } = await discovering(browser, (origin) => `${origin}/v1/chat/gone`);
+  await say(a.page, 'found you on the next server');
+  await expect(messages(b.page).getByText('found you on the next server')).toBeVisible();
+  expect(sockets[0]).toBe(dead);
+  expect(sockets).toContain(live);
+});
+
+test('a chat server the browser cannot reach at all does not stall the live client', async ({ browser }) => {
+  // The page's policy does not name this one: the browser blocks it without a close event,
+  // and the client gives up on it once it has not opened within 5 s.
+  const { a, b, live, sockets } = await discovering(browser, () => 'ws://127.0.0.1:9/v1/chat/ws');
+  await say(a.page, 'still found you');
+  await expect(messages(b.page).getByText('still found you')).toBeVisible({ timeout: 20_000 });
+  expect(sockets).toEqual([live]);
+});

@@ -17,8 +17,8 @@ use app::{
     backend::{UiBackend, UiBackendHandle},
     error::ApiError,
     model::{
-        AuthResponse, Channel, ChannelSummary, ErrorCode, Message, Notification, Page, Post,
-        Profile, SyncResponse, User, UserPresence,
+        AuthResponse, Channel, ChannelSummary, ChatServer, ErrorCode, Message, Notification, Page,
+        Post, Profile, SyncResponse, User, UserPresence,
     },
 };
 use axum::http::request::Parts;
@@ -219,6 +219,11 @@ impl UiBackend for ServerUi {
     async fn channels(&self, parts: &Parts) -> Result<Vec<ChannelSummary>, ApiError> {
         let me = self.signed_in(parts).await?;
         Ok(chat::service::list(&self.state, &me).await?)
+    }
+
+    async fn chat_servers(&self, parts: &Parts) -> Result<Vec<ChatServer>, ApiError> {
+        self.signed_in(parts).await?;
+        Ok(crate::cluster::servers(&self.state).await?)
     }
 
     async fn channel(&self, parts: &Parts, id: &str) -> Result<Channel, ApiError> {

@@ -43,6 +43,7 @@ use crate::{
 use app::model::ChatServer;
 use std::{
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -66,6 +67,9 @@ pub struct Membership {
     configured: bool,
     /// The other nodes discovery listed at the last renewal.
     peers: std::sync::Mutex<Vec<u16>>,
+    /// The WebSocket origins of the live nodes, for the pages' `connect-src`: the browser
+    /// connects to the servers discovery lists.
+    origins: std::sync::RwLock<Arc<str>>,
 }
 
 impl Membership {
@@ -111,9 +115,19 @@ impl Membership {
                 token,
                 configured: config.node_id.is_some(),
                 peers: std::sync::Mutex::default(),
+                origins: std::sync::RwLock::new(Arc::from("")),
             },
             ids,
         ))
+    }
+
+    /// The live nodes' WebSocket origins as CSP sources (` ws://host:port` each), empty for
+    /// a node on its own.
+    pub fn connect_sources(&self) -> Arc<str> {
+        self.origins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The node's WebSocket URL, as discovery lists it.
@@ -145,6 +159,19 @@ async fn take_lease(
 /// unless Redis restarted lately) until a fifth of the lease before its end.
 fn window(asked: Instant, granted: Lease, lease: Duration) -> (Instant, Instant) {
     (Instant::now() + granted.wait, asked + lease - safety(lease))
+}
+
+/// A WebSocket URL's origin (`ws://host:port`) as a CSP source; `None` for anything that
+/// is not a plain `ws(s)://authority/…` URL, so that a bad advertised URL cannot add to or
+/// break the policy.
+fn csp_source(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))?;
+    let authority = rest.split('/').next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!authority.is_empty() && authority.chars().all(plain))
+        .then(|| &url[..url.len() - rest.len() + authority.len()])
 }
 
 /// `http(s)://host` → `ws(s)://host/v1/chat/ws`.
@@ -251,13 +278,24 @@ async fn renew(state: &AppState, redis: &RedisBackend, listed: bool) {
     watch_peers(state, redis).await;
 }
 
-/// Notices nodes that left discovery since the last renewal. One that died may have
+/// Keeps the live nodes' origins for the pages' policy, and notices nodes that left
+/// discovery since the last renewal. One that died may have
 /// committed a message and answered its sender without publishing the wake-up: this node's
 /// connections would never hear of it, so they catch up from the database.
 async fn watch_peers(state: &AppState, redis: &RedisBackend) {
     let Ok(live) = redis.live_servers(state.clock.now_ms()).await else {
         return;
     };
+    let sources: String = live
+        .iter()
+        .filter_map(|s| csp_source(&s.url))
+        .map(|origin| format!(" {origin}"))
+        .collect();
+    *state
+        .cluster
+        .origins
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(sources);
     let me = state.ids.node();
     let mut now: Vec<u16> = live
         .iter()
@@ -329,4 +367,28 @@ pub async fn servers(state: &AppState) -> Result<Vec<ChatServer>, crate::error::
     }
     list.sort_by_key(|s| (s.connections, s.node_id));
     Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csp_source;
+
+    #[test]
+    fn only_plain_websocket_origins_become_csp_sources() {
+        assert_eq!(
+            csp_source("ws://10.0.0.7:3000/v1/chat/ws"),
+            Some("ws://10.0.0.7:3000")
+        );
+        assert_eq!(
+            csp_source("wss://chat-3.example.com/v1/chat/ws"),
+            Some("wss://chat-3.example.com")
+        );
+        assert_eq!(
+            csp_source("ws://[::1]:3000/v1/chat/ws"),
+            Some("ws://[::1]:3000")
+        );
+        assert_eq!(csp_source("http://10.0.0.7:3000/v1/chat/ws"), None);
+        assert_eq!(csp_source("ws://evil; script-src *"), None);
+        assert_eq!(csp_source("ws:///v1/chat/ws"), None);
+    }
 }

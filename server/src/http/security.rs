@@ -36,9 +36,11 @@ pub async fn headers(State(state): State<AppState>, mut req: Request, next: Next
     } else {
         String::new()
     };
+    // The chat servers discovery lists: the live client connects to them directly.
+    let nodes = state.cluster.connect_sources();
     let csp = format!(
         "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; object-src 'none'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'{nodes}{reload}; object-src 'none'; \
          base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     );
     let h = response.headers_mut();

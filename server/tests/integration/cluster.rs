@@ -89,6 +89,35 @@ async fn nodes_lease_distinct_ids_and_discovery_lists_them_least_loaded_first() 
         "fewest connections first: {listing:?}"
     );
 
+    // Pages let the browser connect to every listed server (their policy's connect-src),
+    // once the node has renewed since they all registered.
+    let servers: Value = b
+        .get("/v1/chat/servers", Some(&user.token))
+        .await?
+        .json()
+        .await?;
+    let origins: Vec<String> = servers["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|s| s["url"].as_str())
+        .map(|url| url.trim_end_matches("/v1/chat/ws").to_string())
+        .collect();
+    eventually("every listed server in the page's connect-src", || async {
+        let page = a.get("/healthz", None).await?;
+        let policy = page
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok(origins
+            .iter()
+            .all(|o| policy.contains(o.as_str()))
+            .then_some(()))
+    })
+    .await?;
+
     // Node c dies without a word (its link to Redis cut): it leaves the list by itself.
     let node_c = u64::from(c.state.ids.node());
     gate.shut();
