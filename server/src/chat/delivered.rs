@@ -17,6 +17,11 @@
 //!
 //! The same record drops a wake-up for a message that a `sync` or catch-up already read from
 //! the database while the wake-up was on its way.
+//!
+//! It also keeps each channel's newest `seq` sent, so that a wake-up that would open a
+//! hole (seq n+2 after n: the wake-up of n+1 is late, from another node, or lost) is not
+//! sent; the connection catches up from the database instead, which sends n+1 and n+2 in
+//! order, since a message is committed before any with a larger `seq`.
 
 use crate::id;
 use std::collections::VecDeque;
@@ -26,6 +31,9 @@ pub const REORDER_WINDOW_MS: i64 = 5_000;
 /// How far the clock of the node holding a connection may run ahead of the nodes that
 /// write messages: a connection starts this long before the moment it opened.
 pub const CLOCK_ALLOWANCE_MS: i64 = 30_000;
+/// Most channels whose newest `seq` is remembered; past this the least recently used is
+/// forgotten, and its next message is taken as it comes.
+const MAX_CHANNELS: usize = 64;
 /// Most ids remembered. Past this the oldest are forgotten, which at worst sends a message
 /// twice (clients drop a message whose id they hold), never loses one.
 const MAX_REMEMBERED: usize = 1024;
@@ -43,6 +51,9 @@ pub struct Delivered {
     /// The cursor of the client's last `sync`: it holds every message up to it (perhaps
     /// from an earlier connection), so a catch-up never reads from before it.
     floor: i64,
+    /// `(channel, newest seq sent)`, most recently used last; empty (no memory) until a
+    /// message is sent.
+    channels: Vec<(i64, i64)>,
 }
 
 impl Delivered {
@@ -52,6 +63,7 @@ impl Delivered {
             newest: id::min_id_at(now_ms - CLOCK_ALLOWANCE_MS),
             recent: VecDeque::new(),
             floor: i64::MIN,
+            channels: Vec::new(),
         }
     }
 
@@ -93,6 +105,29 @@ impl Delivered {
             self.recent.shrink_to((2 * self.recent.len()).max(16));
         }
         true
+    }
+
+    /// Whether message `seq` of `channel` may be sent now: not if it would open a hole
+    /// after the newest sent in that channel (an older one, arriving late, may).
+    pub fn in_order(&self, channel: i64, seq: i64) -> bool {
+        self.channels
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .is_none_or(|&(_, newest)| seq <= newest + 1)
+    }
+
+    /// Records that message `seq` of `channel` is being sent.
+    pub fn placed(&mut self, channel: i64, seq: i64) {
+        let newest = match self.channels.iter().position(|(c, _)| *c == channel) {
+            Some(at) => self.channels.remove(at).1.max(seq),
+            None => {
+                if self.channels.len() == MAX_CHANNELS {
+                    self.channels.remove(0);
+                }
+                seq
+            }
+        };
+        self.channels.push((channel, newest));
     }
 
     fn window_start(&self) -> i64 {
@@ -142,6 +177,31 @@ mod tests {
             at(T + 9 * REORDER_WINDOW_MS, 0),
             "then the window"
         );
+    }
+
+    #[test]
+    fn a_message_that_would_open_a_hole_waits_for_a_catch_up() {
+        let mut d = Delivered::opened_at(T);
+        assert!(d.in_order(7, 40), "an unknown channel takes what comes");
+        d.placed(7, 40);
+        assert!(d.in_order(7, 41));
+        assert!(!d.in_order(7, 42), "41 is missing");
+        assert!(d.in_order(7, 39), "an older one arriving late");
+        d.placed(7, 39);
+        d.placed(7, 42);
+        assert!(d.in_order(7, 43), "the newest stays 42");
+        assert!(d.in_order(8, 5), "channels are apart");
+    }
+
+    #[test]
+    fn channels_remembered_are_bounded() {
+        let mut d = Delivered::opened_at(T);
+        for channel in 0..(MAX_CHANNELS as i64 + 1) {
+            d.placed(channel, 10);
+        }
+        assert_eq!(d.channels.len(), MAX_CHANNELS);
+        assert!(d.in_order(0, 50), "the least recently used was forgotten");
+        assert!(!d.in_order(1, 50));
     }
 
     #[test]

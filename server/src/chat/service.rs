@@ -223,7 +223,7 @@ pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), A
     member_channel(state, user.id.0, channel).await?;
     let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
         .to_string();
-    let payload = super::ws::wake::frame(0, 0, json.as_bytes());
+    let payload = super::ws::wake::frame(0, None, json.as_bytes());
     let mut others = state.store.chat.member_ids(channel).await?;
     others.retain(|m| *m != user.id.0);
     wake(state, &others, payload).await?;
@@ -249,7 +249,7 @@ pub async fn read(
         .await?
         .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
     let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(position)}).to_string();
-    let payload = super::ws::wake::frame(origin, 0, json.as_bytes());
+    let payload = super::ws::wake::frame(origin, None, json.as_bytes());
     let members = state.store.chat.member_ids(channel).await?;
     wake(state, &members, payload).await?;
     Ok(())
@@ -368,7 +368,12 @@ async fn first_of_retry(
 async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, origin: u64) {
     match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
         Ok(f) => {
-            let frame = super::ws::wake::frame(origin, message.id.0, &f);
+            let placed = super::ws::wake::Placed {
+                id: message.id.0,
+                channel: message.channel_id.0,
+                seq: message.seq,
+            };
+            let frame = super::ws::wake::frame(origin, Some(placed), &f);
             if let Err(e) = wake(state, &members, frame).await {
                 tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
             }
@@ -512,7 +517,7 @@ pub async fn wait_for_messages(
                 // Not a message: hand the event over as it is.
                 Ok(Ok(payload)) => {
                     if let Some(Wake::Frame {
-                        message_id: 0,
+                        message: None,
                         json,
                         ..
                     }) = parse(&payload)

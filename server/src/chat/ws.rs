@@ -96,12 +96,26 @@ mod close {
 pub mod wake {
     use bytes::{BufMut, Bytes, BytesMut};
 
-    /// A frame for the user's connections except `origin` (0: none): `F{origin}|{id}|{json}`,
-    /// where `id` is the message id it carries (0 if none), for the connection's record of
-    /// what it sent.
-    pub fn frame(origin: u64, message_id: i64, json: &[u8]) -> Bytes {
-        let mut b = BytesMut::with_capacity(json.len() + 32);
-        b.put_slice(format!("F{origin}|{message_id}|").as_bytes());
+    /// Where a message frame's message sits: for the connection's record of what it sent,
+    /// and of each channel's order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Placed {
+        pub id: i64,
+        pub channel: i64,
+        pub seq: i64,
+    }
+
+    /// A frame for the user's connections except `origin` (0: none):
+    /// `F{origin}|{id}|{channel}|{seq}|{json}`, the message's place, or zeros for an event
+    /// that carries no message.
+    pub fn frame(origin: u64, message: Option<Placed>, json: &[u8]) -> Bytes {
+        let Placed { id, channel, seq } = message.unwrap_or(Placed {
+            id: 0,
+            channel: 0,
+            seq: 0,
+        });
+        let mut b = BytesMut::with_capacity(json.len() + 64);
+        b.put_slice(format!("F{origin}|{id}|{channel}|{seq}|").as_bytes());
         b.put_slice(json);
         b.freeze()
     }
@@ -115,26 +129,31 @@ pub mod wake {
     pub enum Wake {
         Frame {
             origin: u64,
-            message_id: i64,
+            message: Option<Placed>,
             json: Bytes,
         },
         Revoke(String),
     }
 
+    /// The number before the next `|` of `rest`, and what follows that `|`.
+    fn field<T: std::str::FromStr>(rest: &[u8]) -> Option<(T, &[u8])> {
+        let end = rest.iter().position(|c| *c == b'|')?;
+        let value = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        Some((value, &rest[end + 1..]))
+    }
+
     pub fn parse(payload: &Bytes) -> Option<Wake> {
         match payload.first()? {
             b'F' => {
-                let rest = &payload[1..];
-                let a = rest.iter().position(|c| *c == b'|')?;
-                let origin = std::str::from_utf8(&rest[..a]).ok()?.parse().ok()?;
-                let rest2 = &rest[a + 1..];
-                let b = rest2.iter().position(|c| *c == b'|')?;
-                let message_id = std::str::from_utf8(&rest2[..b]).ok()?.parse().ok()?;
-                let start = 1 + a + 1 + b + 1;
+                let (origin, rest) = field(&payload[1..])?;
+                let (id, rest) = field(rest)?;
+                let (channel, rest) = field(rest)?;
+                let (seq, rest) = field(rest)?;
+                let message = (id > 0).then_some(Placed { id, channel, seq });
                 Some(Wake::Frame {
                     origin,
-                    message_id,
-                    json: payload.slice(start..),
+                    message,
+                    json: payload.slice(payload.len() - rest.len()..),
                 })
             }
             b'R' => Some(Wake::Revoke(
@@ -614,37 +633,46 @@ impl Conn {
         self.push(error_frame(code, &message, client_msg_id))
     }
 
-    fn wake(&mut self, payload: Bytes) -> Result<(), End> {
+    /// Hands one wake-up to the client; `true` when it was a message that would open a hole
+    /// in its channel's `seq`s and was held back: the caller catches up from the database,
+    /// which sends the missing one and this one in order.
+    fn wake(&mut self, payload: Bytes) -> Result<bool, End> {
         match wake::parse(&payload) {
             Some(wake::Wake::Frame {
                 origin,
-                message_id,
+                message,
                 json,
             }) => {
                 if origin == self.id {
                     // The sender's own connection has its `ack`.
-                    return Ok(());
+                    return Ok(false);
                 }
                 let Ok(text) = Utf8Bytes::try_from(json) else {
-                    return Ok(());
+                    return Ok(false);
                 };
+                let Some(placed) = message else {
+                    self.push(WsMessage::Text(text))?;
+                    return Ok(false);
+                };
+                if !self.delivered.in_order(placed.channel, placed.seq) {
+                    return Ok(true);
+                }
                 // A message a sync or catch-up already sent is not sent again.
-                if message_id > 0 && !self.delivered.record(message_id) {
-                    return Ok(());
+                if !self.delivered.record(placed.id) {
+                    return Ok(false);
                 }
+                self.delivered.placed(placed.channel, placed.seq);
                 self.push(WsMessage::Text(text))?;
-                if message_id > 0 {
-                    self.state
-                        .metrics
-                        .messages_delivered
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(())
+                self.state
+                    .metrics
+                    .messages_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(false)
             }
             Some(wake::Wake::Revoke(hash)) if hash == token_hash_b64(&self.token_hash) => {
                 Err(End::Close(close::REVOKED, "signed out"))
             }
-            _ => Ok(()),
+            _ => Ok(false),
         }
     }
 
@@ -658,14 +686,17 @@ impl Conn {
         wake: &mut crate::backend::Subscription,
     ) -> Result<bool, End> {
         use tokio::sync::broadcast::error::TryRecvError;
-        if first == GAP {
+        if first == GAP || self.wake(first)? {
             return Ok(true);
         }
-        self.wake(first)?;
         for _ in 1..WAKE_BATCH {
             match wake.try_recv() {
                 Ok(payload) if payload == GAP => return Ok(true),
-                Ok(payload) => self.wake(payload)?,
+                Ok(payload) => {
+                    if self.wake(payload)? {
+                        return Ok(true);
+                    }
+                }
                 Err(TryRecvError::Lagged(_)) => return Ok(true),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
@@ -684,7 +715,10 @@ impl Conn {
                 Ok(payload) => {
                     let message = matches!(
                         wake::parse(&payload),
-                        Some(wake::Wake::Frame { message_id, .. }) if message_id > 0
+                        Some(wake::Wake::Frame {
+                            message: Some(_),
+                            ..
+                        })
                     );
                     if !message {
                         self.wake(payload)?;
@@ -724,6 +758,7 @@ impl Conn {
             };
             since = last.id.0;
             for message in &batch {
+                self.delivered.placed(message.channel_id.0, message.seq);
                 if !self.delivered.record(message.id.0) && !again {
                     continue;
                 }
@@ -811,6 +846,7 @@ impl Conn {
                 {
                     Ok(message) => {
                         self.delivered.record(message.id.0);
+                        self.delivered.placed(message.channel_id.0, message.seq);
                         let frame = serde_json::json!({"type": "ack", "client_msg_id": client_msg_id, "message": message});
                         self.push(WsMessage::Text(frame.to_string().into()))
                     }
@@ -843,18 +879,28 @@ mod tests {
 
     #[test]
     fn wake_payloads_round_trip() {
-        let p = wake::frame(42, 7, br#"{"type":"message"}"#);
+        let placed = wake::Placed {
+            id: 7,
+            channel: 9,
+            seq: 3,
+        };
+        let p = wake::frame(42, Some(placed), br#"{"type":"message","x":"a|b"}"#);
         match wake::parse(&p) {
             Some(wake::Wake::Frame {
                 origin,
-                message_id,
+                message,
                 json,
             }) => {
-                assert_eq!((origin, message_id), (42, 7));
-                assert_eq!(&json[..], br#"{"type":"message"}"#);
+                assert_eq!((origin, message), (42, Some(placed)));
+                assert_eq!(&json[..], br#"{"type":"message","x":"a|b"}"#);
             }
             _ => panic!("not a frame"),
         }
+        let event = wake::frame(0, None, b"{}");
+        assert!(matches!(
+            wake::parse(&event),
+            Some(wake::Wake::Frame { message: None, .. })
+        ));
         assert!(
             matches!(wake::parse(&wake::revoke("abc")), Some(wake::Wake::Revoke(h)) if h == "abc")
         );

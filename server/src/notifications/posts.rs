@@ -35,7 +35,7 @@ async fn notify_followers(
     post: &app::model::Post,
 ) -> Result<(), AppError> {
     let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
-    let frame = &crate::chat::ws::wake::frame(0, 0, json.as_bytes());
+    let frame = &crate::chat::ws::wake::frame(0, None, json.as_bytes());
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
     if pulled {
         state

@@ -216,7 +216,7 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
             "status": status,
             "last_active_at": crate::storage::to_datetime(last_active_ms),
         });
-        let payload = chat::ws::wake::frame(0, 0, frame.to_string().as_bytes());
+        let payload = chat::ws::wake::frame(0, None, frame.to_string().as_bytes());
         chat::service::wake(state, &online, payload).await
     }
     .await;

@@ -884,9 +884,17 @@ async fn no_message_since(
 /// Publishes the wake-up of `message` (as the API shows it) to `users`, as if it arrived
 /// late.
 async fn late_wake_up(app: &TestApp, message: &Value, users: &[&TestUser]) -> Result<()> {
+    let placed = kith::chat::ws::wake::Placed {
+        id: message["id"].as_str().context("id")?.parse()?,
+        channel: message["channel_id"]
+            .as_str()
+            .context("channel_id")?
+            .parse()?,
+        seq: message["seq"].as_i64().context("seq")?,
+    };
     let payload = kith::chat::ws::wake::frame(
         0,
-        message["id"].as_str().context("id")?.parse()?,
+        Some(placed),
         json!({"type": "message", "message": message})
             .to_string()
             .as_bytes(),
@@ -953,6 +961,39 @@ async fn catch_up_recovers_a_message_older_than_one_delivered(backend: Backend) 
     Ok(())
 }
 
+/// A live message that would open a hole in its channel's `seq`s (the wake-up of the one
+/// before it is late or lost) is not sent ahead of it: the socket catches up, and the two
+/// arrive in order.
+async fn a_message_after_a_hole_waits_for_the_missing_one(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("hole_x").await?, app.register("hole_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    let mut ys = Socket::open(&app, &y).await?;
+    app.say(&x, &dm, "one").await?;
+    ys.next_where("the first message, live", message_with("one"))
+        .await?;
+    store_quietly(&app, &x, &dm, "two").await?;
+    app.say(&x, &dm, "three").await?;
+    let next = ys
+        .next_where("the next message", |f| f["type"] == "message")
+        .await?;
+    let after = ys
+        .next_where("the one after", |f| f["type"] == "message")
+        .await?;
+    let seqs = (
+        next["message"]["seq"].as_i64(),
+        after["message"]["seq"].as_i64(),
+    );
+    assert_eq!(
+        seqs,
+        (Some(2), Some(3)),
+        "in seq order: {next} then {after}"
+    );
+    no_message_since(&mut ys, &app, "sent twice").await?;
+    Ok(())
+}
+
 /// A long poll whose wait runs out reads once more before it answers: a message whose
 /// wake-up was lost comes with this answer, not one poll later.
 async fn a_long_poll_that_times_out_looks_once_more(backend: Backend) -> Result<()> {
@@ -1000,6 +1041,7 @@ both_backends!(
     opening_sockets_too_fast_is_refused,
     catch_up_sends_what_the_socket_missed_and_not_old_history,
     catch_up_recovers_a_message_older_than_one_delivered,
+    a_message_after_a_hole_waits_for_the_missing_one,
     a_wake_up_behind_a_sync_is_not_sent_twice,
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
