@@ -73,6 +73,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings, so proxies keep the connection and dead peers are found.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a new connection holds live messages back while it waits for the client's
+/// first `sync` (clients send it as soon as the socket opens): the sync's answer comes
+/// first, then the live messages, in order. A client that does not sync gets them then.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(1);
+/// Most live messages held back for the first `sync`; past this they go out at once.
+const HOLD_MAX: usize = 256;
 /// Client frames allowed per connection: 20 a second, bursts of 50.
 const FRAME_QUOTA: Quota = Quota {
     limit: 20,
@@ -303,8 +309,17 @@ struct Conn {
     delivered: Delivered,
     /// Whether the client has sent a `sync` on this connection (see [`Conn::sync`]).
     synced: bool,
+    /// Live messages held back until the client's first `sync` (or [`FIRST_SYNC_WAIT`]);
+    /// `None` once released.
+    held: Option<Box<Held>>,
     /// GCRA state of the per-connection frame limit.
     tat: Option<i64>,
+}
+
+/// Live messages a new connection holds back for its first `sync`.
+struct Held {
+    until: Instant,
+    wakes: Vec<Bytes>,
 }
 
 /// What the socket had for the connection loop.
@@ -388,6 +403,10 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         blocked_since: None,
         delivered,
         synced: false,
+        held: Some(Box::new(Held {
+            until: Instant::now() + FIRST_SYNC_WAIT,
+            wakes: Vec::new(),
+        })),
         tat: None,
     };
     drop(token);
@@ -411,6 +430,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         }
         // Unflushed frames count as queued too: the socket has not taken them yet.
         let write_deadline = conn.blocked_since.map(|since| since + WRITE_TIMEOUT);
+        let hold_deadline = conn.held.as_ref().map(|held| held.until);
         tokio::select! {
             biased;
             () = &mut shutdown => break End::Close(close::RESTARTING, "server restarting; reconnect"),
@@ -455,6 +475,17 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
                 // frames since.
                 if conn.blocked_since.is_some_and(|since| since.elapsed() >= WRITE_TIMEOUT) {
                     break End::Close(close::TRY_AGAIN_LATER, "too slow; reconnect and sync");
+                }
+            }
+            // The client did not sync in time: what was held back goes out now.
+            () = async { tokio::time::sleep_until(hold_deadline.unwrap_or_else(Instant::now)).await }, if hold_deadline.is_some() => {
+                let result = match conn.release_held() {
+                    Ok(true) => Box::pin(conn.catch_up()).await,
+                    Ok(false) => Ok(()),
+                    Err(end) => Err(end),
+                };
+                if let Err(end) = result {
+                    break end;
                 }
             }
             woke = wake.recv() => {
@@ -654,6 +685,10 @@ impl Conn {
                     self.push(WsMessage::Text(text))?;
                     return Ok(false);
                 };
+                if let Some(held) = self.held.as_mut().filter(|h| h.wakes.len() < HOLD_MAX) {
+                    held.wakes.push(payload);
+                    return Ok(false);
+                }
                 if !self.delivered.in_order(placed.channel, placed.seq) {
                     return Ok(true);
                 }
@@ -744,7 +779,24 @@ impl Conn {
     async fn sync(&mut self, since: i64) -> Result<(), End> {
         let again = std::mem::replace(&mut self.synced, true);
         self.delivered.synced_from(since);
-        self.send_stored(since, again).await
+        self.send_stored(since, again).await?;
+        if self.release_held()? {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands over the live messages held back for the first `sync` (those it sent are
+    /// skipped); `true` if one would have opened a hole, and the caller catches up.
+    fn release_held(&mut self) -> Result<bool, End> {
+        let Some(held) = self.held.take() else {
+            return Ok(false);
+        };
+        let mut hole = false;
+        for payload in held.wakes {
+            hole |= self.wake(payload)?;
+        }
+        Ok(hole)
     }
 
     async fn send_stored(&mut self, mut since: i64, again: bool) -> Result<(), End> {

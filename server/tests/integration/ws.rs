@@ -994,6 +994,30 @@ async fn a_message_after_a_hole_waits_for_the_missing_one(backend: Backend) -> R
     Ok(())
 }
 
+/// A new connection's first `sync` is answered before the live messages that arrived while
+/// the client was sending it: the client gets its channel's messages in `seq` order.
+async fn the_first_sync_answers_before_live_messages(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("fs_x").await?, app.register("fs_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    store_quietly(&app, &x, &dm, "while away").await?;
+    let mut ys = Socket::open(&app, &y).await?;
+    app.say(&x, &dm, "just now").await?;
+    ys.send(json!({"type": "sync", "since": "0"})).await?;
+    let first = ys
+        .next_where("a message", |f| f["type"] == "message")
+        .await?;
+    let second = ys.next_where("another", |f| f["type"] == "message").await?;
+    let contents = (
+        first["message"]["content"].as_str(),
+        second["message"]["content"].as_str(),
+    );
+    assert_eq!(contents, (Some("while away"), Some("just now")));
+    no_message_since(&mut ys, &app, "sent twice").await?;
+    Ok(())
+}
+
 /// A long poll whose wait runs out reads once more before it answers: a message whose
 /// wake-up was lost comes with this answer, not one poll later.
 async fn a_long_poll_that_times_out_looks_once_more(backend: Backend) -> Result<()> {
@@ -1042,6 +1066,7 @@ both_backends!(
     catch_up_sends_what_the_socket_missed_and_not_old_history,
     catch_up_recovers_a_message_older_than_one_delivered,
     a_message_after_a_hole_waits_for_the_missing_one,
+    the_first_sync_answers_before_live_messages,
     a_wake_up_behind_a_sync_is_not_sent_twice,
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
