@@ -320,6 +320,8 @@ struct Conn {
 struct Held {
     until: Instant,
     wakes: Vec<Bytes>,
+    /// Wake-ups were lost meanwhile (a gap, a lagged inbox).
+    lost: bool,
 }
 
 /// What the socket had for the connection loop.
@@ -406,6 +408,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         held: Some(Box::new(Held {
             until: Instant::now() + FIRST_SYNC_WAIT,
             wakes: Vec::new(),
+            lost: false,
         })),
         tat: None,
     };
@@ -479,7 +482,7 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
             }
             // The client did not sync in time: what was held back goes out now.
             () = async { tokio::time::sleep_until(hold_deadline.unwrap_or_else(Instant::now)).await }, if hold_deadline.is_some() => {
-                let result = match conn.release_held() {
+                let result = match conn.release_held(false) {
                     Ok(true) => Box::pin(conn.catch_up()).await,
                     Ok(false) => Ok(()),
                     Err(end) => Err(end),
@@ -497,6 +500,9 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
                 };
                 let result = match lagged {
                     Ok(false) => Ok(()),
+                    // Before the first sync, which reads from the client's cursor: it
+                    // covers what was lost, and a catch-up now would read from a guess.
+                    Ok(true) if conn.defer_catch_up() => Ok(()),
                     // Dropped wake-ups: catch up from the database.
                     Ok(true) => match conn.skip_buffered(&mut wake) {
                         Ok(()) => Box::pin(conn.catch_up()).await,
@@ -780,23 +786,30 @@ impl Conn {
         let again = std::mem::replace(&mut self.synced, true);
         self.delivered.synced_from(since);
         self.send_stored(since, again).await?;
-        if self.release_held()? {
+        if self.release_held(true)? {
             self.catch_up().await?;
         }
         Ok(())
     }
 
     /// Hands over the live messages held back for the first `sync` (those it sent are
-    /// skipped); `true` if one would have opened a hole, and the caller catches up.
-    fn release_held(&mut self) -> Result<bool, End> {
+    /// skipped); `true` if the caller must catch up: one would have opened a hole, or
+    /// wake-ups were lost while holding and no sync (`synced`) read them since.
+    fn release_held(&mut self, synced: bool) -> Result<bool, End> {
         let Some(held) = self.held.take() else {
             return Ok(false);
         };
-        let mut hole = false;
+        let mut catch_up = held.lost && !synced;
         for payload in held.wakes {
-            hole |= self.wake(payload)?;
+            catch_up |= self.wake(payload)?;
         }
-        Ok(hole)
+        Ok(catch_up)
+    }
+
+    /// Notes lost wake-ups for after the first `sync`, if the connection still waits for
+    /// it; `false` if it does not (catch up now).
+    fn defer_catch_up(&mut self) -> bool {
+        self.held.as_mut().map(|held| held.lost = true).is_some()
     }
 
     async fn send_stored(&mut self, mut since: i64, again: bool) -> Result<(), End> {

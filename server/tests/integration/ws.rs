@@ -1018,6 +1018,34 @@ async fn the_first_sync_answers_before_live_messages(backend: Backend) -> Result
     Ok(())
 }
 
+/// Wake-ups lost before a new connection's first `sync` are covered by that sync, which
+/// reads from the client's cursor: nothing the client had from an earlier connection comes
+/// again.
+async fn wake_ups_lost_before_the_first_sync_resend_no_history(backend: Backend) -> Result<()> {
+    use common::live::Socket;
+    let app = spawn_app(backend).await?;
+    let (x, y) = (app.register("ls_x").await?, app.register("ls_y").await?);
+    let dm = app.dm(&x, &y).await?;
+    let mut cursor = String::new();
+    for text in ["had one", "had two"] {
+        cursor = text_id(&app.say(&x, &dm, text).await?)?;
+    }
+    let mut ys = Socket::open(&app, &y).await?;
+    lose_wake_ups(&app, &y).await?;
+    let missed = store_quietly(&app, &x, &dm, "missed").await?;
+    ys.send(json!({"type": "sync", "since": cursor})).await?;
+    let got = ys
+        .next_where("the missed message", |f| f["type"] == "message")
+        .await?;
+    assert_eq!(got["message"]["id"], missed["id"], "{got}");
+    no_message_since(&mut ys, &app, "history sent again").await?;
+    Ok(())
+}
+
+fn text_id(message: &Value) -> Result<String> {
+    Ok(message["id"].as_str().context("id")?.to_string())
+}
+
 /// A long poll whose wait runs out reads once more before it answers: a message whose
 /// wake-up was lost comes with this answer, not one poll later.
 async fn a_long_poll_that_times_out_looks_once_more(backend: Backend) -> Result<()> {
@@ -1067,6 +1095,7 @@ both_backends!(
     catch_up_recovers_a_message_older_than_one_delivered,
     a_message_after_a_hole_waits_for_the_missing_one,
     the_first_sync_answers_before_live_messages,
+    wake_ups_lost_before_the_first_sync_resend_no_history,
     a_wake_up_behind_a_sync_is_not_sent_twice,
     slow_consumers_are_closed_and_recover_by_sync,
     shutdown_closes_sockets_with_1012,
