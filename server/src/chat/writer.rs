@@ -5,7 +5,7 @@
 //! part of a send (the write lock, the log append and its fsync, round trips to the
 //! database). One writer taking every send queued while the previous group committed
 //! turns N sends into one transaction of a fixed number of statements
-//! ([`ChatStore::commit_messages`]; each engine's SQL is in `storage/*/chat`). It also ends
+//! ([`ChatStore::commit_messages`]; each engine's SQL is in `storage/*/writer.rs`). It also ends
 //! the contention of many connections queueing for the database's write lock.
 
 use crate::{
