@@ -51,12 +51,14 @@ async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()
     // 503, which a client retries later with the same client_msg_id (a 503 at COMMIT may
     // still have stored it: the retry then returns the stored message).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let traffic = {
-        let (client, url, token, stop) = (
+        let (client, url, token, stop, refusals) = (
             app.client.clone(),
             app.url(&path),
             y.token.clone(),
             stop.clone(),
+            refusals.clone(),
         );
         tokio::spawn(async move {
             let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
@@ -72,7 +74,10 @@ async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()
                     .await?;
                 match resp.status() {
                     StatusCode::CREATED => acknowledged.push(id),
-                    StatusCode::SERVICE_UNAVAILABLE => refused.push(id),
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        refused.push(id);
+                        refusals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     other => anyhow::bail!("send {id}: {other} {}", resp.text().await?),
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -102,6 +107,12 @@ async fn an_unreachable_database_answers_unavailable_and_recovers() -> Result<()
     let ready = app.get("/readyz", None).await?;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await?["database"], "unreachable");
+
+    // The traffic meets the outage too: its sends answer 503 rather than hang.
+    common::live::eventually("the traffic to meet the outage", || async {
+        Ok((refusals.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()))
+    })
+    .await?;
 
     // Back: the pool opens new connections by itself; the retries go through once.
     let before = gate.accepted();
