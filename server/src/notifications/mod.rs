@@ -71,14 +71,14 @@ pub async fn for_message(
     Ok(())
 }
 
-/// Notifies `followers` of a new post.
+/// Notifies `followers` of a new post; those notified now (not by an earlier run).
 pub async fn for_post(
     state: &AppState,
     author: i64,
     post_id: i64,
     content: &str,
     followers: &[i64],
-) -> Result<(), AppError> {
+) -> Result<Vec<i64>, AppError> {
     let text = excerpt(content);
     let about = crate::storage::notifications::About {
         kind: "post",
@@ -88,12 +88,11 @@ pub async fn for_post(
         excerpt: &text,
         created_at: state.clock.now_ms(),
     };
-    state
+    Ok(state
         .store
         .notifications
         .insert_many(&about, followers)
-        .await?;
-    Ok(())
+        .await?)
 }
 
 /// A page of the user's notifications, newest first.

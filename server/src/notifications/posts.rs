@@ -2,7 +2,9 @@
 //! the notification outbox after the fanout service has written the followers' feeds.
 //!
 //! Each follower gets a notification (written in batches, one statement per page of
-//! followers), and those online get a live `new_post` frame, serialized once per post.
+//! followers), and those online get a live `new_post` frame, serialized once per post. A
+//! job run twice (re-enqueued after a crash, or taken by a node starting meanwhile) tells
+//! only the followers the first run did not.
 //! A celebrity's post gets one `pulled_post_notifications` row instead of a row per
 //! follower (followers pull it, as they pull the post into their feed); the online ones
 //! still get the live frame, so a followed celebrity raises the "new posts" banner too.
@@ -37,18 +39,25 @@ async fn notify_followers(
     let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
     let frame = &crate::chat::ws::wake::frame(0, None, json.as_bytes());
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
-    if pulled {
-        state
+    if pulled
+        && !state
             .store
             .notifications
             .mark_pulled(job.post_id, job.author_id)
-            .await?;
+            .await?
+    {
+        // An earlier run of this job (before a crash, or on another node) recorded it and
+        // told whoever was online then.
+        return Ok(());
     }
     feed::fanout::for_each_follower_batch(state, job.author_id, BATCH, |followers| async move {
-        if !pulled {
-            super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?;
-        }
-        let online = presence::online_among(state, &followers).await?;
+        // Only those this run notified: a job run twice tells each follower once.
+        let told = if pulled {
+            followers
+        } else {
+            super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?
+        };
+        let online = presence::online_among(state, &told).await?;
         crate::chat::service::wake(state, &online, frame.clone()).await?;
         Ok(())
     })

@@ -30,10 +30,12 @@ pub struct About<'a> {
 pub trait NotificationStore: Send + Sync {
     /// Inserts one notification per recipient, in one statement; a recipient already
     /// notified of the same subject is skipped, and so is a post deleted meanwhile or a
-    /// follower who unfollowed meanwhile.
-    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<u64>;
+    /// follower who unfollowed meanwhile. Returns the recipients notified now: a job run
+    /// twice (a crash, two nodes) tells each recipient once.
+    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<Vec<i64>>;
     /// Records that a post's followers pull its notification; a deleted post is skipped.
-    async fn mark_pulled(&self, post: i64, author: i64) -> Result<()>;
+    /// Whether it was recorded now (not before).
+    async fn mark_pulled(&self, post: i64, author: i64) -> Result<bool>;
     /// A page of a user's notifications, newest first, with ids below `before`: their own
     /// rows merged with the posts they pull (none older than `pulled_since`, an id).
     /// `excerpt_chars` shortens pulled posts as stored excerpts were shortened.

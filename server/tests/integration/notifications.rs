@@ -516,7 +516,40 @@ async fn post_notifications_survive_a_crash_after_the_fanout(backend: Backend) -
     Ok(())
 }
 
+/// A notification job run twice at once (a node re-enqueued it while another ran it)
+/// tells each follower once: one notification, one live `new_post`.
+async fn a_notification_job_run_twice_tells_each_follower_once(backend: Backend) -> Result<()> {
+    let cluster = common::Cluster::new().await?;
+    // No workers: the test runs the jobs itself.
+    let app = spawn_with(backend, cluster.node(0)).await?;
+    let (author, reader) = (
+        app.register("twice_author").await?,
+        app.register("twice_reader").await?,
+    );
+    app.follow(&reader, "twice_author").await?;
+    let mut socket = common::live::Socket::open(&app, &reader).await?;
+    app.post_as(&author, "told once").await?;
+    let outbox = &app.state.store.outbox;
+    let now = kith::storage::now_ms();
+    let fanout = outbox.claim_stale(Outbox::Fanout, i64::MAX, now).await?;
+    kith::feed::fanout::process(&app.state, fanout[0]).await?;
+    let notify = outbox.claim_stale(Outbox::Notify, i64::MAX, now).await?;
+    assert_eq!(notify.len(), 1, "one notification job");
+    let (first, second) = tokio::join!(
+        kith::notifications::posts::process(&app.state, notify[0]),
+        kith::notifications::posts::process(&app.state, notify[0]),
+    );
+    first?;
+    second?;
+    let frames = socket.fence(&app).await?;
+    let told = frames.iter().filter(|f| f["type"] == "new_post").count();
+    assert_eq!(told, 1, "{frames:?}");
+    assert_eq!(items(&app, &reader).await?.len(), 1);
+    Ok(())
+}
+
 both_backends!(
+    a_notification_job_run_twice_tells_each_follower_once,
     messages_notify_members_without_a_live_connection,
     posts_notify_followers_and_reach_online_ones_live,
     celebrity_posts_are_pulled_into_notifications,

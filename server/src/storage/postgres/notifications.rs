@@ -23,9 +23,9 @@ macro_rules! pulled {
 
 #[async_trait::async_trait]
 impl NotificationStore for PgStore {
-    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<u64> {
+    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<Vec<i64>> {
         if recipients.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         // A post deleted meanwhile notifies nobody, and a follower who unfollowed meanwhile
         // is not notified: the deletion or unfollow removes what was written before it, and
@@ -34,14 +34,15 @@ impl NotificationStore for PgStore {
         // insert to commit (its fanout then removes these rows) or this insert waits for the
         // deletion and sees no post. The follows are not locked (one lock per recipient):
         // an unfollow committing during this statement can leave one stale notification.
-        let done = sqlx::query(
+        sqlx::query_scalar(
             "INSERT INTO notifications (user_id, id, kind, actor_id, channel_id, excerpt, created_at)
              SELECT r.id, $1, $2, $3, $4, $5, $6 FROM unnest($7::bigint[]) AS r(id)
               WHERE $2 <> 'post'
                  OR (EXISTS (SELECT 1 FROM posts WHERE id = $1 FOR KEY SHARE)
                      AND EXISTS (SELECT 1 FROM follows
                                   WHERE follower_id = r.id AND followee_id = $3))
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING
+             RETURNING user_id",
         )
         .bind(about.subject)
         .bind(about.kind)
@@ -50,15 +51,14 @@ impl NotificationStore for PgStore {
         .bind(about.excerpt)
         .bind(about.created_at)
         .bind(recipients)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        .fetch_all(&self.pool)
+        .await
     }
 
-    async fn mark_pulled(&self, post: i64, author: i64) -> Result<()> {
+    async fn mark_pulled(&self, post: i64, author: i64) -> Result<bool> {
         // The post is share-locked as it is read, so a concurrent deletion either waits
         // for this row (and cascades to it) or leaves nothing to insert.
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO pulled_post_notifications (post_id, author_id)
              SELECT id, author_id FROM posts WHERE id = $1 AND author_id = $2 FOR KEY SHARE
              ON CONFLICT DO NOTHING",
@@ -67,7 +67,7 @@ impl NotificationStore for PgStore {
         .bind(author)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn page(

@@ -23,12 +23,12 @@ macro_rules! pulled {
 
 #[async_trait::async_trait]
 impl NotificationStore for SqliteStore {
-    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<u64> {
+    async fn insert_many(&self, about: &About<'_>, recipients: &[i64]) -> Result<Vec<i64>> {
         if recipients.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let list = serde_json::to_string(recipients).unwrap_or_else(|_| "[]".into());
-        let done = sqlx::query(
+        sqlx::query_scalar(
             "INSERT OR IGNORE INTO notifications
                  (user_id, id, kind, actor_id, channel_id, excerpt, created_at)
              SELECT value, ?1, ?2, ?3, ?4, ?5, ?6 FROM json_each(?7)
@@ -38,7 +38,8 @@ impl NotificationStore for SqliteStore {
              WHERE ?2 <> 'post'
                 OR (EXISTS (SELECT 1 FROM posts WHERE id = ?1)
                     AND EXISTS (SELECT 1 FROM follows
-                                 WHERE follower_id = json_each.value AND followee_id = ?3))",
+                                 WHERE follower_id = json_each.value AND followee_id = ?3))
+             RETURNING user_id",
         )
         .bind(about.subject)
         .bind(about.kind)
@@ -47,14 +48,13 @@ impl NotificationStore for SqliteStore {
         .bind(about.excerpt)
         .bind(about.created_at)
         .bind(list)
-        .execute(&self.writes)
-        .await?;
-        Ok(done.rows_affected())
+        .fetch_all(&self.writes)
+        .await
     }
 
     /// See the migration of `pulled_post_notifications`.
-    async fn mark_pulled(&self, post: i64, author: i64) -> Result<()> {
-        sqlx::query(
+    async fn mark_pulled(&self, post: i64, author: i64) -> Result<bool> {
+        let done = sqlx::query(
             "INSERT OR IGNORE INTO pulled_post_notifications (post_id, author_id)
              SELECT id, author_id FROM posts WHERE id = ?1 AND author_id = ?2",
         )
@@ -62,7 +62,7 @@ impl NotificationStore for SqliteStore {
         .bind(author)
         .execute(&self.writes)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn page(
