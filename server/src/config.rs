@@ -57,7 +57,6 @@ pub struct Config {
     pub runtime: RuntimeFlavor,
     /// Fanout worker tasks per node (`KITH_FANOUT_WORKERS`); 0 leaves fanout to other nodes.
     pub fanout_workers: usize,
-    /// SQLite `synchronous` level (`KITH_SQLITE_SYNCHRONOUS`, FULL or NORMAL); see `db`.
     /// Engine settings: SQLite's `synchronous`, PostgreSQL's pool size
     /// (`KITH_SQLITE_SYNCHRONOUS`, `KITH_POSTGRES_POOL_SIZE`).
     pub storage: crate::storage::Options,
