@@ -76,7 +76,7 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long a new connection holds live messages back while it waits for the client's
 /// first `sync` (clients send it as soon as the socket opens): the sync's answer comes
 /// first, then the live messages, in order. A client that does not sync gets them then.
-const FIRST_SYNC_WAIT: Duration = Duration::from_secs(1);
+const FIRST_SYNC_WAIT: Duration = Duration::from_millis(500);
 /// Most live messages held back for the first `sync`; past this they go out at once.
 const HOLD_MAX: usize = 256;
 /// Client frames allowed per connection: 20 a second, bursts of 50.
