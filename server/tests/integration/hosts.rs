@@ -276,7 +276,7 @@ async fn a_rolling_restart_under_traffic_fails_no_client_operation() -> Result<(
     let outcome = traffic::run(&mut cluster, first, |c| {
         Box::pin(async move {
             for node in &mut c.nodes {
-                node.stop()?;
+                node.stop().await?;
                 node.start().await?;
             }
             Ok(())
@@ -301,7 +301,7 @@ async fn redis_restarted_mid_traffic_loses_and_doubles_nothing() -> Result<()> {
             c.redis.kill()?;
             ensure!(!c.ready(0).await?, "node 0 saw Redis go");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            c.redis.restart()?;
+            c.redis.restart().await?;
             c.wait_all_ready().await
         })
     })
@@ -328,10 +328,10 @@ async fn postgres_restarted_mid_traffic_loses_and_doubles_nothing() -> Result<()
     let first = cluster.nodes[1].websocket_url();
     let outcome = traffic::run(&mut cluster, first, |c| {
         Box::pin(async move {
-            c.postgres.crash()?;
+            c.postgres.crash().await?;
             ensure!(!c.ready(0).await?, "node 0 saw the database go");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            c.postgres.start()?;
+            c.postgres.start().await?;
             c.wait_all_ready().await
         })
     })

@@ -60,6 +60,16 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// [`run`] on a blocking thread: the test's own clients keep running meanwhile (a
+/// disruption that blocked them would disrupt the traffic, not the cluster).
+async fn run_off(program: &'static str, args: Vec<String>) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(program, &args)
+    })
+    .await?
+}
+
 /// A free port on the host's loopback (bound then released: fine for tests).
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -157,12 +167,12 @@ pub struct Redis {
 }
 
 impl Redis {
-    fn start(address: &str) -> Result<Self> {
+    async fn start(address: &str) -> Result<Self> {
         let mut redis = Self {
             address: address.to_string(),
             child: None,
         };
-        redis.restart()?;
+        redis.restart().await?;
         Ok(redis)
     }
 
@@ -180,7 +190,7 @@ impl Redis {
     }
 
     /// Starts it (again), empty, and waits until it accepts connections.
-    pub fn restart(&mut self) -> Result<()> {
+    pub async fn restart(&mut self) -> Result<()> {
         self.kill()?;
         let child = Command::new("redis-server")
             .args(["--bind", &self.address, "--port", "6379", "--save", ""])
@@ -190,7 +200,7 @@ impl Redis {
             .spawn()
             .context("starting redis-server")?;
         self.child = Some(child);
-        wait_for_port(&format!("{}:6379", self.address))
+        wait_for_port(&format!("{}:6379", self.address)).await
     }
 }
 
@@ -208,7 +218,7 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    fn create(dir: &Path, address: &str) -> Result<Self> {
+    async fn create(dir: &Path, address: &str) -> Result<Self> {
         let data = dir.join("postgres");
         std::fs::create_dir(&data)?;
         run("chown", &["postgres:postgres", &data.display().to_string()])?;
@@ -217,29 +227,28 @@ impl Postgres {
             data,
             address: address.to_string(),
         };
-        postgres.as_postgres("initdb", &["-A", "trust", "-U", "postgres", "--no-sync"])?;
+        run_off(
+            "runuser",
+            postgres.as_postgres("initdb", &["-A", "trust", "-U", "postgres", "--no-sync"]),
+        )
+        .await?;
         let hba = postgres.data.join("pg_hba.conf");
         let mut rules = std::fs::read_to_string(&hba)?;
         rules.push_str("host all all 10.0.0.0/8 trust\n");
         std::fs::write(&hba, rules)?;
-        postgres.start()?;
+        postgres.start().await?;
         Ok(postgres)
     }
 
-    /// Runs one of PostgreSQL's programs as the `postgres` user, on this data directory.
-    fn as_postgres(&self, program: &str, args: &[&str]) -> Result<()> {
-        let program = self.bin.join(program).display().to_string();
-        let data = self.data.display().to_string();
-        let mut all = vec![
-            "-u",
-            "postgres",
-            "--",
-            program.as_str(),
-            "-D",
-            data.as_str(),
-        ];
-        all.extend_from_slice(args);
-        run("runuser", &all)
+    /// `runuser`'s arguments that run one of PostgreSQL's programs as the `postgres` user,
+    /// on this data directory.
+    fn as_postgres(&self, program: &str, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = ["-u", "postgres", "--"].map(String::from).to_vec();
+        all.push(self.bin.join(program).display().to_string());
+        all.push("-D".into());
+        all.push(self.data.display().to_string());
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
     }
 
     pub fn url(&self) -> String {
@@ -247,25 +256,36 @@ impl Postgres {
     }
 
     /// Starts it and waits until it accepts connections.
-    pub fn start(&self) -> Result<()> {
+    pub async fn start(&self) -> Result<()> {
         let options = format!(
             "-c listen_addresses={} -c port=5432 -c unix_socket_directories={} -c max_connections=200",
             self.address,
             self.data.display()
         );
         let log = self.data.join("log").display().to_string();
-        self.as_postgres("pg_ctl", &["-w", "-l", &log, "-o", &options, "start"])
+        run_off(
+            "runuser",
+            self.as_postgres("pg_ctl", &["-w", "-l", &log, "-o", &options, "start"]),
+        )
+        .await
     }
 
-    /// Stops it as a crash would (`immediate`: no checkpoint, connections cut).
-    pub fn crash(&self) -> Result<()> {
+    /// `pg_ctl stop` as a crash would (`immediate`: no checkpoint, connections cut).
+    fn crash_args(&self) -> Vec<String> {
         self.as_postgres("pg_ctl", &["-w", "-m", "immediate", "stop"])
+    }
+
+    /// Stops it as a crash would.
+    pub async fn crash(&self) -> Result<()> {
+        run_off("runuser", self.crash_args()).await
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.crash();
+        let args = self.crash_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _ = run("runuser", &args);
     }
 }
 
@@ -321,11 +341,14 @@ impl Node {
         Ok(())
     }
 
-    /// Stops the process as an operator would (SIGTERM), and waits until it has exited.
-    pub fn stop(&mut self) -> Result<()> {
+    /// Stops the process as an operator would (SIGTERM), and waits until it has exited
+    /// (it drains its connections meanwhile; the test's clients keep running).
+    pub async fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
             run("kill", &["-TERM", &child.id().to_string()])?;
-            child.wait()?;
+            while child.try_wait()?.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         Ok(())
     }
@@ -371,8 +394,8 @@ impl HostCluster {
         run("chmod", &["755", &dir.path().display().to_string()])?;
         let mut network = Network::create(&tag)?;
         let gateway = network.gateway();
-        let redis = Redis::start(&gateway)?;
-        let postgres = Postgres::create(dir.path(), &gateway)?;
+        let redis = Redis::start(&gateway).await?;
+        let postgres = Postgres::create(dir.path(), &gateway).await?;
         let mut nodes = Vec::new();
         for i in 0..n {
             let (namespace, address, link) = network.add_host(&tag, i)?;
@@ -495,12 +518,12 @@ fn start_balancer(dir: &Path, port: u16, nodes: &[Node]) -> Result<Child> {
 }
 
 /// Waits until something accepts TCP connections at `address` (10 s at most).
-fn wait_for_port(address: &str) -> Result<()> {
+async fn wait_for_port(address: &str) -> Result<()> {
     for _ in 0..200 {
-        if std::net::TcpStream::connect(address).is_ok() {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(anyhow!("nothing listens on {address} after 10 s"))
 }
