@@ -122,8 +122,18 @@ impl IdGenerator {
     /// a clock ahead of ours): the logical clock jumps past it if needed. The message
     /// writer's, which checks [`Self::check_writable`] once per batch.
     pub fn next_id_above(&self, floor: i64) -> i64 {
-        let now = chrono::Utc::now().timestamp_millis();
-        self.next_at(now.max(timestamp_ms(floor) + 1))
+        self.next_above_at(floor, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// [`Self::next_id_above`] given the wall clock `now_ms`; exposed for tests. A floor
+    /// this generator issued itself costs nothing: the next id is above it already.
+    pub fn next_above_at(&self, floor: i64, now_ms: i64) -> i64 {
+        let id = self.next_at(now_ms);
+        if id > floor {
+            id
+        } else {
+            self.next_at(timestamp_ms(floor) + 1)
+        }
     }
 
     /// The next ID given the wall clock `now_ms` (Unix milliseconds); exposed for tests.
@@ -186,6 +196,23 @@ mod tests {
         assert!(other.next_id_above(far_future) > far_future);
         assert!(other.next_id()? > far_future, "later ids stay above it too");
         Ok(())
+    }
+
+    #[test]
+    fn ids_above_the_previous_one_stay_in_step_with_the_clock() {
+        let g = IdGenerator::new(2);
+        let now = KITH_EPOCH_MS + 70;
+        let mut floor = 0;
+        for _ in 0..1000 {
+            let id = g.next_above_at(floor, now);
+            assert!(id > floor);
+            floor = id;
+        }
+        assert_eq!(
+            timestamp_ms(floor),
+            now,
+            "a batch of 1,000 ids within one millisecond"
+        );
     }
 
     #[test]
