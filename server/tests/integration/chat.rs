@@ -553,6 +553,136 @@ async fn http_sends_are_rate_limited_per_user(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// One group commit decides each send as a series of single sends would: a channel that
+/// does not exist, a sender who is not a member, a retry of a stored message, a repeat
+/// within the batch (even one aimed at another channel), and new messages numbered with
+/// ids above every stored one and each channel's next seqs.
+#[tokio::test]
+async fn a_batch_decides_each_send_as_single_sends_would() -> Result<()> {
+    use kith::storage::chat::{Committed, NewMessage};
+    let app = spawn_app(Backend::Memory).await?;
+    let (a, b, c) = (
+        app.register("bea").await?,
+        app.register("cato").await?,
+        app.register("dina").await?,
+    );
+    let dm_channel: Value = dm(&app, &a, "cato").await?.json().await?;
+    let dm_id: i64 = str_of(&dm_channel, "id").parse()?;
+    let group: Value = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "trio", "members": ["cato", "dina"]}),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let group_id: i64 = str_of(&group, "id").parse()?;
+    let stored = sent(&app, &a, str_of(&dm_channel, "id"), "first", "k0").await?;
+    let stored_id: i64 = str_of(&stored, "id").parse()?;
+    let user = |u: &common::TestUser| -> Result<i64> { Ok(u.id.parse()?) };
+    let (a_id, b_id, c_id) = (user(&a)?, user(&b)?, user(&c)?);
+    let send = |channel: i64, sender: i64, content: &str, key: &str| NewMessage {
+        channel,
+        sender,
+        content: content.into(),
+        client_msg_id: key.into(),
+        now: 1,
+    };
+    let batch = [
+        send(dm_id, a_id, "one", "k1"),
+        send(group_id, c_id, "two", "k2"),
+        send(dm_id, c_id, "not hers", "k3"),
+        send(group_id + 1, a_id, "nowhere", "k4"),
+        send(dm_id, a_id, "retry", "k0"),
+        send(group_id, a_id, "repeat elsewhere", "k1"),
+        send(dm_id, b_id, "three", "k5"),
+        send(group_id, b_id, "four", "k6"),
+    ];
+    let refs: Vec<&NewMessage> = batch.iter().collect();
+    let answers = app
+        .state
+        .store
+        .chat
+        .commit_messages(&app.state.ids, &refs)
+        .await?;
+    let stored_row = |answer: &Committed| match answer {
+        Committed::Stored { row, members } => Some((row.clone(), members.len())),
+        _ => None,
+    };
+    let existing = |answer: &Committed| match answer {
+        Committed::Existing(row) => Some(row.clone()),
+        _ => None,
+    };
+    assert_eq!(answers.len(), batch.len());
+    let (one, dm_members) = stored_row(&answers[0]).context("one stored")?;
+    let (two, group_members) = stored_row(&answers[1]).context("two stored")?;
+    let (three, _) = stored_row(&answers[6]).context("three stored")?;
+    let (four, _) = stored_row(&answers[7]).context("four stored")?;
+    assert_eq!((dm_members, group_members), (2, 3));
+    assert_eq!(
+        (one.channel_id, one.seq, one.content.as_str()),
+        (dm_id, 2, "one")
+    );
+    assert_eq!((three.channel_id, three.seq), (dm_id, 3));
+    assert_eq!((two.channel_id, two.seq), (group_id, 1));
+    assert_eq!((four.channel_id, four.seq), (group_id, 2));
+    let ids = [one.id, two.id, three.id, four.id];
+    assert!(
+        stored_id < ids[0] && ids.windows(2).all(|w| w[0] < w[1]),
+        "{ids:?}"
+    );
+    assert!(
+        matches!(answers[2], Committed::NotMember),
+        "{:?}",
+        answers[2]
+    );
+    assert!(
+        matches!(answers[3], Committed::NoChannel),
+        "{:?}",
+        answers[3]
+    );
+    let retry = existing(&answers[4]).context("retry")?;
+    assert_eq!((retry.id, retry.content.as_str()), (stored_id, "first"));
+    let repeat = existing(&answers[5]).context("repeat")?;
+    assert_eq!(
+        (repeat.id, repeat.channel_id, repeat.content.as_str()),
+        (one.id, dm_id, "one")
+    );
+
+    // What the batch stored is what the channels hold, seqs gap-free.
+    let history: Value = app
+        .get(
+            &format!("/v1/chat/channels/{dm_id}/messages"),
+            Some(&a.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let contents: Vec<&str> = history["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["first", "one", "three"]);
+    let again = app
+        .state
+        .store
+        .chat
+        .commit_messages(&app.state.ids, &refs)
+        .await?;
+    assert!(
+        again.iter().enumerate().all(|(i, answer)| match i {
+            2 => matches!(answer, Committed::NotMember),
+            3 => matches!(answer, Committed::NoChannel),
+            _ => matches!(answer, Committed::Existing(_)),
+        }),
+        "the same batch again stores nothing: {again:?}"
+    );
+    Ok(())
+}
+
 both_backends!(
     http_sends_are_rate_limited_per_user,
     direct_channels_are_one_per_pair,

@@ -4,7 +4,8 @@
 //! * this module: [`PgStore`] (the pool, connecting, migrating) and [`Health`];
 //! * `accounts`, `graph`, `feed`, `chat`, `notifications`, `presence`, `outbox`: one
 //!   `impl` of one storage trait each, as runtime queries (`$1`-style binds);
-//! * `writer`: the SQL of the chat group commit ([`super::ChatStore::commit_messages`]);
+//! * `writer`: the chat group commit ([`super::ChatStore::commit_messages`]), one call of
+//!   the SQL function `commit_messages` per batch on a connection of its own;
 //! * the schema: `server/migrations/postgres/`, applied at start (`sqlx` takes an advisory
 //!   lock, so nodes starting together migrate one at a time).
 //!
@@ -34,14 +35,27 @@ mod presence;
 mod writer;
 
 use super::{ConnectError, Health, Result};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use std::{str::FromStr, time::Duration};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+    PgConnection,
+};
+use std::{str::FromStr, sync::atomic::AtomicI64, time::Duration};
 
 /// The node's handle on the PostgreSQL database: one pool for reads and writes alike.
 pub struct PgStore {
     /// Connections to the database; every storage method borrows one per query or per
     /// transaction.
     pool: PgPool,
+    /// How the pool connects, for the message writer's own connection.
+    options: PgConnectOptions,
+    /// The message writer's connection, outside the pool: a batch is one round trip on it,
+    /// without the pool's check before each use. `None` until the first batch, and after
+    /// an error (the next batch connects again).
+    /// Held with when it was last used.
+    writer: tokio::sync::Mutex<Option<(PgConnection, std::time::Instant)>>,
+    /// The largest message id this node has seen in the message stream: its next batch is
+    /// numbered above it.
+    stream_floor: AtomicI64,
 }
 
 impl PgStore {
@@ -65,10 +79,15 @@ impl PgStore {
             // A round trip per acquire: after the database restarts, the pool's dead
             // connections are found and replaced here, not by a failing request.
             .test_before_acquire(true)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options,
+            writer: tokio::sync::Mutex::new(None),
+            stream_floor: AtomicI64::new(0),
+        })
     }
 
     /// The pool itself, for tests and tools that work below the storage interfaces

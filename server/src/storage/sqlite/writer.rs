@@ -35,7 +35,7 @@ use super::SqliteStore;
 use crate::{
     id::IdGenerator,
     storage::{
-        chat::{BatchPlan, Committed, Found, MessageRow, NewMessage},
+        chat::{Committed, MessageRow, NewMessage},
         Result,
     },
 };
@@ -182,4 +182,113 @@ async fn insert_and_commit(tx: &mut SqliteConnection, rows: &[MessageRow]) -> Re
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// A send as a batch's transaction found it, before writing.
+#[derive(Debug)]
+struct Found {
+    channel_exists: bool,
+    member: bool,
+    /// The message already stored under the send's `client_msg_id` (a retry).
+    stored: Option<MessageRow>,
+}
+
+/// What a batch does with each send (PostgreSQL's `commit_messages` function decides the
+/// same in SQL).
+#[derive(Debug)]
+struct BatchPlan {
+    plans: Vec<Plan>,
+    /// Indexes (into the batch) of the sends that become new messages, in order.
+    new: Vec<usize>,
+}
+
+#[derive(Debug)]
+enum Plan {
+    NoChannel,
+    NotMember,
+    Existing(MessageRow),
+    /// The `n`th new message of this batch.
+    New(usize),
+    /// A repeat, within this batch, of the `n`th new message's `client_msg_id`.
+    Repeat(usize),
+}
+
+impl BatchPlan {
+    /// Decides each send, in order, from what the transaction found (one per send).
+    fn decide(batch: &[&NewMessage], found: impl IntoIterator<Item = Found>) -> Self {
+        let mut new: Vec<usize> = Vec::new();
+        let mut first_of: HashMap<(i64, &str), usize> = Default::default();
+        let mut plans = Vec::with_capacity(batch.len());
+        for (i, (m, found)) in batch.iter().zip(found).enumerate() {
+            let plan = if !found.channel_exists {
+                Plan::NoChannel
+            } else if !found.member {
+                Plan::NotMember
+            } else if let Some(row) = found.stored {
+                Plan::Existing(row)
+            } else if let Some(&n) = first_of.get(&(m.sender, m.client_msg_id.as_str())) {
+                Plan::Repeat(n)
+            } else {
+                first_of.insert((m.sender, m.client_msg_id.as_str()), new.len());
+                new.push(i);
+                Plan::New(new.len() - 1)
+            };
+            plans.push(plan);
+        }
+        Self { plans, new }
+    }
+
+    /// The rows of the new sends: ids above `floor` and increasing in batch order, each
+    /// channel's seqs continuing from its `last_seq`. Refused (as the database being out
+    /// of reach: 503) when the node's id lease lapsed while the batch waited for its locks.
+    fn number(
+        &self,
+        ids: &IdGenerator,
+        batch: &[&NewMessage],
+        mut floor: i64,
+        mut last_seq: HashMap<i64, i64>,
+    ) -> Result<Vec<MessageRow>> {
+        ids.check_writable()
+            .map_err(|fenced| sqlx::Error::Io(std::io::Error::other(fenced)))?;
+        let mut rows = Vec::with_capacity(self.new.len());
+        for &i in &self.new {
+            let m = batch[i];
+            let seq = last_seq.entry(m.channel).or_insert(0);
+            *seq += 1;
+            let id = ids.next_id_above(floor);
+            floor = id;
+            rows.push(MessageRow {
+                channel_id: m.channel,
+                id,
+                seq: *seq,
+                sender_id: m.sender,
+                content: m.content.clone(),
+                client_msg_id: m.client_msg_id.clone(),
+                created_at: m.now,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// One answer per send, in order, once `rows` (from [`Self::number`]) are committed;
+    /// `members` are the members of each channel written to.
+    fn answers(self, rows: &[MessageRow], members: &HashMap<i64, Arc<[i64]>>) -> Vec<Committed> {
+        self.plans
+            .into_iter()
+            .map(|plan| match plan {
+                Plan::NoChannel => Committed::NoChannel,
+                Plan::NotMember => Committed::NotMember,
+                Plan::Existing(row) => Committed::Existing(row),
+                Plan::Repeat(n) => Committed::Existing(rows[n].clone()),
+                Plan::New(n) => {
+                    let row = rows[n].clone();
+                    let members = members
+                        .get(&row.channel_id)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from([]));
+                    Committed::Stored { row, members }
+                }
+            })
+            .collect()
+    }
 }
