@@ -21,9 +21,9 @@ pub struct Config {
     /// Listen address; port 0 picks a free port (tests).
     pub addr: SocketAddr,
     /// The durable store: `sqlite:` (one machine) or `postgres:` (a cluster).
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Redis for caches, queues, rate limits and cross-node pub/sub; `None` = in-process.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// Prefix of every Redis key, so several deployments (or test runs) can share a server.
     pub redis_namespace: String,
     /// Bytes the node's near cache of Redis entries may hold (0 turns it off).
@@ -60,6 +60,50 @@ pub struct Config {
     /// Engine settings: SQLite's `synchronous`, PostgreSQL's pool size
     /// (`KITH_SQLITE_SYNCHRONOUS`, `KITH_POSTGRES_POOL_SIZE`).
     pub storage: crate::storage::Options,
+}
+
+/// A URL that may carry a password: [`Debug`] shows it with the password replaced, so
+/// printing a [`Config`] (or logging it) never reveals one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, password included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return url.clone();
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let Some(at) = rest[..authority_end].rfind('@') else {
+            return url.clone();
+        };
+        match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
 }
 
 /// A configuration value that cannot be used, with the variable it came from.
@@ -240,8 +284,8 @@ impl Config {
                 sqlite_synchronous,
                 postgres_pool_size,
             },
-            database_url,
-            redis_url,
+            database_url: SecretUrl::new(database_url),
+            redis_url: redis_url.map(SecretUrl::new),
             redis_namespace: var("KITH_REDIS_NAMESPACE").unwrap_or_else(|| "kith".into()),
             node_id,
             node_lease_ms,
@@ -309,7 +353,7 @@ mod tests {
     fn defaults_match_the_api_table() -> Result<(), ConfigError> {
         let c = config(&[])?;
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.database_url, "sqlite://kith.db");
+        assert_eq!(c.database_url.expose(), "sqlite://kith.db");
         assert!(c.redis_url.is_none());
         assert_eq!(c.node_id, None);
         assert_eq!(c.celebrity_threshold, 10_000);
@@ -320,6 +364,36 @@ mod tests {
         assert!(c
             .allowed_origins
             .contains(&"http://127.0.0.1:3000".to_string()));
+        Ok(())
+    }
+
+    #[test]
+    fn passwords_in_urls_stay_out_of_debug_output() -> Result<(), ConfigError> {
+        let c = config(&[
+            (
+                "KITH_DATABASE_URL",
+                "postgres://kith:hunter2@db.internal:5432/kith?sslmode=require",
+            ),
+            ("KITH_REDIS_URL", "redis://:s3cret@cache:6379/0"),
+        ])?;
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            "{printed}"
+        );
+        assert!(printed.contains("postgres://kith:***@db.internal:5432/kith?sslmode=require"));
+        assert!(printed.contains("redis://:***@cache:6379/0"));
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://kith:hunter2@db.internal:5432/kith?sslmode=require"
+        );
+        for plain in [
+            "sqlite://kith.db",
+            "postgres://postgres@127.0.0.1/kith",
+            "redis://a/b@c",
+        ] {
+            assert_eq!(SecretUrl::new(plain).redacted(), plain);
+        }
         Ok(())
     }
 

@@ -69,10 +69,15 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let store = Storage::connect(&config.database_url, &config.storage).await?;
+        let store = Storage::connect(config.database_url.expose(), &config.storage).await?;
         let backends = match &config.redis_url {
             Some(url) => {
-                Backends::redis(url, &config.redis_namespace, config.near_cache_bytes).await?
+                Backends::redis(
+                    url.expose(),
+                    &config.redis_namespace,
+                    config.near_cache_bytes,
+                )
+                .await?
             }
             None => Backends::memory(),
         };

@@ -65,6 +65,7 @@ async fn node_with_a_channel(sender: &str, peer: &str) -> Result<(TestApp, i64, 
         .state
         .config
         .database_url
+        .expose()
         .trim_start_matches("sqlite://")
         .to_string();
     Ok((app, channel, a.id.parse()?, database))
