@@ -24,10 +24,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rate limits far above anything a load tool user does, so that a refusal never stands
 /// in for the behaviour under test: each node keeps its own per-user windows, and a
 /// client retrying through a dying node would otherwise run into them.
-const HIGH_LIMITS: [(&str, &str); 3] = [
+const HIGH_LIMITS: [(&str, &str); 5] = [
     ("KITH_CHAT_SEND_RATE_PER_SEC", "100000"),
     ("KITH_WS_CONNECT_RATE_PER_MIN", "100000"),
     ("KITH_POST_RATE_PER_MIN", "100000"),
+    // Every simulated client comes from this machine's one address.
+    ("KITH_SIGNUP_RATE_PER_HOUR", "1000000"),
+    ("KITH_WS_PER_ADDRESS", "1000000"),
 ];
 
 /// What a cluster is made of.

@@ -197,8 +197,9 @@ pub struct UnderTest {
 
 impl UnderTest {
     /// Starts `bin` for `backend` with `env` on top of the settings every scenario shares
-    /// (database, `KITH_SQLITE_SYNCHRONOUS=NORMAL`, `RUST_LOG=warn`, the Redis URL and a
-    /// fresh namespace); a variable in `env` replaces its shared setting. With PostgreSQL,
+    /// (database, `KITH_SQLITE_SYNCHRONOUS=NORMAL`, `RUST_LOG=warn`, no cap on the sockets
+    /// of one client address (every simulated client is on this machine), the Redis URL
+    /// and a fresh namespace); a variable in `env` replaces its shared setting. With PostgreSQL,
     /// creates the server's database first. Fails early, and says so, when Redis does not
     /// answer.
     pub async fn start(
@@ -232,6 +233,7 @@ impl UnderTest {
         let mut all: Vec<(String, String)> = [
             ("KITH_DATABASE_URL", db_url.as_str()),
             ("KITH_SQLITE_SYNCHRONOUS", "NORMAL"),
+            ("KITH_WS_PER_ADDRESS", "1000000"),
             ("RUST_LOG", "warn"),
         ]
         .iter()

@@ -45,6 +45,9 @@ pub struct Config {
     pub chat_send_rate_per_sec: u32,
     /// WebSockets a user may open a minute (also the burst size).
     pub ws_connect_rate_per_min: u32,
+    /// Abuse limits: sign-ups per client address, group creations per user, open
+    /// WebSockets and waiting long polls, request read timeouts.
+    pub limits: Limits,
     /// Silence after which a user is shown offline.
     pub presence_timeout: Duration,
     /// Origins allowed to make cookie-authenticated requests and WebSocket upgrades.
@@ -104,6 +107,37 @@ impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.redacted())
     }
+}
+
+/// Limits that keep one client or one account from taking more than its share, each from
+/// its own variable (defaults in parentheses).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Accounts one client address may create an hour, also the burst
+    /// (`KITH_SIGNUP_RATE_PER_HOUR`, 20).
+    pub signup_rate_per_hour: u32,
+    /// Whether the sign-up limit applies to loopback clients too: only when
+    /// `KITH_SIGNUP_RATE_PER_HOUR` is set. By default a client on the server's own machine
+    /// (a developer, a local test suite) signs up without limit; behind a reverse proxy on
+    /// the same machine, `KITH_TRUST_PROXY` gives every client its own address.
+    pub signup_limit_loopback: bool,
+    /// Groups one user may create an hour, also the burst
+    /// (`KITH_GROUP_CREATE_RATE_PER_HOUR`, 30).
+    pub group_create_rate_per_hour: u32,
+    /// WebSockets one user may hold open on a node at once (`KITH_WS_PER_USER`, 20).
+    pub ws_per_user: usize,
+    /// WebSockets one client address may hold open on a node at once
+    /// (`KITH_WS_PER_ADDRESS`, 1000).
+    pub ws_per_address: usize,
+    /// Long polls one user may have waiting on a node at once (`KITH_LONGPOLLS_PER_USER`,
+    /// 10).
+    pub longpolls_per_user: usize,
+    /// Time a client has to send a request's headers, from the connection's start or the
+    /// end of its previous request (`KITH_HEADER_TIMEOUT_SECS`, 10).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its headers are in
+    /// (`KITH_BODY_TIMEOUT_SECS`, 30).
+    pub body_timeout: Duration,
 }
 
 /// A configuration value that cannot be used, with the variable it came from.
@@ -177,6 +211,34 @@ impl Config {
             "KITH_WS_CONNECT_RATE_PER_MIN",
             ws_connect_rate_per_min.into(),
         )?;
+        let count = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let value = var(name)
+                .map(|v| parse(name, &v))
+                .transpose()?
+                .unwrap_or(default);
+            positive(name, value)?;
+            Ok(value)
+        };
+        let limits = Limits {
+            signup_rate_per_hour: count("KITH_SIGNUP_RATE_PER_HOUR", 20)?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            signup_limit_loopback: var("KITH_SIGNUP_RATE_PER_HOUR").is_some(),
+            group_create_rate_per_hour: count("KITH_GROUP_CREATE_RATE_PER_HOUR", 30)?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            ws_per_user: count("KITH_WS_PER_USER", 20)?
+                .try_into()
+                .unwrap_or(usize::MAX),
+            ws_per_address: count("KITH_WS_PER_ADDRESS", 1000)?
+                .try_into()
+                .unwrap_or(usize::MAX),
+            longpolls_per_user: count("KITH_LONGPOLLS_PER_USER", 10)?
+                .try_into()
+                .unwrap_or(usize::MAX),
+            header_timeout: Duration::from_secs(count("KITH_HEADER_TIMEOUT_SECS", 10)?),
+            body_timeout: Duration::from_secs(count("KITH_BODY_TIMEOUT_SECS", 30)?),
+        };
         let celebrity_threshold: u64 = var("KITH_CELEBRITY_THRESHOLD")
             .map(|v| parse("KITH_CELEBRITY_THRESHOLD", &v))
             .transpose()?
@@ -294,6 +356,7 @@ impl Config {
             post_rate_per_min,
             chat_send_rate_per_sec,
             ws_connect_rate_per_min,
+            limits,
             presence_timeout: Duration::from_secs(presence_secs),
             allowed_origins,
             session_ttl: Duration::from_secs(session_days * 24 * 3600),
@@ -361,6 +424,18 @@ mod tests {
         assert_eq!(c.chat_send_rate_per_sec, 20);
         assert_eq!(c.ws_connect_rate_per_min, 60);
         assert_eq!(c.presence_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.signup_rate_per_hour, 20);
+        assert!(!c.limits.signup_limit_loopback);
+        let set = config(&[("KITH_SIGNUP_RATE_PER_HOUR", "20")])?;
+        assert!(
+            set.limits.signup_limit_loopback,
+            "an explicit limit applies everywhere"
+        );
+        assert_eq!(c.limits.group_create_rate_per_hour, 30);
+        assert_eq!((c.limits.ws_per_user, c.limits.ws_per_address), (20, 1000));
+        assert_eq!(c.limits.longpolls_per_user, 10);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(30));
         assert!(c
             .allowed_origins
             .contains(&"http://127.0.0.1:3000".to_string()));
@@ -405,6 +480,9 @@ mod tests {
             ("KITH_POST_RATE_PER_MIN", "0"),
             ("KITH_CHAT_SEND_RATE_PER_SEC", "0"),
             ("KITH_WS_CONNECT_RATE_PER_MIN", "x"),
+            ("KITH_SIGNUP_RATE_PER_HOUR", "0"),
+            ("KITH_WS_PER_ADDRESS", "-1"),
+            ("KITH_HEADER_TIMEOUT_SECS", "soon"),
             ("KITH_REDIS_URL", "localhost:6379"),
             ("KITH_ALLOWED_ORIGINS", "example.com"),
             ("KITH_RUNTIME", "fast"),

@@ -19,7 +19,11 @@ pub enum AppError {
     #[error("{message}")]
     Client { code: ErrorCode, message: String },
     #[error("rate limited for {retry_after_secs}s")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+        /// What is exhausted, when more than a rate ("too many open WebSockets …").
+        reason: Option<Box<str>>,
+    },
     #[error(transparent)]
     Internal(#[from] InternalError),
     /// The database cannot be reached (down, restarting, pool exhausted): 503
@@ -86,6 +90,14 @@ impl AppError {
     pub fn rate_limited(retry_after: std::time::Duration) -> Self {
         Self::RateLimited {
             retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            reason: None,
+        }
+    }
+    /// A 429 for a cap on what is held at once: at most `max` of `what`.
+    pub fn too_many(what: &str, max: usize, retry_after: std::time::Duration) -> Self {
+        Self::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            reason: Some(format!("too many {what}: at most {max} at once").into()),
         }
     }
     pub fn unauthorized() -> Self {
@@ -123,9 +135,13 @@ impl IntoResponse for AppError {
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = match &self {
             Self::Client { message, .. } => message.clone(),
-            Self::RateLimited { retry_after_secs } => {
-                format!("too many requests, retry in {retry_after_secs}s")
-            }
+            Self::RateLimited {
+                retry_after_secs,
+                reason,
+            } => match reason {
+                Some(reason) => format!("{reason}; retry in {retry_after_secs}s"),
+                None => format!("too many requests, retry in {retry_after_secs}s"),
+            },
             Self::Internal(_) => "internal error".to_string(),
             Self::Unavailable(_) => {
                 "the service is briefly unavailable, retry in a moment".to_string()
@@ -134,7 +150,9 @@ impl IntoResponse for AppError {
         let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
         let mut response = (status, axum::Json(body)).into_response();
         match self {
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),

@@ -18,14 +18,13 @@ use axum::{
     http::header,
     middleware::{from_fn, from_fn_with_state, Next},
     response::{IntoResponse, Response},
-    serve::ListenerExt as _,
     Router,
 };
 use leptos::config::{get_configuration, LeptosOptions};
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes as _};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
-use tower_http::trace::TraceLayer;
+use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 
 /// Largest accepted request body (JSON API and server functions alike).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -133,6 +132,7 @@ impl Application {
             shutdown: shutdown_rx,
             ids,
             cluster,
+            slots: crate::http::slots::OpenSlots::new(&config.limits),
             config: Arc::new(config),
             store,
             backends,
@@ -183,22 +183,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // Nagle's algorithm would hold small responses and frames back for up to 40 ms.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let notify = self.shutdown;
         let signal = async move {
             shutdown.await;
             let _ = notify.send(true);
         };
-        let served = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await;
+        let header_timeout = self.state.config.limits.header_timeout;
+        let served =
+            crate::http::serve::serve(self.listener, self.router, header_timeout, signal).await;
         // Upgraded WebSockets are not tracked by the HTTP server's graceful shutdown: give
         // them a moment to send their close frames before the process goes.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -267,6 +259,11 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), security::headers))
         .layer(from_fn_with_state(state.clone(), telemetry::track_requests))
         .layer(TraceLayer::new_for_http())
+        // A body must arrive within its deadline once the headers are in (the headers'
+        // own deadline is the server loop's, `http::serve`).
+        .layer(RequestBodyTimeoutLayer::new(
+            state.config.limits.body_timeout,
+        ))
         .with_state(state)
 }
 

@@ -30,9 +30,15 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Client { code, message } => ApiError::new(code, message),
-            AppError::RateLimited { retry_after_secs } => ApiError::new(
+            AppError::RateLimited {
+                retry_after_secs,
+                reason,
+            } => ApiError::new(
                 ErrorCode::RateLimited,
-                format!("too many attempts; try again in {retry_after_secs} s"),
+                match reason {
+                    Some(reason) => format!("{reason}; try again in {retry_after_secs} s"),
+                    None => format!("too many attempts; try again in {retry_after_secs} s"),
+                },
             ),
             AppError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "server function: database unavailable");
@@ -106,12 +112,13 @@ impl UiBackend for ServerUi {
 
     async fn register(
         &self,
-        _parts: &Parts,
+        parts: &Parts,
         username: &str,
         password: String,
         display_name: Option<String>,
     ) -> Result<AuthResponse, ApiError> {
-        Ok(service::register(&self.state, username, password, display_name).await?)
+        let ip = client_ip(parts, self.state.config.trust_proxy);
+        Ok(service::register(&self.state, username, password, display_name, ip).await?)
     }
 
     async fn login(

@@ -37,13 +37,14 @@ pub struct LoginRequest {
 
 /// POST /v1/auth/register
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
-    responses((status = 201, body = app::model::AuthResponse), (status = 409, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+    responses((status = 201, body = app::model::AuthResponse), (status = 409, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody), (status = 429, body = app::model::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AuthResponse>), AppError> {
     let answer =
-        service::register(&state, &body.username, body.password, body.display_name).await?;
+        service::register(&state, &body.username, body.password, body.display_name, ip).await?;
     Ok((StatusCode::CREATED, Json(answer)))
 }
 

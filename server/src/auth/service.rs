@@ -24,12 +24,15 @@ fn login_quota(limit: u32) -> Quota {
     }
 }
 
-/// Registers a user and opens their first session.
+/// Registers a user and opens their first session. `client` is the client's address:
+/// each may create `KITH_SIGNUP_RATE_PER_HOUR` accounts an hour (429 past it; loopback
+/// clients only when that limit is set explicitly, see [`crate::config::Limits`]).
 pub async fn register(
     state: &AppState,
     username: &str,
     password_text: String,
     display_name: Option<String>,
+    client: Option<IpAddr>,
 ) -> Result<AuthResponse, AppError> {
     rules::check_username(username).map_err(|p| AppError::validation("username", p))?;
     rules::check_password(&password_text).map_err(|p| AppError::validation("password", p))?;
@@ -49,6 +52,20 @@ pub async fn register(
         .is_some()
     {
         return Err(username_taken());
+    }
+    // Counted once the request is one that would create an account, before the hash (the
+    // expensive part): mistakes in a form do not use up an address's sign-ups.
+    let limits = &state.config.limits;
+    if let Some(ip) =
+        client.filter(|ip| limits.signup_limit_loopback || !ip.to_canonical().is_loopback())
+    {
+        let per_hour = limits.signup_rate_per_hour;
+        let quota = Quota {
+            limit: per_hour,
+            period: Duration::from_secs(3600),
+            burst: per_hour,
+        };
+        state.take_quota(&format!("signup:ip:{ip}"), quota).await?;
     }
     let hash = password::hash(state, password_text).await?;
     let id = state.ids.next_id()?;

@@ -263,7 +263,7 @@ pub struct SyncQuery {
 /// GET /v1/chat/sync — long poll. The wake-up subscription is registered before the
 /// database is read, so a message committed in between still wakes this request.
 #[utoipa::path(get, path = "/v1/chat/sync", tag = "chat", security(("bearer" = [])), params(SyncQuery),
-    responses((status = 200, body = SyncResponse), (status = 400, body = app::model::ErrorBody)))]
+    responses((status = 200, body = SyncResponse), (status = 400, body = app::model::ErrorBody), (status = 429, body = app::model::ErrorBody)))]
 pub async fn sync(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -276,6 +276,13 @@ pub async fn sync(
             .parse::<u64>()
             .map_err(|_| AppError::invalid_request("timeout must be a number of seconds"))?
             .min(MAX_WAIT_SECS),
+    };
+    // A poll that may wait holds one of the user's slots until it answers
+    // (`KITH_LONGPOLLS_PER_USER`); one that returns at once needs none.
+    let _slot = if wait > 0 {
+        Some(state.slots.longpolls_per_user.take(auth.user.id.0)?)
+    } else {
+        None
     };
     Ok(Json(
         service::wait_for_messages(&state, auth.user.id.0, since, wait).await?,

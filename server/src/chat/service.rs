@@ -127,6 +127,15 @@ pub async fn create_group(
     if ids.len() > rules::MAX_GROUP_MEMBERS {
         return Err(too_large());
     }
+    let per_hour = state.config.limits.group_create_rate_per_hour;
+    let quota = crate::backend::Quota {
+        limit: per_hour,
+        period: std::time::Duration::from_secs(3600),
+        burst: per_hour,
+    };
+    state
+        .take_quota(&crate::backend::id_key("group-create:", me.id.0), quota)
+        .await?;
     let now = state.clock.now_ms();
     let id = state.ids.next_id()?;
     state.store.chat.create_group(id, name, &ids, now).await?;

@@ -18,7 +18,7 @@ use crate::{
     auth::{extract::token_from_headers, service as auth},
     backend::{gcra, Decision, Quota, GAP},
     error::AppError,
-    http::cookies,
+    http::{client::ClientIp, cookies, slots::Slot},
     state::AppState,
     telemetry::Metrics,
 };
@@ -36,6 +36,7 @@ use futures::{Sink, SinkExt, StreamExt};
 use serde::Deserialize;
 use std::{
     collections::VecDeque,
+    net::IpAddr,
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll},
@@ -208,6 +209,7 @@ fn echoed_client_msg_id(text: &str) -> Option<String> {
 /// GET /v1/chat/ws
 pub async fn upgrade(
     State(state): State<AppState>,
+    ClientIp(address): ClientIp,
     ws: WebSocketUpgrade,
     headers: HeaderMap,
 ) -> Response {
@@ -231,11 +233,20 @@ pub async fn upgrade(
             Err(e) => return e.into_response(),
         },
     };
-    if let Some((user, _)) = &user {
-        if let Err(e) = admit_connection(&state, user.id.0).await {
-            return e.into_response();
-        }
-    }
+    // Held for the connection's life; refused (429) while the address holds its share.
+    let address_slot = match address.map(|ip| state.slots.ws_per_address.take(ip)) {
+        Some(Err(e)) => return e.into_response(),
+        Some(Ok(slot)) => Some(slot),
+        None => None,
+    };
+    let user_slot = match &user {
+        Some((user, _)) => match admit_connection(&state, user.id.0).await {
+            Ok(slot) => Some(slot),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let slots = (address_slot, user_slot);
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Chat frames are small; a larger frame grows the buffer while it is read.
@@ -244,18 +255,25 @@ pub async fn upgrade(
         // (the buffer starts empty and grows only as frames need it).
         .write_buffer_size(WRITE_COALESCE)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |socket| run(state, socket, user))
+        .on_upgrade(move |socket| run(state, socket, user, slots))
 }
 
 /// Takes one of the user's WebSocket openings (`KITH_WS_CONNECT_RATE_PER_MIN`, shared by
-/// every node through the rate limiter): a client reconnecting in a tight loop, or many
-/// sockets opened with one stolen token, is refused with 429 (or closed with 1013).
-async fn admit_connection(state: &AppState, user: i64) -> Result<(), AppError> {
+/// every node through the rate limiter) and one of their open-socket slots on this node
+/// (`KITH_WS_PER_USER`): a client reconnecting in a tight loop, or many sockets opened with
+/// one stolen token, is refused with 429 (or closed with 1013).
+async fn admit_connection(state: &AppState, user: i64) -> Result<Slot<i64>, AppError> {
+    let slot = state.slots.ws_per_user.take(user)?;
     let quota = Quota::per_minute(state.config.ws_connect_rate_per_min);
     state
         .take_quota(&crate::backend::id_key("ws-connect:", user), quota)
-        .await
+        .await?;
+    Ok(slot)
 }
+
+/// The slots a connection holds (its client address's, its user's), given back when it
+/// ends.
+type ConnectionSlots = (Option<Slot<IpAddr>>, Option<Slot<i64>>);
 
 fn close_frame(code: u16, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
@@ -332,7 +350,12 @@ enum Io {
     WriteFailed,
 }
 
-async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)>) {
+async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    user: Option<(User, String)>,
+    mut slots: ConnectionSlots,
+) {
     state
         .metrics
         .websockets_open
@@ -349,7 +372,10 @@ async fn run(state: AppState, mut socket: WebSocket, user: Option<(User, String)
         {
             Ok(Some(u)) => {
                 let refused = match Box::pin(admit_connection(&state, u.0.id.0)).await {
-                    Ok(()) => None,
+                    Ok(slot) => {
+                        slots.1 = Some(slot);
+                        None
+                    }
                     Err(AppError::RateLimited { .. }) => {
                         Some("too many connections; try again later")
                     }

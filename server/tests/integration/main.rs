@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_sync;
 mod feed;
 mod hosts;
+mod limits;
 mod notifications;
 mod outage;
 mod presence;
