@@ -18,10 +18,12 @@
 //! The same record drops a wake-up for a message that a `sync` or catch-up already read from
 //! the database while the wake-up was on its way.
 //!
-//! It also keeps each channel's newest `seq` sent, so that a wake-up that would open a
-//! hole (seq n+2 after n: the wake-up of n+1 is late, from another node, or lost) is not
-//! sent; the connection catches up from the database instead, which sends n+1 and n+2 in
-//! order, since a message is committed before any with a larger `seq`.
+//! It also keeps, per channel, the run of `seq`s sent without a gap, so that a wake-up
+//! that would open a hole (seq n+2 after n: the wake-up of n+1 is late, from another node,
+//! or lost) is not sent (the connection catches up from the database instead, which sends
+//! n+1 and n+2 in order, since a message is committed before any with a larger `seq`), and
+//! a wake-up for a message inside that run is known to be sent already however late it
+//! arrives (a node that published it long after its commit, past the reorder window).
 
 use crate::id;
 use std::collections::VecDeque;
@@ -51,9 +53,17 @@ pub struct Delivered {
     /// The cursor of the client's last `sync`: it holds every message up to it (perhaps
     /// from an earlier connection), so a catch-up never reads from before it.
     floor: i64,
-    /// `(channel, newest seq sent)`, most recently used last; empty (no memory) until a
-    /// message is sent.
-    channels: Vec<(i64, i64)>,
+    /// Per channel, the run of seqs sent, most recently used last; empty (no memory) until
+    /// a message is sent.
+    channels: Vec<Run>,
+}
+
+/// Seqs `first..=newest` of `channel` have all been sent on this connection.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    channel: i64,
+    first: i64,
+    newest: i64,
 }
 
 impl Delivered {
@@ -112,22 +122,49 @@ impl Delivered {
     pub fn in_order(&self, channel: i64, seq: i64) -> bool {
         self.channels
             .iter()
-            .find(|(c, _)| *c == channel)
-            .is_none_or(|&(_, newest)| seq <= newest + 1)
+            .find(|run| run.channel == channel)
+            .is_none_or(|run| seq <= run.newest + 1)
+    }
+
+    /// Whether the client has message `id` (`seq` of `channel`) already: it is at or
+    /// below the cursor of its last `sync`, or inside the run of seqs sent in its channel.
+    pub fn has(&self, channel: i64, seq: i64, id: i64) -> bool {
+        id <= self.floor
+            || self
+                .channels
+                .iter()
+                .any(|run| run.channel == channel && (run.first..=run.newest).contains(&seq))
     }
 
     /// Records that message `seq` of `channel` is being sent.
     pub fn placed(&mut self, channel: i64, seq: i64) {
-        let newest = match self.channels.iter().position(|(c, _)| *c == channel) {
-            Some(at) => self.channels.remove(at).1.max(seq),
+        let fresh = Run {
+            channel,
+            first: seq,
+            newest: seq,
+        };
+        let run = match self.channels.iter().position(|run| run.channel == channel) {
+            Some(at) => {
+                let mut run = self.channels.remove(at);
+                if seq > run.newest + 1 {
+                    // Past a hole (a catch-up that read from after some unsent seqs): the
+                    // run starts again here.
+                    run = fresh;
+                } else if seq == run.first - 1 {
+                    run.first = seq;
+                } else {
+                    run.newest = run.newest.max(seq);
+                }
+                run
+            }
             None => {
                 if self.channels.len() == MAX_CHANNELS {
                     self.channels.remove(0);
                 }
-                seq
+                fresh
             }
         };
-        self.channels.push((channel, newest));
+        self.channels.push(run);
     }
 
     fn window_start(&self) -> i64 {
@@ -191,6 +228,48 @@ mod tests {
         d.placed(7, 42);
         assert!(d.in_order(7, 43), "the newest stays 42");
         assert!(d.in_order(8, 5), "channels are apart");
+    }
+
+    #[test]
+    fn a_late_wake_up_of_a_message_sent_is_known_by_its_seq() {
+        let mut d = Delivered::opened_at(T);
+        let old = at(T, 0);
+        d.record(old);
+        d.placed(7, 10);
+        for seq in 11..=20 {
+            d.record(at(T + seq * REORDER_WINDOW_MS, 0));
+            d.placed(7, seq);
+        }
+        assert!(d.record(old), "past the window, the id alone is no guide");
+        assert!(d.has(7, 10, old), "its seq is inside the run sent");
+        assert!(d.has(7, 20, at(T, 1)) && !d.has(7, 21, at(T, 1)));
+        assert!(
+            !d.has(7, 9, at(T, 1)),
+            "below the first seq sent: maybe never sent"
+        );
+        assert!(!d.has(8, 10, at(T, 1)), "channels are apart");
+    }
+
+    #[test]
+    fn the_run_of_seqs_sent_has_no_holes() {
+        let mut d = Delivered::opened_at(T);
+        d.placed(7, 40);
+        d.placed(7, 39);
+        d.placed(7, 37);
+        assert!(d.has(7, 39, 0) && !d.has(7, 38, 0) && !d.has(7, 37, 0));
+        d.placed(7, 41);
+        d.placed(7, 45);
+        assert!(d.has(7, 45, 0));
+        assert!(!d.has(7, 41, 0), "a jump starts the run again");
+    }
+
+    #[test]
+    fn the_client_holds_everything_up_to_its_sync_cursor() {
+        let mut d = Delivered::opened_at(T);
+        assert!(!d.has(7, 1, at(T, 5)));
+        d.synced_from(at(T, 5));
+        assert!(d.has(7, 1, at(T, 5)) && d.has(9, 1, at(T - 1, 0)));
+        assert!(!d.has(7, 2, at(T, 6)));
     }
 
     #[test]

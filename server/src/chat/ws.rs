@@ -721,6 +721,9 @@ impl Conn {
                     held.wakes.push(payload);
                     return Ok(false);
                 }
+                if self.delivered.has(placed.channel, placed.seq, placed.id) {
+                    return Ok(false);
+                }
                 if !self.delivered.in_order(placed.channel, placed.seq) {
                     return Ok(true);
                 }
