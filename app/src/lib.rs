@@ -22,6 +22,7 @@ pub mod live;
 pub mod model;
 pub mod notifications;
 pub mod presence;
+pub mod protocol;
 pub mod session;
 
 #[cfg(feature = "ssr")]

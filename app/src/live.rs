@@ -3,10 +3,12 @@
 //! brings chat messages, presence changes, typing indicators, read receipts and new posts
 //! of followed people. Pages read what they need from the signals of [`LiveClient`].
 
-use crate::model::{Id, Message, Post, PresenceStatus};
+use crate::{
+    model::{Id, Message, Post, PresenceStatus},
+    protocol::ServerFrame,
+};
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
-use serde::Deserialize;
 use std::collections::HashMap;
 
 /// Live messages kept for the pages (a long session in busy groups would otherwise keep
@@ -27,35 +29,6 @@ pub enum Transport {
     LongPoll,
     /// Lost the connection; trying again after a pause.
     Reconnecting,
-}
-
-/// Server → client frames (and long-poll `events`) this client acts on.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    Message {
-        message: Message,
-    },
-    Presence {
-        user_id: Id,
-        status: PresenceStatus,
-        last_active_at: Option<DateTime<Utc>>,
-    },
-    Typing {
-        channel_id: Id,
-        user_id: Id,
-    },
-    Read {
-        channel_id: Id,
-        user_id: Id,
-        message_id: Id,
-    },
-    NewPost {
-        post: Post,
-    },
-    /// Acks, errors and frames of later versions.
-    #[serde(other)]
-    Other,
 }
 
 /// The last known presence of a user.
@@ -179,10 +152,11 @@ impl LiveClient {
         added
     }
 
-    /// Acts on one event from the server.
-    pub fn handle(&self, event: Event) {
-        match event {
-            Event::Message { message } => {
+    /// Acts on one frame from the server (or event of a long poll).
+    pub fn handle(&self, frame: ServerFrame) {
+        match frame {
+            // An ack carries the stored message, like the `message` frame of another device.
+            ServerFrame::Message { message } | ServerFrame::Ack { message, .. } => {
                 let alert_for = (Some(message.sender.id) != crate::feed::viewer_id()
                     && self.arrived_live(message.id))
                 .then(|| {
@@ -198,7 +172,7 @@ impl LiveClient {
                     }
                 }
             }
-            Event::Presence {
+            ServerFrame::Presence {
                 user_id,
                 status,
                 last_active_at,
@@ -211,11 +185,11 @@ impl LiveClient {
                     },
                 );
             }),
-            Event::Typing {
+            ServerFrame::Typing {
                 channel_id,
                 user_id,
             } => self.typing_started(channel_id, user_id),
-            Event::Read {
+            ServerFrame::Read {
                 channel_id,
                 user_id,
                 message_id,
@@ -232,7 +206,7 @@ impl LiveClient {
                     }),
                 }
             }),
-            Event::NewPost { post } => {
+            ServerFrame::NewPost { post } => {
                 alert(
                     &format!("{} posted", post.author.display_name),
                     &post.content,
@@ -248,7 +222,14 @@ impl LiveClient {
                     self.unread_notifications.update(|n| *n += 1);
                 }
             }
-            Event::Other => {}
+            ServerFrame::Error {
+                code,
+                message,
+                client_msg_id,
+            } => leptos::logging::warn!(
+                "live connection: {} {message} (send {client_msg_id:?})",
+                code.as_str()
+            ),
         }
     }
 
@@ -297,7 +278,8 @@ mod transport {
     //! The browser side: WebSocket with reconnect (exponential backoff with jitter), and a
     //! long-poll loop when sockets keep failing, retrying the socket now and then.
 
-    use super::{Event, LiveClient, Transport};
+    use super::{LiveClient, Transport};
+    use crate::protocol::{ClientFrame, ServerFrame};
     use crate::{
         chat::{chat_servers, list_channels, poll},
         model::Id,
@@ -427,7 +409,7 @@ mod transport {
                             cursor.set(cursor.get().max(answer.cursor.0));
                             client.receive(answer.messages);
                             for event in answer.events {
-                                if let Ok(event) = serde_json::from_value::<Event>(event) {
+                                if let Ok(event) = serde_json::from_value::<ServerFrame>(event) {
                                     client.handle(event);
                                 }
                             }
@@ -485,8 +467,12 @@ mod transport {
                 opened.set(true);
                 client.transport.set(Transport::WebSocket);
                 // Catch up on everything missed while away, then receive live.
-                let frame = serde_json::json!({"type": "sync", "since": cursor.get().to_string()});
-                let _ = ws.send_with_str(&frame.to_string());
+                let frame = ClientFrame::Sync {
+                    since: Id(cursor.get()),
+                };
+                if let Ok(text) = serde_json::to_string(&frame) {
+                    let _ = ws.send_with_str(&text);
+                }
             })
         };
         let on_message = {
@@ -495,10 +481,12 @@ mod transport {
                 let Some(text) = ev.data().as_string() else {
                     return;
                 };
-                let Ok(event) = serde_json::from_str::<Event>(&text) else {
+                // A frame of a later version than this client knows is left alone.
+                let Ok(event) = serde_json::from_str::<ServerFrame>(&text) else {
                     return;
                 };
-                if let Event::Message { message } = &event {
+                if let ServerFrame::Message { message } | ServerFrame::Ack { message, .. } = &event
+                {
                     cursor.set(cursor.get().max(message.id.0));
                 }
                 client.handle(event);
@@ -544,7 +532,9 @@ mod transport {
                 while beating.get() {
                     sleep_ms(HEARTBEAT_MS).await;
                     if beating.get() {
-                        let _ = ws.send_with_str(r#"{"type":"heartbeat"}"#);
+                        if let Ok(text) = serde_json::to_string(&ClientFrame::Heartbeat) {
+                            let _ = ws.send_with_str(&text);
+                        }
                     }
                 }
             });

@@ -10,7 +10,10 @@ use crate::{
         to_datetime, UserRow,
     },
 };
-use app::model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User};
+use app::{
+    model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User},
+    protocol::ServerFrame,
+};
 use std::{collections::HashMap, sync::Arc};
 
 /// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
@@ -230,8 +233,11 @@ pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, Ap
 /// Tells the other members that `user` is typing (never stored).
 pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
-    let json = serde_json::json!({"type": "typing", "channel_id": Id(channel), "user_id": user.id})
-        .to_string();
+    let json = ServerFrame::Typing {
+        channel_id: Id(channel),
+        user_id: user.id,
+    }
+    .to_json();
     let payload = super::ws::wake::frame(0, None, json.as_bytes());
     let mut others = state.store.chat.member_ids(channel).await?;
     others.retain(|m| *m != user.id.0);
@@ -257,7 +263,12 @@ pub async fn read(
         .mark_read(channel, user.id.0, message_id)
         .await?
         .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
-    let json = serde_json::json!({"type": "read", "channel_id": Id(channel), "user_id": user.id, "message_id": Id(position)}).to_string();
+    let json = ServerFrame::Read {
+        channel_id: Id(channel),
+        user_id: user.id,
+        message_id: Id(position),
+    }
+    .to_json();
     let payload = super::ws::wake::frame(origin, None, json.as_bytes());
     let members = state.store.chat.member_ids(channel).await?;
     wake(state, &members, payload).await?;
@@ -375,19 +386,18 @@ async fn first_of_retry(
 /// Publishes the message frame (serialized once) to every member's topic. Failures are
 /// logged, not returned: the message is stored, and clients recover it by `sync`.
 async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, origin: u64) {
-    match serde_json::to_vec(&serde_json::json!({"type": "message", "message": message})) {
-        Ok(f) => {
-            let placed = super::ws::wake::Placed {
-                id: message.id.0,
-                channel: message.channel_id.0,
-                seq: message.seq,
-            };
-            let frame = super::ws::wake::frame(origin, Some(placed), &f);
-            if let Err(e) = wake(state, &members, frame).await {
-                tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot serialize message frame"),
+    let json = ServerFrame::Message {
+        message: message.clone(),
+    }
+    .to_json();
+    let placed = super::ws::wake::Placed {
+        id: message.id.0,
+        channel: message.channel_id.0,
+        seq: message.seq,
+    };
+    let frame = super::ws::wake::frame(origin, Some(placed), json.as_bytes());
+    if let Err(e) = wake(state, &members, frame).await {
+        tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
     }
     // Members with no live connection get a notification, off the sender's path; when
     // this node knows every other member to be online (the common case: they are

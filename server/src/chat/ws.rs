@@ -22,7 +22,10 @@ use crate::{
     state::AppState,
     telemetry::Metrics,
 };
-use app::model::{Id, User};
+use app::{
+    model::{ErrorCode, User},
+    protocol::{parse_client_frame, ClientFrame, ServerFrame},
+};
 use axum::{
     extract::{
         ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade},
@@ -33,7 +36,6 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{Sink, SinkExt, StreamExt};
-use serde::Deserialize;
 use std::{
     collections::VecDeque,
     net::IpAddr,
@@ -171,41 +173,6 @@ pub mod wake {
     }
 }
 
-/// Frames a client may send.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientFrame {
-    Auth {
-        token: String,
-    },
-    Send {
-        channel_id: Id,
-        client_msg_id: String,
-        content: String,
-    },
-    Sync {
-        since: Id,
-    },
-    Heartbeat,
-    Typing {
-        channel_id: Id,
-    },
-    Read {
-        channel_id: Id,
-        message_id: Id,
-    },
-}
-
-/// The `client_msg_id` of a frame an error is about, if it names one: a client matches
-/// the error to the message it tried to send, even when the frame did not parse.
-fn echoed_client_msg_id(text: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Echo {
-        client_msg_id: Option<String>,
-    }
-    serde_json::from_str::<Echo>(text).ok()?.client_msg_id
-}
-
 /// GET /v1/chat/ws
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -282,12 +249,23 @@ fn close_frame(code: u16, reason: &'static str) -> WsMessage {
     }))
 }
 
-fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> WsMessage {
-    let mut frame = serde_json::json!({"type": "error", "code": code, "message": message});
-    if let Some(id) = client_msg_id {
-        frame["client_msg_id"] = id.into();
+/// A server frame as a WebSocket text message.
+fn frame_text(frame: &ServerFrame) -> WsMessage {
+    WsMessage::Text(frame.to_json().into())
+}
+
+/// How a connection whose read failed ends: a message over the size limit, and text that
+/// is not UTF-8, get the close code that says so; anything else means the peer is gone.
+fn read_failed(e: axum::Error) -> End {
+    match e.into_inner().downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            End::Close(close::TOO_BIG, "message too big (64 KiB at most)")
+        }
+        Some(tungstenite::Error::Utf8(_)) => {
+            End::Close(close::INVALID_DATA, "text frames must be UTF-8")
+        }
+        _ => End::Gone,
     }
-    WsMessage::Text(frame.to_string().into())
 }
 
 /// Keeps the open-socket gauge right however the connection ends. It holds the metrics
@@ -467,16 +445,7 @@ async fn run(
                 last_heard = Instant::now();
                 match io {
                     Io::WriteFailed | Io::Frame(None) | Io::Frame(Some(Ok(WsMessage::Close(_)))) => break End::Gone,
-                    Io::Frame(Some(Err(e))) => {
-                        let text = e.to_string();
-                        break if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-                            End::Close(close::TOO_BIG, "message too big (64 KiB at most)")
-                        } else if text.contains("UTF-8") {
-                            End::Close(close::INVALID_DATA, "text frames must be UTF-8")
-                        } else {
-                            End::Gone
-                        };
-                    }
+                    Io::Frame(Some(Err(e))) => break read_failed(e),
                     Io::Frame(Some(Ok(WsMessage::Text(text)))) => {
                         let result = if text.as_str() == HEARTBEAT {
                             conn.heartbeat().await
@@ -491,7 +460,7 @@ async fn run(
                         }
                     }
                     Io::Frame(Some(Ok(WsMessage::Binary(_)))) => {
-                        if let Err(end) = conn.push(error_frame("invalid_request", "binary frames are not supported; send JSON text", None)) {
+                        if let Err(end) = conn.push(frame_text(&ServerFrame::error(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text", None))) {
                             break end;
                         }
                     }
@@ -579,9 +548,7 @@ async fn first_frame_auth(state: &AppState, stream: &mut WebSocket) -> Option<(U
     while let Some(Ok(frame)) = stream.next().await {
         match frame {
             WsMessage::Text(text) => {
-                let Ok(ClientFrame::Auth { token }) =
-                    serde_json::from_str::<ClientFrame>(text.as_str())
-                else {
+                let Ok(ClientFrame::Auth { token }) = parse_client_frame(text.as_str()) else {
                     return None;
                 };
                 return match auth::authenticate(state, &token).await {
@@ -682,18 +649,25 @@ impl Conn {
 
     fn error(&mut self, e: &AppError, client_msg_id: Option<&str>) -> Result<(), End> {
         let (code, message) = match e {
-            AppError::Client { code, message } => (code.as_str(), message.clone()),
-            AppError::RateLimited { .. } => ("rate_limited", "slow down".to_string()),
+            AppError::Client { code, message } => (*code, message.clone()),
+            AppError::RateLimited { .. } => (ErrorCode::RateLimited, "slow down".to_string()),
             AppError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "chat frame: database unavailable");
-                ("unavailable", "briefly unavailable, retry".to_string())
+                (
+                    ErrorCode::Unavailable,
+                    "briefly unavailable, retry".to_string(),
+                )
             }
             AppError::Internal(cause) => {
                 tracing::error!(cause = %cause, "chat frame failed");
-                ("internal", "internal error".to_string())
+                (ErrorCode::Internal, "internal error".to_string())
             }
         };
-        self.push(error_frame(code, &message, client_msg_id))
+        self.push(frame_text(&ServerFrame::error(
+            code,
+            message,
+            client_msg_id,
+        )))
     }
 
     /// Hands one wake-up to the client; `true` when it was a message that would open a hole
@@ -856,7 +830,10 @@ impl Conn {
                 if !self.delivered.record(message.id.0) && !again {
                     continue;
                 }
-                let frame = serde_json::json!({"type": "message", "message": message}).to_string();
+                let frame = ServerFrame::Message {
+                    message: message.clone(),
+                }
+                .to_json();
                 if self.outbound.len() >= OUTBOUND_QUEUE {
                     self.drain().await?;
                 }
@@ -875,12 +852,12 @@ impl Conn {
         let now = self.state.clock.now_ms();
         let (decision, tat) = gcra(self.tat, FRAME_QUOTA, now, true);
         if let Decision::Denied { .. } = decision {
-            let client_msg_id = text.and_then(echoed_client_msg_id);
-            self.push(error_frame(
-                "rate_limited",
+            let client_msg_id = text.and_then(app::protocol::echoed_client_msg_id);
+            self.push(frame_text(&ServerFrame::error(
+                ErrorCode::RateLimited,
                 "too many frames; slow down",
                 client_msg_id.as_deref(),
-            ))?;
+            )))?;
             return Ok(None);
         }
         self.tat = tat;
@@ -905,22 +882,16 @@ impl Conn {
             return Ok(());
         }
         crate::presence::activity(&self.state, self.user.id.0).await;
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
-            Ok(f) => f,
-            Err(e) => {
-                return self.push(error_frame(
-                    "invalid_request",
-                    &format!("bad frame: {e}"),
-                    echoed_client_msg_id(text).as_deref(),
-                ))
-            }
+        let frame = match parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.push(frame_text(&e.to_frame())),
         };
         match frame {
-            ClientFrame::Auth { .. } => self.push(error_frame(
-                "invalid_request",
+            ClientFrame::Auth { .. } => self.push(frame_text(&ServerFrame::error(
+                ErrorCode::InvalidRequest,
                 "already authenticated",
                 None,
-            )),
+            ))),
             ClientFrame::Heartbeat => Ok(()),
             ClientFrame::Sync { since } => self.sync(since.0).await,
             ClientFrame::Send {
@@ -941,8 +912,10 @@ impl Conn {
                     Ok(message) => {
                         self.delivered.record(message.id.0);
                         self.delivered.placed(message.channel_id.0, message.seq);
-                        let frame = serde_json::json!({"type": "ack", "client_msg_id": client_msg_id, "message": message});
-                        self.push(WsMessage::Text(frame.to_string().into()))
+                        self.push(frame_text(&ServerFrame::Ack {
+                            client_msg_id,
+                            message,
+                        }))
                     }
                     Err(e) => self.error(&e, Some(&client_msg_id)),
                 }

@@ -36,7 +36,7 @@ async fn notify_followers(
     job: &NotifyJob,
     post: &app::model::Post,
 ) -> Result<(), AppError> {
-    let json = serde_json::json!({"type": "new_post", "post": post}).to_string();
+    let json = app::protocol::ServerFrame::NewPost { post: post.clone() }.to_json();
     let frame = &crate::chat::ws::wake::frame(0, None, json.as_bytes());
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
     if pulled

@@ -210,13 +210,12 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
         if online.is_empty() {
             return Ok::<(), AppError>(());
         }
-        let frame = serde_json::json!({
-            "type": "presence",
-            "user_id": Id(user),
-            "status": status,
-            "last_active_at": crate::storage::to_datetime(last_active_ms),
-        });
-        let payload = chat::ws::wake::frame(0, None, frame.to_string().as_bytes());
+        let frame = app::protocol::ServerFrame::Presence {
+            user_id: Id(user),
+            status,
+            last_active_at: Some(crate::storage::to_datetime(last_active_ms)),
+        };
+        let payload = chat::ws::wake::frame(0, None, frame.to_json().as_bytes());
         chat::service::wake(state, &online, payload).await
     }
     .await;
