@@ -3,7 +3,7 @@
 use super::service;
 use crate::storage::graph::List;
 use crate::{
-    auth::AuthUser,
+    auth::{extract::MaybeUser, AuthUser},
     error::{AppError, Json, Query},
     pagination::{time_id_cursor, PageQuery},
     state::AppState,
@@ -130,9 +130,11 @@ pub struct SearchQuery {
 
 /// GET /v1/users?prefix= — find people by username prefix (an extension of API.md).
 #[utoipa::path(get, path = "/v1/users", tag = "graph", params(SearchQuery),
-    responses((status = 200, body = Page<User>), (status = 400, body = app::model::ErrorBody)))]
+    responses((status = 200, body = Page<User>), (status = 400, body = app::model::ErrorBody), (status = 401, body = app::model::ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
+    // Open to everyone, like profiles; a token that is presented must be valid.
+    _viewer: MaybeUser,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Page<User>>, AppError> {
     Ok(Json(
