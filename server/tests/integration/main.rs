@@ -6,6 +6,7 @@
 mod common;
 
 mod accounts;
+mod authorization;
 mod backend;
 mod chat;
 mod chat_property;
