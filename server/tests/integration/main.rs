@@ -8,6 +8,7 @@ mod common;
 mod accounts;
 mod authorization;
 mod backend;
+mod backup;
 mod chat;
 mod chat_property;
 mod cluster;

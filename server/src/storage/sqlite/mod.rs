@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! * this module: [`SqliteStore`], its connection setup and its [`Health`];
+//! * `backup`: copies of the database taken while it serves, and their restoration;
 //! * `checkpoint`: the checkpointer, which folds the write-ahead log back into the database
 //!   file beside the writers;
 //! * `accounts`, `graph`, `feed`, `chat`, `notifications`, `presence`, `outbox`: one
@@ -15,6 +16,7 @@
 //! * `writer`: the SQL of the chat group commit ([`super::ChatStore::commit_messages`]).
 
 mod accounts;
+pub mod backup;
 mod chat;
 mod checkpoint;
 mod feed;
