@@ -13,6 +13,7 @@ mod chat;
 mod chat_property;
 mod cluster;
 mod cluster_sync;
+mod crash;
 mod feed;
 mod hosts;
 mod limits;
