@@ -23,3 +23,4 @@ mod presence;
 mod storage;
 mod web;
 mod ws;
+mod ws_loop;
