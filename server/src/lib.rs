@@ -9,6 +9,7 @@
 //! * `feed`: the news feed (post service, fanout, news feed service, caches).
 //! * `graph`: the social graph (follows, friends, user search).
 //! * `chat`: channels, the message store, the WebSocket hub, sync and long-poll.
+//! * `live`: live events, what reaches users' open connections on whichever node.
 //! * `cluster`: several nodes as one service: leased node ids, discovery.
 //! * `presence`: the presence servers (who is online, told to friends and small groups).
 //! * `notifications`: the notification service (offline chat recipients, new posts).
@@ -33,6 +34,7 @@ pub mod feed;
 pub mod graph;
 pub mod http;
 pub mod id;
+pub mod live;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;

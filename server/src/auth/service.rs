@@ -213,14 +213,10 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
 /// Revokes `user`'s token: its row goes, so does its cache entry, and the user's
 /// WebSockets opened with it are told to close.
 pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
     let hash = token::hash(token_text);
     state.store.accounts.delete_session(&hash).await?;
     state.backends.cache.delete(&session_key(&hash)).await?;
-    let revoke = crate::chat::ws::wake::revoke(&URL_SAFE_NO_PAD.encode(hash));
-    // Sockets on other nodes must hear it: a lost revocation leaves them open, and no
-    // `sync` would bring it back.
-    crate::chat::service::wake_confirmed(state, &[user], revoke).await
+    crate::live::revoke_session(state, user, &hash).await
 }
 
 #[cfg(test)]

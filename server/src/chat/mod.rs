@@ -9,17 +9,12 @@
 //!   `(channel_id, message_id)`.
 //! * `writer`: the one task per node that stores messages, committing them in groups.
 //!
-//! The database is the source of truth: pub/sub (`user:{id}` topics, all of a message's
-//! members in one publish) only wakes waiting connections up, and anything a wake-up
-//! missed is recovered by the next `sync`.
+//! The database is the source of truth: a stored message goes to its members' connections
+//! as a live event (`crate::live`, all of them in one publish), which only wakes them up;
+//! anything a wake-up missed is recovered by the next `sync`.
 
 mod delivered;
 pub mod routes;
 pub mod service;
 pub mod writer;
 pub mod ws;
-
-/// The pub/sub topic that wakes a user's connections.
-pub fn user_topic(user_id: i64) -> String {
-    crate::backend::id_key("user:", user_id)
-}

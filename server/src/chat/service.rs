@@ -1,9 +1,10 @@
 //! Channels, membership, sending, history and sync.
 
-use super::{user_topic, writer::Written};
+use super::writer::Written;
 use crate::{
     error::AppError,
     feed::caches,
+    live::{self, Event},
     state::AppState,
     storage::{
         chat::{Added, ChannelRow, MessageRow, NewMessage},
@@ -233,16 +234,13 @@ pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, Ap
 /// Tells the other members that `user` is typing (never stored).
 pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
-    let json = ServerFrame::Typing {
+    let event = Event::new(&ServerFrame::Typing {
         channel_id: Id(channel),
         user_id: user.id,
-    }
-    .to_json();
-    let payload = super::ws::wake::frame(0, None, json.as_bytes());
+    });
     let mut others = state.store.chat.member_ids(channel).await?;
     others.retain(|m| *m != user.id.0);
-    wake(state, &others, payload).await?;
-    Ok(())
+    live::send(state, &others, &event).await
 }
 
 /// Stores a read receipt (it never moves back) and tells the members, the reader's other
@@ -263,16 +261,16 @@ pub async fn read(
         .mark_read(channel, user.id.0, message_id)
         .await?
         .ok_or_else(|| AppError::forbidden("you are not a member of this channel"))?;
-    let json = ServerFrame::Read {
-        channel_id: Id(channel),
-        user_id: user.id,
-        message_id: Id(position),
-    }
-    .to_json();
-    let payload = super::ws::wake::frame(origin, None, json.as_bytes());
+    let event = Event::from_connection(
+        &ServerFrame::Read {
+            channel_id: Id(channel),
+            user_id: user.id,
+            message_id: Id(position),
+        },
+        origin,
+    );
     let members = state.store.chat.member_ids(channel).await?;
-    wake(state, &members, payload).await?;
-    Ok(())
+    live::send(state, &members, &event).await
 }
 
 /// Turns stored messages into API messages (senders from the user cache).
@@ -386,17 +384,7 @@ async fn first_of_retry(
 /// Publishes the message frame (serialized once) to every member's topic. Failures are
 /// logged, not returned: the message is stored, and clients recover it by `sync`.
 async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, origin: u64) {
-    let json = ServerFrame::Message {
-        message: message.clone(),
-    }
-    .to_json();
-    let placed = super::ws::wake::Placed {
-        id: message.id.0,
-        channel: message.channel_id.0,
-        seq: message.seq,
-    };
-    let frame = super::ws::wake::frame(origin, Some(placed), json.as_bytes());
-    if let Err(e) = wake(state, &members, frame).await {
+    if let Err(e) = live::send(state, &members, &Event::message(message, origin)).await {
         tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
     }
     // Members with no live connection get a notification, off the sender's path; when
@@ -413,36 +401,6 @@ async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, 
             tracing::warn!(error = %e, "cannot create message notifications");
         }
     });
-}
-
-/// Publishes `payload` to each user's topic, in one publish (one entry on the Redis wake
-/// bus however many users).
-pub async fn wake(state: &AppState, users: &[i64], payload: bytes::Bytes) -> Result<(), AppError> {
-    state
-        .backends
-        .pubsub
-        .publish(&topics(users), payload)
-        .await?;
-    Ok(())
-}
-
-fn topics(users: &[i64]) -> Vec<String> {
-    users.iter().map(|user| user_topic(*user)).collect()
-}
-
-/// [`wake`], returning only once every node can hear it: for a wake-up that a `sync` cannot
-/// stand in for if it is lost (a session's revocation).
-pub async fn wake_confirmed(
-    state: &AppState,
-    users: &[i64],
-    payload: bytes::Bytes,
-) -> Result<(), AppError> {
-    state
-        .backends
-        .pubsub
-        .publish_confirmed(&topics(users), payload)
-        .await?;
-    Ok(())
 }
 
 /// A page of history for a member, in id order: the `limit` messages before `before` (the
@@ -515,7 +473,7 @@ pub async fn wait_for_messages(
     use tokio::sync::broadcast::error::RecvError;
     crate::presence::activity(state, me).await;
     let _present = crate::presence::hold(state, me);
-    let mut wake = state.backends.pubsub.subscribe(&user_topic(me)).await?;
+    let mut wake = state.backends.pubsub.subscribe(&live::topic(me)).await?;
     let mut messages = since_batch(state, me, since).await?;
     let mut events = Vec::new();
     if messages.is_empty() && wait_secs > 0 {

@@ -10,7 +10,15 @@
 //! still get the live frame, so a followed celebrity raises the "new posts" banner too.
 
 use crate::storage::outbox::NotifyJob;
-use crate::{error::AppError, feed, outbox::Outbox, presence, state::AppState};
+use crate::{
+    error::AppError,
+    feed,
+    live::{self, Event},
+    outbox::Outbox,
+    presence,
+    state::AppState,
+};
+use app::protocol::ServerFrame;
 
 /// Followers per batch: one write transaction of notification rows, which every other
 /// write of the node waits for.
@@ -36,8 +44,7 @@ async fn notify_followers(
     job: &NotifyJob,
     post: &app::model::Post,
 ) -> Result<(), AppError> {
-    let json = app::protocol::ServerFrame::NewPost { post: post.clone() }.to_json();
-    let frame = &crate::chat::ws::wake::frame(0, None, json.as_bytes());
+    let event = &Event::new(&ServerFrame::NewPost { post: post.clone() });
     let pulled = feed::fanout::is_celebrity(state, job.author_id).await?;
     if pulled
         && !state
@@ -58,7 +65,7 @@ async fn notify_followers(
             super::for_post(state, job.author_id, job.post_id, &post.content, &followers).await?
         };
         let online = presence::online_among(state, &told).await?;
-        crate::chat::service::wake(state, &online, frame.clone()).await?;
+        live::send(state, &online, event).await?;
         Ok(())
     })
     .await

@@ -18,7 +18,7 @@
 
 pub mod routes;
 
-use crate::{chat, error::AppError, state::AppState};
+use crate::{error::AppError, state::AppState};
 use app::model::{Id, PresenceStatus, UserPresence};
 use std::{
     sync::{atomic::Ordering, Arc, Mutex, MutexGuard},
@@ -215,8 +215,7 @@ async fn announce(state: &AppState, user: i64, status: PresenceStatus, last_acti
             status,
             last_active_at: Some(crate::storage::to_datetime(last_active_ms)),
         };
-        let payload = chat::ws::wake::frame(0, None, frame.to_json().as_bytes());
-        chat::service::wake(state, &online, payload).await
+        crate::live::send(state, &online, &crate::live::Event::new(&frame)).await
     }
     .await;
     if let Err(e) = result {

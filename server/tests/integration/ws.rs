@@ -851,7 +851,7 @@ async fn store_an_hour_ago(
 /// that does not exist), published before they can run, so their subscriptions overflow
 /// and report the loss.
 async fn lose_wake_ups(app: &TestApp, user: &TestUser) -> Result<()> {
-    let topic = [kith::chat::user_topic(user.id.parse()?)];
+    let topic = [kith::live::topic(user.id.parse()?)];
     // Unconstrained: publishing must not give the connections a turn (tokio's cooperative
     // budget would, every 128 sends to the Redis publisher's queue).
     tokio::task::unconstrained(async {
@@ -901,7 +901,7 @@ async fn late_wake_up(app: &TestApp, message: &Value, users: &[&TestUser]) -> Re
     );
     let topics = users
         .iter()
-        .map(|u| Ok(kith::chat::user_topic(u.id.parse()?)))
+        .map(|u| Ok(kith::live::topic(u.id.parse()?)))
         .collect::<Result<Vec<_>>>()?;
     app.state.backends.pubsub.publish(&topics, payload).await?;
     Ok(())

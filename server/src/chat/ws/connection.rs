@@ -6,10 +6,7 @@ use super::{
     close, close_frame, frame_text, FIRST_SYNC_WAIT, HEARTBEAT, IDLE_TIMEOUT, OUTBOUND_KEPT,
     OUTBOUND_QUEUE, PING_EVERY, WRITE_TIMEOUT,
 };
-use crate::{
-    chat::{delivered::Delivered, user_topic},
-    state::AppState,
-};
+use crate::{chat::delivered::Delivered, state::AppState};
 use app::{
     model::{ErrorCode, User},
     protocol::ServerFrame,
@@ -102,7 +99,14 @@ pub(super) enum Io {
 /// Serves an authenticated connection of `user` (whose session `token` is) on `socket`
 /// until it ends, and closes it.
 pub async fn serve<S: Socket>(state: AppState, mut socket: S, user: User, token: String) {
-    let mut wake = match Box::pin(state.backends.pubsub.subscribe(&user_topic(user.id.0))).await {
+    let mut wake = match Box::pin(
+        state
+            .backends
+            .pubsub
+            .subscribe(&crate::live::topic(user.id.0)),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot subscribe a connection");
