@@ -75,6 +75,7 @@ impl Client {
             pipe,
             me,
             user.token.clone(),
+            (),
         ));
         Ok(Self {
             to_server,

@@ -98,7 +98,19 @@ pub(super) enum Io {
 
 /// Serves an authenticated connection of `user` (whose session `token` is) on `socket`
 /// until it ends, and closes it.
-pub async fn serve<S: Socket>(state: AppState, mut socket: S, user: User, token: String) {
+///
+/// `held` lives as long as the connection (the open-socket gauge, the slots it takes).
+/// The hub spawns this as a task of its own rather than awaiting it in the upgrade's:
+/// a future awaiting another keeps room for the arguments it passed on, the socket among
+/// them, for the whole life of the connection.
+pub async fn serve<S: Socket, H: Send + 'static>(
+    state: AppState,
+    mut socket: S,
+    user: User,
+    token: String,
+    held: H,
+) {
+    let _held = held;
     let mut wake = match Box::pin(
         state
             .backends

@@ -207,7 +207,7 @@ async fn run<S: Socket>(
         .metrics
         .websockets_open
         .fetch_add(1, Ordering::Relaxed);
-    let _gauge = OpenGauge(state.metrics.clone());
+    let gauge = OpenGauge(state.metrics.clone());
 
     let (user, token) = match user {
         Some(u) => u,
@@ -251,7 +251,7 @@ async fn run<S: Socket>(
             }
         },
     };
-    serve(state, socket, user, token).await;
+    tokio::spawn(serve(state, socket, user, token, (gauge, slots)));
 }
 
 pub(super) fn token_hash_b64(hash: &[u8; 32]) -> String {
