@@ -12,10 +12,13 @@
 //! rows, and neither stage is lost if the process dies. Workers delete a row only when its
 //! work is done; rows left over by a crash are re-enqueued at start-up and by a periodic
 //! sweep. Both jobs are idempotent, so doing one twice changes nothing.
+//!
+//! This module runs the queues, workers and sweeps; what a job does is its feature's,
+//! registered at start-up as the [`Jobs`] of its outbox (`crate::startup`).
 
 use crate::{error::AppError, state::AppState};
 use bytes::Bytes;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// A job handed out this long ago and still in its outbox is presumed lost.
 const STALE_AFTER_MS: i64 = 30_000;
@@ -48,31 +51,33 @@ impl Outbox {
     pub async fn finish(self, state: &AppState, id: i64) -> Result<(), AppError> {
         Ok(state.store.outbox.finish(self, id).await?)
     }
-
-    async fn process(self, state: &AppState, id: i64) -> Result<(), AppError> {
-        match self {
-            Outbox::Fanout => crate::feed::fanout::process(state, id).await,
-            Outbox::Notify => crate::notifications::posts::process(state, id).await,
-        }
-    }
 }
 
-/// Starts `KITH_FANOUT_WORKERS` workers per outbox and each outbox's sweep (nothing at all
-/// with 0, which tests use to leave jobs unfinished as a crash would).
-pub fn spawn(state: &AppState) {
+/// What runs the jobs of one outbox: the feature that owns them.
+#[async_trait::async_trait]
+pub trait Jobs: Send + Sync {
+    /// Runs job `id` to completion and finishes it; a job run twice (a crash, a sweep)
+    /// changes nothing the second time.
+    async fn run(&self, state: &AppState, id: i64) -> Result<(), AppError>;
+}
+
+/// Starts `KITH_FANOUT_WORKERS` workers for each outbox of `handlers`, which run its jobs
+/// with its [`Jobs`], and each outbox's sweep (nothing at all with 0 workers, which tests
+/// use to leave jobs unfinished as a crash would).
+pub fn spawn(state: &AppState, handlers: &[(Outbox, Arc<dyn Jobs>)]) {
     let workers = state.config.fanout_workers;
     if workers == 0 {
         return;
     }
-    for outbox in [Outbox::Fanout, Outbox::Notify] {
+    for (outbox, jobs) in handlers {
         for _ in 0..workers {
-            tokio::spawn(worker(state.clone(), outbox));
+            tokio::spawn(worker(state.clone(), *outbox, jobs.clone()));
         }
-        tokio::spawn(sweeper(state.clone(), outbox));
+        tokio::spawn(sweeper(state.clone(), *outbox));
     }
 }
 
-async fn worker(state: AppState, outbox: Outbox) {
+async fn worker(state: AppState, outbox: Outbox, jobs: Arc<dyn Jobs>) {
     loop {
         match state
             .backends
@@ -88,7 +93,7 @@ async fn worker(state: AppState, outbox: Outbox) {
                     tracing::warn!(queue = outbox.queue(), "dropping malformed job");
                     continue;
                 };
-                if let Err(e) = outbox.process(&state, id).await {
+                if let Err(e) = jobs.run(&state, id).await {
                     // The row stays; the sweep retries it.
                     tracing::warn!(queue = outbox.queue(), job = id, error = %e, "job failed");
                 }

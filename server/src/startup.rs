@@ -149,7 +149,20 @@ impl Application {
         });
         spawn_session_sweeper(state.clone());
         state.store.health.spawn_upkeep();
-        crate::outbox::spawn(&state);
+        // Each outbox's jobs belong to the feature that does them.
+        crate::outbox::spawn(
+            &state,
+            &[
+                (
+                    crate::outbox::Outbox::Fanout,
+                    Arc::new(crate::feed::fanout::FanoutJobs),
+                ),
+                (
+                    crate::outbox::Outbox::Notify,
+                    Arc::new(crate::notifications::posts::NotifyJobs),
+                ),
+            ],
+        );
         crate::cluster::spawn(&state);
         crate::presence::spawn(&state);
         let router = router(state.clone());

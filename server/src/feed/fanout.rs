@@ -31,6 +31,16 @@ pub fn author_key(user_id: i64) -> String {
     crate::backend::id_key("posts:", user_id)
 }
 
+/// The fanout outbox's jobs (`crate::outbox`).
+pub struct FanoutJobs;
+
+#[async_trait::async_trait]
+impl crate::outbox::Jobs for FanoutJobs {
+    async fn run(&self, state: &AppState, id: i64) -> Result<(), AppError> {
+        process(state, id).await
+    }
+}
+
 /// Runs one fanout job to completion (a no-op if another worker already finished it).
 pub async fn process(state: &AppState, outbox_id: i64) -> Result<(), AppError> {
     let Some(job) = state.store.outbox.fanout_job(outbox_id).await? else {

@@ -24,6 +24,16 @@ use app::protocol::ServerFrame;
 /// write of the node waits for.
 const BATCH: i64 = 500;
 
+/// The notification outbox's jobs (`crate::outbox`).
+pub struct NotifyJobs;
+
+#[async_trait::async_trait]
+impl crate::outbox::Jobs for NotifyJobs {
+    async fn run(&self, state: &AppState, id: i64) -> Result<(), AppError> {
+        process(state, id).await
+    }
+}
+
 /// Runs one notification job to completion (a no-op if it was already finished).
 pub async fn process(state: &AppState, id: i64) -> Result<(), AppError> {
     let Some(job) = state.store.outbox.notify_job(id).await? else {
