@@ -133,7 +133,8 @@ pub struct Limits {
     /// 10).
     pub longpolls_per_user: usize,
     /// Time a client has to send a request's headers, from the connection's start or the
-    /// end of its previous request (`KITH_HEADER_TIMEOUT_SECS`, 10).
+    /// end of its previous request, so also how long an idle keep-alive connection is kept
+    /// (`KITH_HEADER_TIMEOUT_SECS`, 10).
     pub header_timeout: Duration,
     /// Time a client has to send a request's body once its headers are in
     /// (`KITH_BODY_TIMEOUT_SECS`, 30).
