@@ -124,7 +124,7 @@ async fn send_message(
     http: &reqwest::Client,
     base: &str,
     me: &Session,
-    key: &str,
+    key: String,
 ) -> Result<Option<(String, i64)>> {
     let sent = http
         .post(format!("{base}/v1/chat/channels/{}/messages", me.channel))
@@ -147,12 +147,12 @@ async fn send_post(
     http: &reqwest::Client,
     base: &str,
     me: &Session,
-    key: &str,
+    key: String,
 ) -> Result<Option<String>> {
     let sent = http
         .post(format!("{base}/v1/me/feed"))
         .bearer_auth(&me.token)
-        .header("idempotency-key", key)
+        .header("idempotency-key", &key)
         .json(&json!({"content": format!("post {key}")}))
         .send()
         .await;
@@ -175,47 +175,57 @@ async fn traffic(
     ledger: &mut Ledger,
 ) -> Result<()> {
     loop {
-        // A write is in doubt from the moment it is sent until its answer is read: the
-        // kill (or the round's end, which drops this future) may come in between.
-        let key = match ledger.message_in_doubt.clone() {
-            Some(key) => key,
-            None => {
-                ledger.next += 1;
-                let key = format!("m{}", ledger.next);
-                ledger.message_in_doubt = Some(key.clone());
-                key
-            }
+        let next = &mut ledger.next;
+        let fresh = || {
+            *next += 1;
+            format!("m{next}")
         };
-        let Some(acked) = send_message(http, base, me, &key).await? else {
+        let sent = one_write(
+            &mut ledger.message_in_doubt,
+            fresh,
+            &mut ledger.messages,
+            |key| send_message(http, base, me, key),
+        );
+        if !sent.await? {
             return Ok(());
-        };
-        if let Some(earlier) = ledger.messages.insert(key.clone(), acked.clone()) {
-            ensure!(
-                earlier == acked,
-                "{key} acknowledged as {earlier:?}, then {acked:?}"
-            );
         }
-        ledger.message_in_doubt = None;
-
-        let key = match ledger.post_in_doubt.clone() {
-            Some(key) => key,
-            None => {
-                let key = format!("p{}", ledger.next);
-                ledger.post_in_doubt = Some(key.clone());
-                key
-            }
-        };
-        let Some(id) = send_post(http, base, me, &key).await? else {
+        let fresh = || format!("p{}", ledger.next);
+        let sent = one_write(&mut ledger.post_in_doubt, fresh, &mut ledger.posts, |key| {
+            send_post(http, base, me, key)
+        });
+        if !sent.await? {
             return Ok(());
-        };
-        if let Some(earlier) = ledger.posts.insert(key.clone(), id.clone()) {
-            ensure!(
-                earlier == id,
-                "post {key} acknowledged as {earlier}, then {id}"
-            );
         }
-        ledger.post_in_doubt = None;
     }
+}
+
+/// One write under an idempotency key: the key left in doubt by an earlier attempt, or a
+/// `fresh` one. The key is in doubt from the moment the write is sent until its answer is
+/// read (the kill, or the round's end, which drops this future, may come in between); an
+/// answer is recorded in `acked` and must match any earlier one for the same key. `false`
+/// when the write got no answer.
+async fn one_write<T, Fut>(
+    in_doubt: &mut Option<String>,
+    fresh: impl FnOnce() -> String,
+    acked: &mut BTreeMap<String, T>,
+    send: impl FnOnce(String) -> Fut,
+) -> Result<bool>
+where
+    T: PartialEq + Clone + std::fmt::Debug,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let key = in_doubt.get_or_insert_with(fresh).clone();
+    let Some(answer) = send(key.clone()).await? else {
+        return Ok(false);
+    };
+    if let Some(earlier) = acked.insert(key.clone(), answer.clone()) {
+        ensure!(
+            earlier == answer,
+            "{key} acknowledged as {earlier:?}, then {answer:?}"
+        );
+    }
+    *in_doubt = None;
+    Ok(true)
 }
 
 async fn json_of(resp: reqwest::Response) -> Result<Value> {
@@ -383,17 +393,23 @@ async fn traffic_once(
     me: &Session,
     ledger: &mut Ledger,
 ) -> Result<()> {
-    if let Some(key) = ledger.message_in_doubt.take() {
-        let acked = send_message(http, base, me, &key)
-            .await?
-            .with_context(|| format!("retrying {key}"))?;
-        ledger.messages.insert(key, acked);
+    if ledger.message_in_doubt.is_some() {
+        let answered = one_write(
+            &mut ledger.message_in_doubt,
+            String::new,
+            &mut ledger.messages,
+            |key| send_message(http, base, me, key),
+        );
+        ensure!(answered.await?, "the message left in doubt got no answer");
     }
-    if let Some(key) = ledger.post_in_doubt.take() {
-        let id = send_post(http, base, me, &key)
-            .await?
-            .with_context(|| format!("retrying post {key}"))?;
-        ledger.posts.insert(key, id);
+    if ledger.post_in_doubt.is_some() {
+        let answered = one_write(
+            &mut ledger.post_in_doubt,
+            String::new,
+            &mut ledger.posts,
+            |key| send_post(http, base, me, key),
+        );
+        ensure!(answered.await?, "the post left in doubt got no answer");
     }
     Ok(())
 }

@@ -120,6 +120,18 @@ impl Client {
     }
 }
 
+/// The code and `client_msg_id` of an `error` frame.
+fn error_of(frame: &ServerFrame) -> Option<(&'static str, Option<&str>)> {
+    match frame {
+        ServerFrame::Error {
+            code,
+            client_msg_id,
+            ..
+        } => Some((code.as_str(), client_msg_id.as_deref())),
+        _ => None,
+    }
+}
+
 async fn two_people(app: &TestApp) -> Result<(TestUser, TestUser, app::model::Id)> {
     let (ann, bob) = (
         app.register("ann_loop").await?,
@@ -176,40 +188,28 @@ async fn bad_frames_get_typed_errors_and_the_connection_stays() -> Result<()> {
     let (ann, _bob, channel) = two_people(&app).await?;
     let mut a = Client::connect(&app, &ann).await?;
     a.send_text(r#"{"type": "shout", "client_msg_id": "c7"}"#)?;
-    match a.next_not_presence().await? {
-        ServerFrame::Error {
-            code,
-            client_msg_id,
-            ..
-        } => assert_eq!(
-            (code.as_str(), client_msg_id.as_deref()),
-            ("invalid_request", Some("c7"))
-        ),
-        other => return Err(anyhow!("{other:?}")),
-    }
+    let frame = a.next_not_presence().await?;
+    assert_eq!(
+        error_of(&frame),
+        Some(("invalid_request", Some("c7"))),
+        "{frame:?}"
+    );
     a.to_server
         .unbounded_send(Ok(WsMessage::Binary(vec![1, 2, 3].into())))
         .map_err(|e| anyhow!("{e}"))?;
-    assert!(matches!(
-        a.next_not_presence().await?,
-        ServerFrame::Error { .. }
-    ));
+    let frame = a.next_not_presence().await?;
+    assert!(error_of(&frame).is_some(), "{frame:?}");
     a.send(&ClientFrame::Send {
         channel_id: app::model::Id(channel.0 + 1),
         client_msg_id: "c8".into(),
         content: "nowhere".into(),
     })?;
-    match a.next_not_presence().await? {
-        ServerFrame::Error {
-            code,
-            client_msg_id,
-            ..
-        } => assert_eq!(
-            (code.as_str(), client_msg_id.as_deref()),
-            ("not_found", Some("c8"))
-        ),
-        other => return Err(anyhow!("{other:?}")),
-    }
+    let frame = a.next_not_presence().await?;
+    assert_eq!(
+        error_of(&frame),
+        Some(("not_found", Some("c8"))),
+        "{frame:?}"
+    );
     // Still open: a good send after the bad ones is acked.
     a.send(&ClientFrame::Send {
         channel_id: channel,
@@ -280,21 +280,14 @@ async fn a_flood_of_frames_is_refused_past_the_connections_limit() -> Result<()>
         }
     }
     let refused = loop {
-        match a.next_not_presence().await? {
-            ServerFrame::Error {
-                code,
-                client_msg_id,
-                ..
-            } if code.as_str() == "rate_limited" && client_msg_id.is_some() => break client_msg_id,
-            ServerFrame::Error { code, .. } if code.as_str() == "rate_limited" => {}
-            other => return Err(anyhow!("{other:?}")),
+        let frame = a.next_not_presence().await?;
+        match error_of(&frame) {
+            Some(("rate_limited", Some(named))) => break named.to_string(),
+            Some(("rate_limited", None)) => {}
+            _ => return Err(anyhow!("{frame:?}")),
         }
     };
-    assert_eq!(
-        refused.as_deref(),
-        Some("flood"),
-        "the refused send is named"
-    );
+    assert_eq!(refused, "flood", "the refused send is named");
     Ok(())
 }
 
