@@ -13,7 +13,9 @@
 //!    while their peers POST, then the same receivers listen on WebSockets for the same
 //!    POSTs.
 //!
-//! Every send run is followed by a drain (until no frame has arrived for a moment), so one
+//! Steps 2 and 3 begin with a second of unmeasured traffic at their first rate (a warm-up:
+//! the server's and the database's caches, cached plans and allocators as after a while
+//! in service). Every send run is followed by a drain (until no frame has arrived for a moment), so one
 //! run's backlog never lands in the next run's figures.
 
 use crate::{
@@ -53,6 +55,8 @@ pub const FD_LIMIT: u64 = 65_536;
 /// Wait after the open-socket gauge reaches its target before reading RSS: lets the
 /// connection tasks finish their start-up allocations.
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// Unmeasured traffic before the first 1:1 and the first group run.
+const WARM_UP: Duration = Duration::from_secs(1);
 /// The server has drained once no frame has arrived for this long.
 const QUIET: Duration = Duration::from_millis(500);
 /// Longest drain; a server still delivering after this is far past saturation.
@@ -329,6 +333,19 @@ async fn measure(
     let pair_beats = ws_client::keep_present(pair_conns.clone(), HEARTBEAT_EVERY);
     let mut open_now = keep + pair_conns.len();
     settle(&http, &base, open_now as i64).await?;
+    // Pair n % PAIRS sends message n; the direction alternates each round through the
+    // pairs. False if the client could not queue it.
+    let send_pair = |n: u64, client_msg_id: String| {
+        let p = (n as usize) % pop.pairs.len();
+        let from_b = (n as usize / pop.pairs.len()) % 2;
+        pair_conns[2 * p + from_b].send(pop.pairs[p].channel, client_msg_id)
+    };
+    if let Some(&rate) = setup.opts.pair_rates.first() {
+        warm_up(&tag, &recorder, rate, |n| {
+            send_pair(n, format!("pw-{n}"));
+        })
+        .await;
+    }
     let mut pairs = Vec::new();
     for (i, rate) in setup.opts.pair_rates.iter().enumerate() {
         eprintln!("[{tag}] 1:1 at {rate} messages/s");
@@ -340,11 +357,7 @@ async fn measure(
             *rate,
             1,
             |n, not_queued| {
-                // Pair n % PAIRS; the direction alternates each round through the pairs.
-                let p = (n as usize) % pop.pairs.len();
-                let from_b = (n as usize / pop.pairs.len()) % 2;
-                let conn = &pair_conns[2 * p + from_b];
-                if !conn.send(pop.pairs[p].channel, format!("p{i}-{n}")) {
+                if !send_pair(n, format!("p{i}-{n}")) {
                     *not_queued += 1;
                 }
             },
@@ -434,6 +447,19 @@ pub async fn step_groups(
     pop: &ChatPopulation,
     group_conns: &[Conn],
 ) -> Vec<SendRun> {
+    // Message n goes to group n % groups, from its members in turn. False if the client
+    // could not queue it.
+    let send_group = |n: u64, client_msg_id: String| {
+        let g = (n as usize) % pop.groups.len();
+        let member = (n as usize / pop.groups.len()) % GROUP_SIZE;
+        group_conns[g * GROUP_SIZE + member].send(pop.groups[g].channel, client_msg_id)
+    };
+    if let Some(&rate) = setup.opts.group_rates.first() {
+        warm_up(tag, recorder, rate, |n| {
+            send_group(n, format!("gw-{n}"));
+        })
+        .await;
+    }
     let mut groups = Vec::new();
     for (i, rate) in setup.opts.group_rates.iter().enumerate() {
         eprintln!("[{tag}] groups at {rate} messages/s");
@@ -445,10 +471,7 @@ pub async fn step_groups(
             *rate,
             (GROUP_SIZE - 1) as u64,
             |n, not_queued| {
-                let g = (n as usize) % pop.groups.len();
-                let member = (n as usize / pop.groups.len()) % GROUP_SIZE;
-                let conn = &group_conns[g * GROUP_SIZE + member];
-                if !conn.send(pop.groups[g].channel, format!("g{i}-{n}")) {
+                if !send_group(n, format!("g{i}-{n}")) {
                     *not_queued += 1;
                 }
             },
@@ -496,6 +519,21 @@ async fn ws_run(
         client_cpu: delta(before.1, after.1),
         drain,
         store: StoreLatency::since(&stored_before, stores_buckets(http, servers).await),
+    }
+}
+
+/// Sends `WARM_UP` worth of unmeasured traffic at `rate` (`dispatch(n)` sends message n)
+/// and waits for it to drain; says so if any of it failed.
+async fn warm_up(tag: &str, recorder: &Recorder, rate: u32, dispatch: impl FnMut(u64)) {
+    eprintln!("[{tag}] warming up at {rate} messages/s");
+    ws_client::pace(rate, WARM_UP, dispatch).await;
+    drain(recorder).await;
+    let tally = recorder.take();
+    if !tally.errors.is_empty() || !tally.disconnects.is_empty() {
+        eprintln!(
+            "[{tag}] warm-up: errors {:?}, disconnects {:?}",
+            tally.errors, tally.disconnects
+        );
     }
 }
 
