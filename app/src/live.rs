@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use std::collections::HashMap;
 
-/// Live messages kept for the pages (a long session in busy groups would otherwise keep
-/// every message it ever received, and scan them all for each new one).
-pub const LIVE_MESSAGES_KEPT: usize = 1_000;
+/// Live messages kept per channel for the pages (a long session in a busy group would
+/// otherwise keep every message it ever received, and scan them all for each new one).
+pub const LIVE_MESSAGES_KEPT: usize = 500;
 
 /// How long a typing indicator shows without a new `typing` event.
 pub const TYPING_SHOWS_MS: u32 = 6_000;
@@ -58,10 +58,11 @@ pub struct ReadPosition {
 #[derive(Clone, Copy)]
 pub struct LiveClient {
     pub transport: RwSignal<Transport>,
-    /// The newest messages received live since the page loaded (at most
-    /// [`LIVE_MESSAGES_KEPT`]), in arrival order. A conversation holds its own history;
-    /// one whose live messages were dropped from here finds the hole by `seq` and fetches it.
-    pub messages: RwSignal<Vec<Message>>,
+    /// The newest messages received live since the page loaded, by channel (at most
+    /// [`LIVE_MESSAGES_KEPT`] each), in arrival order. A conversation shows them after its
+    /// history; one whose older live messages were dropped from here finds the hole by
+    /// `seq` below the newer ones and fetches it.
+    pub messages: RwSignal<HashMap<Id, Vec<Message>>>,
     /// How many new messages have arrived (a signal for lists that show their effect).
     pub arrivals: RwSignal<u64>,
     /// Presence changes pushed since the page loaded (pages fetch the initial state).
@@ -86,7 +87,7 @@ impl LiveClient {
     pub fn provide() -> Self {
         let client = Self {
             transport: RwSignal::new(Transport::Idle),
-            messages: RwSignal::new(Vec::new()),
+            messages: RwSignal::new(HashMap::new()),
             arrivals: RwSignal::new(0),
             presence: RwSignal::new(HashMap::new()),
             typing: RwSignal::new(Vec::new()),
@@ -121,6 +122,12 @@ impl LiveClient {
         id > self.known_at_start.get_value()
     }
 
+    /// The live messages of `channel`, in arrival order (tracked).
+    pub fn channel_messages(&self, channel: Id) -> Vec<Message> {
+        self.messages
+            .with(|live| live.get(&channel).cloned().unwrap_or_default())
+    }
+
     /// Records messages (from any transport); duplicates are ignored. Returns how many
     /// were new.
     pub fn receive(&self, messages: Vec<Message>) -> u64 {
@@ -137,13 +144,14 @@ impl LiveClient {
         let mut added = 0;
         self.messages.update(|live| {
             for m in messages {
-                if !live.iter().any(|x| x.id == m.id) {
-                    live.push(m);
+                let channel = live.entry(m.channel_id).or_default();
+                if !channel.iter().any(|x| x.id == m.id) {
+                    channel.push(m);
                     added += 1;
+                    if channel.len() > LIVE_MESSAGES_KEPT {
+                        channel.drain(..channel.len() - LIVE_MESSAGES_KEPT);
+                    }
                 }
-            }
-            if live.len() > LIVE_MESSAGES_KEPT {
-                live.drain(..live.len() - LIVE_MESSAGES_KEPT);
             }
         });
         if added > 0 {
