@@ -556,3 +556,52 @@ mod transport {
         opened.get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{LiveClient, LIVE_MESSAGES_KEPT};
+    use crate::model::{Id, Message, User};
+    use leptos::prelude::*;
+
+    fn message(channel: i64, id: i64) -> Message {
+        Message {
+            id: Id(id),
+            channel_id: Id(channel),
+            seq: id,
+            sender: User {
+                id: Id(1),
+                username: "ana".into(),
+                display_name: "Ana".into(),
+                created_at: Default::default(),
+            },
+            content: format!("message {id}"),
+            created_at: Default::default(),
+            client_msg_id: format!("c{id}"),
+        }
+    }
+
+    #[test]
+    fn live_messages_are_kept_per_channel_each_once() {
+        let owner = Owner::new();
+        owner.set();
+        let client = LiveClient::provide();
+        client.receive(vec![message(2, 1)]);
+        // A busy channel drops its own oldest messages, not another channel's.
+        let busy: Vec<Message> = (0..LIVE_MESSAGES_KEPT as i64 + 10)
+            .map(|i| message(3, 100 + i))
+            .collect();
+        assert_eq!(client.receive(busy), LIVE_MESSAGES_KEPT as u64 + 10);
+        assert_eq!(client.channel_messages(Id(2)), vec![message(2, 1)]);
+        let kept = client.channel_messages(Id(3));
+        assert_eq!(kept.len(), LIVE_MESSAGES_KEPT);
+        assert_eq!(kept.first().map(|m| m.id), Some(Id(110)));
+        // A message received again (a replay, a catch-up) is not added twice.
+        assert_eq!(client.receive(vec![message(2, 1), message(2, 2)]), 1);
+        assert_eq!(client.channel_messages(Id(2)).len(), 2);
+        assert_eq!(
+            client.arrivals.get_untracked(),
+            LIVE_MESSAGES_KEPT as u64 + 12
+        );
+        assert!(client.channel_messages(Id(4)).is_empty());
+    }
+}
