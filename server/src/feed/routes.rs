@@ -77,7 +77,7 @@ pub async fn read_feed(
 }
 
 /// GET /v1/posts/{id}
-#[utoipa::path(get, path = "/v1/posts/{id}", tag = "feed", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "feed", security((), ("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Post), (status = 404, body = app::model::ErrorBody)))]
 pub async fn get_post(
     State(state): State<AppState>,
@@ -125,7 +125,7 @@ pub async fn unlike(
 }
 
 /// GET /v1/users/{username}/posts
-#[utoipa::path(get, path = "/v1/users/{username}/posts", tag = "feed", params(("username" = String, Path), PageQuery),
+#[utoipa::path(get, path = "/v1/users/{username}/posts", tag = "feed", security((), ("bearer" = [])), params(("username" = String, Path), PageQuery),
     responses((status = 200, body = Page<Post>), (status = 404, body = app::model::ErrorBody)))]
 pub async fn user_posts(
     State(state): State<AppState>,

@@ -26,7 +26,7 @@ pub async fn me(auth: AuthUser) -> Json<User> {
 }
 
 /// GET /v1/users/{username}
-#[utoipa::path(get, path = "/v1/users/{username}", tag = "accounts",
+#[utoipa::path(get, path = "/v1/users/{username}", tag = "accounts", security((), ("bearer" = [])),
     params(("username" = String, Path)),
     responses((status = 200, body = app::model::Profile), (status = 404, body = app::model::ErrorBody)))]
 pub async fn profile(
