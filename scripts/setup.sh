@@ -34,6 +34,15 @@ if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@p
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 
+# Schemathesis (API conformance against the served OpenAPI document), in a virtualenv of
+# its own under target/.
+SCHEMATHESIS_VERSION=4.32.5
+if ! target/schemathesis/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION"
+  python3 -m venv target/schemathesis
+  target/schemathesis/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium for the browser tests"
   as_root apt-get update -qq

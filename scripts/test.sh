@@ -2,8 +2,8 @@
 # Runs every check and test: formatting, clippy (ssr and hydrate separately), the
 # hydrate dependency check, the Rust tests (on the embedded backends, and on Redis too when
 # one answers on 127.0.0.1:6379; the integration suite once on SQLite and once more on
-# PostgreSQL when one answers on 127.0.0.1:5432), and the Playwright suite against a
-# release build.
+# PostgreSQL when one answers on 127.0.0.1:5432), and, against a release build, the API
+# conformance run (schemathesis) and the Playwright suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -65,6 +65,9 @@ if [ -n "$stale" ]; then
   echo "$stale" >&2
   exit 1
 fi
+
+step "API conformance: schemathesis against /v1/openapi.json (release build)"
+./scripts/api-conformance.sh
 
 step "Playwright end-to-end suite (against the release build)"
 e2e_dir="$(mktemp -d)"
