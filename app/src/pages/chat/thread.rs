@@ -61,12 +61,15 @@ impl ThreadState {
         let older = RwSignal::new(Vec::new());
         let confirmed = RwSignal::new(Vec::new());
         let filled = RwSignal::new(Vec::new());
+        // This channel's live messages: a message to another channel leaves it unchanged,
+        // so the merge below runs again only for arrivals here.
+        let live = Memo::new(move |_| client.channel_messages(channel_id));
         let messages = Memo::new(move |_| {
             let mut all: Vec<Message> = older.get();
             first.with_value(|f| all.extend(f.iter().cloned()));
             all.extend(confirmed.get());
             all.extend(filled.get());
-            all.extend(client.channel_messages(channel_id));
+            all.extend(live.get());
             all.sort_by_key(|m| m.id);
             all.dedup_by_key(|m| m.id);
             all
