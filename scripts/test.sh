@@ -13,8 +13,8 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "clippy (ssr: server, app and the load tool)"
-cargo clippy -p server -p app -p loadgen --features app/ssr --all-targets -- -D warnings
+step "clippy (ssr: server, app, the load tool and its peer)"
+cargo clippy -p server -p app -p loadgen -p socketio-peer --features app/ssr --all-targets -- -D warnings
 
 step "clippy (hydrate: frontend and app, wasm32)"
 cargo clippy -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings

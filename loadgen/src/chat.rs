@@ -49,7 +49,7 @@ pub const COMPLETE: f64 = 0.999;
 const SATURATED_SHARE: f64 = 0.9;
 /// How often pair and group members heartbeat (the browser client's interval).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-const GIVE_UP_P99: Duration = Duration::from_secs(1);
+pub const GIVE_UP_P99: Duration = Duration::from_secs(1);
 /// Open-file limit asked for the server (and, as far as allowed, this process).
 pub const FD_LIMIT: u64 = 65_536;
 /// Wait after the open-socket gauge reaches its target before reading RSS: lets the
@@ -355,6 +355,7 @@ async fn measure(
             &http,
             &recorder,
             *rate,
+            setup.opts.duration,
             1,
             |n, not_queued| {
                 if !send_pair(n, format!("p{i}-{n}")) {
@@ -389,6 +390,7 @@ async fn measure(
         &tag,
         &pop,
         &group_conns,
+        GIVE_UP_P99,
     )
     .await;
     server.check_alive()?;
@@ -437,7 +439,9 @@ async fn measure(
 
 /// Step 3's runs: the group send rate stepped through `--group-rates`, senders round-robin
 /// over groups and members (`group_conns` in member order), until a step saturates the
-/// servers. A server that died saturates at once, so callers check liveness afterwards.
+/// servers or its p99 passes `stop_past`. A server that died saturates at once, so callers
+/// check liveness afterwards.
+#[allow(clippy::too_many_arguments)]
 pub async fn step_groups(
     setup: &Setup,
     servers: &[&ServerProcess],
@@ -446,6 +450,7 @@ pub async fn step_groups(
     tag: &str,
     pop: &ChatPopulation,
     group_conns: &[Conn],
+    stop_past: Duration,
 ) -> Vec<SendRun> {
     // Message n goes to group n % groups, from its members in turn. False if the client
     // could not queue it.
@@ -469,6 +474,7 @@ pub async fn step_groups(
             http,
             recorder,
             *rate,
+            setup.opts.duration,
             (GROUP_SIZE - 1) as u64,
             |n, not_queued| {
                 if !send_group(n, format!("g{i}-{n}")) {
@@ -477,7 +483,7 @@ pub async fn step_groups(
             },
         )
         .await;
-        let saturated = !run.within_target(GIVE_UP_P99)
+        let saturated = !run.within_target(GIVE_UP_P99.min(stop_past))
             || run.delivered_per_sec() < SATURATED_SHARE * f64::from(run.rate) * run.fanout as f64;
         groups.push(run);
         if saturated {
@@ -487,18 +493,19 @@ pub async fn step_groups(
     groups
 }
 
-/// Sends over WebSockets at `rate` for the configured duration (`dispatch(n, &mut
-/// not_queued)` sends message n), then waits for the deliveries to drain.
-async fn ws_run(
+/// Sends over WebSockets at `rate` for `duration` (`dispatch(n, &mut not_queued)` sends
+/// message n), then waits for the deliveries to drain.
+#[allow(clippy::too_many_arguments)]
+pub async fn ws_run(
     setup: &Setup,
     servers: &[&ServerProcess],
     http: &Client,
     recorder: &Arc<Recorder>,
     rate: u32,
+    duration: Duration,
     fanout: u64,
     mut dispatch: impl FnMut(u64, &mut u64),
 ) -> SendRun {
-    let duration = setup.opts.duration;
     let me = std::process::id();
     let stored_before = stores_buckets(http, servers).await;
     recorder.begin(duration);
@@ -524,7 +531,7 @@ async fn ws_run(
 
 /// Sends `WARM_UP` worth of unmeasured traffic at `rate` (`dispatch(n)` sends message n)
 /// and waits for it to drain; says so if any of it failed.
-async fn warm_up(tag: &str, recorder: &Recorder, rate: u32, dispatch: impl FnMut(u64)) {
+pub async fn warm_up(tag: &str, recorder: &Recorder, rate: u32, dispatch: impl FnMut(u64)) {
     eprintln!("[{tag}] warming up at {rate} messages/s");
     ws_client::pace(rate, WARM_UP, dispatch).await;
     drain(recorder).await;
@@ -561,13 +568,13 @@ async fn stores_buckets(http: &Client, servers: &[&ServerProcess]) -> Vec<(f64, 
     total
 }
 
-fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(b? - a?)
 }
 
 /// Waits until no frame has arrived for `QUIET` (or `DRAIN_LIMIT` passed); returns how
 /// long that took, the quiet period excluded.
-async fn drain(recorder: &Recorder) -> Duration {
+pub async fn drain(recorder: &Recorder) -> Duration {
     let started = Instant::now();
     let mut last = recorder.frames_total();
     let mut last_change = Instant::now();
@@ -584,26 +591,26 @@ async fn drain(recorder: &Recorder) -> Duration {
 
 /// Waits until the server's open-socket gauge reads `expected`, then a little longer.
 pub async fn settle(http: &Client, base: &str, expected: i64) -> Result<(), Error> {
+    settle_on(http, base, "kith_websockets_open", expected).await
+}
+
+/// Waits until the `/metrics` gauge `name` reads `expected`, then a little longer.
+pub async fn settle_on(http: &Client, base: &str, name: &str, expected: i64) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let open = websockets_open(http, base).await?;
+        let open = gauge(http, base, name).await?;
         if open == Some(expected) {
             break;
         }
         if Instant::now() >= deadline {
             return Err(Error::Run(format!(
-                "the server reports {open:?} open WebSockets, expected {expected}"
+                "the server's {name} reads {open:?}, expected {expected}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(SETTLE).await;
     Ok(())
-}
-
-/// `kith_websockets_open` from `/metrics`.
-async fn websockets_open(http: &Client, base: &str) -> Result<Option<i64>, Error> {
-    gauge(http, base, "kith_websockets_open").await
 }
 
 /// A gauge (`name value` line) from `/metrics`.

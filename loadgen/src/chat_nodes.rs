@@ -95,7 +95,17 @@ async fn measure(
         chat::settle(http, &node.base_url(), here as i64).await?;
     }
     let servers: Vec<&ServerProcess> = cluster.nodes.iter().filter_map(Node::process).collect();
-    let groups = chat::step_groups(setup, &servers, http, &recorder, &tag, &pop, &conns).await;
+    let groups = chat::step_groups(
+        setup,
+        &servers,
+        http,
+        &recorder,
+        &tag,
+        &pop,
+        &conns,
+        chat::GIVE_UP_P99,
+    )
+    .await;
     beats.abort();
     for conn in &conns {
         conn.close().await;

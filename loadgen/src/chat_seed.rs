@@ -57,42 +57,46 @@ pub struct ChatPopulation {
     pub memberships: usize,
 }
 
-/// Writes users, sessions, channels and members (`groups` groups of [`GROUP_SIZE`]): users
-/// and sessions in one batch, channels and members in another (on SQLite, a transaction
-/// each). No messages: the channels start empty, so `message_stream` needs no update.
+/// How many of each the population holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Users with no channel.
+    pub idle: usize,
+    /// 1:1 channels.
+    pub pairs: usize,
+    /// Groups of [`GROUP_SIZE`].
+    pub groups: usize,
+}
+
+impl Sizes {
+    pub fn users(&self) -> usize {
+        self.idle + 2 * self.pairs + self.groups * GROUP_SIZE
+    }
+}
+
+/// Writes users, sessions, channels and members ([`IDLE_USERS`] idle users, [`PAIRS`]
+/// pairs and `groups` groups of [`GROUP_SIZE`]).
 pub async fn write(db: &Db, now_ms: i64, groups: usize) -> Result<ChatPopulation, Error> {
-    let total = IDLE_USERS + 2 * PAIRS + groups * GROUP_SIZE;
-    let mut users = write_users(db, 1, total, "Chat user", now_ms).await?;
+    let sizes = Sizes {
+        idle: IDLE_USERS,
+        pairs: PAIRS,
+        groups,
+    };
+    write_sized(db, now_ms, sizes).await
+}
 
-    let mut after_idle = users.split_off(IDLE_USERS);
-    let idle = users;
-    let group_users = after_idle.split_off(2 * PAIRS);
-
-    // Channel ids are small integers; the server's own are Snowflakes, far above them.
-    let mut next_channel = 1_i64;
-    let mut pairs = Vec::with_capacity(PAIRS);
-    let mut pair_users = after_idle.into_iter();
-    while let (Some(a), Some(b)) = (pair_users.next(), pair_users.next()) {
-        pairs.push(Pair {
-            channel: next_channel,
-            a,
-            b,
-        });
-        next_channel += 1;
-    }
-    let mut groups = Vec::with_capacity(groups);
-    for members in group_users.chunks(GROUP_SIZE) {
-        groups.push(Group {
-            channel: next_channel,
-            members: members.to_vec(),
-        });
-        next_channel += 1;
-    }
+/// Writes the population of `sizes`: users and sessions in one batch, channels and
+/// members in another (on SQLite, a transaction each). No messages: the channels start
+/// empty, so `message_stream` needs no update.
+pub async fn write_sized(db: &Db, now_ms: i64, sizes: Sizes) -> Result<ChatPopulation, Error> {
+    let users = write_users(db, 1, sizes.users(), "Chat user", now_ms).await?;
+    let population = assemble(users, sizes);
+    let (pairs, groups) = (&population.pairs, &population.groups);
 
     // (id, kind, name, creator, dm_key)
     let mut channels: Vec<(i64, &str, String, i64, Option<String>)> = Vec::new();
     let mut members: Vec<(i64, i64)> = Vec::new();
-    for p in &pairs {
+    for p in pairs {
         let key = format!("{}:{}", p.a.id.min(p.b.id), p.a.id.max(p.b.id));
         channels.push((p.channel, "dm", String::new(), p.a.id, Some(key)));
         members.push((p.channel, p.a.id));
@@ -128,15 +132,45 @@ pub async fn write(db: &Db, now_ms: i64, groups: usize) -> Result<ChatPopulation
         ))
         .await?;
     batch.commit().await?;
+    Ok(population)
+}
 
-    Ok(ChatPopulation {
+/// Lays `users` (in id order, [`Sizes::users`] of them) out as `sizes` asks: the idle
+/// ones first, then the pairs, then the groups; channel ids count up from 1 (the server's
+/// own are Snowflakes, far above them).
+pub fn assemble(users: Vec<ChatUser>, sizes: Sizes) -> ChatPopulation {
+    let total = users.len();
+    let mut idle = users;
+    let mut after_idle = idle.split_off(sizes.idle.min(idle.len()));
+    let group_users = after_idle.split_off((2 * sizes.pairs).min(after_idle.len()));
+
+    let mut next_channel = 1_i64;
+    let mut pairs = Vec::with_capacity(sizes.pairs);
+    let mut pair_users = after_idle.into_iter();
+    while let (Some(a), Some(b)) = (pair_users.next(), pair_users.next()) {
+        pairs.push(Pair {
+            channel: next_channel,
+            a,
+            b,
+        });
+        next_channel += 1;
+    }
+    let mut groups = Vec::with_capacity(sizes.groups);
+    for members in group_users.chunks(GROUP_SIZE) {
+        groups.push(Group {
+            channel: next_channel,
+            members: members.to_vec(),
+        });
+        next_channel += 1;
+    }
+    ChatPopulation {
         users: total,
-        channels: channels.len(),
-        memberships: members.len(),
+        channels: pairs.len() + groups.len(),
+        memberships: 2 * pairs.len() + groups.iter().map(|g| g.members.len()).sum::<usize>(),
         idle,
         pairs,
         groups,
-    })
+    }
 }
 
 /// Writes `count` users with ids from `first_id` (usernames `seed::username`, display names

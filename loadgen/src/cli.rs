@@ -5,7 +5,7 @@ use crate::{
     error::Error,
     options::{
         Backend, ChaosOptions, ChatOptions, Engine, FeedOptions, Flavour, PresenceOptions,
-        Synchronous,
+        Synchronous, VersusOptions,
     },
 };
 use std::{path::PathBuf, time::Duration};
@@ -15,6 +15,7 @@ usage: loadgen feed [options]
        loadgen chat [options]
        loadgen presence [options]
        loadgen chaos [options]
+       loadgen versus [options]
 
 feed: starts target/release/server once per backend, seeds a social graph, and measures
 the news feed (healthz baseline, feed reads, post latency, fanout, celebrity vs normal).
@@ -29,7 +30,13 @@ runs chat and feed traffic through it while killing a random node with SIGKILL e
 seconds (and starting it again), then checks that every acknowledged message reached every
 member device exactly once and in order, and every acknowledged post every follower's
 feed; exits non-zero when not.
-Build the server first: cargo build -p server --release
+versus: Kith against socketioxide 0.18 (`socketio-peer`, a Socket.IO rooms server in this
+tool's tree), in turns on the same scenarios: memory per idle connection (5,000 → 10,000),
+1:1 (5,000 pairs heartbeating every 10 s, 5,000 msg/s open loop for 20 s: p99), 10 rooms of
+100 with senders rotating over all members (most deliveries/s within p99 50 ms) and 200
+long-poll pairs in a closed loop (msg/s); prints each round, then medians and Kith's ratios
+to the peer against their targets.
+Build the server first: cargo build -p server --release (versus: -p socketio-peer too)
 
 options (all; chaos takes only --redis-url, --postgres-url, --duration-secs, --server-bin):
   --backends LIST        memory,redis (default: both, in that order)
@@ -70,6 +77,16 @@ options (chat only):
                          members' sockets spread over the nodes, side by side; nodes run
                          unpinned; runs the first --flavours entry only (default: 1)
 
+options (versus only; --backends defaults to memory, --synchronous to full,
+--duration-secs is each group step's length, default 10):
+  --rounds N             each target measured N times, in turns; medians reported (default: 1)
+  --pair-rate N          1:1 messages/s over all pairs (default: 5000)
+  --pair-secs N          how long the 1:1 rate is held (default: 20)
+  --group-rates LIST     group messages/s, stepped until p99 passes 50 ms (default:
+                         400,600,800,1000,1200,1400,1600,1800,2000,2400,2800)
+  --longpoll-secs N      length of the long-poll closed loop (default: 10)
+  --peer-bin PATH        the peer (default: `socketio-peer` next to this executable)
+
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
   --heartbeat-secs N     each user's heartbeat interval, random phase (default: 5)
@@ -89,6 +106,7 @@ pub enum Command {
     Chat(ChatOptions),
     Presence(PresenceOptions),
     Chaos(ChaosOptions),
+    Versus(VersusOptions),
     Help,
 }
 
@@ -98,6 +116,7 @@ enum Which {
     Chat,
     Presence,
     Chaos,
+    Versus,
 }
 
 /// Parses the arguments after the program name.
@@ -108,18 +127,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
         Some("chat") => Which::Chat,
         Some("presence") => Which::Presence,
         Some("chaos") => Which::Chaos,
+        Some("versus") => Which::Versus,
         None | Some("-h") | Some("--help") | Some("help") => return Ok(Command::Help),
         Some(other) => return Err(usage(format!("unknown command {other:?}"))),
     };
-    let (chat, presence, chaos) = (
+    let (chat, presence, chaos, versus) = (
         which == Which::Chat,
         which == Which::Presence,
         which == Which::Chaos,
+        which == Which::Versus,
     );
     let mut opts = FeedOptions::default();
     let mut chat_opts = ChatOptions::default();
     let mut presence_opts = PresenceOptions::default();
     let mut chaos_opts = ChaosOptions::default();
+    let mut versus_opts = VersusOptions::default();
+    let mut backend_list = None;
     let mut duration = None;
     let mut flavour_list = None;
     while let Some(arg) = args.next() {
@@ -139,7 +162,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             Ok(Duration::from_secs(positive(flag, value)? as u64))
         };
         match flag.as_str() {
-            "--backends" if !chaos => opts.backends = backends(&value)?,
+            "--backends" if !chaos => backend_list = Some(backends(&value)?),
             "--redis-url" => opts.redis_url = value,
             "--database" if !chaos => {
                 opts.database.engine = match value.to_ascii_lowercase().as_str() {
@@ -172,8 +195,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--group-rates" if chat => chat_opts.group_rates = rates(&flag, &value)?,
             "--groups" if chat => chat_opts.groups = positive(&flag, &value)?,
             "--longpoll-rate" if chat => chat_opts.longpoll_rate = rate(&flag, &value)?,
-            "--synchronous" if chat => {
-                chat_opts.synchronous = match value.to_ascii_lowercase().as_str() {
+            "--synchronous" if chat || versus => {
+                let synchronous = match value.to_ascii_lowercase().as_str() {
                     "normal" => Synchronous::Normal,
                     "full" => Synchronous::Full,
                     _ => {
@@ -181,8 +204,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                             "--synchronous takes normal or full, not {value:?}"
                         )))
                     }
-                }
+                };
+                chat_opts.synchronous = synchronous;
+                versus_opts.synchronous = synchronous;
             }
+            "--rounds" if versus => versus_opts.rounds = positive(&flag, &value)?,
+            "--pair-rate" if versus => versus_opts.pair_rate = rate(&flag, &value)?,
+            "--pair-secs" if versus => versus_opts.pair_duration = secs(&flag, &value)?,
+            "--group-rates" if versus => versus_opts.group_rates = rates(&flag, &value)?,
+            "--longpoll-secs" if versus => {
+                versus_opts.longpoll_duration = secs(&flag, &value)?;
+            }
+            "--peer-bin" if versus => versus_opts.peer_bin = Some(PathBuf::from(value)),
             "--users" if presence => presence_opts.users = positive(&flag, &value)?,
             "--heartbeat-secs" if presence => presence_opts.heartbeat = secs(&flag, &value)?,
             "--subjects" if presence => presence_opts.subjects = positive(&flag, &value)?,
@@ -195,6 +228,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--kill-every-secs" if chaos => chaos_opts.kill_every = secs(&flag, &value)?,
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
+    }
+    if let Some(list) = backend_list {
+        opts.backends = list.clone();
+        versus_opts.backends = list;
     }
     match which {
         Which::Feed => Ok(Command::Feed(FeedOptions {
@@ -268,6 +305,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             }
             Ok(Command::Presence(p))
         }
+        Which::Versus => Ok(Command::Versus(VersusOptions {
+            redis_url: opts.redis_url,
+            database: opts.database,
+            duration: duration.unwrap_or(versus_opts.duration),
+            server_cpu: opts.server_cpu,
+            client_cpu: opts.client_cpu,
+            server_bin: opts.server_bin,
+            ..versus_opts
+        })),
         Which::Chaos => {
             if chaos_opts.nodes < 2 {
                 return Err(usage(
@@ -589,9 +635,47 @@ mod tests {
             vec!["chaos", "--backends", "redis"],
             vec!["chaos", "--server-cpu", "0"],
             vec!["feed", "--kill-every-secs", "5"],
+            vec!["versus", "--rounds", "0"],
+            vec!["versus", "--flavours", "multi_thread"],
+            vec!["chat", "--peer-bin", "x"],
+            vec!["versus", "--synchronous", "off"],
         ] {
             let parsed = parse(args.iter().map(|s| s.to_string()));
             assert!(matches!(parsed, Err(Error::Usage(_))), "{args:?}");
         }
+    }
+
+    #[test]
+    fn versus_defaults_to_kith_in_process_durable_against_the_peer() {
+        let Ok(Command::Versus(o)) = parse(["versus".to_string()]) else {
+            panic!("versus did not parse");
+        };
+        assert_eq!(o.backends, vec![Backend::Memory]);
+        assert_eq!(o.synchronous, Synchronous::Full);
+        assert_eq!((o.rounds, o.pair_rate), (1, 5_000));
+        assert_eq!(o.pair_duration, Duration::from_secs(20));
+        let args = [
+            "versus",
+            "--backends=memory,redis",
+            "--rounds",
+            "3",
+            "--synchronous",
+            "normal",
+            "--group-rates",
+            "500,900",
+            "--peer-bin",
+            "/tmp/peer",
+            "--duration-secs",
+            "4",
+        ];
+        let Ok(Command::Versus(o)) = parse(args.iter().map(|s| s.to_string())) else {
+            panic!("{args:?} did not parse");
+        };
+        assert_eq!(o.backends, vec![Backend::Memory, Backend::Redis]);
+        assert_eq!((o.rounds, o.synchronous), (3, Synchronous::Normal));
+        assert_eq!(o.group_rates, vec![500, 900]);
+        assert_eq!(o.peer_bin, Some(PathBuf::from("/tmp/peer")));
+        assert_eq!(o.duration, Duration::from_secs(4));
+        assert!(o.command_line().contains("--rounds 3"));
     }
 }

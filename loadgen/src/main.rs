@@ -21,6 +21,10 @@
 //! users heartbeat every 5 s, against the same sockets idle, and how long friends wait for
 //! the `presence` frame when someone comes online or goes offline.
 //!
+//! `versus`: Kith against a Socket.IO peer (socketioxide, `socketio-peer` in this tree) on
+//! the same scenarios in turns: memory per idle connection, 1:1 latency, group fanout and
+//! long-poll, with Kith's ratios to the peer.
+//!
 //! `chaos`: a cluster of nodes behind HAProxy on PostgreSQL and Redis, chat and feed
 //! traffic through it while nodes are killed with SIGKILL and restarted, and an
 //! exactly-once check of what every device received.
@@ -41,6 +45,8 @@
 //! * `load`: the closed-loop request runner and percentiles.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
 //! * `chaos`: the chaos scenario (population, devices, traffic, checker, report).
+//! * `versus`: the side-by-side scenarios (the long-poll closed loop in `versus::longpoll`,
+//!   the ratios in `versus::report`).
 //! * `cluster`: N nodes on one PostgreSQL database and Redis namespace, optionally behind
 //!   HAProxy; nodes killed and restarted on their port.
 //! * `server`: the server child process (readiness, log, killed on drop), its directory,
@@ -70,13 +76,14 @@ mod redis_ns;
 mod report;
 mod seed;
 mod server;
+mod versus;
 mod ws_client;
 
 use cli::Command;
 use error::Error;
 use options::{
     Backend, ChaosOptions, ChatOptions, DatabaseOptions, Engine, FeedOptions, Flavour,
-    PresenceOptions,
+    PresenceOptions, VersusOptions,
 };
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
         Ok(Command::Chat(opts)) => run_chat(opts),
         Ok(Command::Presence(opts)) => run_presence(opts),
         Ok(Command::Chaos(opts)) => run_chaos(opts),
+        Ok(Command::Versus(opts)) => run_versus(opts),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -415,6 +423,66 @@ fn run_chaos(opts: ChaosOptions) -> Result<bool, Error> {
     }
 }
 
+/// Runs Kith (on each backend) and the peer in turns, `--rounds` times; prints each round,
+/// then the medians and ratios. `Ok(false)` if a run failed (the others still ran).
+fn run_versus(opts: VersusOptions) -> Result<bool, Error> {
+    let fd_limit = chat::raise_fd_limit();
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
+    let peer_bin = match &opts.peer_bin {
+        Some(path) => path.clone(),
+        None => sibling("socketio-peer")?,
+    };
+    if !peer_bin.is_file() {
+        return Err(Error::Usage(format!(
+            "no peer binary at {}; build it first: cargo build -p socketio-peer --release",
+            peer_bin.display()
+        )));
+    }
+    let database = bench.database(&opts.database, opts.synchronous.name())?;
+    let setup = versus::Setup {
+        opts: opts.clone(),
+        server_bin: bench.server_bin.clone(),
+        peer_bin,
+        server_cpu: bench.server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+    println!("## Kith against socketioxide\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {}; Kith: runtime `current_thread`, {database}, send and connect limits \
+         lifted; socketioxide 0.18.9 on a `current_thread` runtime, nothing stored; loadgen \
+         open-file limit {}; group steps of {} s.\n",
+        bench.machine(),
+        fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
+        opts.duration.as_secs(),
+    );
+    let kith: Vec<versus::Target> = opts
+        .backends
+        .iter()
+        .map(|b| versus::Target::Kith(*b))
+        .collect();
+    let mut rounds = Vec::new();
+    let mut all_ok = true;
+    for round in 1..=opts.rounds {
+        let mut runs = Vec::new();
+        for target in kith.iter().copied().chain([versus::Target::SocketIo]) {
+            eprintln!("[{}] round {round}", target.name());
+            match bench.block_on(versus::run(&setup, target)) {
+                Ok(run) => runs.push(run),
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => {
+                    all_ok = false;
+                    println!("{} failed in round {round}: {e}\n", target.name());
+                }
+            }
+        }
+        println!("{}", versus::report::round_markdown(round, &runs));
+        rounds.push(runs);
+    }
+    println!("{}", versus::report::summary_markdown(&rounds, &kith));
+    Ok(all_ok)
+}
+
 /// Runs `scenario` once per backend and runtime flavour (`i`: the flavour's position), and
 /// prints each report as it finishes, or why it failed (`database` names the engine there).
 /// Returns the reports and whether every run succeeded; Ctrl-C stops everything.
@@ -458,9 +526,14 @@ where
 /// `server` in the directory of this executable: `cargo run --release` puts both in
 /// `target/release`, wherever the target directory is.
 fn sibling_server() -> Result<PathBuf, Error> {
+    sibling("server")
+}
+
+/// The executable `name` in the directory of this one.
+fn sibling(name: &str) -> Result<PathBuf, Error> {
     let me = std::env::current_exe().map_err(error::io("locating this executable"))?;
     let dir = me
         .parent()
         .ok_or_else(|| Error::Usage("cannot tell where this executable lives".into()))?;
-    Ok(dir.join(format!("server{}", std::env::consts::EXE_SUFFIX)))
+    Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }

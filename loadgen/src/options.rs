@@ -244,6 +244,88 @@ impl ChatOptions {
     }
 }
 
+/// Options of the `versus` command: Kith (on each of `backends`) and the Socket.IO peer,
+/// measured in turns on the same scenarios, `rounds` times.
+#[derive(Debug, Clone)]
+pub struct VersusOptions {
+    pub backends: Vec<Backend>,
+    pub redis_url: String,
+    pub database: DatabaseOptions,
+    /// Length of each group step.
+    pub duration: Duration,
+    pub server_cpu: Option<usize>,
+    pub client_cpu: Option<usize>,
+    pub server_bin: Option<PathBuf>,
+    /// `None`: the `socketio-peer` binary next to this executable.
+    pub peer_bin: Option<PathBuf>,
+    /// Each target is measured this many times, in turns; the report gives medians.
+    pub rounds: usize,
+    /// The 1:1 rate (messages/s over all pairs) and how long it is held.
+    pub pair_rate: u32,
+    pub pair_duration: Duration,
+    /// Group send rates (messages/s), stepped until p99 passes 50 ms.
+    pub group_rates: Vec<u32>,
+    /// How long the long-poll pairs run their closed loop.
+    pub longpoll_duration: Duration,
+    /// Kith's `KITH_SQLITE_SYNCHRONOUS` (default `FULL`, the server's own).
+    pub synchronous: Synchronous,
+}
+
+impl Default for VersusOptions {
+    fn default() -> Self {
+        let chat = ChatOptions::default();
+        Self {
+            backends: vec![Backend::Memory],
+            redis_url: chat.redis_url,
+            database: chat.database,
+            duration: Duration::from_secs(10),
+            server_cpu: chat.server_cpu,
+            client_cpu: chat.client_cpu,
+            server_bin: None,
+            peer_bin: None,
+            rounds: 1,
+            pair_rate: 5_000,
+            pair_duration: Duration::from_secs(20),
+            group_rates: vec![
+                400, 600, 800, 1_000, 1_200, 1_400, 1_600, 1_800, 2_000, 2_400, 2_800,
+            ],
+            longpoll_duration: Duration::from_secs(10),
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+impl VersusOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let backends: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        let rates: Vec<String> = self.group_rates.iter().map(|r| r.to_string()).collect();
+        let mut cmd = format!(
+            "cargo build --release -p server -p loadgen -p socketio-peer && \
+             ./target/release/loadgen versus --backends {} --redis-url {} --rounds {} \
+             --duration-secs {} --pair-rate {} --pair-secs {} --group-rates {} \
+             --longpoll-secs {} --synchronous {} --server-cpu {} --client-cpu {}",
+            backends.join(","),
+            self.redis_url,
+            self.rounds,
+            self.duration.as_secs(),
+            self.pair_rate,
+            self.pair_duration.as_secs(),
+            rates.join(","),
+            self.longpoll_duration.as_secs(),
+            self.synchronous.name().to_lowercase(),
+            cpu(self.server_cpu),
+            cpu(self.client_cpu),
+        );
+        self.database.push_args(&mut cmd);
+        push_server_bin(&mut cmd, &self.server_bin);
+        if let Some(bin) = &self.peer_bin {
+            cmd.push_str(&format!(" --peer-bin {}", bin.display()));
+        }
+        cmd
+    }
+}
+
 /// Options of the `presence` command. The shared ones mean what they mean for `chat`,
 /// except `duration`: the length of the two CPU windows (heartbeats, then idle).
 #[derive(Debug, Clone)]

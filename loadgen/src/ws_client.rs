@@ -2,6 +2,11 @@
 //! frame reports to, and the open-loop pacer that decides when messages (or heartbeats)
 //! are sent.
 //!
+//! Two dialects: Kith's own (`/v1/chat/ws`, a bearer token, JSON frames) and Socket.IO v5
+//! over WebSocket (the Engine.IO open packet `0{…}`, a connect `40{auth}` answered by
+//! `40{…}`, events `42["msg",{…}]`, acks `43<id>[…]`, the server's ping `2` answered with
+//! `3`), which `loadgen versus` speaks to the peer it measures Kith against.
+//!
 //! Latency needs no correlation table: a message's content carries its send time
 //! (`lg <ns since the run's epoch> …`), and sender and receivers share this process's
 //! monotonic clock, so whoever receives it (a WebSocket member, a long-poll client, the
@@ -27,6 +32,16 @@ use tokio_tungstenite::{
     },
     MaybeTlsStream, WebSocketStream,
 };
+
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Kith's chat WebSocket: the credential is a session token, sent as a bearer token.
+    Kith,
+    /// Socket.IO v5 over WebSocket: the credential is the connect packet's auth payload
+    /// (JSON); a message into channel `c` is the event `msg` `{"to":"c",…}` with an ack.
+    SocketIo,
+}
 
 /// Messages a connection's pacer may queue before it counts as not keeping up.
 const OUTBOX: usize = 64;
@@ -213,6 +228,32 @@ impl Recorder {
     }
 }
 
+/// What a Socket.IO packet asks of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The server's ping: answer `3`.
+    Pong,
+}
+
+impl Recorder {
+    /// Classifies one Socket.IO packet (a WebSocket frame, or one packet of a long-poll
+    /// payload): `42["msg",…]` is a delivery, `43<id>[…]` an ack, `2` a ping to answer.
+    pub fn socketio_packet(&self, packet: &str) -> Option<Reply> {
+        if packet == "2" {
+            return Some(Reply::Pong);
+        }
+        if packet.starts_with("42") {
+            self.delivery(stamp_of(packet));
+        } else if packet.starts_with("43") {
+            self.ack(None);
+        } else if packet.starts_with("44") || packet.starts_with('1') {
+            let head: String = packet.chars().take(40).collect();
+            self.error(format!("Socket.IO packet `{head}`"));
+        }
+        None
+    }
+}
+
 /// The send stamp in a frame or message holding a load message's content.
 pub fn stamp_of(text: &str) -> Option<u64> {
     let at = text.find(&format!(r#""content":"{STAMP}"#))? + r#""content":""#.len() + STAMP.len();
@@ -280,14 +321,25 @@ pub fn keep_present(conns: Vec<Conn>, every: Duration) -> tokio::task::JoinHandl
     })
 }
 
-/// Opens authenticated connections for `tokens`, in order; fails if any cannot connect.
+/// Opens authenticated Kith connections for `tokens`, in order; fails if any cannot connect.
 pub async fn open_all(
     url: &str,
     tokens: &[String],
     recorder: &Arc<Recorder>,
 ) -> Result<Vec<Conn>, Error> {
+    open_all_in(Dialect::Kith, url, tokens, recorder).await
+}
+
+/// Opens connections speaking `dialect`, one per credential (a session token, or a
+/// Socket.IO auth payload), in order; fails if any cannot connect.
+pub async fn open_all_in(
+    dialect: Dialect,
+    url: &str,
+    tokens: &[String],
+    recorder: &Arc<Recorder>,
+) -> Result<Vec<Conn>, Error> {
     let results: Vec<Result<Conn, String>> = futures_util::stream::iter(tokens.iter())
-        .map(|token| open(url, token, recorder.clone()))
+        .map(|token| open(dialect, url, token, recorder.clone()))
         .buffered(CONNECT_CONCURRENCY)
         .collect()
         .await;
@@ -312,51 +364,113 @@ pub async fn open_all(
     )))
 }
 
-async fn open(url: &str, token: &str, recorder: Arc<Recorder>) -> Result<Conn, String> {
+async fn open(
+    dialect: Dialect,
+    url: &str,
+    token: &str,
+    recorder: Arc<Recorder>,
+) -> Result<Conn, String> {
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
-    request.headers_mut().insert(AUTHORIZATION, bearer);
+    if dialect == Dialect::Kith {
+        let bearer =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+        request.headers_mut().insert(AUTHORIZATION, bearer);
+    }
     // Small buffers: 10,000 clients with tungstenite's default 128 KiB read buffer would
     // put a gigabyte on the client's core for nothing.
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
-    let (ws, _) = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        connect_async_with_config(request, Some(config), true),
-    )
+    let ws = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let (mut ws, _) = connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        if dialect == Dialect::SocketIo {
+            socketio_connect(&mut ws, token).await?;
+        }
+        Ok::<_, String>(ws)
+    })
     .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| "timed out".to_string())??;
     let (tx, rx) = mpsc::channel(OUTBOX);
-    tokio::spawn(drive(ws, rx, recorder));
+    tokio::spawn(drive(dialect, ws, rx, recorder));
     Ok(Conn { tx })
+}
+
+/// Socket.IO's handshake on an open WebSocket: the Engine.IO open packet, then a connect
+/// to namespace `/` with `auth`, until the server confirms it (`40{…}`) or refuses (`44…`).
+async fn socketio_connect(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+    auth: &str,
+) -> Result<(), String> {
+    let mut opened = false;
+    while let Some(frame) = ws.next().await {
+        let text = match frame.map_err(|e| e.to_string())? {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        match text.as_str() {
+            t if t.starts_with('0') && !opened => {
+                opened = true;
+                ws.send(Message::Text(format!("40{auth}").into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            t if t.starts_with("40") => return Ok(()),
+            t if t.starts_with("44") => return Err(format!("connect refused: {t}")),
+            "2" => ws
+                .send(Message::text("3"))
+                .await
+                .map_err(|e| e.to_string())?,
+            _ => {}
+        }
+    }
+    Err("closed during the Socket.IO handshake".into())
 }
 
 /// One connection's life: writes what it is asked to send, reports every frame it reads.
 /// Reading also answers the server's pings (tungstenite queues the pong and flushes it on
 /// the next read), which is what keeps an idle connection within the server's 75 s.
+///
+/// A Socket.IO connection acknowledges through its ack ids, answers the server's pings,
+/// and ignores heartbeat requests: the server's pings are its heartbeat.
 async fn drive(
+    dialect: Dialect,
     mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     mut rx: mpsc::Receiver<Outgoing>,
     recorder: Arc<Recorder>,
 ) {
+    let mut next_ack: u64 = 0;
     loop {
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Outgoing::Send { channel, client_msg_id }) => {
-                    let frame = serde_json::json!({
-                        "type": "send",
-                        "channel_id": channel.to_string(),
-                        "client_msg_id": client_msg_id,
-                        "content": recorder.stamped_content(&client_msg_id),
-                    })
-                    .to_string();
+                    let content = recorder.stamped_content(&client_msg_id);
+                    let frame = match dialect {
+                        Dialect::Kith => serde_json::json!({
+                            "type": "send",
+                            "channel_id": channel.to_string(),
+                            "client_msg_id": client_msg_id,
+                            "content": content,
+                        })
+                        .to_string(),
+                        Dialect::SocketIo => {
+                            next_ack += 1;
+                            let event = serde_json::json!(["msg", {
+                                "to": channel.to_string(),
+                                "client_msg_id": client_msg_id,
+                                "content": content,
+                            }]);
+                            format!("42{next_ack}{event}")
+                        }
+                    };
                     if let Err(e) = ws.send(Message::Text(frame.into())).await {
                         recorder.disconnect(format!("send failed: {e}"));
                         return;
                     }
                 }
+                Some(Outgoing::Heartbeat) if dialect == Dialect::SocketIo => {}
                 Some(Outgoing::Heartbeat) => {
                     if let Err(e) = ws.send(Message::text(r#"{"type":"heartbeat"}"#)).await {
                         recorder.disconnect(format!("send failed: {e}"));
@@ -369,7 +483,17 @@ async fn drive(
                 }
             },
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => recorder.frame(text.as_str()),
+                Some(Ok(Message::Text(text))) => match dialect {
+                    Dialect::Kith => recorder.frame(text.as_str()),
+                    Dialect::SocketIo => {
+                        if recorder.socketio_packet(text.as_str()) == Some(Reply::Pong) {
+                            if let Err(e) = ws.send(Message::text("3")).await {
+                                recorder.disconnect(format!("send failed: {e}"));
+                                return;
+                            }
+                        }
+                    }
+                },
                 Some(Ok(Message::Close(frame))) => {
                     let why = frame.map_or_else(
                         || "close without code".to_string(),
@@ -462,5 +586,24 @@ mod tests {
         assert_eq!(t.errors.get("unreadable presence frame"), Some(&1));
         // Presence frames are neither deliveries nor acks.
         assert_eq!(r.frames_total(), 0);
+    }
+
+    #[test]
+    fn socketio_packets_are_classified() {
+        let r = Recorder::new();
+        r.begin(Duration::from_secs(60));
+        let sent = r.now_ns();
+        assert_eq!(r.socketio_packet("2"), Some(Reply::Pong));
+        let event =
+            format!(r#"42["msg",{{"client_msg_id":"p-1","content":"lg {sent} p-1: x","to":"7"}}]"#);
+        assert_eq!(r.socketio_packet(&event), None);
+        assert_eq!(r.socketio_packet(r#"431["ok"]"#), None);
+        assert_eq!(r.socketio_packet("6"), None);
+        assert_eq!(r.socketio_packet(r#"44{"message":"refused"}"#), None);
+        let t = r.take();
+        assert_eq!(t.latencies.len(), 1);
+        assert_eq!(t.errors.len(), 1);
+        // The event and the ack; the ping, the noop and the refusal are neither.
+        assert_eq!(r.frames_total(), 2);
     }
 }
