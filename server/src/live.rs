@@ -60,14 +60,19 @@ impl Event {
 /// Sends `event` to every connection of `users`, on every node (one publish however many
 /// users).
 pub async fn send(state: &AppState, users: &[i64], event: &Event) -> Result<(), AppError> {
+    publish(&*state.backends.pubsub, users, event).await
+}
+
+/// [`send`] on a given bus (the message writer holds the bus, not the whole state).
+pub async fn publish(
+    pubsub: &dyn crate::backend::PubSub,
+    users: &[i64],
+    event: &Event,
+) -> Result<(), AppError> {
     if users.is_empty() {
         return Ok(());
     }
-    state
-        .backends
-        .pubsub
-        .publish(&topics(users), event.0.clone())
-        .await?;
+    pubsub.publish(&topics(users), event.0.clone()).await?;
     Ok(())
 }
 

@@ -126,8 +126,12 @@ impl Application {
         .await?;
         let ids = Arc::new(ids);
         let metrics = Arc::new(Metrics::default());
-        let messages =
-            crate::chat::writer::Writer::spawn(store.chat.clone(), ids.clone(), metrics.clone());
+        let messages = crate::chat::writer::Writer::spawn(
+            store.chat.clone(),
+            ids.clone(),
+            metrics.clone(),
+            backends.pubsub.clone(),
+        );
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
@@ -146,6 +150,7 @@ impl Application {
             leptos,
             presence: Arc::default(),
             messages,
+            longpolls: Arc::default(),
         });
         spawn_session_sweeper(state.clone());
         state.store.health.spawn_upkeep();

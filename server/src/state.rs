@@ -108,6 +108,8 @@ pub struct AppStateInner {
     pub presence: Arc<crate::presence::Tracker>,
     /// This node's message writer (group commit of chat sends).
     pub messages: crate::chat::writer::Writer,
+    /// Answered long polls' subscriptions, waiting for the poll that continues them.
+    pub longpolls: Arc<crate::chat::longpoll::Parked>,
     /// What each user and client address holds open on this node (WebSockets, long polls).
     pub slots: crate::http::slots::OpenSlots,
 }

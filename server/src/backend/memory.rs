@@ -296,6 +296,11 @@ impl PubSub for MemoryPubSub {
     async fn subscribe(&self, topic: &str) -> Result<Subscription> {
         Ok(self.topics.subscribe(topic))
     }
+
+    /// Publishing hands the payload to every subscriber's inbox before it returns.
+    fn ordered(&self) -> bool {
+        true
+    }
 }
 
 /// In-process GCRA limiter.

@@ -152,6 +152,13 @@ pub trait PubSub: Send + Sync + 'static {
     /// Subscribes to `topic`; what is published after this returns reaches the
     /// subscription (or a [`GAP`] says that some of it may not have).
     async fn subscribe(&self, topic: &str) -> Result<Subscription>;
+    /// Whether every wake-up a subscriber can receive was published on this node, by its
+    /// message writer, in commit order, and arrives in that order: true for the in-process
+    /// bus of a node on its own. A long poll then answers from its wake-ups alone. On
+    /// Redis other nodes' wake-ups interleave with this one's in no particular order.
+    fn ordered(&self) -> bool {
+        false
+    }
     /// Sends every local subscriber a [`GAP`]: wake-ups published elsewhere may have been
     /// lost (another node died between committing a message and publishing its wake-up),
     /// so they catch up from the durable store. Nothing to do on a node on its own.

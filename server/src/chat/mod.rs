@@ -7,13 +7,17 @@
 //!   history and sync.
 //! * the SQL lives in `crate::storage::chat` and its engines; messages are keyed by
 //!   `(channel_id, message_id)`.
-//! * `writer`: the one task per node that stores messages, committing them in groups.
+//! * `writer`: the one task per node that stores messages, committing them in groups, and
+//!   publishes their wake-ups in commit order.
+//! * `longpoll`: answered long polls' subscriptions, parked for the poll that continues
+//!   from their cursor.
 //!
 //! The database is the source of truth: a stored message goes to its members' connections
 //! as a live event (`crate::live`, all of them in one publish), which only wakes them up;
 //! anything a wake-up missed is recovered by the next `sync`.
 
 mod delivered;
+pub mod longpoll;
 pub mod routes;
 pub mod service;
 pub mod writer;

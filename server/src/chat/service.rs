@@ -339,29 +339,25 @@ pub async fn send(
     rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
     let written = state
         .messages
-        .write(NewMessage {
-            channel,
-            sender: me.id.0,
-            content: content.to_string(),
-            client_msg_id: client_msg_id.to_string(),
-            now: state.clock.now_ms(),
-        })
+        .write(
+            NewMessage {
+                channel,
+                sender: me.id.0,
+                content: content.to_string(),
+                client_msg_id: client_msg_id.to_string(),
+                now: state.clock.now_ms(),
+            },
+            me.clone(),
+            origin,
+        )
         .await?;
-    let (stored, members) = match written {
-        Written::Existing(first) => return first_of_retry(state, first, channel).await,
-        Written::Stored { row, members } => (row, members),
-    };
-    let message = Message {
-        id: Id(stored.id),
-        channel_id: Id(channel),
-        seq: stored.seq,
-        sender: me.clone(),
-        content: stored.content,
-        created_at: to_datetime(stored.created_at),
-        client_msg_id: stored.client_msg_id,
-    };
-    wake_members(state, &message, members, origin).await;
-    Ok(message)
+    match written {
+        Written::Existing(first) => first_of_retry(state, first, channel).await,
+        Written::Stored { message, members } => {
+            notify_absent_members(state, &message, members);
+            Ok(message)
+        }
+    }
 }
 
 async fn first_of_retry(
@@ -381,15 +377,10 @@ async fn first_of_retry(
         .ok_or_else(|| AppError::internal("sender vanished"))
 }
 
-/// Publishes the message frame (serialized once) to every member's topic. Failures are
-/// logged, not returned: the message is stored, and clients recover it by `sync`.
-async fn wake_members(state: &AppState, message: &Message, members: Arc<[i64]>, origin: u64) {
-    if let Err(e) = live::send(state, &members, &Event::message(message, origin)).await {
-        tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
-    }
-    // Members with no live connection get a notification, off the sender's path; when
-    // this node knows every other member to be online (the common case: they are
-    // connected here) there is nobody to notify, and no task to start.
+/// Members with no live connection get a notification, off the sender's path; when this
+/// node knows every other member to be online (the common case: they are connected here)
+/// there is nobody to notify, and no task to start. (The writer published the wake-ups.)
+fn notify_absent_members(state: &AppState, message: &Message, members: Arc<[i64]>) {
     let sender = message.sender.id.0;
     let others = members.iter().copied().filter(|m| *m != sender);
     if crate::presence::all_known_online(state, others) {
@@ -463,20 +454,48 @@ impl Drop for WaiterGauge {
 /// in between still ends the wait. Other events (presence, typing, read receipts, new posts)
 /// arriving during the wait end it too and come back in `events`. A waiting poll keeps its
 /// user present.
+///
+/// When wake-ups arrive in commit order (one node on the in-process bus), a subscription
+/// that holds every wake-up after `since` is *in step*: the one parked by the poll that
+/// answered `since` (`chat::longpoll`), or a fresh one whose read reached the newest
+/// message. An in-step poll answers from its wake-ups without reading the database, and
+/// parks its subscription for the poll that continues from its answer. A lagged inbox, a
+/// [`GAP`](crate::backend::GAP) or a wake-up out of id order puts it out of step: it reads
+/// the database, as every poll does on Redis.
 pub async fn wait_for_messages(
     state: &AppState,
     me: i64,
     since: i64,
     wait_secs: u64,
 ) -> Result<app::model::SyncResponse, AppError> {
-    use super::ws::wake::{parse, Wake};
     use tokio::sync::broadcast::error::RecvError;
     crate::presence::activity(state, me).await;
     let _present = crate::presence::hold(state, me);
-    let mut wake = state.backends.pubsub.subscribe(&live::topic(me)).await?;
-    let mut messages = since_batch(state, me, since).await?;
+    let ordered = state.backends.pubsub.ordered();
+    let resumed = if ordered {
+        state.longpolls.resume(me, since)
+    } else {
+        None
+    };
     let mut events = Vec::new();
-    if messages.is_empty() && wait_secs > 0 {
+    let (mut wake, mut messages, mut in_step) = match resumed {
+        Some(wake) => (wake, Vec::new(), true),
+        None => {
+            let wake = state.backends.pubsub.subscribe(&live::topic(me)).await?;
+            let messages = since_batch(state, me, since).await?;
+            let complete = messages.len() < SYNC_BATCH;
+            (wake, messages, ordered && complete)
+        }
+    };
+    if in_step && messages.is_empty() {
+        // What arrived while the subscription was parked, or since the read.
+        let mut taken = Taken::new(since, &mut messages, &mut events);
+        if !taken.waiting(&mut wake) {
+            in_step = false;
+            messages = since_batch(state, me, since).await?;
+        }
+    }
+    if messages.is_empty() && events.is_empty() && wait_secs > 0 {
         state
             .metrics
             .longpoll_waiters
@@ -485,46 +504,131 @@ pub async fn wait_for_messages(
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
         loop {
             match tokio::time::timeout_at(deadline, wake.recv()).await {
-                // One last look: a message whose wake-up was lost is answered now rather
-                // than one poll later.
+                // One last look, in step or not: a message whose wake-up was lost (one
+                // stored by another process on the same file) is answered now rather than
+                // one poll later. The subscription predates the read, so a complete read
+                // leaves it in step.
                 Err(_) => {
                     messages = since_batch(state, me, since).await?;
+                    in_step = in_step && messages.len() < SYNC_BATCH;
                     break;
                 }
-                // Not a message: hand the event over as it is.
                 Ok(Ok(payload)) => {
-                    if let Some(Wake::Frame {
-                        message: None,
-                        json,
-                        ..
-                    }) = parse(&payload)
-                    {
-                        if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&json) {
-                            events.push(event);
-                        }
+                    let mut taken = Taken::new(since, &mut messages, &mut events);
+                    taken.messages_too = in_step;
+                    if !(taken.one(&payload) && (!in_step || taken.waiting(&mut wake))) {
+                        in_step = false;
                     }
                 }
                 // A lagged receiver: the database says what is new.
-                Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Lagged(_))) => in_step = false,
                 // No more wake-ups will come (the node is stopping): answer with what the
                 // database has now rather than spin until the deadline.
                 Ok(Err(RecvError::Closed)) => {
                     messages = since_batch(state, me, since).await?;
+                    in_step = false;
                     break;
                 }
             }
-            messages = since_batch(state, me, since).await?;
+            if !in_step {
+                messages = since_batch(state, me, since).await?;
+            }
             if !messages.is_empty() || !events.is_empty() {
                 break;
             }
         }
     }
     let cursor = messages.last().map_or(since, |m| m.id.0);
+    if in_step {
+        state.longpolls.park(me, cursor, wake);
+    }
     Ok(app::model::SyncResponse {
         messages,
         events,
         cursor: Id(cursor),
     })
+}
+
+/// What a long poll takes from its wake-ups: events always, messages (after `since`, in id
+/// order, up to [`SYNC_BATCH`]) when it is in step.
+struct Taken<'a> {
+    since: i64,
+    messages: &'a mut Vec<Message>,
+    events: &'a mut Vec<serde_json::Value>,
+    messages_too: bool,
+}
+
+impl<'a> Taken<'a> {
+    fn new(
+        since: i64,
+        messages: &'a mut Vec<Message>,
+        events: &'a mut Vec<serde_json::Value>,
+    ) -> Self {
+        Self {
+            since,
+            messages,
+            events,
+            messages_too: true,
+        }
+    }
+
+    /// Takes one wake-up; false if it says wake-ups were lost, or its message is out of id
+    /// order or unreadable.
+    fn one(&mut self, payload: &bytes::Bytes) -> bool {
+        use super::ws::wake::{parse, Wake};
+        if *payload == crate::backend::GAP {
+            return false;
+        }
+        match parse(payload) {
+            Some(Wake::Frame {
+                message: Some(placed),
+                json,
+                ..
+            }) => {
+                if !self.messages_too || placed.id <= self.since {
+                    return true;
+                }
+                let newest = self.messages.last().map_or(self.since, |m| m.id.0);
+                match serde_json::from_slice::<ServerFrame>(&json) {
+                    Ok(ServerFrame::Message { message }) if message.id.0 > newest => {
+                        self.messages.push(message);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Some(Wake::Frame {
+                message: None,
+                json,
+                ..
+            }) => {
+                if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&json) {
+                    self.events.push(event);
+                }
+                true
+            }
+            // A revoked session is the WebSocket's concern; a poll ends on its own.
+            _ => true,
+        }
+    }
+
+    /// Takes the wake-ups already waiting, until a batch is full; false as for
+    /// [`Taken::one`], or if the inbox lagged.
+    fn waiting(&mut self, wake: &mut crate::backend::Subscription) -> bool {
+        use tokio::sync::broadcast::error::TryRecvError;
+        while self.messages.len() < SYNC_BATCH {
+            match wake.try_recv() {
+                Ok(payload) => {
+                    if !self.one(&payload) {
+                        return false;
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => return false,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
+        }
+        true
+    }
 }
 
 async fn since_batch(state: &AppState, me: i64, since_id: i64) -> Result<Vec<Message>, AppError> {

@@ -7,13 +7,26 @@
 //! turns N sends into one transaction of a fixed number of statements
 //! ([`ChatStore::commit_messages`]; each engine's SQL is in `storage/*/writer.rs`). It also ends
 //! the contention of many connections queueing for the database's write lock.
+//!
+//! The writer also publishes each stored message's wake-up to its channel's members,
+//! right after the commit and before the next one: the node's wake-ups leave in commit
+//! order, which is id order. On the in-process bus every subscriber then receives them in
+//! id order, which is what lets a long poll answer from its wake-ups alone
+//! (`service::wait_for_messages`). A sender's task could not promise that: tasks run in
+//! any order, and one may be dropped (its client gone) between commit and publish.
 
 use crate::{
+    backend::PubSub,
     error::{AppError, InternalError},
     id::IdGenerator,
-    storage::chat::{ChatStore, Committed, MessageRow, NewMessage},
+    live::{self, Event},
+    storage::{
+        chat::{ChatStore, Committed, MessageRow, NewMessage},
+        to_datetime,
+    },
     telemetry::Metrics,
 };
+use app::model::{Id, Message, User};
 use std::{sync::Arc, time::Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,8 +39,9 @@ const QUEUE: usize = 4096;
 #[derive(Debug)]
 pub enum Written {
     /// Stored by this call; `members` are the channel's members at commit, to wake.
+    /// Stored, and its wake-up published to `members`.
     Stored {
-        row: MessageRow,
+        message: Message,
         members: Arc<[i64]>,
     },
     /// A retry: the message first stored under this `client_msg_id` (maybe in another
@@ -37,6 +51,10 @@ pub enum Written {
 
 struct Job {
     message: NewMessage,
+    /// The sender, as the message's frame names them.
+    author: User,
+    /// The connection that sent it (0: none), which gets an `ack` instead of the frame.
+    origin: u64,
     reply: oneshot::Sender<Result<Written, AppError>>,
     /// When the send was handed to the writer (for [`Metrics::message_store`]).
     queued: Instant,
@@ -50,19 +68,31 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends when the last handle is dropped.
-    pub fn spawn(store: Arc<dyn ChatStore>, ids: Arc<IdGenerator>, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn(
+        store: Arc<dyn ChatStore>,
+        ids: Arc<IdGenerator>,
+        metrics: Arc<Metrics>,
+        pubsub: Arc<dyn PubSub>,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, ids, metrics, queue));
+        tokio::spawn(run(store, ids, metrics, pubsub, queue));
         Self { jobs }
     }
 
     /// Stores a message, checking that the sender is a member of the channel (404 if the
     /// channel does not exist, 403 if they are not in it). Returns after the commit.
-    pub async fn write(&self, message: NewMessage) -> Result<Written, AppError> {
+    pub async fn write(
+        &self,
+        message: NewMessage,
+        author: User,
+        origin: u64,
+    ) -> Result<Written, AppError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
                 message,
+                author,
+                origin,
                 reply,
                 queued: Instant::now(),
             })
@@ -78,6 +108,7 @@ async fn run(
     store: Arc<dyn ChatStore>,
     ids: Arc<IdGenerator>,
     metrics: Arc<Metrics>,
+    pubsub: Arc<dyn PubSub>,
     mut queue: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -110,7 +141,14 @@ async fn run(
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let answer = match result {
-                        Committed::Stored { row, members } => Ok(Written::Stored { row, members }),
+                        Committed::Stored { row, members } => {
+                            let message = message_of(row, job.author);
+                            let event = Event::message(&message, job.origin);
+                            if let Err(e) = live::publish(&*pubsub, &members, &event).await {
+                                tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
+                            }
+                            Ok(Written::Stored { message, members })
+                        }
                         Committed::Existing(row) => Ok(Written::Existing(row)),
                         Committed::NoChannel => Err(AppError::not_found("channel")),
                         Committed::NotMember => {
@@ -137,5 +175,18 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The API's message for a stored row sent by `author`.
+fn message_of(row: MessageRow, author: User) -> Message {
+    Message {
+        id: Id(row.id),
+        channel_id: Id(row.channel_id),
+        seq: row.seq,
+        sender: author,
+        content: row.content,
+        created_at: to_datetime(row.created_at),
+        client_msg_id: row.client_msg_id,
     }
 }

@@ -477,6 +477,98 @@ async fn sync_returns_everything_newer_and_long_polls(backend: Backend) -> Resul
     Ok(())
 }
 
+/// One device's long-poll loop: from `since` until it holds `want` messages (or a minute
+/// passed); returns the messages' ids in the order the answers carried them.
+async fn poll_until(app: &TestApp, who: &TestUser, want: usize) -> Result<Vec<i64>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut cursor, mut ids) = ("0".to_string(), Vec::new());
+    while ids.len() < want && Instant::now() < deadline {
+        let answer: Value = app
+            .get(
+                &format!("/v1/chat/sync?since={cursor}&timeout=5"),
+                Some(&who.token),
+            )
+            .await?
+            .json()
+            .await?;
+        for m in answer["messages"].as_array().context("messages")? {
+            ids.push(str_of(m, "id").parse()?);
+        }
+        cursor = str_of(&answer, "cursor").to_string();
+    }
+    Ok(ids)
+}
+
+/// Long polls in a loop while several people send at once, as a client runs them: every
+/// message reaches each member's device exactly once and in id order, whether the poll
+/// read it from the database or (on one node with the in-process bus) took it from its
+/// wake-ups, in the subscription the previous answer parked.
+async fn looping_long_polls_receive_every_message_once_in_order(backend: Backend) -> Result<()> {
+    const EACH: usize = 15;
+    let app = std::sync::Arc::new(spawn_app(backend).await?);
+    let hub = app.register("lp_hub").await?;
+    let mut senders = Vec::new();
+    for name in ["lp_one", "lp_two", "lp_three"] {
+        let user = app.register(name).await?;
+        let channel = str_of(&dm(&app, &hub, name).await?.json::<Value>().await?, "id").to_string();
+        senders.push((user, channel));
+    }
+    // The hub's device and the first sender's, polling from the start.
+    let polls = {
+        let (app2, hub2) = (app.clone(), hub.clone());
+        let first = senders[0].0.clone();
+        let (app3, total) = (app.clone(), senders.len() * EACH * 2);
+        (
+            tokio::spawn(async move { poll_until(&app2, &hub2, total).await }),
+            tokio::spawn(async move { poll_until(&app3, &first, 2 * EACH).await }),
+        )
+    };
+    // Everyone sends at once: each sender into their channel, the hub into each channel.
+    let mut sends = tokio::task::JoinSet::new();
+    for (i, (user, channel)) in senders.iter().enumerate() {
+        for (who, tag) in [(user.clone(), "s"), (hub.clone(), "h")] {
+            let (app, channel) = (app.clone(), channel.clone());
+            sends.spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..EACH {
+                    let m = sent(
+                        &app,
+                        &who,
+                        &channel,
+                        &format!("{tag}{i} {n}"),
+                        &format!("{tag}{i}-{n}"),
+                    )
+                    .await?;
+                    ids.push(str_of(&m, "id").parse::<i64>()?);
+                }
+                Ok::<_, anyhow::Error>((i, ids))
+            });
+        }
+    }
+    let mut all: Vec<i64> = Vec::new();
+    let mut first_channel: Vec<i64> = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        let (i, ids) = done??;
+        if i == 0 {
+            first_channel.extend(&ids);
+        }
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    first_channel.sort_unstable();
+    for (got, want, who) in [
+        (polls.0.await??, all, "the hub"),
+        (polls.1.await??, first_channel, "lp_one"),
+    ] {
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "{who}'s polls answered out of order or twice: {got:?}"
+        );
+        assert_eq!(got, want, "{who}'s polls");
+    }
+    Ok(())
+}
+
 async fn the_conversation_list_orders_by_activity_with_unread_counts(
     backend: Backend,
 ) -> Result<()> {
@@ -689,5 +781,6 @@ both_backends!(
     messages_are_ordered_gap_free_and_idempotent,
     groups_enforce_size_and_membership_rules,
     sync_returns_everything_newer_and_long_polls,
+    looping_long_polls_receive_every_message_once_in_order,
     the_conversation_list_orders_by_activity_with_unread_counts,
 );

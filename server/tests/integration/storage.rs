@@ -4,6 +4,16 @@
 use crate::common::{spawn_with, Backend, Options, TestApp};
 use anyhow::{Context as _, Result};
 use kith::{error::AppError, storage::chat::NewMessage, storage::Raw};
+
+/// The sender as a stored message's wake-up names them (only the id matters here).
+fn author(id: i64) -> app::model::User {
+    app::model::User {
+        id: app::model::Id(id),
+        username: format!("user{id}"),
+        display_name: format!("User {id}"),
+        created_at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
+    }
+}
 use std::{
     io::Read as _,
     sync::{
@@ -94,13 +104,17 @@ async fn the_write_ahead_log_starts_over_while_writes_keep_coming() -> Result<()
                         break;
                     }
                     writer
-                        .write(NewMessage {
-                            channel,
-                            sender,
-                            content: format!("message {t}-{i}"),
-                            client_msg_id: format!("wal-{t}-{i}"),
-                            now: kith::storage::now_ms(),
-                        })
+                        .write(
+                            NewMessage {
+                                channel,
+                                sender,
+                                content: format!("message {t}-{i}"),
+                                client_msg_id: format!("wal-{t}-{i}"),
+                                now: kith::storage::now_ms(),
+                            },
+                            author(sender),
+                            0,
+                        )
                         .await?;
                     let _ = progress.send(());
                 }
@@ -142,13 +156,17 @@ async fn message_foreign_keys_are_checked_at_commit_and_still_cascade() -> Resul
     let (app, channel, sender, _) = node_with_a_channel("fkwriter", "fkpeer").await?;
     app.state
         .messages
-        .write(NewMessage {
-            channel,
-            sender,
-            content: "kept until the channel goes".into(),
-            client_msg_id: "fk-1".into(),
-            now: kith::storage::now_ms(),
-        })
+        .write(
+            NewMessage {
+                channel,
+                sender,
+                content: "kept until the channel goes".into(),
+                client_msg_id: "fk-1".into(),
+                now: kith::storage::now_ms(),
+            },
+            author(sender),
+            0,
+        )
         .await?;
 
     // A message in a channel that does not exist: the statement takes it, the commit
@@ -239,13 +257,17 @@ async fn another_process_closing_the_database_leaves_the_nodes_log_in_place() ->
     let (app, channel, sender, database) = node_with_a_channel("logkeeper", "logpeer").await?;
     let wal = format!("{database}-wal");
     let send = |n: usize| {
-        app.state.messages.write(NewMessage {
-            channel,
-            sender,
-            content: format!("kept {n}"),
-            client_msg_id: format!("keep-{n}"),
-            now: kith::storage::now_ms(),
-        })
+        app.state.messages.write(
+            NewMessage {
+                channel,
+                sender,
+                content: format!("kept {n}"),
+                client_msg_id: format!("keep-{n}"),
+                now: kith::storage::now_ms(),
+            },
+            author(sender),
+            0,
+        )
     };
 
     // Writes until the log has started over once: the checkpointer has then run both

@@ -748,19 +748,25 @@ async fn store_quietly(
     channel: &str,
     content: &str,
 ) -> Result<Value> {
-    use kith::{chat::writer::Written, storage::chat::NewMessage};
+    use kith::storage::chat::{Committed, NewMessage};
+    // Straight into the store: the node's writer would publish the wake-up.
+    let message = NewMessage {
+        channel: channel.parse()?,
+        sender: from.id.parse()?,
+        content: content.into(),
+        client_msg_id: format!("q-{}", common::rand_u64()),
+        now: kith::storage::now_ms(),
+    };
     let written = app
         .state
-        .messages
-        .write(NewMessage {
-            channel: channel.parse()?,
-            sender: from.id.parse()?,
-            content: content.into(),
-            client_msg_id: format!("q-{}", common::rand_u64()),
-            now: kith::storage::now_ms(),
-        })
+        .store
+        .chat
+        .commit_messages(&app.state.ids, &[&message])
         .await?;
-    anyhow::ensure!(matches!(written, Written::Stored { .. }), "not stored anew");
+    anyhow::ensure!(
+        matches!(written.as_slice(), [Committed::Stored { .. }]),
+        "not stored anew"
+    );
     let page: Value = app
         .get(
             &format!("/v1/chat/channels/{channel}/messages?limit=100"),
