@@ -315,9 +315,9 @@ pub async fn send_over_http(
     send(state, me, channel, content, client_msg_id, 0).await
 }
 
-/// Stores a message (acknowledged only after commit), then wakes every member's
-/// connections. A retry with the same `client_msg_id` returns the first message.
-/// `origin` identifies the WebSocket connection that sent it (0 for HTTP), which gets an
+/// Stores a message (acknowledged only after commit; the node's writer wakes every
+/// member's connections right after it), then notifies members with none. A retry with
+/// the same `client_msg_id` returns the first message. `origin` identifies the WebSocket connection that sent it (0 for HTTP), which gets an
 /// `ack` instead of the `message` frame.
 pub async fn send(
     state: &AppState,
