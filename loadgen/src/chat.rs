@@ -683,38 +683,21 @@ async fn longpoll_vs_ws(
 async fn poll_loop(http: Client, url: String, token: String, since: i64, recorder: Arc<Recorder>) {
     let mut cursor = since.to_string();
     loop {
-        let response = http
+        let request = http
             .get(&url)
             .query(&[
                 ("since", cursor.as_str()),
                 ("timeout", &LONGPOLL_TIMEOUT_SECS.to_string()),
             ])
-            .bearer_auth(&token)
-            .send()
-            .await;
-        let body = match response {
-            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await,
-            Ok(r) => {
-                recorder.error(format!("long-poll HTTP {}", r.status().as_u16()));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(e) => Err(e),
-        };
-        let body = match body {
-            Ok(b) => b,
-            Err(e) => {
-                recorder.error(format!(
-                    "long-poll: {}",
-                    if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "request error"
-                    }
-                ));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+            .bearer_auth(&token);
+        let Some(body) = ws_client::poll(
+            &recorder,
+            request,
+            reqwest::Response::json::<serde_json::Value>,
+        )
+        .await
+        else {
+            continue;
         };
         let messages = body
             .get("messages")
@@ -722,11 +705,8 @@ async fn poll_loop(http: Client, url: String, token: String, since: i64, recorde
             .map(Vec::as_slice)
             .unwrap_or_default();
         for m in messages {
-            let stamp = m
-                .get("content")
-                .and_then(|c| c.as_str())
-                .and_then(|c| ws_client::stamp_of(&format!(r#""content":"{c}""#)));
-            recorder.delivery(stamp);
+            let content = m.get("content").and_then(|c| c.as_str());
+            recorder.delivery(content.and_then(ws_client::stamp_of_content));
         }
         if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
             cursor = next.to_string();

@@ -516,6 +516,40 @@ async fn drive(
     }
 }
 
+/// One long-poll request's answer, read by `read` (`reqwest::Response::json`, or `text`
+/// for Engine.IO's payloads); a failure (a status, a timeout, an unreadable body) is
+/// counted and answered `None` after a short pause, so a poll loop simply asks again.
+pub async fn poll<T, F>(
+    recorder: &Recorder,
+    request: reqwest::RequestBuilder,
+    read: impl FnOnce(reqwest::Response) -> F,
+) -> Option<T>
+where
+    F: std::future::Future<Output = reqwest::Result<T>>,
+{
+    let failure = match request.send().await {
+        Ok(r) if r.status().is_success() => match read(r).await {
+            Ok(body) => return Some(body),
+            Err(_) => "long-poll: unreadable answer".to_string(),
+        },
+        Ok(r) => format!("long-poll HTTP {}", r.status().as_u16()),
+        Err(e) if e.is_timeout() => "long-poll: timeout".to_string(),
+        Err(_) => "long-poll: request error".to_string(),
+    };
+    recorder.error(failure);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    None
+}
+
+/// The send stamp of a load message's content (`lg <ns> …`).
+pub fn stamp_of_content(content: &str) -> Option<u64> {
+    let digits = content.strip_prefix(STAMP)?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
 /// Calls `dispatch(n)` for n = 0, 1, … at `rate` per second for `duration`, on a 1 ms
 /// grid: open loop, so a slow server gets the same offered load rather than a politely
 /// reduced one. Returns how many were dispatched.
@@ -546,6 +580,8 @@ mod tests {
         let frame = r#"{"message":{"channel_id":"3","content":"lg 123456 p1: load","id":"9"},"type":"message"}"#;
         assert_eq!(stamp_of(frame), Some(123_456));
         assert_eq!(stamp_of(r#"{"content":"hello"}"#), None);
+        assert_eq!(stamp_of_content("lg 77 p2: load"), Some(77));
+        assert_eq!(stamp_of_content("hello"), None);
     }
 
     #[test]

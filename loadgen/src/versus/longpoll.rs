@@ -267,28 +267,20 @@ async fn poll(
             let url = format!("{base}/v1/chat/sync");
             let mut cursor = since.to_string();
             loop {
-                let answer = http
+                let request = http
                     .get(&url)
                     .query(&[
                         ("since", cursor.as_str()),
                         ("timeout", &WAIT_SECS.to_string()),
                     ])
-                    .bearer_auth(token)
-                    .send()
-                    .await;
-                let body = match answer {
-                    Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-                    Ok(r) => {
-                        recorder.error(format!("long-poll HTTP {}", r.status().as_u16()));
-                        None
-                    }
-                    Err(_) => {
-                        recorder.error("long-poll request error".into());
-                        None
-                    }
-                };
-                let Some(body) = body else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    .bearer_auth(token);
+                let Some(body) = ws_client::poll(
+                    &recorder,
+                    request,
+                    reqwest::Response::json::<serde_json::Value>,
+                )
+                .await
+                else {
                     continue;
                 };
                 let messages = body.get("messages").and_then(|m| m.as_array());
@@ -300,11 +292,8 @@ async fn poll(
                     if id.starts_with(side) {
                         continue;
                     }
-                    let stamp = m
-                        .get("content")
-                        .and_then(|c| c.as_str())
-                        .and_then(|c| ws_client::stamp_of(&format!(r#""content":"{c}""#)));
-                    recorder.delivery(stamp);
+                    let content = m.get("content").and_then(|c| c.as_str());
+                    recorder.delivery(content.and_then(ws_client::stamp_of_content));
                     let _ = received.send(());
                 }
                 if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
@@ -314,19 +303,9 @@ async fn poll(
         }
         // The peer relays to the rest of the room only: every event is the other member's.
         Transport::SocketIo { url, posting } => loop {
-            let payload = match http.get(url).send().await {
-                Ok(r) if r.status().is_success() => r.text().await.ok(),
-                Ok(r) => {
-                    recorder.error(format!("long-poll HTTP {}", r.status().as_u16()));
-                    None
-                }
-                Err(_) => {
-                    recorder.error("long-poll request error".into());
-                    None
-                }
-            };
-            let Some(payload) = payload else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(payload) =
+                ws_client::poll(&recorder, http.get(url), reqwest::Response::text).await
+            else {
                 continue;
             };
             for packet in payload.split(SEPARATOR) {
