@@ -86,6 +86,8 @@ options (versus only; --backends defaults to memory, --synchronous to full,
                          400,600,800,1000,1200,1400,1600,1800,2000,2400,2800)
   --longpoll-secs N      length of the long-poll closed loop (default: 10)
   --peer-bin PATH        the peer (default: `socketio-peer` next to this executable)
+  --ws-peer PATH         also measure memory per idle connection of Node's ws server,
+                         loadgen/peer/ws/ws-peer (after npm ci in its directory)
 
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
@@ -216,6 +218,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                 versus_opts.longpoll_duration = secs(&flag, &value)?;
             }
             "--peer-bin" if versus => versus_opts.peer_bin = Some(PathBuf::from(value)),
+            "--ws-peer" if versus => versus_opts.ws_peer = Some(PathBuf::from(value)),
             "--users" if presence => presence_opts.users = positive(&flag, &value)?,
             "--heartbeat-secs" if presence => presence_opts.heartbeat = secs(&flag, &value)?,
             "--subjects" if presence => presence_opts.subjects = positive(&flag, &value)?,
@@ -651,7 +654,7 @@ mod tests {
             panic!("versus did not parse");
         };
         assert_eq!(o.backends, vec![Backend::Memory]);
-        assert_eq!(o.synchronous, Synchronous::Full);
+        assert_eq!((o.synchronous, o.ws_peer), (Synchronous::Full, None));
         assert_eq!((o.rounds, o.pair_rate), (1, 5_000));
         assert_eq!(o.pair_duration, Duration::from_secs(20));
         let args = [
@@ -665,6 +668,8 @@ mod tests {
             "500,900",
             "--peer-bin",
             "/tmp/peer",
+            "--ws-peer",
+            "/tmp/ws-peer",
             "--duration-secs",
             "4",
         ];
@@ -675,6 +680,7 @@ mod tests {
         assert_eq!((o.rounds, o.synchronous), (3, Synchronous::Normal));
         assert_eq!(o.group_rates, vec![500, 900]);
         assert_eq!(o.peer_bin, Some(PathBuf::from("/tmp/peer")));
+        assert_eq!(o.ws_peer, Some(PathBuf::from("/tmp/ws-peer")));
         assert_eq!(o.duration, Duration::from_secs(4));
         assert!(o.command_line().contains("--rounds 3"));
     }

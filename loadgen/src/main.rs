@@ -443,6 +443,7 @@ fn run_versus(opts: VersusOptions) -> Result<bool, Error> {
         opts: opts.clone(),
         server_bin: bench.server_bin.clone(),
         peer_bin,
+        ws_peer: opts.ws_peer.clone(),
         server_cpu: bench.server_cpu,
         clock: cpu::CpuClock::new(),
     };
@@ -462,8 +463,20 @@ fn run_versus(opts: VersusOptions) -> Result<bool, Error> {
         .map(|b| versus::Target::Kith(*b))
         .collect();
     let mut rounds = Vec::new();
+    let mut ws_memory = Vec::new();
     let mut all_ok = true;
     for round in 1..=opts.rounds {
+        if let Some(bin) = &setup.ws_peer {
+            eprintln!("[{}] round {round}", versus::WS_PEER);
+            match bench.block_on(versus::ws_memory(&setup, bin)) {
+                Ok(bytes) => ws_memory.push(bytes),
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => {
+                    all_ok = false;
+                    println!("{} failed in round {round}: {e}\n", versus::WS_PEER);
+                }
+            }
+        }
         let mut runs = Vec::new();
         for target in kith.iter().copied().chain([versus::Target::SocketIo]) {
             eprintln!("[{}] round {round}", target.name());
@@ -476,10 +489,16 @@ fn run_versus(opts: VersusOptions) -> Result<bool, Error> {
                 }
             }
         }
-        println!("{}", versus::report::round_markdown(round, &runs));
+        println!(
+            "{}",
+            versus::report::round_markdown(round, &runs, ws_memory.last().copied().flatten())
+        );
         rounds.push(runs);
     }
-    println!("{}", versus::report::summary_markdown(&rounds, &kith));
+    println!(
+        "{}",
+        versus::report::summary_markdown(&rounds, &kith, &ws_memory)
+    );
     Ok(all_ok)
 }
 

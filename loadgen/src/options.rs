@@ -258,6 +258,9 @@ pub struct VersusOptions {
     pub server_bin: Option<PathBuf>,
     /// `None`: the `socketio-peer` binary next to this executable.
     pub peer_bin: Option<PathBuf>,
+    /// Node's `ws` server (`loadgen/peer/ws/ws-peer`), whose memory per idle connection is
+    /// measured too when given.
+    pub ws_peer: Option<PathBuf>,
     /// Each target is measured this many times, in turns; the report gives medians.
     pub rounds: usize,
     /// The 1:1 rate (messages/s over all pairs) and how long it is held.
@@ -283,6 +286,7 @@ impl Default for VersusOptions {
             client_cpu: chat.client_cpu,
             server_bin: None,
             peer_bin: None,
+            ws_peer: None,
             rounds: 1,
             pair_rate: 5_000,
             pair_duration: Duration::from_secs(20),
@@ -321,6 +325,9 @@ impl VersusOptions {
         push_server_bin(&mut cmd, &self.server_bin);
         if let Some(bin) = &self.peer_bin {
             cmd.push_str(&format!(" --peer-bin {}", bin.display()));
+        }
+        if let Some(bin) = &self.ws_peer {
+            cmd.push_str(&format!(" --ws-peer {}", bin.display()));
         }
         cmd
     }

@@ -45,6 +45,8 @@ pub const PAIRS: usize = 5_000;
 pub const GROUPS: usize = 10;
 /// Pairs in the long-poll closed loop (taken from the 1:1 pairs).
 pub const LONGPOLL_PAIRS: usize = 200;
+/// How the reports name Node's `ws` server (`loadgen/peer/ws`), measured for memory only.
+pub const WS_PEER: &str = "ws 8 (Node)";
 /// Every client heartbeats this often (Kith's browser client; the peer's ping interval).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
@@ -79,6 +81,8 @@ pub struct Setup {
     pub opts: VersusOptions,
     pub server_bin: PathBuf,
     pub peer_bin: PathBuf,
+    /// `loadgen/peer/ws/ws-peer`, when its memory is measured too.
+    pub ws_peer: Option<PathBuf>,
     pub server_cpu: Option<usize>,
     pub clock: CpuClock,
 }
@@ -113,9 +117,7 @@ pub struct VersusRun {
 impl VersusRun {
     /// Bytes of server memory per idle connection, from the two RSS readings.
     pub fn bytes_per_connection(&self) -> Option<f64> {
-        let [a, b] = self.rss_kib;
-        let n = (MEMORY_POINTS[1] - MEMORY_POINTS[0]) as f64;
-        Some((b? as f64 - a? as f64) * 1024.0 / n)
+        bytes_per_connection(self.rss_kib)
     }
 
     /// The group step with the most deliveries/s among those within p99 50 ms.
@@ -291,16 +293,15 @@ async fn measure(
         .iter()
         .flat_map(|p| [p.a.token.clone(), p.b.token.clone()])
         .collect();
-    let mut pair_conns: Vec<Conn> = Vec::new();
-    let mut rss_kib = [None; 2];
-    for (i, point) in MEMORY_POINTS.into_iter().enumerate() {
-        eprintln!("[{tag}] opening idle connections up to {point}");
-        let batch = pair_tokens.get(pair_conns.len()..point).unwrap_or_default();
-        pair_conns.extend(ws_client::open_all_in(dialect, ws_url, batch, &recorder).await?);
-        settle(point).await?;
-        rss_kib[i] = server.rss_kib();
-        server.check_alive()?;
-    }
+    let (mut pair_conns, rss_kib) = idle_memory(
+        (&tag, dialect),
+        server,
+        http,
+        &Endpoint { ws_url, gauge },
+        &pair_tokens,
+        &recorder,
+    )
+    .await?;
     let rest = pair_tokens.get(pair_conns.len()..).unwrap_or_default();
     pair_conns.extend(ws_client::open_all_in(dialect, ws_url, rest, &recorder).await?);
     settle(pair_conns.len()).await?;
@@ -406,6 +407,69 @@ async fn measure(
         groups,
         longpoll,
     })
+}
+
+/// Where a server takes connections and counts them.
+struct Endpoint<'a> {
+    ws_url: &'a str,
+    /// The `/metrics` gauge of open connections.
+    gauge: &'a str,
+}
+
+/// Step 1: opens idle connections for the first 5,000 then 10,000 of `tokens`, reading
+/// the server's RSS (KiB) once it reports each point open; returns the connections.
+async fn idle_memory(
+    (tag, dialect): (&str, Dialect),
+    server: &mut ServerProcess,
+    http: &Client,
+    endpoint: &Endpoint<'_>,
+    tokens: &[String],
+    recorder: &std::sync::Arc<Recorder>,
+) -> Result<(Vec<Conn>, [Option<u64>; 2]), Error> {
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut rss_kib = [None; 2];
+    for (i, point) in MEMORY_POINTS.into_iter().enumerate() {
+        eprintln!("[{tag}] opening idle connections up to {point}");
+        let batch = tokens.get(conns.len()..point).unwrap_or_default();
+        conns.extend(ws_client::open_all_in(dialect, endpoint.ws_url, batch, recorder).await?);
+        chat::settle_on(http, &server.base_url, endpoint.gauge, point as i64).await?;
+        rss_kib[i] = server.rss_kib();
+        server.check_alive()?;
+    }
+    Ok((conns, rss_kib))
+}
+
+/// Node's `ws` server at `bin`: bytes per idle connection, from 5,000 to 10,000 open.
+pub async fn ws_memory(setup: &Setup, bin: &std::path::Path) -> Result<Option<f64>, Error> {
+    let http = Client::builder().tcp_nodelay(true).build()?;
+    let dir = TempDir::new()?;
+    let mut server = ServerProcess::start(Launch {
+        bin,
+        cpu: setup.server_cpu,
+        dir: &dir.0,
+        env: Vec::new(),
+        fd_limit: Some(FD_LIMIT),
+    })?;
+    server.wait_ready(&http, Duration::from_secs(30)).await?;
+    let ws_url = server.base_url.replacen("http://", "ws://", 1) + "/";
+    let tokens = vec!["idle".to_string(); MEMORY_POINTS[1]];
+    let recorder = Recorder::new();
+    let endpoint = Endpoint {
+        ws_url: &ws_url,
+        gauge: "ws_sockets_open",
+    };
+    // Kith's dialect: a plain WebSocket, whose bearer token the server ignores.
+    let who = (WS_PEER, Dialect::Kith);
+    let (conns, rss_kib) =
+        idle_memory(who, &mut server, &http, &endpoint, &tokens, &recorder).await?;
+    drop(conns);
+    Ok(bytes_per_connection(rss_kib))
+}
+
+/// Bytes of server memory per idle connection, from the RSS at the two points.
+fn bytes_per_connection([a, b]: [Option<u64>; 2]) -> Option<f64> {
+    let n = (MEMORY_POINTS[1] - MEMORY_POINTS[0]) as f64;
+    Some((b? as f64 - a? as f64) * 1024.0 / n)
 }
 
 /// Guards against a population too small for the scenarios (the constants above).

@@ -1,7 +1,7 @@
 //! The `versus` figures as markdown: a table per round, then the medians over the rounds
 //! and each of Kith's figures as a ratio to the peer's, against its target.
 
-use super::{Target, VersusRun, GROUPS, LONGPOLL_PAIRS, PAIRS};
+use super::{Target, VersusRun, GROUPS, LONGPOLL_PAIRS, PAIRS, WS_PEER};
 use crate::{
     chat::SendRun,
     chat_report::{counts, percentile_ns},
@@ -47,10 +47,14 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.digits$}"))
 }
 
-/// One round: every target's figures side by side.
-pub fn round_markdown(round: usize, runs: &[VersusRun]) -> String {
+/// One round: every target's figures side by side (and Node's `ws` server's memory per
+/// idle connection, when it was measured).
+pub fn round_markdown(round: usize, runs: &[VersusRun], ws_bytes: Option<f64>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Round {round}\n");
+    if let Some(bytes) = ws_bytes {
+        let _ = writeln!(out, "{WS_PEER}: {bytes:.0} bytes per idle connection.\n");
+    }
     let _ = writeln!(
         out,
         "| target | bytes per idle connection | 1:1 p50 / p99 / max (ms), server CPU | best \
@@ -168,8 +172,13 @@ fn median_of(
     )
 }
 
-/// Medians over the rounds and Kith's ratios to the peer.
-pub fn summary_markdown(rounds: &[Vec<VersusRun>], kith: &[Target]) -> String {
+/// Medians over the rounds and Kith's ratios to the peer (and, when it was measured, Kith's
+/// memory per idle connection against Node's `ws` server's, `ws_bytes` per round).
+pub fn summary_markdown(
+    rounds: &[Vec<VersusRun>],
+    kith: &[Target],
+    ws_bytes: &[Option<f64>],
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -208,15 +217,15 @@ pub fn summary_markdown(rounds: &[Vec<VersusRun>], kith: &[Target]) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "|---|---|{}", "---|---|---|---|".repeat(kith.len()));
-    for (name, pick, at_most, digits) in figures {
-        let peer = median_of(rounds, Target::SocketIo, pick);
-        let _ = write!(out, "| {name} | {} |", opt(peer, digits));
+    // Kith's figure and its ratio to `theirs`, against the target, for each Kith target.
+    let cells = |pick: Pick, theirs: Option<f64>, at_most: bool, digits: usize| {
+        let mut row = String::new();
         for t in kith {
             let ours = median_of(rounds, *t, pick);
-            let ratio = ours.zip(peer).map(|(a, b)| a / b);
+            let ratio = ours.zip(theirs).map(|(a, b)| a / b);
             let met = ratio.map(|r| if at_most { r <= 1.0 } else { r >= 1.0 });
             let _ = write!(
-                out,
+                row,
                 " {} | {} | {} 1.0× | {} |",
                 opt(ours, digits),
                 ratio.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×")),
@@ -224,7 +233,24 @@ pub fn summary_markdown(rounds: &[Vec<VersusRun>], kith: &[Target]) -> String {
                 met.map_or("n/a", yes),
             );
         }
-        let _ = writeln!(out);
+        row
+    };
+    for (name, pick, at_most, digits) in figures {
+        let peer = median_of(rounds, Target::SocketIo, pick);
+        let _ = writeln!(
+            out,
+            "| {name} | {} |{}",
+            opt(peer, digits),
+            cells(pick, peer, at_most, digits)
+        );
+    }
+    if let Some(ws) = median(ws_bytes.iter().flatten().copied().collect()) {
+        let _ = writeln!(
+            out,
+            "| bytes per idle connection, against {WS_PEER} (its figure in the peer's column) | \
+             {ws:.0} |{}",
+            cells(|f| f.bytes_per_connection, Some(ws), true, 0)
+        );
     }
     out
 }
