@@ -683,34 +683,44 @@ async fn longpoll_vs_ws(
 async fn poll_loop(http: Client, url: String, token: String, since: i64, recorder: Arc<Recorder>) {
     let mut cursor = since.to_string();
     loop {
-        let request = http
-            .get(&url)
-            .query(&[
-                ("since", cursor.as_str()),
-                ("timeout", &LONGPOLL_TIMEOUT_SECS.to_string()),
-            ])
-            .bearer_auth(&token);
-        let Some(body) = ws_client::poll(
-            &recorder,
-            request,
-            reqwest::Response::json::<serde_json::Value>,
-        )
-        .await
-        else {
-            continue;
-        };
-        let messages = body
-            .get("messages")
-            .and_then(|m| m.as_array())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for m in messages {
+        for m in sync_once(&http, &url, &token, &mut cursor, &recorder).await {
             let content = m.get("content").and_then(|c| c.as_str());
             recorder.delivery(content.and_then(ws_client::stamp_of_content));
         }
-        if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
-            cursor = next.to_string();
-        }
+    }
+}
+
+/// One long poll of Kith's `GET /v1/chat/sync` (`url`) from `cursor`, waiting up to
+/// [`LONGPOLL_TIMEOUT_SECS`]: the messages it answered (none after a failure, which the
+/// recorder counts), with `cursor` moved to the answer's.
+pub async fn sync_once(
+    http: &Client,
+    url: &str,
+    token: &str,
+    cursor: &mut String,
+    recorder: &Recorder,
+) -> Vec<serde_json::Value> {
+    let request = http
+        .get(url)
+        .query(&[
+            ("since", cursor.as_str()),
+            ("timeout", &LONGPOLL_TIMEOUT_SECS.to_string()),
+        ])
+        .bearer_auth(token);
+    let answer = ws_client::poll(
+        recorder,
+        request,
+        reqwest::Response::json::<serde_json::Value>,
+    );
+    let Some(mut body) = answer.await else {
+        return Vec::new();
+    };
+    if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
+        *cursor = next.to_string();
+    }
+    match body.get_mut("messages").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(messages)) => messages,
+        _ => Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 
 use super::Target;
 use crate::{
+    chat,
     chat_seed::Pair,
     cpu::CpuClock,
     error::Error,
@@ -24,8 +25,6 @@ use tokio::{
     task::JoinSet,
 };
 
-/// The wait each Kith long-poll asks for.
-const WAIT_SECS: u32 = 25;
 /// A message not received this long after it was sent counts as lost, and the pair sends
 /// the next one.
 const LOST_AFTER: Duration = Duration::from_secs(5);
@@ -267,37 +266,14 @@ async fn poll(
             let url = format!("{base}/v1/chat/sync");
             let mut cursor = since.to_string();
             loop {
-                let request = http
-                    .get(&url)
-                    .query(&[
-                        ("since", cursor.as_str()),
-                        ("timeout", &WAIT_SECS.to_string()),
-                    ])
-                    .bearer_auth(token);
-                let Some(body) = ws_client::poll(
-                    &recorder,
-                    request,
-                    reqwest::Response::json::<serde_json::Value>,
-                )
-                .await
-                else {
-                    continue;
-                };
-                let messages = body.get("messages").and_then(|m| m.as_array());
-                for m in messages.map(Vec::as_slice).unwrap_or_default() {
-                    let id = m
-                        .get("client_msg_id")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("");
-                    if id.starts_with(side) {
+                for m in chat::sync_once(&http, &url, token, &mut cursor, &recorder).await {
+                    let id = m.get("client_msg_id").and_then(|c| c.as_str());
+                    if id.is_some_and(|id| id.starts_with(side)) {
                         continue;
                     }
                     let content = m.get("content").and_then(|c| c.as_str());
                     recorder.delivery(content.and_then(ws_client::stamp_of_content));
                     let _ = received.send(());
-                }
-                if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
-                    cursor = next.to_string();
                 }
             }
         }
