@@ -7,50 +7,9 @@ use crate::common::{spawn_app, Backend, TestApp, TestUser};
 use anyhow::{anyhow, Context as _, Result};
 use app::protocol::{ClientFrame, ServerFrame};
 use axum::extract::ws::Message as WsMessage;
-use futures::{channel::mpsc, Sink, Stream, StreamExt};
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
-
-/// The server's end of an in-memory connection.
-struct Pipe {
-    from_client: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
-    to_client: mpsc::UnboundedSender<WsMessage>,
-}
-
-impl Stream for Pipe {
-    type Item = Result<WsMessage, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.from_client.poll_next_unpin(cx)
-    }
-}
-
-impl Sink<WsMessage> for Pipe {
-    type Error = axum::Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.to_client.poll_ready(cx).map_err(axum::Error::new)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
-        self.to_client.start_send(item).map_err(axum::Error::new)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.to_client)
-            .poll_flush(cx)
-            .map_err(axum::Error::new)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.to_client)
-            .poll_close(cx)
-            .map_err(axum::Error::new)
-    }
-}
+use futures::{channel::mpsc, StreamExt};
+use kith::chat::ws::PipeClient;
+use std::time::Duration;
 
 /// The client's end, and the task serving the other.
 struct Client {
@@ -64,12 +23,13 @@ impl Client {
         let me = kith::auth::service::authenticate(&app.state, &user.token)
             .await?
             .context("the user's session")?;
-        let (to_server, from_client) = mpsc::unbounded();
-        let (to_client, from_server) = mpsc::unbounded();
-        let pipe = Pipe {
-            from_client,
-            to_client,
-        };
+        let (
+            pipe,
+            PipeClient {
+                to_server,
+                from_server,
+            },
+        ) = kith::chat::ws::pipe();
         let served = tokio::spawn(kith::chat::ws::serve(
             app.state.clone(),
             pipe,

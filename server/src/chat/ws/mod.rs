@@ -16,8 +16,9 @@
 //! # Layout
 //! * this module: the upgrade, authentication and admission, and the protocol's limits;
 //! * `connection`: [`Conn`](connection::Conn) and the loop of an authenticated connection,
-//!   generic over its [`Socket`] (axum's WebSocket, or the tests' in-memory pair);
+//!   generic over its [`Socket`] (axum's WebSocket, or the in-memory [`pipe`]);
 //! * `frames`: what the loop does with a client frame, a wake-up, a `sync` or a catch-up;
+//! * [`pipe`]: an in-memory connection, for tests and fuzzing;
 //! * [`wake`]: the wake-up payloads on a user's pub/sub topic.
 
 use crate::{
@@ -50,9 +51,11 @@ use tokio::time::timeout;
 
 mod connection;
 mod frames;
+mod pipe;
 pub mod wake;
 
 pub use connection::{serve, Socket};
+pub use pipe::{pipe, Pipe, PipeClient};
 
 /// Largest frame and message a client may send (SECURITY.md).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
