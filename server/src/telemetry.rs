@@ -174,6 +174,12 @@ impl Metrics {
                 "Post notification jobs waiting.",
                 notification_queue_depth as i64,
             ),
+            (
+                "kith_runtime_tasks_alive",
+                "Tasks alive on the node's async runtime (a leak shows as growth).",
+                tokio::runtime::Handle::try_current()
+                    .map_or(0, |h| h.metrics().num_alive_tasks() as i64),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(

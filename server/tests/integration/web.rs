@@ -271,6 +271,13 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
     ] {
         assert!(metrics.contains(gauge), "{gauge} missing");
     }
+    // The node's own tasks (its workers, the server loop) are alive, so the count is not 0.
+    let tasks: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kith_runtime_tasks_alive "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(tasks > 0, "kith_runtime_tasks_alive: {tasks}");
 
     let doc: Value = app.get("/v1/openapi.json", None).await?.json().await?;
     assert!(doc["openapi"]
