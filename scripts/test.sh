@@ -2,8 +2,8 @@
 # Runs every check and test: formatting, clippy (ssr and hydrate separately), the
 # hydrate dependency check, the Rust tests (on the embedded backends, and on Redis too when
 # one answers on 127.0.0.1:6379; the integration suite once on SQLite and once more on
-# PostgreSQL when one answers on 127.0.0.1:5432), and, against a release build, the API
-# conformance run (schemathesis) and the Playwright suite.
+# PostgreSQL when one answers on 127.0.0.1:5432), the fuzz targets (20 s each), and, against
+# a release build, the API conformance run (schemathesis) and the Playwright suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -12,6 +12,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
 
 step "clippy (ssr: server, app, the load tool and its peer)"
 cargo clippy -p server -p app -p loadgen -p socketio-peer --features app/ssr --all-targets -- -D warnings
@@ -46,6 +47,9 @@ if psql "${PG_URL%/*}/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1; then
 else
   step "no PostgreSQL at ${PG_URL%/*}: the PostgreSQL run of the integration suite is skipped"
 fi
+
+step "fuzzing: every target briefly, after replaying its committed inputs"
+./scripts/fuzz.sh "${KITH_FUZZ_SECONDS:-20}"
 
 step "release build (server and wasm bundle)"
 cargo leptos build --release
