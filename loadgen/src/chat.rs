@@ -680,7 +680,13 @@ async fn longpoll_vs_ws(
 }
 
 /// One receiver's long-poll loop, until aborted.
-async fn poll_loop(http: Client, url: String, token: String, since: i64, recorder: Arc<Recorder>) {
+pub async fn poll_loop(
+    http: Client,
+    url: String,
+    token: String,
+    since: i64,
+    recorder: Arc<Recorder>,
+) {
     let mut cursor = since.to_string();
     loop {
         for m in sync_once(&http, &url, &token, &mut cursor, &recorder).await {
@@ -724,6 +730,44 @@ pub async fn sync_once(
     }
 }
 
+/// `a` of `pair` POSTs load message `n` to their channel (`…/messages` on `base`); the 201
+/// counts as its ack, anything else as an error.
+pub fn post_message(
+    http: &Client,
+    base: &str,
+    pair: &chat_seed::Pair,
+    recorder: &Arc<Recorder>,
+    tag: &str,
+    n: u64,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let request = http
+        .post(format!("{base}/v1/chat/channels/{}/messages", pair.channel))
+        .bearer_auth(&pair.a.token)
+        .json(&serde_json::json!({
+            "content": recorder.stamped_content(tag),
+            "client_msg_id": format!("{tag}-{n}"),
+        }));
+    let recorder = recorder.clone();
+    async move {
+        let sent = recorder.now_ns();
+        match request.send().await {
+            Ok(r) if r.status().as_u16() == 201 => {
+                let _ = r.bytes().await;
+                recorder.ack(Some(sent));
+            }
+            Ok(r) => recorder.error(format!("POST HTTP {}", r.status().as_u16())),
+            Err(e) => recorder.error(format!(
+                "POST {}",
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "request error"
+                }
+            )),
+        }
+    }
+}
+
 /// POSTs at `rate`, round-robin over the pairs' `a` users, then drains.
 async fn post_run(
     setup: &Setup,
@@ -743,32 +787,7 @@ async fn post_run(
     let mut posts = JoinSet::new();
     let dispatched = ws_client::pace(rate, duration, |n| {
         let p = &pairs[(n as usize) % pairs.len()];
-        let request = http
-            .post(format!("{base}/v1/chat/channels/{}/messages", p.channel))
-            .bearer_auth(&p.a.token)
-            .json(&serde_json::json!({
-                "content": recorder.stamped_content(tag),
-                "client_msg_id": format!("{tag}-{n}"),
-            }));
-        let recorder = recorder.clone();
-        posts.spawn(async move {
-            let sent = recorder.now_ns();
-            match request.send().await {
-                Ok(r) if r.status().as_u16() == 201 => {
-                    let _ = r.bytes().await;
-                    recorder.ack(Some(sent));
-                }
-                Ok(r) => recorder.error(format!("POST HTTP {}", r.status().as_u16())),
-                Err(e) => recorder.error(format!(
-                    "POST {}",
-                    if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "request error"
-                    }
-                )),
-            }
-        });
+        posts.spawn(post_message(http, base, p, recorder, tag, n));
     })
     .await;
     let after = (setup.clock.seconds(server.pid()), setup.clock.seconds(me));

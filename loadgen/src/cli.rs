@@ -5,7 +5,7 @@ use crate::{
     error::Error,
     options::{
         Backend, ChaosOptions, ChatOptions, Engine, FeedOptions, Flavour, PresenceOptions,
-        Synchronous, VersusOptions,
+        SoakOptions, Synchronous, VersusOptions,
     },
 };
 use std::{path::PathBuf, time::Duration};
@@ -16,6 +16,7 @@ usage: loadgen feed [options]
        loadgen presence [options]
        loadgen chaos [options]
        loadgen versus [options]
+       loadgen soak [options]
 
 feed: starts target/release/server once per backend, seeds a social graph, and measures
 the news feed (healthz baseline, feed reads, post latency, fanout, celebrity vs normal).
@@ -36,6 +37,12 @@ tool's tree), in turns on the same scenarios: memory per idle connection (5,000 
 100 with senders rotating over all members (most deliveries/s within p99 50 ms) and 200
 long-poll pairs in a closed loop (msg/s); prints each round, then medians and Kith's ratios
 to the peer against their targets.
+soak: starts the server once (one backend), and for --minutes runs mixed load at about half
+of what the server on one core sustains: 1:1 and group chat over WebSockets, long-poll receivers, feed
+reads and posts, every socket heartbeating (presence). Each minute it samples the server's
+RSS, open files, runtime tasks and Redis memory and the minute's traffic; at the end it checks
+that every acknowledged message was delivered once, prints the slopes, and exits non-zero on
+any error, disconnect or lost message.
 Build the server first: cargo build -p server --release (versus: -p socketio-peer too)
 
 options (all; chaos takes only --redis-url, --postgres-url, --duration-secs, --server-bin):
@@ -89,6 +96,15 @@ options (versus only; --backends defaults to memory, --synchronous to full,
   --ws-peer PATH         also measure memory per idle connection of Node's ws server,
                          loadgen/peer/ws/ws-peer (after npm ci in its directory)
 
+options (soak only; --backends takes one backend, default redis; --synchronous defaults
+to full):
+  --minutes N            how long the load runs, one sample a minute (default: 30)
+  --pair-rate N          1:1 messages/s over 1,000 WebSocket pairs (default: 400)
+  --group-rate N         messages/s over 2 groups of 100, each delivered to 99 (default: 8)
+  --longpoll-rate N      messages/s POSTed to 100 long-polling receivers (default: 120)
+  --feed-read-rate N     feed reads/s by the 2,000 pair members (default: 200)
+  --post-rate N          posts/s by 20 authors, ~500 followers each (default: 1)
+
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
   --heartbeat-secs N     each user's heartbeat interval, random phase (default: 5)
@@ -109,6 +125,7 @@ pub enum Command {
     Presence(PresenceOptions),
     Chaos(ChaosOptions),
     Versus(VersusOptions),
+    Soak(SoakOptions),
     Help,
 }
 
@@ -119,6 +136,7 @@ enum Which {
     Presence,
     Chaos,
     Versus,
+    Soak,
 }
 
 /// Parses the arguments after the program name.
@@ -130,20 +148,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
         Some("presence") => Which::Presence,
         Some("chaos") => Which::Chaos,
         Some("versus") => Which::Versus,
+        Some("soak") => Which::Soak,
         None | Some("-h") | Some("--help") | Some("help") => return Ok(Command::Help),
         Some(other) => return Err(usage(format!("unknown command {other:?}"))),
     };
-    let (chat, presence, chaos, versus) = (
+    let (chat, presence, chaos, versus, soak) = (
         which == Which::Chat,
         which == Which::Presence,
         which == Which::Chaos,
         which == Which::Versus,
+        which == Which::Soak,
     );
     let mut opts = FeedOptions::default();
     let mut chat_opts = ChatOptions::default();
     let mut presence_opts = PresenceOptions::default();
     let mut chaos_opts = ChaosOptions::default();
     let mut versus_opts = VersusOptions::default();
+    let mut soak_opts = SoakOptions::default();
     let mut backend_list = None;
     let mut duration = None;
     let mut flavour_list = None;
@@ -197,7 +218,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--group-rates" if chat => chat_opts.group_rates = rates(&flag, &value)?,
             "--groups" if chat => chat_opts.groups = positive(&flag, &value)?,
             "--longpoll-rate" if chat => chat_opts.longpoll_rate = rate(&flag, &value)?,
-            "--synchronous" if chat || versus => {
+            "--longpoll-rate" if soak => soak_opts.longpoll_rate = rate(&flag, &value)?,
+            "--minutes" if soak => soak_opts.minutes = rate(&flag, &value)?,
+            "--pair-rate" if soak => soak_opts.pair_rate = rate(&flag, &value)?,
+            "--group-rate" if soak => soak_opts.group_rate = rate(&flag, &value)?,
+            "--feed-read-rate" if soak => soak_opts.feed_read_rate = rate(&flag, &value)?,
+            "--post-rate" if soak => soak_opts.post_rate = rate(&flag, &value)?,
+            "--synchronous" if chat || versus || soak => {
                 let synchronous = match value.to_ascii_lowercase().as_str() {
                     "normal" => Synchronous::Normal,
                     "full" => Synchronous::Full,
@@ -209,6 +236,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                 };
                 chat_opts.synchronous = synchronous;
                 versus_opts.synchronous = synchronous;
+                soak_opts.synchronous = synchronous;
             }
             "--rounds" if versus => versus_opts.rounds = positive(&flag, &value)?,
             "--pair-rate" if versus => versus_opts.pair_rate = rate(&flag, &value)?,
@@ -232,9 +260,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
     }
-    if let Some(list) = backend_list {
+    if let Some(list) = &backend_list {
         opts.backends = list.clone();
-        versus_opts.backends = list;
+        versus_opts.backends = list.clone();
     }
     match which {
         Which::Feed => Ok(Command::Feed(FeedOptions {
@@ -307,6 +335,29 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                 ));
             }
             Ok(Command::Presence(p))
+        }
+        Which::Soak => {
+            let backend = match backend_list.as_deref() {
+                None => soak_opts.backend,
+                Some([one]) => *one,
+                Some(_) => {
+                    return Err(usage(
+                        "--backends takes one backend for soak: memory or redis".into(),
+                    ))
+                }
+            };
+            if duration.is_some() {
+                return Err(usage("soak takes --minutes, not --duration-secs".into()));
+            }
+            Ok(Command::Soak(SoakOptions {
+                backend,
+                redis_url: opts.redis_url,
+                database: opts.database,
+                server_cpu: opts.server_cpu,
+                client_cpu: opts.client_cpu,
+                server_bin: opts.server_bin,
+                ..soak_opts
+            }))
         }
         Which::Versus => Ok(Command::Versus(VersusOptions {
             redis_url: opts.redis_url,
@@ -480,6 +531,38 @@ mod tests {
                 other => panic!("{command} parsed as {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn soak_runs_one_backend_for_minutes() {
+        let soak = |args: &[&str]| {
+            parse(
+                std::iter::once("soak")
+                    .chain(args.iter().copied())
+                    .map(String::from),
+            )
+        };
+        match soak(&[]) {
+            Ok(Command::Soak(o)) => {
+                assert_eq!((o.backend, o.minutes), (Backend::Redis, 30));
+                assert_eq!(o.synchronous, Synchronous::Full);
+                assert!(o.command_line().contains(" --backends redis "));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match soak(&["--backends=memory", "--minutes", "2", "--feed-read-rate=50"]) {
+            Ok(Command::Soak(o)) => {
+                assert_eq!(
+                    (o.backend, o.minutes, o.feed_read_rate),
+                    (Backend::Memory, 2, 50)
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(soak(&["--backends", "memory,redis"]).is_err());
+        assert!(soak(&["--duration-secs", "60"]).is_err());
+        assert!(soak(&["--minutes", "0"]).is_err());
+        assert!(soak(&["--rounds", "2"]).is_err());
     }
 
     #[test]

@@ -25,6 +25,10 @@
 //! the same scenarios in turns: memory per idle connection, 1:1 latency, group fanout and
 //! long-poll, with Kith's ratios to the peer.
 //!
+//! `soak`: one server under steady mixed load (chat on both transports, feed, presence)
+//! for many minutes, its memory, files, tasks and Redis memory sampled each minute, with
+//! the slopes and an exactly-once check of the chat traffic at the end.
+//!
 //! `chaos`: a cluster of nodes behind HAProxy on PostgreSQL and Redis, chat and feed
 //! traffic through it while nodes are killed with SIGKILL and restarted, and an
 //! exactly-once check of what every device received.
@@ -45,6 +49,7 @@
 //! * `load`: the closed-loop request runner and percentiles.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
 //! * `chaos`: the chaos scenario (population, devices, traffic, checker, report).
+//! * `soak`: the soak run (traffic, minute samples, slopes, report).
 //! * `versus`: the side-by-side scenarios (the long-poll closed loop in `versus::longpoll`,
 //!   the ratios in `versus::report`).
 //! * `cluster`: N nodes on one PostgreSQL database and Redis namespace, optionally behind
@@ -76,6 +81,7 @@ mod redis_ns;
 mod report;
 mod seed;
 mod server;
+mod soak;
 mod versus;
 mod ws_client;
 
@@ -83,7 +89,7 @@ use cli::Command;
 use error::Error;
 use options::{
     Backend, ChaosOptions, ChatOptions, DatabaseOptions, Engine, FeedOptions, Flavour,
-    PresenceOptions, VersusOptions,
+    PresenceOptions, SoakOptions, VersusOptions,
 };
 use std::{future::Future, path::PathBuf, process::ExitCode};
 
@@ -94,6 +100,7 @@ fn main() -> ExitCode {
         Ok(Command::Presence(opts)) => run_presence(opts),
         Ok(Command::Chaos(opts)) => run_chaos(opts),
         Ok(Command::Versus(opts)) => run_versus(opts),
+        Ok(Command::Soak(opts)) => run_soak(opts),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -411,6 +418,46 @@ fn run_chaos(opts: ChaosOptions) -> Result<bool, Error> {
         opts.kill_every.as_secs(),
     );
     match bench.block_on(chaos::run(&setup)) {
+        Ok(report) => {
+            println!("{}", report.markdown());
+            Ok(report.valid())
+        }
+        Err(Error::Interrupted) => Err(Error::Interrupted),
+        Err(e) => {
+            println!("Failed: {e}\n");
+            Ok(false)
+        }
+    }
+}
+
+/// Runs the soak; `Ok(false)` if it saw an error, lost a message or a figure grew.
+fn run_soak(opts: SoakOptions) -> Result<bool, Error> {
+    let fd_limit = chat::raise_fd_limit();
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
+    let database = bench.database(&opts.database, opts.synchronous.name())?;
+    let setup = soak::Setup {
+        opts: opts.clone(),
+        server_bin: bench.server_bin.clone(),
+        server_cpu: bench.server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+    println!("## Soak\n");
+    println!("```sh\n{}\n```\n", opts.command_line());
+    println!(
+        "Machine: {}; server runtime `current_thread`, {database}, backend {}; loadgen \
+         open-file limit {}. Load: 1:1 {} msg/s over 1,000 WebSocket pairs, groups {} msg/s \
+         over 2 groups of 100, long-poll {} msg/s to 100 receivers, {} feed reads/s, {} \
+         posts/s, 2,200 sockets heartbeating every 10 s.\n",
+        bench.machine(),
+        opts.backend.name(),
+        fd_limit.map_or_else(|| "n/a".into(), |l| l.to_string()),
+        opts.pair_rate,
+        opts.group_rate,
+        opts.longpoll_rate,
+        opts.feed_read_rate,
+        opts.post_rate,
+    );
+    match bench.block_on(soak::run(&setup)) {
         Ok(report) => {
             println!("{}", report.markdown());
             Ok(report.valid())

@@ -467,3 +467,79 @@ fn push_server_bin(cmd: &mut String, bin: &Option<PathBuf>) {
         cmd.push_str(&format!(" --server-bin {}", bin.display()));
     }
 }
+
+/// Options of the `soak` command.
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    pub backend: Backend,
+    pub redis_url: String,
+    pub database: DatabaseOptions,
+    /// How long the load runs; one sample a minute.
+    pub minutes: u32,
+    pub server_cpu: Option<usize>,
+    pub client_cpu: Option<usize>,
+    pub server_bin: Option<PathBuf>,
+    /// 1:1 messages/s over the WebSocket pairs.
+    pub pair_rate: u32,
+    /// Group messages/s over the groups' members (each delivered to 99).
+    pub group_rate: u32,
+    /// Messages/s POSTed to the long-polling receivers.
+    pub longpoll_rate: u32,
+    /// `GET /v1/me/feed`/s.
+    pub feed_read_rate: u32,
+    /// `POST /v1/me/feed`/s (each fanned out to ~500 followers and notified).
+    pub post_rate: u32,
+    pub synchronous: Synchronous,
+}
+
+impl Default for SoakOptions {
+    /// About half of what the server on one core sustains: these rates keep its core
+    /// ~55% busy on Redis under SQLite `FULL` (2.5 times them, 79%), each kind of load
+    /// taking its share: 1:1 400 msg/s, groups 8 msg/s (792 deliveries/s), long-poll 120
+    /// msg/s, 200 feed reads/s and a post a second (~500 followers: feed pushes,
+    /// notifications and `new_post` events), with 2,200 sockets heartbeating every 10 s.
+    fn default() -> Self {
+        let chat = ChatOptions::default();
+        Self {
+            backend: Backend::Redis,
+            redis_url: chat.redis_url,
+            database: chat.database,
+            minutes: 30,
+            server_cpu: chat.server_cpu,
+            client_cpu: chat.client_cpu,
+            server_bin: None,
+            pair_rate: 400,
+            group_rate: 8,
+            longpoll_rate: 120,
+            feed_read_rate: 200,
+            post_rate: 1,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+impl SoakOptions {
+    /// The command that reproduces this run, every option spelled out.
+    pub fn command_line(&self) -> String {
+        let mut cmd = format!(
+            "cargo build --release -p server -p loadgen && ./target/release/loadgen soak \
+             --backends {} --redis-url {} --minutes {} --pair-rate {} --group-rate {} \
+             --longpoll-rate {} --feed-read-rate {} --post-rate {} --synchronous {} \
+             --server-cpu {} --client-cpu {}",
+            self.backend.name(),
+            self.redis_url,
+            self.minutes,
+            self.pair_rate,
+            self.group_rate,
+            self.longpoll_rate,
+            self.feed_read_rate,
+            self.post_rate,
+            self.synchronous.name().to_ascii_lowercase(),
+            cpu(self.server_cpu),
+            cpu(self.client_cpu),
+        );
+        self.database.push_args(&mut cmd);
+        push_server_bin(&mut cmd, &self.server_bin);
+        cmd
+    }
+}

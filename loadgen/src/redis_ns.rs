@@ -26,6 +26,20 @@ pub async fn cpu_seconds(url: &str) -> Result<f64, Error> {
     info_cpu(&info).ok_or_else(|| Error::Run("INFO cpu without used_cpu_sys/used_cpu_user".into()))
 }
 
+/// Bytes the Redis server holds (`used_memory` of `INFO memory`): all its clients count.
+pub async fn used_memory(url: &str) -> Result<u64, Error> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Run("INFO memory without used_memory".into()))
+}
+
 fn info_cpu(info: &str) -> Option<f64> {
     let field = |name: &str| -> Option<f64> {
         info.lines()

@@ -152,6 +152,12 @@ impl ServerProcess {
         status_kib(&status, "VmRSS:")
     }
 
+    /// Files the server process holds open (its sockets among them).
+    pub fn open_fds(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid())).ok()?;
+        Some(entries.count() as u64)
+    }
+
     /// The soft open-file limit the server actually runs with.
     pub fn fd_limit(&self) -> Option<u64> {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).ok()?;

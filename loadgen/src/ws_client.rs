@@ -67,6 +67,8 @@ pub struct Tally {
     pub received_in_window: u64,
     /// Send→ack latencies (ns) of acks stamped since the phase began.
     pub acks: Vec<u64>,
+    /// Acks received while the window was open, whatever their stamp.
+    pub acked_in_window: u64,
     /// `error` frames (by code) and failed HTTP sends (by status).
     pub errors: BTreeMap<String, u64>,
     /// Connections that ended without being asked to, by close code or error.
@@ -168,6 +170,15 @@ impl Recorder {
         std::mem::take(&mut s.tally)
     }
 
+    /// Ends a phase and begins the next, of `duration`, at the same instant: nothing that
+    /// arrives in between goes uncounted.
+    pub fn rotate(&self, duration: Duration) -> Tally {
+        let start = self.now_ns();
+        let mut s = lock(&self.state);
+        s.window = (start, start + duration.as_nanos() as u64);
+        std::mem::take(&mut s.tally)
+    }
+
     /// Deliveries and acks so far: when it stops moving, the server has drained.
     pub fn frames_total(&self) -> u64 {
         lock(&self.state).frames_total
@@ -192,7 +203,10 @@ impl Recorder {
         let now = self.now_ns();
         let mut s = lock(&self.state);
         s.frames_total += 1;
-        let start = s.window.0;
+        let (start, end) = s.window;
+        if now >= start && now < end {
+            s.tally.acked_in_window += 1;
+        }
         if let Some(sent) = stamp.filter(|t| start > 0 && *t >= start) {
             s.tally.acks.push(now.saturating_sub(sent));
         }
