@@ -6,7 +6,7 @@ use crate::{
     error::ApiError,
     model::{
         AuthResponse, Channel, ChannelSummary, ChatServer, ErrorCode, Message, Notification, Page,
-        Post, Profile, SyncResponse, User, UserPresence,
+        Post, Profile, SessionInfo, SyncResponse, User, UserPresence,
     },
 };
 use http::request::Parts;
@@ -36,6 +36,17 @@ pub trait UiBackend: Send + Sync + 'static {
     ) -> Result<AuthResponse, ApiError>;
     /// Revokes the request's session.
     async fn logout(&self, parts: &Parts) -> Result<(), ApiError>;
+    /// Changes the signed-in user's password; their other sessions end.
+    async fn change_password(
+        &self,
+        parts: &Parts,
+        current: String,
+        new: String,
+    ) -> Result<(), ApiError>;
+    /// The signed-in user's sessions, most recently used first.
+    async fn sessions(&self, parts: &Parts) -> Result<Vec<SessionInfo>, ApiError>;
+    /// Ends one of the signed-in user's sessions.
+    async fn end_session(&self, parts: &Parts, id: &str) -> Result<(), ApiError>;
     /// The `Set-Cookie` value carrying `token` (or clearing the session when `None`).
     fn session_cookie(&self, parts: &Parts, token: Option<&str>) -> String;
     async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError>;

@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/chat") view=pages::chat::ChatList />
                     <Route path=path!("/chat/:id") view=pages::chat::Conversation />
                     <Route path=path!("/notifications") view=pages::notifications::NotificationsPage />
+                    <Route path=path!("/settings") view=pages::settings::Settings />
                     // Async so a missing user gets a real 404 status, not a streamed 200.
                     <Route path=path!("/u/:username") view=pages::profile::ProfilePage ssr=SsrMode::Async />
                 </Routes>

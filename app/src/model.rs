@@ -97,6 +97,30 @@ pub struct Post {
     pub liked_by_me: bool,
 }
 
+/// One of the signed-in user's sessions (`GET /v1/me/sessions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    /// What `DELETE /v1/me/sessions/{id}` takes.
+    pub id: Id,
+    /// The device, from the client's User-Agent when it signed in ("Firefox on Linux").
+    pub device: String,
+    /// The client address it signed in from, if known.
+    pub client_address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it was last used (to within a few minutes).
+    pub last_used_at: DateTime<Utc>,
+    /// Whether this is the session the request came with.
+    pub current: bool,
+}
+
+/// The answer of `GET /v1/me/sessions`, most recently used first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Sessions {
+    pub items: Vec<SessionInfo>,
+}
+
 /// One page of a list: `{"items", "next_cursor"}`; `next_cursor` is `None` on the last page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

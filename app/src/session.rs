@@ -1,9 +1,13 @@
-//! Session server functions: who is signed in, sign-up, sign-in, sign-out.
+//! Session server functions: who is signed in, sign-up, sign-in, sign-out, changing one's
+//! password, and listing and ending one's sessions.
 //!
 //! Each state change takes the page's CSRF token (`csrf`, a hidden form field) and checks
 //! it against the `kith_csrf` cookie: server functions get no CSRF check from Leptos.
 
-use crate::{error::ApiError, model::User};
+use crate::{
+    error::ApiError,
+    model::{SessionInfo, User},
+};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +81,47 @@ pub async fn sign_out(csrf: String) -> Result<(), ApiError> {
             crate::backend::set_cookie(&backend.session_cookie(&parts, None));
             leptos_axum::redirect("/");
             Ok(())
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    csrf: String,
+    current_password: String,
+    new_password: String,
+) -> Result<(), ApiError> {
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            backend
+                .change_password(&parts, current_password, new_password)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(input = server_fn::codec::GetUrl, endpoint = "sessions")]
+pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.sessions(&parts).await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "end_session")]
+pub async fn end_session(csrf: String, id: String) -> Result<(), ApiError> {
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            backend.end_session(&parts, &id).await
         }
         .await,
     )

@@ -57,3 +57,67 @@ test('sign-up validation errors appear next to the form', async ({ page }) => {
   await page.getByRole('button', { name: 'Sign up' }).click();
   await expect(page.getByRole('alert')).toContainText('already taken');
 });
+
+test('changing the password signs out the other sessions', async ({ page, browser }) => {
+  const username = uniqueUsername('dora');
+  await signUp(page, username, PASSWORD);
+  // A second device, signed in with the old password.
+  const other = await browser.newContext();
+  const otherPage = await other.newPage();
+  await open(otherPage, '/signin');
+  await otherPage.getByLabel('Username').fill(username);
+  await otherPage.getByLabel('Password').fill(PASSWORD);
+  await otherPage.getByRole('button', { name: 'Sign in' }).click();
+  await expect(mainNav(otherPage).getByRole('link', { name: `@${username}` })).toBeVisible();
+
+  await mainNav(page).getByRole('link', { name: 'Settings' }).click();
+  await expect(page.getByRole('heading', { name: 'Change password' })).toBeVisible();
+  await page.getByLabel('Current password').fill('not the password');
+  await page.getByLabel('New password').fill('a new passphrase');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByRole('alert')).toHaveText('the current password is wrong');
+
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByLabel('New password').fill('a new passphrase');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByRole('status')).toHaveText('Password changed. Your other sessions are signed out.');
+  // This device stays signed in; the other one is signed out on its next page.
+  await page.reload();
+  await expect(mainNav(page).getByRole('link', { name: `@${username}` })).toBeVisible();
+  await otherPage.reload();
+  await expect(mainNav(otherPage).getByRole('link', { name: 'Sign in' })).toBeVisible();
+
+  // Only the new password signs in.
+  await open(otherPage, '/signin');
+  await otherPage.getByLabel('Username').fill(username);
+  await otherPage.getByLabel('Password').fill(PASSWORD);
+  await otherPage.getByRole('button', { name: 'Sign in' }).click();
+  await expect(otherPage.getByRole('alert')).toHaveText('wrong username or password');
+  await otherPage.getByLabel('Password').fill('a new passphrase');
+  await otherPage.getByRole('button', { name: 'Sign in' }).click();
+  await expect(mainNav(otherPage).getByRole('link', { name: `@${username}` })).toBeVisible();
+  await other.close();
+});
+
+test('another session can be signed out from the settings', async ({ page, browser }) => {
+  const username = uniqueUsername('erin');
+  await signUp(page, username, PASSWORD);
+  const other = await browser.newContext();
+  const otherPage = await other.newPage();
+  await open(otherPage, '/signin');
+  await otherPage.getByLabel('Username').fill(username);
+  await otherPage.getByLabel('Password').fill(PASSWORD);
+  await otherPage.getByRole('button', { name: 'Sign in' }).click();
+  await expect(mainNav(otherPage).getByRole('link', { name: `@${username}` })).toBeVisible();
+
+  await open(page, '/settings');
+  const sessions = page.getByRole('list', { name: 'Sessions' });
+  await expect(sessions.getByRole('listitem')).toHaveCount(2);
+  await expect(sessions.getByText('This device')).toHaveCount(1);
+  await sessions.getByRole('button', { name: /^Sign out / }).click();
+  await expect(sessions.getByRole('listitem')).toHaveCount(1);
+
+  await otherPage.reload();
+  await expect(mainNav(otherPage).getByRole('link', { name: 'Sign in' })).toBeVisible();
+  await other.close();
+});

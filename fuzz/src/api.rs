@@ -12,8 +12,9 @@ use crate::{check_api_answer, harness, request, Harness};
 use axum::http::Method;
 
 /// The API's routes that read a body or a query; `{user}`, `{post}` and `{group}` stand for
-/// the harness's user, post and group. Logging out is left out: it would end the session
-/// the other inputs use.
+/// the harness's user, post and group; `{session}` is no one's session. Logging out, and
+/// ending one of the harness's sessions, are left out: they would end the session the
+/// other inputs use.
 const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/auth/register"),
     (Method::POST, "/v1/auth/login"),
@@ -47,6 +48,9 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/chat/channels/{group}/typing"),
     (Method::POST, "/v1/chat/channels/{group}/members"),
     (Method::DELETE, "/v1/chat/channels/{group}/members/{user}"),
+    (Method::POST, "/v1/me/password"),
+    (Method::GET, "/v1/me/sessions"),
+    (Method::DELETE, "/v1/me/sessions/{session}"),
 ];
 
 /// Methods for the route whose path the input gives.
@@ -118,6 +122,7 @@ fn fill(h: &Harness, template: &str, caller: &u8) -> String {
         .replace("{user}", user)
         .replace("{post}", &h.post)
         .replace("{group}", &h.group)
+        .replace("{session}", "1")
 }
 
 /// The bytes as URI characters: what a URI may hold stays (`%` too, so broken escapes

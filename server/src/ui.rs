@@ -6,7 +6,7 @@ use crate::{
     chat,
     error::AppError,
     feed, graph,
-    http::{client::client_ip, cookies, csrf, security::CspNonce},
+    http::{client::ClientInfo, cookies, csrf, security::CspNonce},
     notifications,
     pagination::DEFAULT_LIMIT,
     presence,
@@ -18,7 +18,7 @@ use app::{
     error::ApiError,
     model::{
         AuthResponse, Channel, ChannelSummary, ChatServer, ErrorCode, Message, Notification, Page,
-        Post, Profile, SyncResponse, User, UserPresence,
+        Post, Profile, SessionInfo, SyncResponse, User, UserPresence,
     },
 };
 use axum::http::request::Parts;
@@ -74,6 +74,15 @@ impl ServerUi {
     async fn signed_in(&self, parts: &Parts) -> Result<User, AppError> {
         self.viewer(parts).await?.ok_or_else(AppError::unauthorized)
     }
+
+    /// The signed-in user and the token of their session.
+    async fn session(&self, parts: &Parts) -> Result<(User, String), AppError> {
+        let token = request_token(parts)?.ok_or_else(AppError::unauthorized)?;
+        let user = service::authenticate(&self.state, &token)
+            .await?
+            .ok_or_else(AppError::unauthorized)?;
+        Ok((user, token))
+    }
 }
 
 /// A cursor or id from the UI, validated like the API's.
@@ -117,8 +126,8 @@ impl UiBackend for ServerUi {
         password: String,
         display_name: Option<String>,
     ) -> Result<AuthResponse, ApiError> {
-        let ip = client_ip(parts, self.state.config.trust_proxy);
-        Ok(service::register(&self.state, username, password, display_name, ip).await?)
+        let client = ClientInfo::of(parts, self.state.config.trust_proxy);
+        Ok(service::register(&self.state, username, password, display_name, &client).await?)
     }
 
     async fn login(
@@ -127,8 +136,8 @@ impl UiBackend for ServerUi {
         username: &str,
         password: String,
     ) -> Result<AuthResponse, ApiError> {
-        let ip = client_ip(parts, self.state.config.trust_proxy);
-        Ok(service::login(&self.state, username, password, ip).await?)
+        let client = ClientInfo::of(parts, self.state.config.trust_proxy);
+        Ok(service::login(&self.state, username, password, &client).await?)
     }
 
     async fn logout(&self, parts: &Parts) -> Result<(), ApiError> {
@@ -138,6 +147,27 @@ impl UiBackend for ServerUi {
             }
         }
         Ok(())
+    }
+
+    async fn change_password(
+        &self,
+        parts: &Parts,
+        current: String,
+        new: String,
+    ) -> Result<(), ApiError> {
+        let (user, token) = self.session(parts).await?;
+        Ok(service::change_password(&self.state, &user, &token, current, new).await?)
+    }
+
+    async fn sessions(&self, parts: &Parts) -> Result<Vec<SessionInfo>, ApiError> {
+        let (user, token) = self.session(parts).await?;
+        Ok(service::sessions(&self.state, &user, &token).await?)
+    }
+
+    async fn end_session(&self, parts: &Parts, id: &str) -> Result<(), ApiError> {
+        let user = self.signed_in(parts).await?;
+        let id = parse_id(id, "session id")?;
+        Ok(service::end_session(&self.state, &user, id).await?)
     }
 
     fn session_cookie(&self, parts: &Parts, token: Option<&str>) -> String {

@@ -31,6 +31,7 @@ pub fn Nav() -> impl IntoView {
                                                 "Signed in as "
                                                 <A href=href>{format!("@{}", user.username)}</A>
                                             </span>
+                                            <A href="/settings">"Settings"</A>
                                             <ActionForm action=cx.sign_out attr:class="inline-form">
                                                 <CsrfField />
                                                 <button type="submit" class="button-quiet">"Sign out"</button>

@@ -7,3 +7,4 @@ pub mod not_found;
 pub mod notifications;
 pub mod people;
 pub mod profile;
+pub mod settings;

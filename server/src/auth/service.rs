@@ -1,15 +1,16 @@
 //! Accounts and sessions: the rules of API.md "Accounts" and SECURITY.md, independent of
 //! HTTP so the JSON API and the UI's server functions share them.
 
-use super::{password, token};
+use super::{device, password, token};
 use crate::{
     backend::{Decision, Quota},
     error::AppError,
+    http::client::ClientInfo,
     state::AppState,
     storage::is_unique_violation,
 };
-use app::model::{rules, AuthResponse, ErrorCode, User};
-use std::{net::IpAddr, time::Duration};
+use app::model::{rules, AuthResponse, ErrorCode, Id, SessionInfo, User};
+use std::time::Duration;
 
 /// Failed logins allowed per account before it is throttled (per 15 minutes, as a burst).
 const LOGIN_FAILURES_PER_ACCOUNT: u32 = 10;
@@ -24,15 +25,15 @@ fn login_quota(limit: u32) -> Quota {
     }
 }
 
-/// Registers a user and opens their first session. `client` is the client's address:
-/// each may create `KITH_SIGNUP_RATE_PER_HOUR` accounts an hour (429 past it; loopback
-/// clients only when that limit is set explicitly, see [`crate::config::Limits`]).
+/// Registers a user and opens their first session. Each client address may create
+/// `KITH_SIGNUP_RATE_PER_HOUR` accounts an hour (429 past it; loopback clients only when
+/// that limit is set explicitly, see [`crate::config::Limits`]).
 pub async fn register(
     state: &AppState,
     username: &str,
     password_text: String,
     display_name: Option<String>,
-    client: Option<IpAddr>,
+    client: &ClientInfo,
 ) -> Result<AuthResponse, AppError> {
     rules::check_username(username).map_err(|p| AppError::validation("username", p))?;
     rules::check_password(&password_text).map_err(|p| AppError::validation("password", p))?;
@@ -56,8 +57,9 @@ pub async fn register(
     // Counted once the request is one that would create an account, before the hash (the
     // expensive part): mistakes in a form do not use up an address's sign-ups.
     let limits = &state.config.limits;
-    if let Some(ip) =
-        client.filter(|ip| limits.signup_limit_loopback || !ip.to_canonical().is_loopback())
+    if let Some(ip) = client
+        .ip
+        .filter(|ip| limits.signup_limit_loopback || !ip.to_canonical().is_loopback())
     {
         let per_hour = limits.signup_rate_per_hour;
         let quota = Quota {
@@ -86,7 +88,7 @@ pub async fn register(
         display_name,
         created_at: now,
     });
-    let token = open_session(state, id).await?;
+    let token = open_session(state, id, client).await?;
     Ok(AuthResponse { user, token })
 }
 
@@ -100,11 +102,11 @@ pub async fn login(
     state: &AppState,
     username: &str,
     password_text: String,
-    client: Option<IpAddr>,
+    client: &ClientInfo,
 ) -> Result<AuthResponse, AppError> {
     let now = state.clock.now_ms();
     let account_key = format!("login:user:{}", username.to_lowercase());
-    let client_key = client.map(|ip| format!("login:ip:{ip}"));
+    let client_key = client.ip.map(|ip| format!("login:ip:{ip}"));
     let limiter = &state.backends.limiter;
     let mut checks = vec![(account_key, login_quota(LOGIN_FAILURES_PER_ACCOUNT))];
     if let Some(key) = client_key {
@@ -130,7 +132,7 @@ pub async fn login(
     let verified = password::verify(state, password_text, phc).await?;
     match (verified, user) {
         (true, Some(user)) => {
-            let token = open_session(state, user.id).await?;
+            let token = open_session(state, user.id, client).await?;
             Ok(AuthResponse {
                 user: user.into(),
                 token,
@@ -148,20 +150,34 @@ pub async fn login(
     }
 }
 
-async fn open_session(state: &AppState, user_id: i64) -> Result<String, AppError> {
+async fn open_session(
+    state: &AppState,
+    user_id: i64,
+    client: &ClientInfo,
+) -> Result<String, AppError> {
     let token = token::generate();
     let now = state.clock.now_ms();
     let expires = now + state.config.session_ttl.as_millis() as i64;
+    let address = client.ip.map(|ip| ip.to_canonical().to_string());
     state
         .store
         .accounts
-        .insert_session(&token::hash(&token), user_id, now, expires)
+        .insert_session(
+            &token::hash(&token),
+            user_id,
+            now,
+            expires,
+            &device::label(client.user_agent.as_deref()),
+            address.as_deref(),
+        )
         .await?;
     Ok(token)
 }
 
 /// How long a checked session is remembered in the cache (never past its expiry).
 const SESSION_CACHE_TTL_MS: i64 = 60_000;
+/// How stale a session's "last used" may get before a check records a new one.
+const TOUCH_EVERY_MS: i64 = 5 * 60_000;
 
 /// A session as remembered in the cache.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -195,9 +211,17 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
             }
         }
     }
-    let Some((row, expires_at)) = state.store.accounts.session_user(&hash, now).await? else {
+    let Some((row, times)) = state.store.accounts.session_user(&hash, now).await? else {
         return Ok(None);
     };
+    let expires_at = times.expires_at;
+    // "Last used" is kept to within TOUCH_EVERY, so a busy session writes rarely; a failed
+    // write only makes it look older.
+    if now - times.last_used_at >= TOUCH_EVERY_MS {
+        if let Err(e) = state.store.accounts.touch_session(&hash, now).await {
+            tracing::warn!(error = %e, "could not record a session's use");
+        }
+    }
     let user = User::from(row);
     let ttl = (expires_at - now).clamp(1, SESSION_CACHE_TTL_MS);
     if let Ok(bytes) = serde_json::to_vec(&CachedSession {
@@ -213,10 +237,104 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
 /// Revokes `user`'s token: its row goes, so does its cache entry, and the user's
 /// WebSockets opened with it are told to close.
 pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
-    let hash = token::hash(token_text);
-    state.store.accounts.delete_session(&hash).await?;
-    state.backends.cache.delete(&session_key(&hash)).await?;
-    crate::live::revoke_session(state, user, &hash).await
+    revoke(state, user, &token::hash(token_text)).await
+}
+
+/// Changes `user`'s password: `current` must be right (wrong guesses are throttled as
+/// failed logins of the account are), `new` must pass the password rules. Every other
+/// session of theirs ends at once, on every node: rows, cache entries and open sockets;
+/// the session `token_text` the request came with stays.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    token_text: &str,
+    current: String,
+    new: String,
+) -> Result<(), AppError> {
+    rules::check_password(&new).map_err(|p| AppError::validation("new_password", p))?;
+    let now = state.clock.now_ms();
+    let key = format!("login:user:{}", user.username.to_lowercase());
+    let quota = login_quota(LOGIN_FAILURES_PER_ACCOUNT);
+    let limiter = &state.backends.limiter;
+    if let Decision::Denied { retry_after } = limiter.peek(&key, quota, now).await? {
+        return Err(AppError::rate_limited(retry_after));
+    }
+    let phc = state.store.accounts.password_hash(user.id.0).await?;
+    if !password::verify(state, current, phc).await? {
+        limiter.acquire(&key, quota, now).await?;
+        return Err(AppError::new(
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
+    }
+    let hash = password::hash(state, new).await?;
+    let keep = token::hash(token_text);
+    let ended = state
+        .store
+        .accounts
+        .change_password(user.id.0, &hash, &keep)
+        .await?;
+    for token_hash in ended {
+        let Ok(token_hash) = <[u8; 32]>::try_from(token_hash.as_slice()) else {
+            continue;
+        };
+        state
+            .backends
+            .cache
+            .delete(&session_key(&token_hash))
+            .await?;
+        crate::live::revoke_session(state, user.id.0, &token_hash).await?;
+    }
+    Ok(())
+}
+
+/// `user`'s sessions, most recently used first; `current` is the token of the request.
+pub async fn sessions(
+    state: &AppState,
+    user: &User,
+    current: &str,
+) -> Result<Vec<SessionInfo>, AppError> {
+    let current = token::hash(current);
+    let rows = state
+        .store
+        .accounts
+        .sessions_of(user.id.0, state.clock.now_ms())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SessionInfo {
+            id: Id(token::session_id(&r.token_hash)),
+            current: r.token_hash == current,
+            device: r.device,
+            client_address: r.client_address,
+            created_at: crate::storage::to_datetime(r.created_at),
+            last_used_at: crate::storage::to_datetime(r.last_used_at),
+        })
+        .collect())
+}
+
+/// Ends `user`'s session `id` (404 unless it is one of theirs): as a logout of it would,
+/// on every node.
+pub async fn end_session(state: &AppState, user: &User, id: i64) -> Result<(), AppError> {
+    let rows = state
+        .store
+        .accounts
+        .sessions_of(user.id.0, state.clock.now_ms())
+        .await?;
+    let hash = rows
+        .into_iter()
+        .map(|r| r.token_hash)
+        .find(|h| token::session_id(h) == id)
+        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .ok_or_else(|| AppError::not_found("session"))?;
+    revoke(state, user.id.0, &hash).await
+}
+
+/// Ends one session: its row, its cache entry, and its open sockets.
+async fn revoke(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppError> {
+    state.store.accounts.delete_session(hash).await?;
+    state.backends.cache.delete(&session_key(hash)).await?;
+    crate::live::revoke_session(state, user, hash).await
 }
 
 #[cfg(test)]

@@ -19,6 +19,16 @@ pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A session's public id: the first 63 bits of its token's hash. Sessions are listed to
+/// their owner by it and ended by it; it tells nothing of the token.
+pub fn session_id(token_hash: &[u8]) -> i64 {
+    let mut first = [0u8; 8];
+    for (to, from) in first.iter_mut().zip(token_hash) {
+        *to = *from;
+    }
+    i64::from_be_bytes(first) & i64::MAX
+}
+
 /// Cheap shape check before touching the database: anything else cannot be ours.
 pub fn looks_valid(token: &str) -> bool {
     token.len() == PREFIX.len() + 43

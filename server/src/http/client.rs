@@ -43,3 +43,36 @@ impl FromRequestParts<AppState> for ClientIp {
         Ok(Self(client_ip(parts, state.config.trust_proxy)))
     }
 }
+
+/// Who is signing in, as their session records it: the client address and the
+/// User-Agent.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub fn of(parts: &Parts, trust_proxy: bool) -> Self {
+        Self {
+            ip: client_ip(parts, trust_proxy),
+            user_agent: parts
+                .headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        }
+    }
+}
+
+/// Extractor for [`ClientInfo`]; never rejects.
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts, state.config.trust_proxy))
+    }
+}

@@ -24,6 +24,24 @@ impl From<UserRow> for User {
     }
 }
 
+/// When a session expires and when it was last used (its opening, if not since).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimes {
+    pub expires_at: i64,
+    pub last_used_at: i64,
+}
+
+/// A `sessions` row as its owner sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub token_hash: Vec<u8>,
+    pub device: String,
+    pub client_address: Option<String>,
+    pub created_at: i64,
+    /// `created_at` when it was not used since.
+    pub last_used_at: i64,
+}
+
 /// Users, their password hashes and their sessions (tokens stored as hashes only).
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync {
@@ -41,16 +59,38 @@ pub trait AccountStore: Send + Sync {
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>>;
     /// The users among `ids` (in no particular order; unknown ids are left out).
     async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>>;
+    /// Opens a session; `device` and `client_address` say where from.
     async fn insert_session(
         &self,
         token_hash: &[u8],
         user_id: i64,
         now: i64,
         expires_at: i64,
+        device: &str,
+        client_address: Option<&str>,
     ) -> Result<()>;
-    /// The user owning an unexpired session, and when the session expires.
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<(UserRow, i64)>>;
+    /// The user owning an unexpired session, when the session expires and when it was last
+    /// used.
+    async fn session_user(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<(UserRow, SessionTimes)>>;
+    /// Records that a session was used at `now`.
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<()>;
+    /// A user's unexpired sessions, most recently used first.
+    async fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionRow>>;
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
+    /// A user's password hash, by id.
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>>;
+    /// Replaces a user's password hash and ends every session of theirs but `keep`, in one
+    /// transaction; returns the ended sessions' token hashes.
+    async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep: &[u8],
+    ) -> Result<Vec<Vec<u8>>>;
     /// Removes expired sessions; returns how many.
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
 }

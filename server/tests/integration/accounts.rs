@@ -432,7 +432,229 @@ async fn sessions_expire(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Logs `user` in again: a second session.
+async fn second_session(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+) -> Result<reqwest::Response> {
+    app.post_json(
+        "/v1/auth/login",
+        &json!({"username": username, "password": password}),
+        None,
+    )
+    .await
+}
+
+async fn changing_the_password_ends_every_other_session(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let gail = app.register("gail").await?;
+    let other: Value = second_session(&app, "gail", &gail.password)
+        .await?
+        .json()
+        .await?;
+    let other = other["token"].as_str().context("token")?.to_string();
+    let change = |body: Value, token: Option<String>| {
+        let app = &app;
+        async move {
+            app.post_json("/v1/me/password", &body, token.as_deref())
+                .await
+        }
+    };
+    let new_password = "a brand new passphrase";
+
+    // Refused: no token, a wrong current password, a new one too short, a missing field.
+    let body = json!({"current_password": gail.password, "new_password": new_password});
+    assert_error(change(body.clone(), None).await?, 401, "unauthorized").await?;
+    assert_error(
+        change(
+            json!({"current_password": "not it at all", "new_password": new_password}),
+            Some(gail.token.clone()),
+        )
+        .await?,
+        401,
+        "invalid_credentials",
+    )
+    .await?;
+    assert_error(
+        change(
+            json!({"current_password": gail.password, "new_password": "short"}),
+            Some(gail.token.clone()),
+        )
+        .await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+    assert_error(
+        change(
+            json!({"new_password": new_password}),
+            Some(gail.token.clone()),
+        )
+        .await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+    // Nothing changed so far: both sessions and the old password still work.
+    assert_eq!(app.get("/v1/me", Some(&other)).await?.status(), 200);
+
+    let done = change(body, Some(gail.token.clone())).await?;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    // The session that asked stays; the other one ends at once, cached or not.
+    assert_eq!(app.get("/v1/me", Some(&gail.token)).await?.status(), 200);
+    assert_error(app.get("/v1/me", Some(&other)).await?, 401, "unauthorized").await?;
+    // Only the new password opens a session now.
+    assert_error(
+        second_session(&app, "gail", &gail.password).await?,
+        401,
+        "invalid_credentials",
+    )
+    .await?;
+    assert_eq!(
+        second_session(&app, "gail", new_password).await?.status(),
+        200
+    );
+    Ok(())
+}
+
+async fn wrong_current_passwords_are_throttled(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let hal = app.register("hal").await?;
+    let wrong = json!({"current_password": "a guess, not it", "new_password": "whatever it is"});
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = app
+            .post_json("/v1/me/password", &wrong, Some(&hal.token))
+            .await?;
+        statuses.push(r.status().as_u16());
+    }
+    // The account's failed-login budget (10 per 15 minutes) covers these guesses too.
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429, 429], "{statuses:?}");
+    let right = json!({"current_password": hal.password, "new_password": "whatever it is"});
+    let r = app
+        .post_json("/v1/me/password", &right, Some(&hal.token))
+        .await?;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    Ok(())
+}
+
+async fn sessions_are_listed_and_can_be_ended(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let jo = app.register("jo_s").await?;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let login: Value = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header(header::USER_AGENT, firefox)
+        .json(&json!({"username": "jo_s", "password": jo.password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let laptop = login["token"].as_str().context("token")?.to_string();
+
+    let list: Value = app
+        .get("/v1/me/sessions", Some(&jo.token))
+        .await?
+        .json()
+        .await?;
+    let items = list["items"].as_array().context("items")?;
+    assert_eq!(items.len(), 2, "{list}");
+    // Most recently used first: the laptop signed in last.
+    assert_eq!(items[0]["device"], "Firefox on Linux", "{list}");
+    assert_eq!(items[0]["current"], false);
+    assert_eq!(items[1]["device"], "API client");
+    assert_eq!(items[1]["current"], true);
+    for item in items {
+        assert_eq!(item["client_address"], "127.0.0.1", "{item}");
+        assert!(item["created_at"].is_string() && item["last_used_at"].is_string());
+    }
+    let laptop_id = items[0]["id"].as_str().context("id")?.to_string();
+
+    // Nobody else can end it, and what is not an id is refused.
+    let kim = app.register("kim").await?;
+    let path = format!("/v1/me/sessions/{laptop_id}");
+    assert_error(app.delete_as(&kim, &path).await?, 404, "not_found").await?;
+    assert_error(
+        app.delete_as(&jo, "/v1/me/sessions/laptop").await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+    assert_eq!(app.get("/v1/me", Some(&laptop)).await?.status(), 200);
+
+    let r = app.delete_as(&jo, &path).await?;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_error(app.get("/v1/me", Some(&laptop)).await?, 401, "unauthorized").await?;
+    assert_error(app.delete_as(&jo, &path).await?, 404, "not_found").await?;
+    let list: Value = app
+        .get("/v1/me/sessions", Some(&jo.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    Ok(())
+}
+
+async fn a_session_records_when_it_was_last_used(backend: Backend) -> Result<()> {
+    let app = spawn_with(
+        backend,
+        Options {
+            manual_clock: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let clock = app.clock.clone().context("manual clock")?;
+    let lu = app.register("lu_s").await?;
+    let last_used = |list: &Value| -> Result<(String, String)> {
+        let item = list["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .context("a session")?;
+        Ok((
+            item["created_at"]
+                .as_str()
+                .context("created_at")?
+                .to_string(),
+            item["last_used_at"]
+                .as_str()
+                .context("last_used_at")?
+                .to_string(),
+        ))
+    };
+    let fresh: Value = app
+        .get("/v1/me/sessions", Some(&lu.token))
+        .await?
+        .json()
+        .await?;
+    let (created, used) = last_used(&fresh)?;
+    assert_eq!(created, used, "{fresh}");
+    // A login whose session no node has checked yet, used six minutes later.
+    let login: Value = second_session(&app, "lu_s", &lu.password)
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("token")?.to_string();
+    clock.advance(6 * 60_000);
+    let later: Value = app
+        .get("/v1/me/sessions", Some(&token))
+        .await?
+        .json()
+        .await?;
+    let (created, used) = last_used(&later)?;
+    assert!(used > created, "{later}");
+    Ok(())
+}
+
 both_backends!(
+    a_session_records_when_it_was_last_used,
+    sessions_are_listed_and_can_be_ended,
+    changing_the_password_ends_every_other_session,
+    wrong_current_passwords_are_throttled,
     register_returns_the_user_and_a_working_token,
     register_validates_every_field,
     usernames_are_unique_even_under_races,

@@ -70,6 +70,12 @@ const MATRIX: &[Row] = &[
     row("POST", "/v1/auth/login", PUBLIC),
     row("POST", "/v1/auth/logout", SIGNED_IN_204),
     row("GET", "/v1/me", SIGNED_IN),
+    row("GET", "/v1/me/sessions", SIGNED_IN),
+    // A second session of the owner's: only the owner may end it.
+    row("DELETE", "/v1/me/sessions/{id}", [401, 401, 404, 404, 204]),
+    // After the row above: it ends the callers' other sessions. The new password is the
+    // old one, so the callers' later logins still work.
+    row("POST", "/v1/me/password", SIGNED_IN_204),
     row("GET", "/v1/users", PUBLIC_READ),
     row("GET", "/v1/users/{username}", PUBLIC_READ),
     row("GET", "/v1/users/{username}/posts", PUBLIC_READ),
@@ -120,6 +126,8 @@ struct World {
     /// The owner's post, and one for the delete row.
     post: String,
     doomed_post: String,
+    /// A second session of the owner's, for the row that ends one.
+    owner_session: String,
 }
 
 impl World {
@@ -158,7 +166,31 @@ impl World {
         let message = message["id"].as_str().context("message id")?.to_string();
         let post = app.post_as(&owner, "a post").await?;
         let doomed = app.post_as(&owner, "a post to delete").await?;
+        let second: Value = app
+            .post_json(
+                "/v1/auth/login",
+                &json!({"username": "az_owner", "password": owner.password}),
+                None,
+            )
+            .await?
+            .json()
+            .await?;
+        let second = second["token"].as_str().context("token")?;
+        let sessions: Value = app
+            .get("/v1/me/sessions", Some(second))
+            .await?
+            .json()
+            .await?;
+        let owner_session = sessions["items"]
+            .as_array()
+            .context("sessions")?
+            .iter()
+            .find(|s| s["current"] == true)
+            .and_then(|s| s["id"].as_str())
+            .context("the second session's id")?
+            .to_string();
         Ok(Self {
+            owner_session,
             post: post["id"].as_str().context("post id")?.to_string(),
             doomed_post: doomed["id"].as_str().context("post id")?.to_string(),
             app,
@@ -219,6 +251,7 @@ impl World {
             "/v1/posts/{id}/like" => format!("/v1/posts/{}/like", self.post),
             "/v1/chat/dm/{username}" => "/v1/chat/dm/az_kept".to_string(),
             "/v1/chat/sync" => "/v1/chat/sync?since=0&timeout=0".to_string(),
+            "/v1/me/sessions/{id}" => format!("/v1/me/sessions/{}", self.owner_session),
             "/v1/chat/channels/{id}/messages" => format!("/v1/chat/channels/{g}/messages"),
             "/v1/chat/channels/{id}/read" => format!("/v1/chat/channels/{g}/read"),
             "/v1/chat/channels/{id}/typing" => format!("/v1/chat/channels/{g}/typing"),
@@ -238,6 +271,10 @@ impl World {
                 "password": self.stranger.password,
             })),
             ("POST", "/v1/me/feed") => Some(json!({"content": format!("by {case}")})),
+            ("POST", "/v1/me/password") => {
+                let password = self.user(who).map_or("", |u| u.password.as_str());
+                Some(json!({"current_password": password, "new_password": password}))
+            }
             ("POST", "/v1/chat/groups") => {
                 Some(json!({"name": format!("{case}'s"), "members": ["az_kept"]}))
             }

@@ -1092,7 +1092,44 @@ async fn a_wake_up_behind_a_sync_is_not_sent_twice(backend: Backend) -> Result<(
     Ok(())
 }
 
+async fn a_password_change_closes_the_other_sessions_sockets(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let ivy = app.register("ivy_pw").await?;
+    let login: Value = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "ivy_pw", "password": ivy.password}),
+            None,
+        )
+        .await?
+        .json()
+        .await?;
+    let other = TestUser {
+        token: login["token"].as_str().context("token")?.to_string(),
+        ..ivy.clone()
+    };
+    let mut kept = connect(&app, Some(&ivy)).await?;
+    let mut ended = connect(&app, Some(&other)).await?;
+    let r = app
+        .post_json(
+            "/v1/me/password",
+            &json!({"current_password": ivy.password, "new_password": "another passphrase"}),
+            Some(&ivy.token),
+        )
+        .await?;
+    assert_eq!(r.status(), 204);
+    assert_eq!(close_code(&mut ended).await?, 4001);
+    // The session that changed it keeps its socket: it still answers (here, that there is
+    // no channel 1).
+    send_json(&mut kept, json!({"type": "typing", "channel_id": "1"})).await?;
+    let frame = next_json(&mut kept).await?;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["code"], "not_found", "{frame}");
+    Ok(())
+}
+
 both_backends!(
+    a_password_change_closes_the_other_sessions_sockets,
     invalid_utf8_closes_with_1007,
     a_long_poll_that_times_out_looks_once_more,
     a_send_over_the_frame_limit_is_refused_by_name,

@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::storage::{
-    accounts::{AccountStore, UserRow},
+    accounts::{AccountStore, SessionRow, SessionTimes, UserRow},
     Result,
 };
 use sqlx::FromRow;
@@ -78,29 +78,39 @@ impl AccountStore for PgStore {
         user_id: i64,
         now: i64,
         expires_at: i64,
+        device: &str,
+        client_address: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, device, client_address)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
+        .bind(device)
+        .bind(client_address)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<(UserRow, i64)>> {
+    async fn session_user(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<(UserRow, SessionTimes)>> {
         #[derive(FromRow)]
         struct Row {
             #[sqlx(flatten)]
             user: UserRow,
             expires_at: i64,
+            last_used_at: i64,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at
+            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at,
+                    COALESCE(s.last_used_at, s.created_at) AS last_used_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
@@ -108,7 +118,37 @@ impl AccountStore for PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (r.user, r.expires_at)))
+        Ok(row.map(|r| {
+            (
+                r.user,
+                SessionTimes {
+                    expires_at: r.expires_at,
+                    last_used_at: r.last_used_at,
+                },
+            )
+        }))
+    }
+
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionRow>> {
+        sqlx::query_as(
+            "SELECT token_hash, device, client_address, created_at,
+                    COALESCE(last_used_at, created_at) AS last_used_at
+             FROM sessions WHERE user_id = $1 AND expires_at > $2
+             ORDER BY COALESCE(last_used_at, created_at) DESC, created_at DESC",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
@@ -117,6 +157,36 @@ impl AccountStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep: &[u8],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let ended: Vec<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2 RETURNING token_hash",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {

@@ -1,7 +1,10 @@
 //! SQL for users and sessions.
 
 use super::{push_in_list, SqliteStore};
-use crate::storage::{AccountStore, Result, UserRow};
+use crate::storage::{
+    accounts::{SessionRow, SessionTimes},
+    AccountStore, Result, UserRow,
+};
 use sqlx::{FromRow, QueryBuilder};
 
 #[async_trait::async_trait]
@@ -69,28 +72,39 @@ impl AccountStore for SqliteStore {
         user_id: i64,
         now: i64,
         expires_at: i64,
+        device: &str,
+        client_address: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, device, client_address)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
+        .bind(device)
+        .bind(client_address)
         .execute(&self.writes)
         .await?;
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<(UserRow, i64)>> {
+    async fn session_user(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<(UserRow, SessionTimes)>> {
         #[derive(FromRow)]
         struct Row {
             #[sqlx(flatten)]
             user: UserRow,
             expires_at: i64,
+            last_used_at: i64,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at
+            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at,
+                    COALESCE(s.last_used_at, s.created_at) AS last_used_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
         )
@@ -98,7 +112,37 @@ impl AccountStore for SqliteStore {
         .bind(now)
         .fetch_optional(&self.reads)
         .await?;
-        Ok(row.map(|r| (r.user, r.expires_at)))
+        Ok(row.map(|r| {
+            (
+                r.user,
+                SessionTimes {
+                    expires_at: r.expires_at,
+                    last_used_at: r.last_used_at,
+                },
+            )
+        }))
+    }
+
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE token_hash = ?")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.writes)
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionRow>> {
+        sqlx::query_as(
+            "SELECT token_hash, device, client_address, created_at,
+                    COALESCE(last_used_at, created_at) AS last_used_at
+             FROM sessions WHERE user_id = ? AND expires_at > ?
+             ORDER BY COALESCE(last_used_at, created_at) DESC, created_at DESC",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
@@ -107,6 +151,36 @@ impl AccountStore for SqliteStore {
             .execute(&self.writes)
             .await?;
         Ok(())
+    }
+
+    async fn password_hash(&self, user_id: i64) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.reads)
+            .await
+    }
+
+    async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep: &[u8],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut tx = self.writes.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let ended: Vec<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE user_id = ? AND token_hash <> ? RETURNING token_hash",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {

@@ -1,0 +1,147 @@
+//! Account settings: changing one's password (which signs out every other session), and
+//! one's sessions, each of which can be signed out.
+
+use crate::{
+    components::csrf::CsrfField,
+    model::{rules, SessionInfo},
+    session::{list_sessions, ChangePassword, EndSession, SessionContext},
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+#[component]
+pub fn Settings() -> impl IntoView {
+    let session = SessionContext::get().session;
+    view! {
+        <Title text="Settings" />
+        <section class="card narrow">
+            <h1>"Settings"</h1>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match session.await.ok().and_then(|s| s.user) {
+                        Some(_) => view! { <PasswordForm /> <SessionList /> }.into_any(),
+                        None => view! {
+                            <p>"Please " <A href="/signin">"sign in"</A> " to change your settings."</p>
+                        }
+                        .into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// Current and new password; says what happened.
+#[component]
+fn PasswordForm() -> impl IntoView {
+    let action = ServerAction::<ChangePassword>::new();
+    let value = action.value();
+    let (new_password, set_new_password) = signal(String::new());
+    let hint = move || {
+        let p = new_password.get();
+        (!p.is_empty())
+            .then(|| rules::check_password(&p).err())
+            .flatten()
+    };
+    let field_error = move |field: &'static str| {
+        move || {
+            value
+                .get()
+                .and_then(Result::err)
+                .filter(|e| e.field() == Some(field))
+                .map(|e| e.message)
+        }
+    };
+    let other_error = move || {
+        value
+            .get()
+            .and_then(Result::err)
+            .filter(|e| e.field().is_none())
+            .map(|e| e.message)
+    };
+    let done = move || matches!(value.get(), Some(Ok(())));
+    view! {
+        <h2>"Change password"</h2>
+        <ActionForm action=action>
+            <CsrfField />
+            <label for="settings-current-password">"Current password"</label>
+            <input id="settings-current-password" name="current_password" type="password"
+                autocomplete="current-password" required />
+            <label for="settings-new-password">"New password"</label>
+            <input id="settings-new-password" name="new_password" type="password"
+                autocomplete="new-password" required aria-describedby="settings-new-password-help"
+                on:input=move |ev| set_new_password.set(event_target_value(&ev)) />
+            <p id="settings-new-password-help" class="help">
+                {move || hint().unwrap_or("8 to 128 characters; your other sessions will be signed out")}
+            </p>
+            <Show when=move || field_error("new_password")().is_some()>
+                <p role="alert" class="error">{field_error("new_password")}</p>
+            </Show>
+            <Show when=move || other_error().is_some()>
+                <p role="alert" class="error">{other_error}</p>
+            </Show>
+            <Show when=done>
+                <p role="status">"Password changed. Your other sessions are signed out."</p>
+            </Show>
+            <button type="submit" disabled=move || action.pending().get()>"Change password"</button>
+        </ActionForm>
+    }
+}
+
+/// The user's sessions, this one marked, each other one with its "Sign out" button.
+#[component]
+fn SessionList() -> impl IntoView {
+    let end = ServerAction::<EndSession>::new();
+    let sessions = Resource::new(move || end.version().get(), |_| list_sessions());
+    view! {
+        <h2 id="sessions-heading">"Sessions"</h2>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match sessions.await {
+                    Ok(items) => view! {
+                        <ul class="sessions" aria-labelledby="sessions-heading">
+                            {items.into_iter().map(|s| view! { <SessionItem session=s end=end /> }).collect_view()}
+                        </ul>
+                    }
+                    .into_any(),
+                    Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl IntoView {
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%b %-d, %Y %H:%M UTC").to_string();
+    let place = session
+        .client_address
+        .clone()
+        .map(|a| format!(" · {a}"))
+        .unwrap_or_default();
+    let label = format!(
+        "Sign out {} (signed in {})",
+        session.device,
+        when(session.created_at)
+    );
+    view! {
+        <li>
+            <p>
+                <strong>{session.device.clone()}</strong>
+                {place}
+                {session.current.then(|| view! { " " <span class="badge">"This device"</span> })}
+            </p>
+            <p class="muted">
+                {format!("Signed in {}; last used {}", when(session.created_at), when(session.last_used_at))}
+            </p>
+            {(!session.current).then(|| view! {
+                <ActionForm action=end attr:class="inline-form">
+                    <CsrfField />
+                    <input type="hidden" name="id" value=session.id.to_string() />
+                    <button type="submit" class="button-quiet" aria-label=label>"Sign out"</button>
+                </ActionForm>
+            })}
+        </li>
+    }
+}
