@@ -104,6 +104,8 @@ to full):
   --longpoll-rate N      messages/s POSTed to 100 long-polling receivers (default: 120)
   --feed-read-rate N     feed reads/s by the 2,000 pair members (default: 200)
   --post-rate N          posts/s by 20 authors, ~500 followers each (default: 1)
+  --near-cache-mb N      the server's KITH_NEAR_CACHE_MB (default: the server's, 64): a
+                         small near cache is full within minutes, so later growth is not it
 
 options (presence only):
   --users N              connected users, all heartbeating (default: 10000)
@@ -224,6 +226,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
             "--group-rate" if soak => soak_opts.group_rate = rate(&flag, &value)?,
             "--feed-read-rate" if soak => soak_opts.feed_read_rate = rate(&flag, &value)?,
             "--post-rate" if soak => soak_opts.post_rate = rate(&flag, &value)?,
+            "--near-cache-mb" if soak => soak_opts.near_cache_mb = Some(rate(&flag, &value)?),
             "--synchronous" if chat || versus || soak => {
                 let synchronous = match value.to_ascii_lowercase().as_str() {
                     "normal" => Synchronous::Normal,

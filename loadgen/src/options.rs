@@ -490,6 +490,9 @@ pub struct SoakOptions {
     /// `POST /v1/me/feed`/s (each fanned out to ~500 followers and notified).
     pub post_rate: u32,
     pub synchronous: Synchronous,
+    /// The server's `KITH_NEAR_CACHE_MB` (on Redis), when not its default: a small one
+    /// fills within minutes, so what grows after that is not the cache.
+    pub near_cache_mb: Option<u32>,
 }
 
 impl Default for SoakOptions {
@@ -514,6 +517,7 @@ impl Default for SoakOptions {
             feed_read_rate: 200,
             post_rate: 1,
             synchronous: Synchronous::Full,
+            near_cache_mb: None,
         }
     }
 }
@@ -538,6 +542,9 @@ impl SoakOptions {
             cpu(self.server_cpu),
             cpu(self.client_cpu),
         );
+        if let Some(mb) = self.near_cache_mb {
+            cmd.push_str(&format!(" --near-cache-mb {mb}"));
+        }
         self.database.push_args(&mut cmd);
         push_server_bin(&mut cmd, &self.server_bin);
         cmd

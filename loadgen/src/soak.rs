@@ -2,7 +2,8 @@
 //!
 //! The population: 1,100 pairs (1,000 on WebSockets, 100 whose receivers long-poll) and
 //! 2 groups of 100, written into the server's database; every WebSocket member follows 5
-//! of 20 authors (through the API). Then, for `--minutes`, open loop and at once:
+//! of 20 authors (through the API), who have 200 posts each from before the run, so every
+//! feed cache is full from its first read on. Then, for `--minutes`, open loop and at once:
 //!
 //! * 1:1 messages over the WebSocket pairs, each side sending in turn;
 //! * group messages, senders taking turns over every member (99 deliveries each);
@@ -20,7 +21,7 @@ use crate::{
     chat::{self, gauge, now_ms, post_message, FD_LIMIT},
     chat_seed::{self, Group, Pair, Sizes, GROUP_SIZE},
     cpu::CpuClock,
-    db::Db,
+    db::{Db, Rows, Value},
     error::Error,
     load::percentile,
     options::{Flavour, SoakOptions},
@@ -47,6 +48,8 @@ const GROUPS: usize = 2;
 /// Authors among the WebSocket pairs' members; every member follows [`FOLLOWS`] of them.
 const AUTHORS: usize = 20;
 const FOLLOWS: usize = 5;
+/// Posts each author has before the run: [`FOLLOWS`] × this exceeds a feed cache's 800.
+const BACKLOG: usize = 200;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const MINUTE: Duration = Duration::from_secs(60);
 /// Longer than any drain (`chat::drain` gives up after a minute).
@@ -156,19 +159,24 @@ pub async fn run(setup: &Setup) -> Result<SoakReport, Error> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(40))
         .build()?;
+    let near_cache = opts.near_cache_mb.map(|mb| mb.to_string());
+    let mut env = vec![
+        ("KITH_RUNTIME", Flavour::CurrentThread.name()),
+        ("KITH_SQLITE_SYNCHRONOUS", opts.synchronous.name()),
+        // One client machine plays 2,300 users; the per-user limits stay as they are.
+        ("KITH_WS_CONNECT_RATE_PER_MIN", "1000000"),
+        ("KITH_POST_RATE_PER_MIN", "1000"),
+    ];
+    if let Some(mb) = &near_cache {
+        env.push(("KITH_NEAR_CACHE_MB", mb.as_str()));
+    }
     let mut under_test = UnderTest::start(
         &setup.server_bin,
         setup.server_cpu,
         opts.backend,
         &opts.redis_url,
         &opts.database,
-        &[
-            ("KITH_RUNTIME", Flavour::CurrentThread.name()),
-            ("KITH_SQLITE_SYNCHRONOUS", opts.synchronous.name()),
-            // One client machine plays 2,300 users; the per-user limits stay as they are.
-            ("KITH_WS_CONNECT_RATE_PER_MIN", "1000000"),
-            ("KITH_POST_RATE_PER_MIN", "1000"),
-        ],
+        &env,
         Some(FD_LIMIT),
     )
     .await?;
@@ -214,6 +222,11 @@ async fn soak(
         readers.len()
     );
     follow_authors(http, &base, &readers).await?;
+    eprintln!("[soak] {BACKLOG} earlier posts by each author, so every feed cache starts full");
+    let writer = Db::writer(&under_test.db_url).await?;
+    write_backlog(&writer, &readers[..AUTHORS]).await?;
+    writer.settle().await?;
+    writer.close().await;
 
     let recorders = Recorders {
         pairs: Recorder::new(),
@@ -345,6 +358,32 @@ async fn soak(
 
     let totals = totals(&samples, counts, &last, errors);
     Ok((samples, totals))
+}
+
+/// Posts older than the run, [`BACKLOG`] per author, written into the database: the
+/// first read of each feed rebuilds its cache from them at full length, so the caches do
+/// not grow during the run, and what grows is not them.
+async fn write_backlog(writer: &Db, authors: &[&chat_seed::ChatUser]) -> Result<(), Error> {
+    let now = now_ms();
+    let total = authors.len() * BACKLOG;
+    let mut batch = writer.batch().await?;
+    batch
+        .insert(&Rows::new(
+            "INSERT INTO posts (id, author_id, content, created_at) ",
+            (0..total).map(|i| {
+                [
+                    // Below every id the server issues, so older than its posts.
+                    Value::Int(i as i64 + 1),
+                    Value::Int(authors[i % authors.len()].id),
+                    Value::Text(format!(
+                        "Earlier post {i}: a few words from before the run."
+                    )),
+                    Value::Int(now - (total - i) as i64 * 1_000),
+                ]
+            }),
+        ))
+        .await?;
+    batch.commit().await
 }
 
 /// Every reader follows [`FOLLOWS`] of the first [`AUTHORS`] readers (not themselves).
