@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { mainNav, open, signUp, uniqueUsername } from './helpers';
+import { mainNav, open, signIn, signUp, uniqueUsername } from './helpers';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -64,11 +64,7 @@ test('changing the password signs out the other sessions', async ({ page, browse
   // A second device, signed in with the old password.
   const other = await browser.newContext();
   const otherPage = await other.newPage();
-  await open(otherPage, '/signin');
-  await otherPage.getByLabel('Username').fill(username);
-  await otherPage.getByLabel('Password').fill(PASSWORD);
-  await otherPage.getByRole('button', { name: 'Sign in' }).click();
-  await expect(mainNav(otherPage).getByRole('link', { name: `@${username}` })).toBeVisible();
+  await signIn(otherPage, username, PASSWORD);
 
   await mainNav(page).getByRole('link', { name: 'Settings' }).click();
   await expect(page.getByRole('heading', { name: 'Change password' })).toBeVisible();
@@ -104,11 +100,7 @@ test('another session can be signed out from the settings', async ({ page, brows
   await signUp(page, username, PASSWORD);
   const other = await browser.newContext();
   const otherPage = await other.newPage();
-  await open(otherPage, '/signin');
-  await otherPage.getByLabel('Username').fill(username);
-  await otherPage.getByLabel('Password').fill(PASSWORD);
-  await otherPage.getByRole('button', { name: 'Sign in' }).click();
-  await expect(mainNav(otherPage).getByRole('link', { name: `@${username}` })).toBeVisible();
+  await signIn(otherPage, username, PASSWORD);
 
   await open(page, '/settings');
   const sessions = page.getByRole('list', { name: 'Sessions' });

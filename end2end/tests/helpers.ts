@@ -45,3 +45,12 @@ export async function signUp(page: Page, username: string, password: string): Pr
   await page.getByRole('button', { name: 'Sign up' }).click();
   await expect(mainNav(page).getByRole('link', { name: `@${username}` })).toBeVisible();
 }
+
+/** Signs `username` in on `page` (another browser context plays another device). */
+export async function signIn(page: Page, username: string, password: string): Promise<void> {
+  await open(page, '/signin');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(mainNav(page).getByRole('link', { name: `@${username}` })).toBeVisible();
+}
