@@ -275,15 +275,9 @@ pub async fn change_password(
         .change_password(user.id.0, &hash, &keep)
         .await?;
     for token_hash in ended {
-        let Ok(token_hash) = <[u8; 32]>::try_from(token_hash.as_slice()) else {
-            continue;
-        };
-        state
-            .backends
-            .cache
-            .delete(&session_key(&token_hash))
-            .await?;
-        crate::live::revoke_session(state, user.id.0, &token_hash).await?;
+        if let Ok(token_hash) = <[u8; 32]>::try_from(token_hash.as_slice()) {
+            forget(state, user.id.0, &token_hash).await?;
+        }
     }
     Ok(())
 }
@@ -333,6 +327,11 @@ pub async fn end_session(state: &AppState, user: &User, id: i64) -> Result<(), A
 /// Ends one session: its row, its cache entry, and its open sockets.
 async fn revoke(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppError> {
     state.store.accounts.delete_session(hash).await?;
+    forget(state, user, hash).await
+}
+
+/// What follows a session's row going: its cache entry goes, its sockets close.
+async fn forget(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppError> {
     state.backends.cache.delete(&session_key(hash)).await?;
     crate::live::revoke_session(state, user, hash).await
 }
