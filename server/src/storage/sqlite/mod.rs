@@ -84,6 +84,11 @@ impl SqliteStore {
                 // A local file cannot drop the connection; pinging it on every acquire costs
                 // two thread hops per query for nothing.
                 .test_before_acquire(false)
+                // Connections stay open for the node's life: a local file has no server to
+                // time them out, and each reopened connection starts with a cold page cache
+                // (and its prepared statements compiled again).
+                .idle_timeout(None)
+                .max_lifetime(None)
         };
         // Nodes started together on one file would each find the migrations missing and
         // each apply them (SQLite has no lock sqlx's migrator could take), and switching a
