@@ -43,6 +43,13 @@ pub trait UiBackend: Send + Sync + 'static {
         current: String,
         new: String,
     ) -> Result<(), ApiError>;
+    /// Sets the signed-in user's display name and bio; the user as now stored.
+    async fn update_profile(
+        &self,
+        parts: &Parts,
+        display_name: String,
+        bio: String,
+    ) -> Result<User, ApiError>;
     /// The signed-in user's sessions, most recently used first.
     async fn sessions(&self, parts: &Parts) -> Result<Vec<SessionInfo>, ApiError>;
     /// Ends one of the signed-in user's sessions.

@@ -1,6 +1,7 @@
 //! The news feed in the UI: server functions, the compose box and post cards.
 
 use crate::{
+    components::avatar::Avatar,
     error::ApiError,
     model::{rules::MAX_POST_CHARS, Page, Post, Profile},
     session::SessionContext,
@@ -179,6 +180,7 @@ pub fn PostCard(post: Post) -> impl IntoView {
     });
     let profile = format!("/u/{}", post.author.username);
     let label = format!("Post by {}", post.author.display_name);
+    let avatar = post.author.clone();
     let name = post.author.display_name;
     let handle = format!("@{}", post.author.username);
     let content = post.content;
@@ -188,6 +190,7 @@ pub fn PostCard(post: Post) -> impl IntoView {
         <article class="card post" hidden=move || deleted.get()
             aria-label=label>
                 <header class="post-head">
+                    <Avatar user=avatar />
                     <A href=profile attr:class="post-author">{name}</A>
                     <span class="muted">{handle}</span>
                     <time class="muted" datetime=stamp>{when}</time>

@@ -572,6 +572,7 @@ mod tests {
                 id: Id(1),
                 username: "ana".into(),
                 display_name: "Ana".into(),
+                bio: String::new(),
                 created_at: Default::default(),
             },
             content: format!("message {id}"),

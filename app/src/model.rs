@@ -70,6 +70,9 @@ pub struct User {
     pub id: Id,
     pub username: String,
     pub display_name: String,
+    /// What the user says about themselves (at most 300 characters; empty when unset).
+    #[serde(default)]
+    pub bio: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -402,6 +405,21 @@ pub mod rules {
         }
     }
 
+    /// Longest bio, in characters after trimming.
+    pub const MAX_BIO_CHARS: usize = 300;
+
+    /// Bios: at most 300 characters after trimming; line breaks are the only control
+    /// characters allowed.
+    pub fn check_bio(bio: &str) -> Result<(), &'static str> {
+        if bio.trim().chars().count() > MAX_BIO_CHARS {
+            Err("must be at most 300 characters")
+        } else if bio.chars().any(|c| c.is_control() && c != '\n') {
+            Err("must not contain control characters other than line breaks")
+        } else {
+            Ok(())
+        }
+    }
+
     /// Display names: at most 64 characters after trimming, no control characters.
     pub fn check_display_name(name: &str) -> Result<(), &'static str> {
         if name.trim().chars().count() > 64 {
@@ -434,6 +452,16 @@ pub mod rules {
             assert!(check_password("12345678").is_ok());
             assert!(check_password(&"é".repeat(128)).is_ok());
             assert!(check_password(&"é".repeat(129)).is_err());
+        }
+
+        #[test]
+        fn bios_count_characters_after_trimming_and_keep_line_breaks() {
+            assert!(check_bio("").is_ok());
+            assert!(check_bio(&"é".repeat(300)).is_ok());
+            assert!(check_bio(&format!("  {}  ", "a".repeat(300))).is_ok());
+            assert!(check_bio(&"a".repeat(301)).is_err());
+            assert!(check_bio("two\nlines").is_ok());
+            assert!(check_bio("tab\there").is_err());
         }
     }
 }

@@ -145,6 +145,7 @@ mod tests {
                 id: Id(5),
                 username: "ana".into(),
                 display_name: "Ana".into(),
+                bio: String::new(),
                 created_at: DateTime::from_timestamp(1_765_000_000, 0).unwrap_or_default(),
             },
             content: "hi".into(),

@@ -1,5 +1,5 @@
-//! Session server functions: who is signed in, sign-up, sign-in, sign-out, changing one's
-//! password, and listing and ending one's sessions.
+//! Session server functions: who is signed in, sign-up, sign-in, sign-out, editing one's
+//! profile, changing one's password, and listing and ending one's sessions.
 //!
 //! Each state change takes the page's CSRF token (`csrf`, a hidden form field) and checks
 //! it against the `kith_csrf` cookie: server functions get no CSRF check from Leptos.
@@ -99,6 +99,22 @@ pub async fn change_password(
             backend
                 .change_password(&parts, current_password, new_password)
                 .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "update_profile")]
+pub async fn update_profile(
+    csrf: String,
+    display_name: String,
+    bio: String,
+) -> Result<User, ApiError> {
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            backend.update_profile(&parts, display_name, bio).await
         }
         .await,
     )

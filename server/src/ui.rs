@@ -159,6 +159,24 @@ impl UiBackend for ServerUi {
         Ok(service::change_password(&self.state, &user, &token, current, new).await?)
     }
 
+    async fn update_profile(
+        &self,
+        parts: &Parts,
+        display_name: String,
+        bio: String,
+    ) -> Result<User, ApiError> {
+        let user = self.signed_in(parts).await?;
+        Ok(
+            crate::users::service::update_profile(
+                &self.state,
+                &user,
+                Some(display_name),
+                Some(bio),
+            )
+            .await?,
+        )
+    }
+
     async fn sessions(&self, parts: &Parts) -> Result<Vec<SessionInfo>, ApiError> {
         let (user, token) = self.session(parts).await?;
         Ok(service::sessions(&self.state, &user, &token).await?)

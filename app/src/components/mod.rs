@@ -1,5 +1,6 @@
 //! Pieces shared by several pages.
 
+pub mod avatar;
 pub mod csrf;
 pub mod follow;
 pub mod nav;

@@ -1,7 +1,7 @@
 //! A user's profile page: who they are, their counts, follow/unfollow, their posts.
 
 use crate::{
-    components::follow::FollowButton,
+    components::{avatar::Avatar, follow::FollowButton},
     error::ApiError,
     feed::{get_user_posts, viewer_id, PostList, Source},
     model::{ErrorCode, Profile},
@@ -73,7 +73,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         <Title text=p.user.display_name.clone() />
         <section class="card profile">
             <div class="profile-head">
-                <div>
+                <Avatar user=p.user.clone() large=true />
+                <div class="profile-name">
                     <h1>{p.user.display_name.clone()}</h1>
                     <p class="handle">{format!("@{}", p.user.username)}</p>
                     <Show when=move || can_follow>
@@ -88,6 +89,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                     </div>
                 </Show>
             </div>
+            {(!p.user.bio.is_empty()).then(|| view! { <p class="bio">{p.user.bio.clone()}</p> })}
             <p class="muted">{format!("Joined {}", p.user.created_at.format("%B %Y"))}</p>
             <dl class="counts">
                 <div><dt>"Posts"</dt><dd>{p.posts}</dd></div>

@@ -1,10 +1,10 @@
-//! Account settings: changing one's password (which signs out every other session), and
-//! one's sessions, each of which can be signed out.
+//! Account settings: one's display name and bio, one's password (changing it signs out
+//! every other session), and one's sessions, each of which can be signed out.
 
 use crate::{
     components::csrf::CsrfField,
-    model::{rules, SessionInfo},
-    session::{list_sessions, ChangePassword, EndSession, SessionContext},
+    model::{rules, SessionInfo, User},
+    session::{list_sessions, ChangePassword, EndSession, SessionContext, UpdateProfile},
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -20,7 +20,10 @@ pub fn Settings() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     match session.await.ok().and_then(|s| s.user) {
-                        Some(_) => view! { <PasswordForm /> <SessionList /> }.into_any(),
+                        Some(user) => view! {
+                            <ProfileForm user /> <PasswordForm /> <SessionList />
+                        }
+                        .into_any(),
                         None => view! {
                             <p>"Please " <A href="/signin">"sign in"</A> " to change your settings."</p>
                         }
@@ -29,6 +32,63 @@ pub fn Settings() -> impl IntoView {
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// Display name and bio, filled with what is stored; says what happened.
+#[component]
+fn ProfileForm(user: User) -> impl IntoView {
+    let action = ServerAction::<UpdateProfile>::new();
+    let value = action.value();
+    let session = SessionContext::get().session;
+    // The nav shows the display name: reload the session once the profile is saved.
+    Effect::new(move |_| {
+        if matches!(value.get(), Some(Ok(_))) {
+            session.refetch();
+        }
+    });
+    let (bio_len, set_bio_len) = signal(user.bio.chars().count());
+    let error_for = move |field: Option<&'static str>| {
+        move || {
+            value
+                .get()
+                .and_then(Result::err)
+                .filter(|e| e.field() == field)
+                .map(|e| e.message)
+        }
+    };
+    let done = move || matches!(value.get(), Some(Ok(_)));
+    view! {
+        <h2>"Profile"</h2>
+        <ActionForm action=action>
+            <CsrfField />
+            <label for="settings-display-name">"Display name"</label>
+            <input id="settings-display-name" name="display_name" type="text" maxlength="64"
+                autocomplete="nickname" value=user.display_name.clone()
+                aria-describedby="settings-display-name-help" />
+            <p id="settings-display-name-help" class="help">"Up to 64 characters; empty shows your username."</p>
+            <Show when=move || error_for(Some("display_name"))().is_some()>
+                <p role="alert" class="error">{error_for(Some("display_name"))}</p>
+            </Show>
+            <label for="settings-bio">"Bio"</label>
+            <textarea id="settings-bio" name="bio" rows="3" aria-describedby="settings-bio-help"
+                on:input=move |ev| set_bio_len.set(event_target_value(&ev).trim().chars().count())>
+                {user.bio.clone()}
+            </textarea>
+            <p id="settings-bio-help" class="help">
+                {move || format!("{} of {} characters", bio_len.get(), rules::MAX_BIO_CHARS)}
+            </p>
+            <Show when=move || error_for(Some("bio"))().is_some()>
+                <p role="alert" class="error">{error_for(Some("bio"))}</p>
+            </Show>
+            <Show when=move || error_for(None)().is_some()>
+                <p role="alert" class="error">{error_for(None)}</p>
+            </Show>
+            <Show when=done>
+                <p role="status">"Profile saved."</p>
+            </Show>
+            <button type="submit" disabled=move || action.pending().get()>"Save profile"</button>
+        </ActionForm>
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn register(
         id,
         username: username.to_string(),
         display_name,
+        bio: String::new(),
         created_at: now,
     });
     let token = open_session(state, id, client).await?;
@@ -234,6 +235,18 @@ pub async fn authenticate(state: &AppState, token_text: &str) -> Result<Option<U
     Ok(Some(user))
 }
 
+/// Drops the cached sessions of `user`, so the next request of each reads the user as now
+/// stored (after a profile edit). The sessions themselves stay.
+pub async fn refresh_sessions(state: &AppState, user: i64) -> Result<(), AppError> {
+    let now = state.clock.now_ms();
+    for session in state.store.accounts.sessions_of(user, now).await? {
+        if let Ok(hash) = <[u8; 32]>::try_from(session.token_hash.as_slice()) {
+            state.backends.cache.delete(&session_key(&hash)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Revokes `user`'s token: its row goes, so does its cache entry, and the user's
 /// WebSockets opened with it are told to close.
 pub async fn logout(state: &AppState, user: i64, token_text: &str) -> Result<(), AppError> {
@@ -347,6 +360,7 @@ mod tests {
             id: Id(42),
             username: "amy".into(),
             display_name: "Amy".into(),
+            bio: "Paints.".into(),
             created_at: crate::storage::to_datetime(1_700_000_000_123),
         };
         let bytes = serde_json::to_vec(&CachedSession {

@@ -2,8 +2,8 @@
 //! caches): cache-aside over SQLite, read in one round trip per page.
 //!
 //! Entries expire so a missed invalidation heals by itself; every write path that changes
-//! what an entry says invalidates it right after its transaction commits. Posts and users
-//! never change (a deleted post's entry is dropped). What does change is written so that a
+//! what an entry says invalidates it right after its transaction commits. Posts never
+//! change (a deleted post's entry is dropped); a profile edit drops its user's entry. What does change is written so that a
 //! fill which read SQLite before a change cannot land after it: like counts are filled
 //! only where the key is empty and a change parks a marker there (see [`LIKES_TTL`]);
 //! liked sets are built behind [`BUILDING`] and dropped on unlike (see [`note_like`]).
@@ -171,6 +171,12 @@ async fn load_users(state: &AppState, ids: &[i64]) -> Result<Vec<(User, Bytes)>,
     }
     state.backends.cache.set_many(&fill, Some(USER_TTL)).await?;
     Ok(loaded)
+}
+
+/// Drops a user's cache entry after their row changed (a profile edit).
+pub async fn forget_user(state: &AppState, id: i64) -> Result<(), AppError> {
+    state.backends.cache.delete(&user_key(id)).await?;
+    Ok(())
 }
 
 /// Users by id. A cached entry that does not parse as a `User` (written by another

@@ -113,6 +113,7 @@ mod tests {
             id: Id(7),
             username: "ann".into(),
             display_name: "Ann \"A\" <b>".into(),
+            bio: String::new(),
             created_at: crate::storage::to_datetime(1_700_000_000_123),
         };
         let post = Post {

@@ -10,6 +10,7 @@ pub struct UserRow {
     pub id: i64,
     pub username: String,
     pub display_name: String,
+    pub bio: String,
     pub created_at: i64,
 }
 
@@ -19,6 +20,7 @@ impl From<UserRow> for User {
             id: Id(r.id),
             username: r.username,
             display_name: r.display_name,
+            bio: r.bio,
             created_at: to_datetime(r.created_at),
         }
     }
@@ -91,6 +93,14 @@ pub trait AccountStore: Send + Sync {
         password_hash: &str,
         keep: &[u8],
     ) -> Result<Vec<Vec<u8>>>;
+    /// Sets a user's display name and bio (each left as it is when `None`); the user as
+    /// now stored, or `None` if there is no such user.
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+    ) -> Result<Option<UserRow>>;
     /// Removes expired sessions; returns how many.
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
 }

@@ -11,11 +11,23 @@ use axum::{
     routing::get,
     Router,
 };
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/me", get(me))
+        .route("/v1/me", get(me).patch(update_me))
         .route("/v1/users/{username}", get(profile))
+}
+
+/// Body of `PATCH /v1/me`: the fields to change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// At most 64 characters after trimming; empty resets it to the username.
+    pub display_name: Option<String>,
+    /// At most 300 characters after trimming; empty clears it.
+    pub bio: Option<String>,
 }
 
 /// GET /v1/me
@@ -23,6 +35,20 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, body = app::model::User), (status = 401, body = app::model::ErrorBody)))]
 pub async fn me(auth: AuthUser) -> Json<User> {
     Json(auth.user)
+}
+
+/// PATCH /v1/me
+#[utoipa::path(patch, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    request_body = ProfileUpdate,
+    responses((status = 200, body = app::model::User), (status = 400, body = app::model::ErrorBody), (status = 401, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<ProfileUpdate>,
+) -> Result<Json<User>, AppError> {
+    super::service::update_profile(&state, &auth.user, body.display_name, body.bio)
+        .await
+        .map(Json)
 }
 
 /// GET /v1/users/{username}

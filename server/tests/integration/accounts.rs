@@ -650,7 +650,140 @@ async fn a_session_records_when_it_was_last_used(backend: Backend) -> Result<()>
     Ok(())
 }
 
+async fn patch_me(app: &TestApp, token: Option<&str>, body: Value) -> Result<reqwest::Response> {
+    let mut req = app.client.patch(app.url("/v1/me")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    Ok(req.send().await?)
+}
+
+async fn a_profile_edit_shows_at_once_wherever_the_user_appears(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let ana = app.register("ana_p").await?;
+    let phone: Value = second_session(&app, "ana_p", &ana.password)
+        .await?
+        .json()
+        .await?;
+    let phone = phone["token"].as_str().context("token")?.to_string();
+    // Both sessions and the post's author are read (and cached) before the edit.
+    let post = app.post_as(&ana, "before the edit").await?;
+    let post_path = format!("/v1/posts/{}", post["id"].as_str().context("post id")?);
+    let before: Value = app.get(&post_path, None).await?.json().await?;
+    assert_eq!(before["author"]["display_name"], "ana_p");
+    assert_eq!(before["author"]["bio"], "");
+    assert_eq!(app.get("/v1/me", Some(&phone)).await?.status(), 200);
+
+    let r = patch_me(
+        &app,
+        Some(&ana.token),
+        json!({"display_name": "  Ana Pérez ", "bio": " Painter.\nLisbon. "}),
+    )
+    .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let user: Value = r.json().await?;
+    assert_eq!(user["display_name"], "Ana Pérez");
+    assert_eq!(user["bio"], "Painter.\nLisbon.");
+    assert_eq!(user["username"], "ana_p");
+    assert_eq!(user["id"], ana.id.as_str());
+
+    let me: Value = app.get("/v1/me", Some(&phone)).await?.json().await?;
+    assert_eq!(me, user, "the other session sees the edit at once");
+    let profile: Value = app.get("/v1/users/ana_p", None).await?.json().await?;
+    assert_eq!(profile["bio"], "Painter.\nLisbon.");
+    assert_eq!(profile["display_name"], "Ana Pérez");
+    let after: Value = app.get(&post_path, None).await?.json().await?;
+    assert_eq!(after["author"], user, "the cached author is refreshed");
+
+    // Only what is given changes; an empty display name is the username again, an empty
+    // bio clears it; nothing given changes nothing.
+    let user: Value = patch_me(&app, Some(&ana.token), json!({"bio": "Sculptor."}))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (&user["display_name"], &user["bio"]),
+        (&json!("Ana Pérez"), &json!("Sculptor."))
+    );
+    let user: Value = patch_me(&app, Some(&ana.token), json!({}))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(user["bio"], "Sculptor.");
+    let user: Value = patch_me(
+        &app,
+        Some(&ana.token),
+        json!({"display_name": "", "bio": "  "}),
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(
+        (&user["display_name"], &user["bio"]),
+        (&json!("ana_p"), &json!(""))
+    );
+    Ok(())
+}
+
+async fn profile_edits_are_validated(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let bo = app.register("bo_p").await?;
+    let token = Some(bo.token.as_str());
+    let long_bio = "é".repeat(301);
+    let m = assert_error(
+        patch_me(&app, token, json!({"bio": long_bio})).await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+    assert!(m.starts_with("bio:") && m.contains("300"), "{m}");
+    assert_eq!(
+        patch_me(&app, token, json!({"bio": "é".repeat(300)}))
+            .await?
+            .status(),
+        200
+    );
+    let m = assert_error(
+        patch_me(&app, token, json!({"display_name": "x".repeat(65)})).await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+    assert!(m.starts_with("display_name:"), "{m}");
+    assert_error(
+        patch_me(&app, token, json!({"bio": "bell\u{7}"})).await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+    assert_error(
+        patch_me(&app, token, json!({"username": "other"})).await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+    assert_error(
+        patch_me(&app, token, json!({"bio": 5})).await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+    assert_error(
+        patch_me(&app, None, json!({"bio": "hi"})).await?,
+        401,
+        "unauthorized",
+    )
+    .await?;
+    // Nothing refused was stored.
+    let me: Value = app.get("/v1/me", token).await?.json().await?;
+    assert_eq!(me["display_name"], "bo_p");
+    assert_eq!(me["bio"], "é".repeat(300));
+    Ok(())
+}
+
 both_backends!(
+    a_profile_edit_shows_at_once_wherever_the_user_appears,
+    profile_edits_are_validated,
     a_session_records_when_it_was_last_used,
     sessions_are_listed_and_can_be_ended,
     changing_the_password_ends_every_other_session,

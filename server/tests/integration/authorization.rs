@@ -70,6 +70,7 @@ const MATRIX: &[Row] = &[
     row("POST", "/v1/auth/login", PUBLIC),
     row("POST", "/v1/auth/logout", SIGNED_IN_204),
     row("GET", "/v1/me", SIGNED_IN),
+    row("PATCH", "/v1/me", SIGNED_IN),
     row("GET", "/v1/me/sessions", SIGNED_IN),
     // A second session of the owner's: only the owner may end it.
     row("DELETE", "/v1/me/sessions/{id}", [401, 401, 404, 404, 204]),
@@ -271,6 +272,7 @@ impl World {
                 "password": self.stranger.password,
             })),
             ("POST", "/v1/me/feed") => Some(json!({"content": format!("by {case}")})),
+            ("PATCH", "/v1/me") => Some(json!({"bio": format!("bio of {case}")})),
             ("POST", "/v1/me/password") => {
                 let password = self.user(who).map_or("", |u| u.password.as_str());
                 Some(json!({"current_password": password, "new_password": password}))

@@ -11,6 +11,7 @@ fn author(id: i64) -> app::model::User {
         id: app::model::Id(id),
         username: format!("user{id}"),
         display_name: format!("User {id}"),
+        bio: String::new(),
         created_at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
     }
 }

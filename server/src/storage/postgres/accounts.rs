@@ -41,7 +41,7 @@ impl AccountStore for PgStore {
             password_hash: String,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, username, display_name, created_at, password_hash
+            "SELECT id, username, display_name, bio, created_at, password_hash
              FROM users WHERE lower(username) = lower($1)",
         )
         .bind(username)
@@ -52,7 +52,7 @@ impl AccountStore for PgStore {
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query_as(
-            "SELECT id, username, display_name, created_at
+            "SELECT id, username, display_name, bio, created_at
              FROM users WHERE lower(username) = lower($1)",
         )
         .bind(username)
@@ -65,7 +65,7 @@ impl AccountStore for PgStore {
             return Ok(Vec::new());
         }
         sqlx::query_as(
-            "SELECT id, username, display_name, created_at FROM users WHERE id = ANY($1)",
+            "SELECT id, username, display_name, bio, created_at FROM users WHERE id = ANY($1)",
         )
         .bind(ids)
         .fetch_all(&self.pool)
@@ -109,7 +109,7 @@ impl AccountStore for PgStore {
             last_used_at: i64,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at,
+            "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, s.expires_at,
                     COALESCE(s.last_used_at, s.created_at) AS last_used_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at > $2",
@@ -164,6 +164,23 @@ impl AccountStore for PgStore {
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+    ) -> Result<Option<UserRow>> {
+        sqlx::query_as(
+            "UPDATE users SET display_name = coalesce($1, display_name), bio = coalesce($2, bio)
+             WHERE id = $3 RETURNING id, username, display_name, bio, created_at",
+        )
+        .bind(display_name)
+        .bind(bio)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     async fn change_password(

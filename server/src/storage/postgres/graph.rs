@@ -58,19 +58,19 @@ impl GraphStore for PgStore {
         let (t, id) = cursor.unwrap_or((i64::MAX, i64::MAX));
         let sql = match which {
             List::Following => {
-                "SELECT u.id, u.username, u.display_name, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
                  FROM follows f JOIN users u ON u.id = f.followee_id
                  WHERE f.follower_id = $1 AND (f.created_at, f.followee_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.followee_id DESC LIMIT $4"
             }
             List::Followers => {
-                "SELECT u.id, u.username, u.display_name, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
                  FROM follows f JOIN users u ON u.id = f.follower_id
                  WHERE f.followee_id = $1 AND (f.created_at, f.follower_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.follower_id DESC LIMIT $4"
             }
             List::Friends => {
-                "SELECT u.id, u.username, u.display_name, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
                  FROM follows f
                  JOIN follows back
                    ON back.follower_id = f.followee_id AND back.followee_id = f.follower_id
@@ -98,7 +98,7 @@ impl GraphStore for PgStore {
         let upper = format!("{prefix}~");
         let from = after.as_deref().unwrap_or(prefix.as_str());
         sqlx::query_as(
-            "SELECT id, username, display_name, created_at FROM users
+            "SELECT id, username, display_name, bio, created_at FROM users
              WHERE lower(username) >= $1 AND lower(username) < $2
                AND ($3::text IS NULL OR lower(username) > $3)
              ORDER BY lower(username) LIMIT $4",

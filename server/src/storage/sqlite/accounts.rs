@@ -38,7 +38,7 @@ impl AccountStore for SqliteStore {
             password_hash: String,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, username, display_name, created_at, password_hash FROM users WHERE username = ?",
+            "SELECT id, username, display_name, bio, created_at, password_hash FROM users WHERE username = ?",
         )
         .bind(username)
         .fetch_optional(&self.reads)
@@ -48,7 +48,7 @@ impl AccountStore for SqliteStore {
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query_as(
-            "SELECT id, username, display_name, created_at FROM users WHERE username = ?",
+            "SELECT id, username, display_name, bio, created_at FROM users WHERE username = ?",
         )
         .bind(username)
         .fetch_optional(&self.reads)
@@ -60,7 +60,7 @@ impl AccountStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut q = QueryBuilder::new(
-            "SELECT id, username, display_name, created_at FROM users WHERE id IN ",
+            "SELECT id, username, display_name, bio, created_at FROM users WHERE id IN ",
         );
         push_in_list(&mut q, ids);
         q.build_query_as::<UserRow>().fetch_all(&self.reads).await
@@ -103,7 +103,7 @@ impl AccountStore for SqliteStore {
             last_used_at: i64,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.created_at, s.expires_at,
+            "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, s.expires_at,
                     COALESCE(s.last_used_at, s.created_at) AS last_used_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
@@ -158,6 +158,23 @@ impl AccountStore for SqliteStore {
             .bind(user_id)
             .fetch_optional(&self.reads)
             .await
+    }
+
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+    ) -> Result<Option<UserRow>> {
+        sqlx::query_as(
+            "UPDATE users SET display_name = coalesce(?, display_name), bio = coalesce(?, bio)
+             WHERE id = ? RETURNING id, username, display_name, bio, created_at",
+        )
+        .bind(display_name)
+        .bind(bio)
+        .bind(user_id)
+        .fetch_optional(&self.writes)
+        .await
     }
 
     async fn change_password(

@@ -151,7 +151,7 @@ impl ChatStore for SqliteStore {
 
     async fn members(&self, channel: i64) -> Result<Vec<UserRow>> {
         sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.created_at
+            "SELECT u.id, u.username, u.display_name, u.bio, u.created_at
              FROM channel_members m JOIN users u ON u.id = m.user_id
              WHERE m.channel_id = ? ORDER BY m.joined_at, u.id",
         )
