@@ -102,6 +102,21 @@ pub trait UiBackend: Send + Sync + 'static {
         content: &str,
         client_msg_id: &str,
     ) -> Result<Message, ApiError>;
+    /// Edits one of the signed-in user's messages.
+    async fn edit_message(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message: &str,
+        content: &str,
+    ) -> Result<Message, ApiError>;
+    /// Deletes one of the signed-in user's messages.
+    async fn delete_message(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), ApiError>;
     /// Long poll: messages after `since`, waiting up to `timeout_secs` for one.
     async fn sync(
         &self,

@@ -104,6 +104,41 @@ pub async fn send_message(
     })
 }
 
+#[server(endpoint = "edit_message")]
+pub async fn edit_message(
+    csrf: String,
+    channel_id: String,
+    message_id: String,
+    content: String,
+) -> Result<Message, ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
+        Ok(()) => {
+            backend
+                .edit_message(&parts, &channel_id, &message_id, &content)
+                .await
+        }
+        Err(e) => Err(e),
+    })
+}
+
+#[server(endpoint = "delete_message")]
+pub async fn delete_message(
+    csrf: String,
+    channel_id: String,
+    message_id: String,
+) -> Result<(), ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
+        Ok(()) => {
+            backend
+                .delete_message(&parts, &channel_id, &message_id)
+                .await
+        }
+        Err(e) => Err(e),
+    })
+}
+
 #[server(input = server_fn::codec::GetUrl, endpoint = "poll")]
 pub async fn poll(since: String, timeout: u64) -> Result<SyncResponse, ApiError> {
     let (backend, parts) = crate::backend::context()?;

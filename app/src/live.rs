@@ -54,6 +54,33 @@ pub struct ReadPosition {
     pub message_id: Id,
 }
 
+/// What became of a message after it was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Edited: the message as it now stands.
+    Edited(Message),
+    /// Deleted by its sender, at this time.
+    Deleted(DateTime<Utc>),
+}
+
+impl Change {
+    /// `message` with this change applied (an older edit does not undo a newer one).
+    pub fn apply(&self, message: &mut Message) {
+        match self {
+            Change::Edited(edited) => {
+                if message.deleted_at.is_none() && edited.edited_at >= message.edited_at {
+                    message.content.clone_from(&edited.content);
+                    message.edited_at = edited.edited_at;
+                }
+            }
+            Change::Deleted(at) => {
+                message.content.clear();
+                message.deleted_at = Some(*at);
+            }
+        }
+    }
+}
+
 /// The live client of a signed-in page.
 #[derive(Clone, Copy)]
 pub struct LiveClient {
@@ -63,6 +90,8 @@ pub struct LiveClient {
     /// history; one whose older live messages were dropped from here finds the hole by
     /// `seq` below the newer ones and fetches it.
     pub messages: RwSignal<HashMap<Id, Vec<Message>>>,
+    /// Edits and deletions received live (or made on this page), by message id.
+    pub changes: RwSignal<HashMap<Id, Change>>,
     /// How many new messages have arrived (a signal for lists that show their effect).
     pub arrivals: RwSignal<u64>,
     /// Presence changes pushed since the page loaded (pages fetch the initial state).
@@ -88,6 +117,7 @@ impl LiveClient {
         let client = Self {
             transport: RwSignal::new(Transport::Idle),
             messages: RwSignal::new(HashMap::new()),
+            changes: RwSignal::new(HashMap::new()),
             arrivals: RwSignal::new(0),
             presence: RwSignal::new(HashMap::new()),
             typing: RwSignal::new(Vec::new()),
@@ -180,6 +210,14 @@ impl LiveClient {
                     }
                 }
             }
+            ServerFrame::MessageUpdated { message } => {
+                self.changed(message.id, Change::Edited(message));
+            }
+            ServerFrame::MessageDeleted {
+                message_id,
+                deleted_at,
+                ..
+            } => self.changed(message_id, Change::Deleted(deleted_at)),
             ServerFrame::Presence {
                 user_id,
                 status,
@@ -239,6 +277,21 @@ impl LiveClient {
                 code.as_str()
             ),
         }
+    }
+
+    /// Records what became of message `id`: a deletion stays, a later edit replaces an
+    /// earlier one.
+    pub fn changed(&self, id: Id, change: Change) {
+        self.changes.update(|changes| {
+            let keep = match (changes.get(&id), &change) {
+                (Some(Change::Deleted(_)), _) => false,
+                (Some(Change::Edited(old)), Change::Edited(new)) => new.edited_at >= old.edited_at,
+                _ => true,
+            };
+            if keep {
+                changes.insert(id, change);
+            }
+        });
     }
 
     fn typing_started(&self, channel_id: Id, user_id: Id) {
@@ -559,7 +612,7 @@ mod transport {
 
 #[cfg(test)]
 mod tests {
-    use super::{LiveClient, LIVE_MESSAGES_KEPT};
+    use super::{Change, LiveClient, LIVE_MESSAGES_KEPT};
     use crate::model::{Id, Message, User};
     use leptos::prelude::*;
 
@@ -578,6 +631,8 @@ mod tests {
             content: format!("message {id}"),
             created_at: Default::default(),
             client_msg_id: format!("c{id}"),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 
@@ -604,5 +659,35 @@ mod tests {
             LIVE_MESSAGES_KEPT as u64 + 12
         );
         assert!(client.channel_messages(Id(4)).is_empty());
+    }
+
+    #[test]
+    fn a_deletion_stays_and_a_later_edit_wins() {
+        let owner = Owner::new();
+        owner.set();
+        let client = LiveClient::provide();
+        let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0);
+        let edit = |text: &str, secs: i64| {
+            let mut m = message(2, 1);
+            m.content = text.into();
+            m.edited_at = at(secs);
+            Change::Edited(m)
+        };
+        let shown = || {
+            let mut m = message(2, 1);
+            if let Some(change) = client.changes.with_untracked(|c| c.get(&Id(1)).cloned()) {
+                change.apply(&mut m);
+            }
+            m
+        };
+        client.changed(Id(1), edit("second", 20));
+        client.changed(Id(1), edit("first", 10));
+        assert_eq!(shown().content, "second");
+        assert_eq!(shown().edited_at, at(20));
+        let deleted = at(30).unwrap_or_default();
+        client.changed(Id(1), Change::Deleted(deleted));
+        client.changed(Id(1), edit("third", 40));
+        assert_eq!(shown().content, "");
+        assert_eq!(shown().deleted_at, Some(deleted));
     }
 }

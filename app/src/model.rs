@@ -170,9 +170,16 @@ pub struct Message {
     pub channel_id: Id,
     pub seq: i64,
     pub sender: User,
+    /// Empty once the message is deleted.
     pub content: String,
     pub created_at: DateTime<Utc>,
     pub client_msg_id: String,
+    /// When the sender last edited it; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When the sender deleted it; absent unless deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// The answer of `GET /v1/chat/sync`.

@@ -47,6 +47,16 @@ pub enum ServerFrame {
     Message {
         message: Message,
     },
+    /// A message was edited: `message` as it now stands (same `id` and `seq`).
+    MessageUpdated {
+        message: Message,
+    },
+    /// A message was deleted by its sender: its content is gone from history.
+    MessageDeleted {
+        channel_id: Id,
+        message_id: Id,
+        deleted_at: DateTime<Utc>,
+    },
     Presence {
         user_id: Id,
         status: PresenceStatus,
@@ -151,6 +161,8 @@ mod tests {
             content: "hi".into(),
             client_msg_id: "c1".into(),
             created_at: DateTime::from_timestamp(1_765_000_001, 0).unwrap_or_default(),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 
@@ -207,6 +219,19 @@ mod tests {
             (
                 ServerFrame::Message { message: m.clone() },
                 json!({"type": "message", "message": m_json}),
+            ),
+            (
+                ServerFrame::MessageUpdated { message: m.clone() },
+                json!({"type": "message_updated", "message": m_json}),
+            ),
+            (
+                ServerFrame::MessageDeleted {
+                    channel_id: Id(7),
+                    message_id: Id(42),
+                    deleted_at: DateTime::from_timestamp(1_765_000_002, 0).unwrap_or_default(),
+                },
+                json!({"type": "message_deleted", "channel_id": "7", "message_id": "42",
+                    "deleted_at": "2025-12-06T05:46:42Z"}),
             ),
             (
                 ServerFrame::Presence {

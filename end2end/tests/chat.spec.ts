@@ -1,5 +1,5 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { mainNav, open, signUp, uniqueUsername } from './helpers';
+import { mainNav, open, signIn, signUp, uniqueUsername } from './helpers';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -89,6 +89,57 @@ test('a group of three chats together', async ({ browser }) => {
   await expect(messages(b.page).getByText('see you saturday')).toBeVisible();
   await expect(messages(c.page).getByText('see you saturday')).toBeVisible();
   await expect(mainNav(a.page).getByRole('link', { name: 'Chat' })).toBeVisible();
+});
+
+test('a sender edits and deletes a message, and every device of the other side sees it', async ({ browser }) => {
+  const a = await person(browser, 'edit_a');
+  const b = await person(browser, 'edit_b');
+  await open(a.page, `/u/${b.name}`);
+  await a.page.getByRole('button', { name: 'Message' }).click();
+  await expect(a.page).toHaveURL(/\/chat\/\d+$/);
+  const url = new URL(a.page.url()).pathname;
+  await open(b.page, url);
+  // B's second device receives by long-poll.
+  const laptop = await (await browser.newContext()).newPage();
+  await signIn(laptop, b.name, PASSWORD);
+  await open(laptop, `${url}?transport=longpoll`);
+
+  await say(a.page, 'meet at five');
+  await say(b.page, 'ok');
+  for (const p of [b.page, laptop]) {
+    await expect(messages(p).getByText('meet at five')).toBeVisible();
+    // Only one's own messages can be changed.
+    await expect(messages(p).getByRole('button', { name: /^Edit message/ })).toHaveCount(1);
+  }
+  await expect(messages(a.page).getByRole('listitem').first()).toContainText('meet at five');
+
+  // Escape leaves the message as it was; Enter saves.
+  await messages(a.page).getByRole('button', { name: 'Edit message: meet at five' }).click();
+  const box = a.page.getByRole('textbox', { name: 'Edit message' });
+  await expect(box).toBeFocused();
+  await box.fill('never mind');
+  await box.press('Escape');
+  await expect(messages(a.page).getByText('meet at five')).toBeVisible();
+  await messages(a.page).getByRole('button', { name: 'Edit message: meet at five' }).click();
+  await box.fill('meet at six');
+  await box.press('Enter');
+  for (const p of [a.page, b.page, laptop]) {
+    await expect(messages(p).getByText('meet at six')).toBeVisible();
+    await expect(messages(p).getByText('(edited)')).toBeVisible();
+    await expect(messages(p).getByText('meet at five')).toHaveCount(0);
+  }
+
+  await messages(a.page).getByRole('button', { name: 'Delete message: meet at six' }).click();
+  await messages(a.page).getByRole('button', { name: 'Yes, delete' }).click();
+  for (const p of [a.page, b.page, laptop]) {
+    await expect(messages(p).getByText('Message deleted')).toBeVisible();
+    await expect(messages(p).getByText('meet at six')).toHaveCount(0);
+  }
+  // History keeps the place of the deleted message, without its words.
+  await b.page.reload();
+  await expect(messages(b.page).getByRole('listitem')).toHaveCount(2);
+  await expect(messages(b.page).getByRole('listitem').first()).toContainText('Message deleted');
+  await expect(messages(b.page).getByText('meet at six')).toHaveCount(0);
 });
 
 test('a send that fails can be retried, and a message is never shown twice', async ({ browser }) => {

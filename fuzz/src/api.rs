@@ -51,6 +51,15 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/me/password"),
     (Method::GET, "/v1/me/sessions"),
     (Method::DELETE, "/v1/me/sessions/{session}"),
+    (Method::PATCH, "/v1/me"),
+    (
+        Method::PATCH,
+        "/v1/chat/channels/{group}/messages/{message}",
+    ),
+    (
+        Method::DELETE,
+        "/v1/chat/channels/{group}/messages/{message}",
+    ),
 ];
 
 /// Methods for the route whose path the input gives.
@@ -122,6 +131,7 @@ fn fill(h: &Harness, template: &str, caller: &u8) -> String {
         .replace("{user}", user)
         .replace("{post}", &h.post)
         .replace("{group}", &h.group)
+        .replace("{message}", &h.message)
         .replace("{session}", "1")
 }
 

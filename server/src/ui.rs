@@ -319,6 +319,40 @@ impl UiBackend for ServerUi {
         Ok(chat::service::history(&self.state, &me, id, before, after, 30).await?)
     }
 
+    async fn edit_message(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message: &str,
+        content: &str,
+    ) -> Result<Message, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::edit_message(
+            &self.state,
+            &me,
+            parse_id(channel, "channel")?,
+            parse_id(message, "message")?,
+            content,
+        )
+        .await?)
+    }
+
+    async fn delete_message(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(chat::service::delete_message(
+            &self.state,
+            &me,
+            parse_id(channel, "channel")?,
+            parse_id(message, "message")?,
+        )
+        .await?)
+    }
+
     async fn send_message(
         &self,
         parts: &Parts,

@@ -11,7 +11,7 @@ use app::model::{Channel, ChannelSummary, Message, Page, SyncResponse};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    routing::{delete, get, post},
+    routing::{delete, get, patch, post},
     Router,
 };
 use serde::Deserialize;
@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
             delete(remove_member),
         )
         .route("/v1/chat/channels/{id}/messages", get(history).post(send))
+        .route(
+            "/v1/chat/channels/{id}/messages/{message_id}",
+            patch(edit_message).delete(delete_message),
+        )
         .route("/v1/chat/channels/{id}/typing", post(typing))
         .route("/v1/chat/channels/{id}/read", post(read))
         .route("/v1/chat/sync", get(sync))
@@ -211,6 +215,59 @@ pub async fn send(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(message)))
+}
+
+fn message_id(text: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::not_found("message"))
+}
+
+/// Body of `PATCH /v1/chat/channels/{id}/messages/{message_id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageEdit {
+    /// The new content: 1..=4000 characters, not only whitespace.
+    pub content: String,
+}
+
+/// PATCH /v1/chat/channels/{id}/messages/{message_id} — the sender edits their message
+/// within 24 hours of sending it; the members get `message_updated`.
+#[utoipa::path(patch, path = "/v1/chat/channels/{id}/messages/{message_id}", tag = "chat",
+    security(("bearer" = [])),
+    params(("id" = String, Path), ("message_id" = String, Path)), request_body = MessageEdit,
+    responses((status = 200, body = Message), (status = 400, body = app::model::ErrorBody), (status = 401, body = app::model::ErrorBody), (status = 403, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn edit_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, message)): Path<(String, String)>,
+    Json(body): Json<MessageEdit>,
+) -> Result<Json<Message>, AppError> {
+    let message = service::edit_message(
+        &state,
+        &auth.user,
+        channel_id(&id)?,
+        message_id(&message)?,
+        &body.content,
+    )
+    .await?;
+    Ok(Json(message))
+}
+
+/// DELETE /v1/chat/channels/{id}/messages/{message_id} — the sender deletes their
+/// message: its content leaves history, the members get `message_deleted`. Idempotent.
+#[utoipa::path(delete, path = "/v1/chat/channels/{id}/messages/{message_id}", tag = "chat",
+    security(("bearer" = [])),
+    params(("id" = String, Path), ("message_id" = String, Path)),
+    responses((status = 204), (status = 401, body = app::model::ErrorBody), (status = 403, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody)))]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, message)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    service::delete_message(&state, &auth.user, channel_id(&id)?, message_id(&message)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// POST /v1/chat/channels/{id}/typing — tells the other members (for clients without a

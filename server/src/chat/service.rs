@@ -280,15 +280,8 @@ pub async fn hydrate(state: &AppState, rows: Vec<MessageRow>) -> Result<Vec<Mess
     Ok(rows
         .into_iter()
         .filter_map(|m| {
-            Some(Message {
-                id: Id(m.id),
-                channel_id: Id(m.channel_id),
-                seq: m.seq,
-                sender: senders.get(&m.sender_id)?.clone(),
-                content: m.content,
-                created_at: to_datetime(m.created_at),
-                client_msg_id: m.client_msg_id,
-            })
+            let sender = senders.get(&m.sender_id)?.clone();
+            Some(m.into_message(sender))
         })
         .collect())
 }
@@ -392,6 +385,100 @@ fn notify_absent_members(state: &AppState, message: &Message, members: Arc<[i64]
             tracing::warn!(error = %e, "cannot create message notifications");
         }
     });
+}
+
+/// How long after sending a message its sender may edit it.
+pub const EDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Why a message cannot be changed by `user`, read after the conditional write found
+/// nothing to change: 404 if the channel or message is unknown (or already deleted, for an
+/// edit), 403 if someone else sent it.
+async fn refusal(
+    state: &AppState,
+    user: &User,
+    channel: i64,
+    message: i64,
+) -> Result<Option<MessageRow>, AppError> {
+    let row = state.store.chat.message(channel, message).await?;
+    match &row {
+        None => Err(AppError::not_found("message")),
+        Some(row) if row.sender_id != user.id.0 => {
+            Err(AppError::forbidden("only its sender can change a message"))
+        }
+        Some(_) => Ok(row),
+    }
+}
+
+/// Edits one of `user`'s messages within [`EDIT_WINDOW_MS`] of sending it: the stored
+/// message gets the new content and an `edited_at`, keeps its `id` and `seq`, and every
+/// member's connections (the editor's other devices too) get `message_updated`.
+pub async fn edit_message(
+    state: &AppState,
+    user: &User,
+    channel: i64,
+    message: i64,
+    content: &str,
+) -> Result<Message, AppError> {
+    rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
+    member_channel(state, user.id.0, channel).await?;
+    let now = state.clock.now_ms();
+    let excerpt = crate::notifications::excerpt(content);
+    let edited = state
+        .store
+        .chat
+        .edit_message(
+            channel,
+            message,
+            user.id.0,
+            content,
+            &excerpt,
+            now - EDIT_WINDOW_MS,
+            now,
+        )
+        .await?;
+    let Some(row) = edited else {
+        return Err(match refusal(state, user, channel, message).await? {
+            Some(row) if row.deleted_at.is_some() => AppError::not_found("message"),
+            _ => AppError::forbidden("a message can be edited for 24 hours after it is sent"),
+        });
+    };
+    let message = row.into_message(user.clone());
+    let members = state.store.chat.member_ids(channel).await?;
+    let event = Event::new(&ServerFrame::MessageUpdated {
+        message: message.clone(),
+    });
+    live::send(state, &members, &event).await?;
+    Ok(message)
+}
+
+/// Deletes one of `user`'s messages: its content goes from history (the message stays as
+/// "deleted", with its `id` and `seq`), its notifications go, and every member's
+/// connections get `message_deleted`. Deleting it again changes nothing.
+pub async fn delete_message(
+    state: &AppState,
+    user: &User,
+    channel: i64,
+    message: i64,
+) -> Result<(), AppError> {
+    member_channel(state, user.id.0, channel).await?;
+    let now = state.clock.now_ms();
+    let deleted = state
+        .store
+        .chat
+        .delete_message(channel, message, user.id.0, now)
+        .await?;
+    let Some(deleted_at) = deleted.and_then(|row| row.deleted_at) else {
+        // Theirs and deleted already: nothing to do, nobody to tell.
+        refusal(state, user, channel, message).await?;
+        return Ok(());
+    };
+    let members = state.store.chat.member_ids(channel).await?;
+    let event = Event::new(&ServerFrame::MessageDeleted {
+        channel_id: Id(channel),
+        message_id: Id(message),
+        deleted_at: to_datetime(deleted_at),
+    });
+    live::send(state, &members, &event).await
 }
 
 /// A page of history for a member, in id order: the `limit` messages before `before` (the

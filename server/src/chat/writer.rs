@@ -20,13 +20,10 @@ use crate::{
     error::{AppError, InternalError},
     id::IdGenerator,
     live::{self, Event},
-    storage::{
-        chat::{ChatStore, Committed, MessageRow, NewMessage},
-        to_datetime,
-    },
+    storage::chat::{ChatStore, Committed, MessageRow, NewMessage},
     telemetry::Metrics,
 };
-use app::model::{Id, Message, User};
+use app::model::{Message, User};
 use std::{sync::Arc, time::Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -142,7 +139,7 @@ async fn run(
                 for (job, result) in batch.drain(..).zip(results) {
                     let answer = match result {
                         Committed::Stored { row, members } => {
-                            let message = message_of(row, job.author);
+                            let message = row.into_message(job.author);
                             let event = Event::message(&message, job.origin);
                             if let Err(e) = live::publish(&*pubsub, &members, &event).await {
                                 tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
@@ -175,18 +172,5 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-/// The API's message for a stored row sent by `author`.
-fn message_of(row: MessageRow, author: User) -> Message {
-    Message {
-        id: Id(row.id),
-        channel_id: Id(row.channel_id),
-        seq: row.seq,
-        sender: author,
-        content: row.content,
-        created_at: to_datetime(row.created_at),
-        client_msg_id: row.client_msg_id,
     }
 }

@@ -33,7 +33,7 @@ fn pulled_since(state: &AppState) -> i64 {
     crate::id::min_id_at(state.clock.now_ms() - PULLED_DAYS * 24 * 3600 * 1000)
 }
 
-fn excerpt(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
     if text.chars().count() > EXCERPT_CHARS {
         out.push('…');

@@ -1,7 +1,8 @@
 //! Chat: channels, members, messages, and the group commit of sends.
 
-use super::{accounts::UserRow, Result};
+use super::{accounts::UserRow, to_datetime, Result};
 use crate::id::IdGenerator;
+use app::model::{Id, Message, User};
 use sqlx::FromRow;
 use std::sync::Arc;
 
@@ -25,6 +26,31 @@ pub struct MessageRow {
     pub content: String,
     pub client_msg_id: String,
     pub created_at: i64,
+    /// When the content was last edited (reads that do not select it leave it `None`).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub edited_at: Option<i64>,
+    /// When the sender deleted it; the content is empty from then on.
+    #[sqlx(default)]
+    #[serde(default)]
+    pub deleted_at: Option<i64>,
+}
+
+impl MessageRow {
+    /// The API's message for this row, sent by `sender`.
+    pub fn into_message(self, sender: User) -> Message {
+        Message {
+            id: Id(self.id),
+            channel_id: Id(self.channel_id),
+            seq: self.seq,
+            sender,
+            content: self.content,
+            created_at: to_datetime(self.created_at),
+            client_msg_id: self.client_msg_id,
+            edited_at: self.edited_at.map(to_datetime),
+            deleted_at: self.deleted_at.map(to_datetime),
+        }
+    }
 }
 
 /// A message to store.
@@ -101,6 +127,33 @@ pub trait ChatStore: Send + Sync {
     /// Moves a member's read position forward (never back, never past the newest
     /// message); returns the position now stored (`None` if they are not a member).
     async fn mark_read(&self, channel: i64, user: i64, message: i64) -> Result<Option<i64>>;
+    /// One message of a channel.
+    async fn message(&self, channel: i64, id: i64) -> Result<Option<MessageRow>>;
+    /// Replaces the content of message `id` of `channel` and sets its `edited_at` to `now`,
+    /// if `sender` sent it at or after `sent_since` and has not deleted it; its
+    /// notifications get `excerpt`, in the same transaction. The message as now stored, or
+    /// `None` (nothing changed) when it does not qualify.
+    #[allow(clippy::too_many_arguments)]
+    async fn edit_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        content: &str,
+        excerpt: &str,
+        sent_since: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>>;
+    /// Empties the content of message `id` of `channel` and sets its `deleted_at` to
+    /// `now`, if `sender` sent it and has not deleted it yet, and drops its notifications,
+    /// in one transaction. The message as now stored, or `None` (nothing changed).
+    async fn delete_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>>;
     /// Commits a batch of sends in one transaction (group commit): checks each sender's
     /// membership, returns the stored message for a repeated `client_msg_id`, numbers the
     /// new messages with ids above every stored message's and with each channel's next

@@ -111,6 +111,17 @@ const MATRIX: &[Row] = &[
         "/v1/chat/channels/{id}/members/{username}",
         OWNER_204,
     ),
+    // The owner's message: only its sender edits or deletes it (deleted last).
+    row(
+        "PATCH",
+        "/v1/chat/channels/{id}/messages/{message_id}",
+        [401, 401, 403, 403, 200],
+    ),
+    row(
+        "DELETE",
+        "/v1/chat/channels/{id}/messages/{message_id}",
+        OWNER_204,
+    ),
 ];
 
 /// The world the calls act on.
@@ -257,6 +268,9 @@ impl World {
             "/v1/chat/channels/{id}/read" => format!("/v1/chat/channels/{g}/read"),
             "/v1/chat/channels/{id}/typing" => format!("/v1/chat/channels/{g}/typing"),
             "/v1/chat/channels/{id}/members" => format!("/v1/chat/channels/{g}/members"),
+            "/v1/chat/channels/{id}/messages/{message_id}" => {
+                format!("/v1/chat/channels/{g}/messages/{}", self.message)
+            }
             "/v1/chat/channels/{id}/members/{username}" => {
                 format!("/v1/chat/channels/{g}/members/az_kept")
             }
@@ -272,6 +286,9 @@ impl World {
                 "password": self.stranger.password,
             })),
             ("POST", "/v1/me/feed") => Some(json!({"content": format!("by {case}")})),
+            ("PATCH", "/v1/chat/channels/{id}/messages/{message_id}") => {
+                Some(json!({"content": format!("edited by {case}")}))
+            }
             ("PATCH", "/v1/me") => Some(json!({"bio": format!("bio of {case}")})),
             ("POST", "/v1/me/password") => {
                 let password = self.user(who).map_or("", |u| u.password.as_str());

@@ -17,6 +17,7 @@ mod crash;
 mod feed;
 mod hosts;
 mod limits;
+mod message_edits;
 mod notifications;
 mod outage;
 mod presence;

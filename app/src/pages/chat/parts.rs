@@ -4,11 +4,12 @@
 
 use super::thread::ThreadState;
 use crate::{
-    chat::send_typing,
+    chat::{delete_message, edit_message, send_typing},
     feed::{csrf_token, viewer_id},
-    live::LiveClient,
-    model::Id,
+    live::{Change, LiveClient},
+    model::{Id, Message},
 };
+use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 
 /// The typing indicator is sent at most this often while the draft changes.
@@ -40,12 +41,8 @@ pub(super) fn MessageList(state: ThreadState) -> impl IntoView {
                     <p role="alert" class="error">{move || format!("Could not load earlier messages: {}", state.older_failed.get().unwrap_or_default())}</p>
                 </Show>
                 <ol class="messages" aria-label="Messages">
-                    <For each=move || state.messages.get() key=|m| m.id let:m>
-                        <li class="message">
-                            <span class="sender">{m.sender.display_name.clone()}</span>
-                            <time class="muted" datetime=m.created_at.to_rfc3339()>{m.created_at.format("%H:%M").to_string()}</time>
-                            <p class="message-body">{m.content.clone()}</p>
-                        </li>
+                    <For each=move || shown(state) key=|s| s.key() let:s>
+                        <MessageItem state shown=s />
                     </For>
                     <For each=move || state.waiting() key=|p| (p.client_msg_id.clone(), p.failed.clone()) let:p>
                         <li class="message pending">
@@ -66,6 +63,168 @@ pub(super) fn MessageList(state: ThreadState) -> impl IntoView {
                 </ol>
             </div>
         </div>
+    }
+}
+
+/// Consecutive messages of one sender within this time are drawn as one group.
+const GROUP_WITHIN_SECS: i64 = 5 * 60;
+
+/// A message as the list draws it.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Shown {
+    message: Message,
+    /// Sent by the reader.
+    mine: bool,
+    /// Follows a message of the same sender closely: drawn without the sender's name.
+    continues: bool,
+}
+
+impl Shown {
+    /// Redraws the item when what it shows changes.
+    fn key(&self) -> (Id, bool, Option<DateTime<Utc>>, bool) {
+        let m = &self.message;
+        (m.id, self.continues, m.edited_at, m.deleted_at.is_some())
+    }
+}
+
+fn shown(state: ThreadState) -> Vec<Shown> {
+    let me = viewer_id();
+    state.messages.with(|all| {
+        let mut before: Option<&Message> = None;
+        all.iter()
+            .map(|m| {
+                let continues = before.is_some_and(|b| {
+                    b.sender.id == m.sender.id
+                        && (m.created_at - b.created_at).num_seconds() < GROUP_WITHIN_SECS
+                });
+                before = Some(m);
+                Shown {
+                    message: m.clone(),
+                    mine: Some(m.sender.id) == me,
+                    continues,
+                }
+            })
+            .collect()
+    })
+}
+
+/// One message: sender and time (unless it continues a group), its text or "Message
+/// deleted", "(edited)", and for the reader's own messages Edit and Delete.
+#[component]
+fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
+    let Shown {
+        message: m,
+        mine,
+        continues,
+    } = shown;
+    let client = LiveClient::get();
+    let editing = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let deleted = m.deleted_at.is_some();
+    let (channel, id) = (state.channel_id, m.id);
+    let class = match (mine, continues) {
+        (true, true) => "message mine continues",
+        (true, false) => "message mine",
+        (false, true) => "message continues",
+        (false, false) => "message",
+    };
+    let excerpt: String = m.content.chars().take(40).collect();
+    let remove = move |_| {
+        leptos::task::spawn_local(async move {
+            match delete_message(csrf_token(), channel.to_string(), id.to_string()).await {
+                Ok(()) => {
+                    client.changed(id, Change::Deleted(now()));
+                    state.focus_composer();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let body = if deleted {
+        view! { <p class="message-body muted deleted">"Message deleted"</p> }.into_any()
+    } else {
+        let content = m.content.clone();
+        let edited = m.edited_at.map(|at| {
+            view! { " " <span class="muted edited" title=format!("Edited {}", at.format("%b %-d, %Y, %H:%M UTC"))>"(edited)"</span> }
+        });
+        view! {
+            <Show when=move || !editing.get()
+                fallback=move || view! { <EditForm channel id content=content.clone() editing error /> }>
+                <p class="message-body">{m.content.clone()}{edited.clone()}</p>
+            </Show>
+        }
+        .into_any()
+    };
+    view! {
+        <li class=class>
+            {(!continues).then(|| view! {
+                <span class="sender">{m.sender.display_name.clone()}</span>
+                <time class="muted" datetime=m.created_at.to_rfc3339()>{m.created_at.format("%H:%M").to_string()}</time>
+            })}
+            {body}
+            {(mine && !deleted).then(|| view! {
+                <div class="message-actions">
+                    <Show when=move || !editing.get() && !confirming.get()>
+                        <button type="button" class="button-quiet" aria-label=format!("Edit message: {excerpt}")
+                            on:click=move |_| { error.set(None); editing.set(true); }>"Edit"</button>
+                        <button type="button" class="button-quiet danger" aria-label=format!("Delete message: {excerpt}")
+                            on:click=move |_| { error.set(None); confirming.set(true); }>"Delete"</button>
+                    </Show>
+                    <Show when=move || confirming.get()>
+                        <span>"Delete this message for everyone?"</span>
+                        <button type="button" class="button-quiet danger" on:click=remove>"Yes, delete"</button>
+                        <button type="button" class="button-quiet" on:click=move |_| confirming.set(false)>"Keep it"</button>
+                    </Show>
+                </div>
+            })}
+            <Show when=move || error.with(Option::is_some)>
+                <p role="alert" class="error">{move || error.get()}</p>
+            </Show>
+        </li>
+    }
+}
+
+/// The text box that replaces a message being edited: Enter saves, Escape cancels.
+#[component]
+fn EditForm(
+    channel: Id,
+    id: Id,
+    content: String,
+    editing: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let client = LiveClient::get();
+    let draft = RwSignal::new(content);
+    let input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(el) = input.get() {
+            let _ = el.focus();
+        }
+    });
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = draft.get_untracked();
+        leptos::task::spawn_local(async move {
+            match edit_message(csrf_token(), channel.to_string(), id.to_string(), text).await {
+                Ok(message) => {
+                    client.changed(id, Change::Edited(message));
+                    editing.set(false);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let field = format!("edit-{id}");
+    view! {
+        <form class="edit" on:submit=save>
+            <label for=field.clone() class="visually-hidden">"Edit message"</label>
+            <input id=field type="text" maxlength="4000" node_ref=input prop:value=draft
+                on:input=move |ev| draft.set(event_target_value(&ev))
+                on:keydown=move |ev| if ev.key() == "Escape" { editing.set(false); } />
+            <button type="submit">"Save"</button>
+            <button type="button" class="button-quiet" on:click=move |_| editing.set(false)>"Cancel"</button>
+        </form>
     }
 }
 
@@ -178,6 +337,11 @@ pub(super) fn Composer(state: ThreadState) -> impl IntoView {
             <button type="submit">"Send"</button>
         </form>
     }
+}
+
+/// The browser's time (a deletion made here shows before its live event confirms it).
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(now_ms() as i64).unwrap_or_default()
 }
 
 /// Milliseconds on the browser's clock (0 on the server, where nothing is typed).

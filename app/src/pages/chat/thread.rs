@@ -36,7 +36,8 @@ pub(super) struct Pending {
 pub(super) struct ThreadState {
     pub channel_id: Id,
     /// Everything known of the channel, in id order, each message once: the history pages,
-    /// what this page sent, the holes it filled and what arrived live.
+    /// what this page sent, the holes it filled and what arrived live, with the edits and
+    /// deletions received since applied.
     pub messages: Memo<Vec<Message>>,
     /// Sends not stored yet, or failed.
     pending: RwSignal<Vec<Pending>>,
@@ -72,6 +73,13 @@ impl ThreadState {
             all.extend(live.get());
             all.sort_by_key(|m| m.id);
             all.dedup_by_key(|m| m.id);
+            client.changes.with(|changes| {
+                for m in &mut all {
+                    if let Some(change) = changes.get(&m.id) {
+                        change.apply(m);
+                    }
+                }
+            });
             all
         });
         Self {

@@ -12,6 +12,9 @@ use crate::{
 };
 use sqlx::{FromRow, PgConnection};
 
+const MESSAGE_COLUMNS: &str =
+    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at";
+
 /// Adds `users` to `channel` inside the caller's transaction; returns how many were not
 /// members yet. `ON CONFLICT` rather than a caught error: a unique violation would abort
 /// the transaction.
@@ -199,20 +202,20 @@ impl ChatStore for PgStore {
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
         if let Some(after) = after {
-            return sqlx::query_as(
-                "SELECT channel_id, id, seq, sender_id, content, client_msg_id, created_at
-                 FROM messages WHERE channel_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            )
+            return sqlx::query_as(&format!(
+                "SELECT {MESSAGE_COLUMNS}
+                 FROM messages WHERE channel_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
             .bind(channel)
             .bind(after)
             .bind(limit)
             .fetch_all(&self.pool)
             .await;
         }
-        let mut rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT channel_id, id, seq, sender_id, content, client_msg_id, created_at
-             FROM messages WHERE channel_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
+        let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS}
+             FROM messages WHERE channel_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
         .bind(channel)
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
@@ -228,7 +231,7 @@ impl ChatStore for PgStore {
         // returns.
         sqlx::query_as(
             "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id,
-                    x.created_at
+                    x.created_at, x.edited_at, x.deleted_at
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
              WHERE m.user_id = $1 AND x.id > $2
              ORDER BY x.id LIMIT $3",
@@ -241,10 +244,10 @@ impl ChatStore for PgStore {
     }
 
     async fn last_message(&self, channel: i64) -> Result<Option<MessageRow>> {
-        sqlx::query_as(
-            "SELECT channel_id, id, seq, sender_id, content, client_msg_id, created_at
-             FROM messages WHERE channel_id = $1 ORDER BY id DESC LIMIT 1",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS}
+             FROM messages WHERE channel_id = $1 ORDER BY id DESC LIMIT 1"
+        ))
         .bind(channel)
         .fetch_optional(&self.pool)
         .await
@@ -264,6 +267,81 @@ impl ChatStore for PgStore {
         .bind(user)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    async fn message(&self, channel: i64, id: i64) -> Result<Option<MessageRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = $1 AND id = $2"
+        ))
+        .bind(channel)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn edit_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        content: &str,
+        excerpt: &str,
+        sent_since: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "UPDATE messages SET content = $1, edited_at = $2
+             WHERE channel_id = $3 AND id = $4 AND sender_id = $5 AND deleted_at IS NULL
+               AND created_at >= $6
+             RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(content)
+        .bind(now)
+        .bind(channel)
+        .bind(id)
+        .bind(sender)
+        .bind(sent_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE notifications SET excerpt = $1 WHERE id = $2 AND kind = 'message'")
+                .bind(excerpt)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn delete_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "UPDATE messages SET content = '', deleted_at = $1
+             WHERE channel_id = $2 AND id = $3 AND sender_id = $4 AND deleted_at IS NULL
+             RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(channel)
+        .bind(id)
+        .bind(sender)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("DELETE FROM notifications WHERE id = $1 AND kind = 'message'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     async fn commit_messages(

@@ -184,6 +184,8 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
                     content,
                     client_msg_id: m.client_msg_id.clone(),
                     created_at,
+                    edited_at: None,
+                    deleted_at: None,
                 }),
                 _ => Err(malformed(format!(
                     "send {} answered without its message",

@@ -11,7 +11,8 @@ use crate::{
 };
 use sqlx::{FromRow, SqliteConnection};
 
-const MESSAGE_COLUMNS: &str = "channel_id, id, seq, sender_id, content, client_msg_id, created_at";
+const MESSAGE_COLUMNS: &str =
+    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at";
 
 async fn insert_channel(
     conn: &mut SqliteConnection,
@@ -225,7 +226,8 @@ impl ChatStore for SqliteStore {
     /// (`super::writer`): whatever commits after this read's snapshot has higher ids.
     async fn since(&self, user: i64, since: i64, limit: i64) -> Result<Vec<MessageRow>> {
         sqlx::query_as(
-            "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id, x.created_at
+            "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id, x.created_at,
+                    x.edited_at, x.deleted_at
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
              WHERE m.user_id = ? AND x.id > ?
              ORDER BY x.id LIMIT ?",
@@ -259,6 +261,81 @@ impl ChatStore for SqliteStore {
         .bind(user)
         .fetch_optional(&self.writes)
         .await
+    }
+
+    async fn message(&self, channel: i64, id: i64) -> Result<Option<MessageRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND id = ?"
+        ))
+        .bind(channel)
+        .bind(id)
+        .fetch_optional(&self.reads)
+        .await
+    }
+
+    async fn edit_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        content: &str,
+        excerpt: &str,
+        sent_since: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.writes.begin().await?;
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "UPDATE messages SET content = ?, edited_at = ?
+             WHERE channel_id = ? AND id = ? AND sender_id = ? AND deleted_at IS NULL
+               AND created_at >= ?
+             RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(content)
+        .bind(now)
+        .bind(channel)
+        .bind(id)
+        .bind(sender)
+        .bind(sent_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE notifications SET excerpt = ? WHERE id = ? AND kind = 'message'")
+                .bind(excerpt)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn delete_message(
+        &self,
+        channel: i64,
+        id: i64,
+        sender: i64,
+        now: i64,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.writes.begin().await?;
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "UPDATE messages SET content = '', deleted_at = ?
+             WHERE channel_id = ? AND id = ? AND sender_id = ? AND deleted_at IS NULL
+             RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(channel)
+        .bind(id)
+        .bind(sender)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("DELETE FROM notifications WHERE id = ? AND kind = 'message'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     async fn commit_messages(

@@ -284,6 +284,8 @@ impl BatchPlan {
                 content: m.content.clone(),
                 client_msg_id: m.client_msg_id.clone(),
                 created_at: m.now,
+                edited_at: None,
+                deleted_at: None,
             });
         }
         Ok(rows)
