@@ -43,6 +43,8 @@ pub trait UiBackend: Send + Sync + 'static {
         current: String,
         new: String,
     ) -> Result<(), ApiError>;
+    /// Deletes the signed-in user's account once `password` is confirmed.
+    async fn delete_account(&self, parts: &Parts, password: String) -> Result<(), ApiError>;
     /// Sets the signed-in user's display name and bio; the user as now stored.
     async fn update_profile(
         &self,

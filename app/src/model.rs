@@ -369,6 +369,18 @@ pub mod rules {
         Ok(())
     }
 
+    /// Deleted accounts are renamed `deleted_{id}`: no new account may start so.
+    pub const RESERVED_PREFIX: &str = "deleted_";
+
+    /// A username for a new account: the username rules, and not the reserved prefix.
+    pub fn check_new_username(username: &str) -> Result<(), &'static str> {
+        check_username(username)?;
+        if username.starts_with(RESERVED_PREFIX) {
+            return Err("may not start with \"deleted_\"");
+        }
+        Ok(())
+    }
+
     /// Passwords: 8..=128 characters (Unicode scalar values), never truncated.
     pub fn check_password(password: &str) -> Result<(), &'static str> {
         let len = password.chars().count();
@@ -451,6 +463,9 @@ pub mod rules {
             assert!(check_username("Abc").is_err());
             assert!(check_username("a-b").is_err());
             assert!(check_username("a_b9").is_ok());
+            assert!(check_username("deleted_42").is_ok());
+            assert!(check_new_username("deleted_42").is_err());
+            assert!(check_new_username("deleted").is_ok());
         }
 
         #[test]

@@ -1,5 +1,6 @@
 //! Session server functions: who is signed in, sign-up, sign-in, sign-out, editing one's
-//! profile, changing one's password, and listing and ending one's sessions.
+//! profile, changing one's password, listing and ending one's sessions, and deleting
+//! one's account.
 //!
 //! Each state change takes the page's CSRF token (`csrf`, a hidden form field) and checks
 //! it against the `kith_csrf` cookie: server functions get no CSRF check from Leptos.
@@ -104,6 +105,21 @@ pub async fn change_password(
     )
 }
 
+#[server(endpoint = "delete_account")]
+pub async fn delete_account(csrf: String, password: String) -> Result<(), ApiError> {
+    crate::backend::finish(
+        async {
+            let (backend, parts) = crate::backend::context()?;
+            backend.check_csrf(&parts, &csrf)?;
+            backend.delete_account(&parts, password).await?;
+            crate::backend::set_cookie(&backend.session_cookie(&parts, None));
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        .await,
+    )
+}
+
 #[server(endpoint = "update_profile")]
 pub async fn update_profile(
     csrf: String,
@@ -150,6 +166,7 @@ pub struct SessionContext {
     pub sign_up: ServerAction<SignUp>,
     pub sign_in: ServerAction<SignIn>,
     pub sign_out: ServerAction<SignOut>,
+    pub delete_account: ServerAction<DeleteAccount>,
 }
 
 impl SessionContext {
@@ -158,12 +175,14 @@ impl SessionContext {
         let sign_up = ServerAction::<SignUp>::new();
         let sign_in = ServerAction::<SignIn>::new();
         let sign_out = ServerAction::<SignOut>::new();
+        let delete_account = ServerAction::<DeleteAccount>::new();
         let session = Resource::new(
             move || {
                 (
                     sign_up.version().get(),
                     sign_in.version().get(),
                     sign_out.version().get(),
+                    delete_account.version().get(),
                 )
             },
             |_| get_session(),
@@ -173,6 +192,7 @@ impl SessionContext {
             sign_up,
             sign_in,
             sign_out,
+            delete_account,
         };
         provide_context(cx);
         cx

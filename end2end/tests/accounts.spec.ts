@@ -118,3 +118,56 @@ test('another session can be signed out from the settings', async ({ page, brows
   await expect(mainNav(otherPage).getByRole('link', { name: 'Sign in' })).toBeVisible();
   await other.close();
 });
+
+test('a display name and bio set in the settings show on the profile', async ({ page }) => {
+  const username = uniqueUsername('bio');
+  await signUp(page, username, PASSWORD);
+  await open(page, '/settings');
+  await expect(page.getByLabel('Display name')).toHaveValue(username);
+  await page.getByLabel('Display name').fill('Rosa Marsh');
+  await page.getByLabel('Bio').fill('Paints boats.\nLives by the harbour.');
+  await expect(page.getByText('35 of 300 characters')).toBeVisible();
+  await page.getByRole('button', { name: 'Save profile' }).click();
+  await expect(page.getByText('Profile saved.')).toBeVisible();
+
+  await open(page, `/u/${username}`);
+  await expect(page.getByRole('heading', { name: 'Rosa Marsh' })).toBeVisible();
+  await expect(page.getByText('Paints boats.')).toBeVisible();
+
+  // A bio past 300 characters is refused with the reason, and nothing changes.
+  await open(page, '/settings');
+  await expect(page.getByLabel('Bio')).toHaveValue('Paints boats.\nLives by the harbour.');
+  await page.getByLabel('Bio').fill('x'.repeat(301));
+  await page.getByRole('button', { name: 'Save profile' }).click();
+  await expect(page.getByRole('alert')).toContainText('at most 300 characters');
+  await open(page, `/u/${username}`);
+  await expect(page.getByText('Paints boats.')).toBeVisible();
+});
+
+test('deleting the account signs out, and the name is taken for now', async ({ page }) => {
+  const username = uniqueUsername('leave');
+  await signUp(page, username, PASSWORD);
+  await open(page, '/settings');
+  const form = page.getByRole('form', { name: 'Delete account' });
+  await form.getByLabel('Password').fill('not my password');
+  await form.getByRole('button', { name: 'Delete my account' }).click();
+  await expect(form.getByRole('alert')).toContainText('the password is wrong');
+
+  await form.getByLabel('Password').fill(PASSWORD);
+  await form.getByRole('button', { name: 'Delete my account' }).click();
+  await expect(mainNav(page).getByRole('link', { name: 'Sign in' })).toBeVisible();
+  await open(page, `/u/${username}`);
+  await expect(page.getByRole('heading', { name: 'No such user' })).toBeVisible();
+
+  // Signing in fails, and the name cannot be registered again yet.
+  await open(page, '/signin');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toBeVisible();
+  await open(page, '/signup');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.getByRole('alert')).toContainText('already taken');
+});

@@ -159,6 +159,11 @@ impl UiBackend for ServerUi {
         Ok(service::change_password(&self.state, &user, &token, current, new).await?)
     }
 
+    async fn delete_account(&self, parts: &Parts, password: String) -> Result<(), ApiError> {
+        let user = self.signed_in(parts).await?;
+        Ok(crate::users::service::delete_account(&self.state, &user, password).await?)
+    }
+
     async fn update_profile(
         &self,
         parts: &Parts,

@@ -50,7 +50,7 @@ pub fn SignUp() -> impl IntoView {
     let username_hint = move || {
         let u = username.get();
         (!u.is_empty())
-            .then(|| rules::check_username(&u).err())
+            .then(|| rules::check_new_username(&u).err())
             .flatten()
     };
     let password_hint = move || {

@@ -1,5 +1,6 @@
 //! Account settings: one's display name and bio, one's password (changing it signs out
-//! every other session), and one's sessions, each of which can be signed out.
+//! every other session), one's sessions, each of which can be signed out, and deleting
+//! the account.
 
 use crate::{
     components::csrf::CsrfField,
@@ -21,7 +22,7 @@ pub fn Settings() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match session.await.ok().and_then(|s| s.user) {
                         Some(user) => view! {
-                            <ProfileForm user /> <PasswordForm /> <SessionList />
+                            <ProfileForm user /> <PasswordForm /> <SessionList /> <DeleteAccount />
                         }
                         .into_any(),
                         None => view! {
@@ -203,5 +204,38 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl Into
                 </ActionForm>
             })}
         </li>
+    }
+}
+
+/// Deletes the account once the password is typed again; says what goes and what stays.
+#[component]
+fn DeleteAccount() -> impl IntoView {
+    let action = SessionContext::get().delete_account;
+    let error = move || {
+        action
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.message)
+    };
+    view! {
+        <h2 id="delete-heading">"Delete account"</h2>
+        <p id="delete-help" class="help">
+            "Your posts, likes, follows and sessions are deleted at once. Your chat messages stay in "
+            "their conversations, from \u{201c}Deleted user\u{201d}. Your username can be taken by "
+            "someone else after 30 days. This cannot be undone."
+        </p>
+        <ActionForm action=action attr:aria-labelledby="delete-heading">
+            <CsrfField />
+            <label for="delete-password">"Password"</label>
+            <input id="delete-password" name="password" type="password" autocomplete="current-password"
+                required aria-describedby="delete-help" />
+            <Show when=move || error().is_some()>
+                <p role="alert" class="error">{error}</p>
+            </Show>
+            <button type="submit" class="danger-button" disabled=move || action.pending().get()>
+                "Delete my account"
+            </button>
+        </ActionForm>
     }
 }

@@ -35,7 +35,7 @@ pub async fn register(
     display_name: Option<String>,
     client: &ClientInfo,
 ) -> Result<AuthResponse, AppError> {
-    rules::check_username(username).map_err(|p| AppError::validation("username", p))?;
+    rules::check_new_username(username).map_err(|p| AppError::validation("username", p))?;
     rules::check_password(&password_text).map_err(|p| AppError::validation("password", p))?;
     let display_name = match display_name.map(|d| d.trim().to_string()) {
         Some(d) if !d.is_empty() => {
@@ -78,7 +78,9 @@ pub async fn register(
         .insert_user(id, username, &display_name, &hash, now)
         .await
     {
-        Ok(()) => {}
+        Ok(true) => {}
+        // Held for a deleted account, or taken since the pre-check.
+        Ok(false) => return Err(username_taken()),
         Err(e) if is_unique_violation(&e) => return Err(username_taken()),
         Err(e) => return Err(e.into()),
     }
@@ -265,21 +267,7 @@ pub async fn change_password(
     new: String,
 ) -> Result<(), AppError> {
     rules::check_password(&new).map_err(|p| AppError::validation("new_password", p))?;
-    let now = state.clock.now_ms();
-    let key = format!("login:user:{}", user.username.to_lowercase());
-    let quota = login_quota(LOGIN_FAILURES_PER_ACCOUNT);
-    let limiter = &state.backends.limiter;
-    if let Decision::Denied { retry_after } = limiter.peek(&key, quota, now).await? {
-        return Err(AppError::rate_limited(retry_after));
-    }
-    let phc = state.store.accounts.password_hash(user.id.0).await?;
-    if !password::verify(state, current, phc).await? {
-        limiter.acquire(&key, quota, now).await?;
-        return Err(AppError::new(
-            ErrorCode::InvalidCredentials,
-            "the current password is wrong",
-        ));
-    }
+    confirm_password(state, user, current, "the current password is wrong").await?;
     let hash = password::hash(state, new).await?;
     let keep = token::hash(token_text);
     let ended = state
@@ -291,6 +279,30 @@ pub async fn change_password(
         if let Ok(token_hash) = <[u8; 32]>::try_from(token_hash.as_slice()) {
             forget(state, user.id.0, &token_hash).await?;
         }
+    }
+    Ok(())
+}
+
+/// Checks that `password` is `user`'s, for an action that asks for it again: a wrong one
+/// is 401 `invalid_credentials` with `wrong`, and counts as a failed login of the account
+/// (429 once those are used up).
+pub async fn confirm_password(
+    state: &AppState,
+    user: &User,
+    password: String,
+    wrong: &str,
+) -> Result<(), AppError> {
+    let now = state.clock.now_ms();
+    let key = format!("login:user:{}", user.username.to_lowercase());
+    let quota = login_quota(LOGIN_FAILURES_PER_ACCOUNT);
+    let limiter = &state.backends.limiter;
+    if let Decision::Denied { retry_after } = limiter.peek(&key, quota, now).await? {
+        return Err(AppError::rate_limited(retry_after));
+    }
+    let phc = state.store.accounts.password_hash(user.id.0).await?;
+    if !password::verify(state, password, phc).await? {
+        limiter.acquire(&key, quota, now).await?;
+        return Err(AppError::new(ErrorCode::InvalidCredentials, wrong));
     }
     Ok(())
 }
@@ -344,7 +356,7 @@ async fn revoke(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppE
 }
 
 /// What follows a session's row going: its cache entry goes, its sockets close.
-async fn forget(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppError> {
+pub async fn forget(state: &AppState, user: i64, hash: &[u8; 32]) -> Result<(), AppError> {
     state.backends.cache.delete(&session_key(hash)).await?;
     crate::live::revoke_session(state, user, hash).await
 }

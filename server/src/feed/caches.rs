@@ -179,6 +179,35 @@ pub async fn forget_user(state: &AppState, id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Forgets what the feed caches hold of a deleted account: its posts' entries (reads skip
+/// posts that are gone, so feeds that listed them stop showing them), its own feed, author
+/// list, followed-celebrity list and liked set, its user entry, and the like counts of
+/// the posts it liked.
+pub async fn forget_account(
+    state: &AppState,
+    user: i64,
+    posts: &[i64],
+    liked: &[i64],
+) -> Result<(), AppError> {
+    let cache = &state.backends.cache;
+    for post in posts {
+        cache.delete(&post_key(*post)).await?;
+    }
+    for key in [
+        crate::feed::fanout::feed_key(user),
+        crate::feed::fanout::author_key(user),
+        crate::feed::timeline::celebrities_key(user),
+        liked_key(user),
+        user_key(user),
+    ] {
+        cache.delete(&key).await?;
+    }
+    for post in liked {
+        note_like_count_changed(state, *post).await?;
+    }
+    Ok(())
+}
+
 /// Users by id. A cached entry that does not parse as a `User` (written by another
 /// version, say) is read again from SQLite and overwritten, which heals the feed's copy too.
 pub async fn users(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, User>, AppError> {

@@ -44,10 +44,27 @@ pub struct SessionRow {
     pub last_used_at: i64,
 }
 
+/// What deleting an account removed, for the caches to forget.
+#[derive(Debug, Default)]
+pub struct DeletedAccount {
+    /// Token hashes of its sessions.
+    pub sessions: Vec<Vec<u8>>,
+    /// Its posts.
+    pub posts: Vec<i64>,
+    /// Posts of others it liked.
+    pub liked: Vec<i64>,
+    /// Whom it followed.
+    pub followees: Vec<i64>,
+}
+
+/// The display name a deleted account's messages show.
+pub const DELETED_USER: &str = "Deleted user";
+
 /// Users, their password hashes and their sessions (tokens stored as hashes only).
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Adds a user; a taken username (compared without case) is a unique violation.
+    /// Adds a user; a taken username (compared without case) is a unique violation. False
+    /// (nothing added) when the username is held at `now` for a deleted account.
     async fn insert_user(
         &self,
         id: i64,
@@ -55,11 +72,13 @@ pub trait AccountStore: Send + Sync {
         display_name: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<()>;
-    /// The user and their password hash, for login.
+    ) -> Result<bool>;
+    /// The user and their password hash, for login (deleted accounts are not found).
     async fn credentials(&self, username: &str) -> Result<Option<(UserRow, String)>>;
+    /// A user by name (deleted accounts are not found).
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>>;
-    /// The users among `ids` (in no particular order; unknown ids are left out).
+    /// The users among `ids` (in no particular order; unknown ids are left out; deleted
+    /// accounts are there, as "Deleted user").
     async fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<UserRow>>;
     /// Opens a session; `device` and `client_address` say where from.
     async fn insert_session(
@@ -101,6 +120,18 @@ pub trait AccountStore: Send + Sync {
         display_name: Option<&str>,
         bio: Option<&str>,
     ) -> Result<Option<UserRow>>;
+    /// Deletes an account in one transaction: its sessions, posts (their likes and
+    /// notifications with them), likes, follows both ways, group memberships,
+    /// notifications and read marks go; the row stays for the messages it sent, renamed
+    /// `deleted_{id}` with the display name "Deleted user", no bio and no usable password;
+    /// its username is held from new accounts until `hold_until`. `None` if there is no
+    /// such (undeleted) account.
+    async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+        hold_until: i64,
+    ) -> Result<Option<DeletedAccount>>;
     /// Removes expired sessions; returns how many.
     async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
 }

@@ -8,6 +8,7 @@ use crate::{
 use app::model::{Profile, User};
 use axum::{
     extract::{Path, State},
+    http::StatusCode,
     routing::get,
     Router,
 };
@@ -16,7 +17,7 @@ use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/me", get(me).patch(update_me))
+        .route("/v1/me", get(me).patch(update_me).delete(delete_me))
         .route("/v1/users/{username}", get(profile))
 }
 
@@ -49,6 +50,28 @@ pub async fn update_me(
     super::service::update_profile(&state, &auth.user, body.display_name, body.bio)
         .await
         .map(Json)
+}
+
+/// Body of `DELETE /v1/me`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeletion {
+    /// The account's password, asked again.
+    pub password: String,
+}
+
+/// DELETE /v1/me — deletes the account: its sessions, follows, posts and likes go; its chat
+/// messages stay, from "Deleted user"; its username is free again after 30 days.
+#[utoipa::path(delete, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    request_body = AccountDeletion,
+    responses((status = 204), (status = 400, body = app::model::ErrorBody), (status = 401, body = app::model::ErrorBody), (status = 429, body = app::model::ErrorBody)))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<AccountDeletion>,
+) -> Result<StatusCode, AppError> {
+    super::service::delete_account(&state, &auth.user, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// GET /v1/users/{username}

@@ -1,7 +1,10 @@
-//! Profile edits.
+//! Profile edits and account deletion.
 
 use crate::{auth, error::AppError, feed::caches, state::AppState};
 use app::model::{rules, User};
+
+/// How long a deleted account's username stays out of reach of new accounts.
+pub const USERNAME_HOLD_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Sets `user`'s display name and bio, each only when given. Both are trimmed; an empty
 /// display name falls back to the username, as at registration, and an empty bio clears
@@ -40,4 +43,38 @@ pub async fn update_profile(
     caches::forget_user(state, user.id.0).await?;
     auth::service::refresh_sessions(state, user.id.0).await?;
     Ok(row.into())
+}
+
+/// Deletes `user`'s account, once `password` is confirmed (401 otherwise): the store
+/// removes what was theirs in one transaction (see `AccountStore::delete_account`); then
+/// every session ends on every node (sockets close with 4001), the caches forget their
+/// posts, likes and profile, and the accounts they followed have their follower counts
+/// looked at again (a celebrity may have dropped below the threshold).
+pub async fn delete_account(
+    state: &AppState,
+    user: &User,
+    password: String,
+) -> Result<(), AppError> {
+    auth::service::confirm_password(state, user, password, "the password is wrong").await?;
+    let now = state.clock.now_ms();
+    let Some(gone) = state
+        .store
+        .accounts
+        .delete_account(user.id.0, now, now + USERNAME_HOLD_MS)
+        .await?
+    else {
+        // Deleted by another request meanwhile.
+        return Err(AppError::unauthorized());
+    };
+    for hash in &gone.sessions {
+        if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+            auth::service::forget(state, user.id.0, &hash).await?;
+        }
+    }
+    caches::forget_account(state, user.id.0, &gone.posts, &gone.liked).await?;
+    for followee in gone.followees {
+        let followers = state.store.graph.follower_count(followee).await?;
+        crate::feed::timeline::note_follower_count(state, followers, false).await?;
+    }
+    Ok(())
 }

@@ -122,6 +122,8 @@ const MATRIX: &[Row] = &[
         "/v1/chat/channels/{id}/messages/{message_id}",
         OWNER_204,
     ),
+    // Last: each caller deletes their own account.
+    row("DELETE", "/v1/me", SIGNED_IN_204),
 ];
 
 /// The world the calls act on.
@@ -288,6 +290,10 @@ impl World {
             ("POST", "/v1/me/feed") => Some(json!({"content": format!("by {case}")})),
             ("PATCH", "/v1/chat/channels/{id}/messages/{message_id}") => {
                 Some(json!({"content": format!("edited by {case}")}))
+            }
+            ("DELETE", "/v1/me") => {
+                let password = self.user(who).map_or("", |u| u.password.as_str());
+                Some(json!({"password": password}))
             }
             ("PATCH", "/v1/me") => Some(json!({"bio": format!("bio of {case}")})),
             ("POST", "/v1/me/password") => {

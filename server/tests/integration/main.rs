@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod account_deletion;
 mod accounts;
 mod authorization;
 mod backend;

@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::storage::{
-    accounts::{AccountStore, SessionRow, SessionTimes, UserRow},
+    accounts::{AccountStore, DeletedAccount, SessionRow, SessionTimes, UserRow, DELETED_USER},
     Result,
 };
 use sqlx::FromRow;
@@ -16,12 +16,15 @@ impl AccountStore for PgStore {
         display_name: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // A taken name violates `users_username` (on `lower(username)`); the caller maps
-        // that to 409. No transaction is open, so letting the error surface is fine.
-        sqlx::query(
+        // that to 409. No transaction is open, so letting the error surface is fine. A
+        // held name inserts nothing.
+        let added = sqlx::query(
             "INSERT INTO users (id, username, display_name, password_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT $1, $2, $3, $4, $5
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM username_holds WHERE username = lower($2) AND until > $5)",
         )
         .bind(id)
         .bind(username)
@@ -29,8 +32,9 @@ impl AccountStore for PgStore {
         .bind(password_hash)
         .bind(now)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(added > 0)
     }
 
     async fn credentials(&self, username: &str) -> Result<Option<(UserRow, String)>> {
@@ -42,7 +46,7 @@ impl AccountStore for PgStore {
         }
         let row: Option<Row> = sqlx::query_as(
             "SELECT id, username, display_name, bio, created_at, password_hash
-             FROM users WHERE lower(username) = lower($1)",
+             FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -53,7 +57,7 @@ impl AccountStore for PgStore {
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query_as(
             "SELECT id, username, display_name, bio, created_at
-             FROM users WHERE lower(username) = lower($1)",
+             FROM users WHERE lower(username) = lower($1) AND deleted_at IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -181,6 +185,81 @@ impl AccountStore for PgStore {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+        hold_until: i64,
+    ) -> Result<Option<DeletedAccount>> {
+        let mut tx = self.pool.begin().await?;
+        let username: Option<String> = sqlx::query_scalar(
+            "SELECT username FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(username) = username else {
+            return Ok(None);
+        };
+        let sessions =
+            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        // Their likes and pulled-post notification marks cascade.
+        let posts = sqlx::query_scalar("DELETE FROM posts WHERE author_id = $1 RETURNING id")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let liked = sqlx::query_scalar("DELETE FROM likes WHERE user_id = $1 RETURNING post_id")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let followees =
+            sqlx::query_scalar("DELETE FROM follows WHERE follower_id = $1 RETURNING followee_id")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for statement in [
+            "DELETE FROM follows WHERE followee_id = $1",
+            "DELETE FROM notifications WHERE user_id = $1 OR actor_id = $1",
+            "DELETE FROM notification_reads WHERE user_id = $1",
+            // Groups lose the member; a 1:1 conversation keeps them, as "Deleted user".
+            "DELETE FROM channel_members WHERE user_id = $1
+               AND channel_id IN (SELECT id FROM channels WHERE kind = 'group')",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE users SET username = 'deleted_' || id, display_name = $1, bio = '',
+                    password_hash = '', deleted_at = $2
+             WHERE id = $3",
+        )
+        .bind(DELETED_USER)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO username_holds (username, until) VALUES (lower($1), $2)
+             ON CONFLICT (username) DO UPDATE SET until = excluded.until",
+        )
+        .bind(&username)
+        .bind(hold_until)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(DeletedAccount {
+            sessions,
+            posts,
+            liked,
+            followees,
+        }))
     }
 
     async fn change_password(

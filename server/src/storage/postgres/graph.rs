@@ -99,7 +99,7 @@ impl GraphStore for PgStore {
         let from = after.as_deref().unwrap_or(prefix.as_str());
         sqlx::query_as(
             "SELECT id, username, display_name, bio, created_at FROM users
-             WHERE lower(username) >= $1 AND lower(username) < $2
+             WHERE lower(username) >= $1 AND lower(username) < $2 AND deleted_at IS NULL
                AND ($3::text IS NULL OR lower(username) > $3)
              ORDER BY lower(username) LIMIT $4",
         )

@@ -2,7 +2,7 @@
 
 use super::{push_in_list, SqliteStore};
 use crate::storage::{
-    accounts::{SessionRow, SessionTimes},
+    accounts::{DeletedAccount, SessionRow, SessionTimes, DELETED_USER},
     AccountStore, Result, UserRow,
 };
 use sqlx::{FromRow, QueryBuilder};
@@ -16,9 +16,12 @@ impl AccountStore for SqliteStore {
         display_name: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO users (id, username, display_name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    ) -> Result<bool> {
+        // One statement: the hold is checked under the same write lock that inserts.
+        let added = sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE NOT EXISTS (SELECT 1 FROM username_holds WHERE username = ?2 AND until > ?5)",
         )
         .bind(id)
         .bind(username)
@@ -26,8 +29,9 @@ impl AccountStore for SqliteStore {
         .bind(password_hash)
         .bind(now)
         .execute(&self.writes)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(added > 0)
     }
 
     async fn credentials(&self, username: &str) -> Result<Option<(UserRow, String)>> {
@@ -38,7 +42,8 @@ impl AccountStore for SqliteStore {
             password_hash: String,
         }
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, username, display_name, bio, created_at, password_hash FROM users WHERE username = ?",
+            "SELECT id, username, display_name, bio, created_at, password_hash FROM users
+             WHERE username = ? AND deleted_at IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.reads)
@@ -48,7 +53,8 @@ impl AccountStore for SqliteStore {
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRow>> {
         sqlx::query_as(
-            "SELECT id, username, display_name, bio, created_at FROM users WHERE username = ?",
+            "SELECT id, username, display_name, bio, created_at FROM users
+             WHERE username = ? AND deleted_at IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.reads)
@@ -175,6 +181,80 @@ impl AccountStore for SqliteStore {
         .bind(user_id)
         .fetch_optional(&self.writes)
         .await
+    }
+
+    async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+        hold_until: i64,
+    ) -> Result<Option<DeletedAccount>> {
+        let mut tx = self.writes.begin().await?;
+        let username: Option<String> =
+            sqlx::query_scalar("SELECT username FROM users WHERE id = ? AND deleted_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(username) = username else {
+            return Ok(None);
+        };
+        let sessions =
+            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? RETURNING token_hash")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        // Their likes and pulled-post notification marks cascade.
+        let posts = sqlx::query_scalar("DELETE FROM posts WHERE author_id = ? RETURNING id")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let liked = sqlx::query_scalar("DELETE FROM likes WHERE user_id = ? RETURNING post_id")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let followees =
+            sqlx::query_scalar("DELETE FROM follows WHERE follower_id = ? RETURNING followee_id")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for statement in [
+            "DELETE FROM follows WHERE followee_id = ?1",
+            "DELETE FROM notifications WHERE user_id = ?1 OR actor_id = ?1",
+            "DELETE FROM notification_reads WHERE user_id = ?1",
+            // Groups lose the member; a 1:1 conversation keeps them, as "Deleted user".
+            "DELETE FROM channel_members WHERE user_id = ?1
+               AND channel_id IN (SELECT id FROM channels WHERE kind = 'group')",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE users SET username = 'deleted_' || id, display_name = ?, bio = '',
+                    password_hash = '', deleted_at = ?
+             WHERE id = ?",
+        )
+        .bind(DELETED_USER)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO username_holds (username, until) VALUES (?, ?)
+             ON CONFLICT (username) DO UPDATE SET until = excluded.until",
+        )
+        .bind(&username)
+        .bind(hold_until)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(DeletedAccount {
+            sessions,
+            posts,
+            liked,
+            followees,
+        }))
     }
 
     async fn change_password(

@@ -93,6 +93,7 @@ impl GraphStore for SqliteStore {
         sqlx::query_as(
             "SELECT id, username, display_name, bio, created_at FROM users
              WHERE username >= ?1 AND username < ?2 AND (?3 IS NULL OR username > ?3)
+               AND deleted_at IS NULL
              ORDER BY username LIMIT ?4",
         )
         .bind(&lower)

@@ -170,6 +170,28 @@ impl Socket {
         Ok(())
     }
 
+    /// Waits for the server to close the socket; fails unless it closes with `code`.
+    pub async fn closed_with(mut self, code: u16) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("not closed within {WAIT:?}"))?;
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    let got = u16::from(frame.code);
+                    return if got == code {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("closed with {got}, not {code}"))
+                    };
+                }
+                Some(Ok(_)) => {}
+                other => return Err(anyhow!("ended without a close frame: {other:?}")),
+            }
+        }
+    }
+
     async fn next_frame(&mut self, deadline: tokio::time::Instant) -> Result<Value> {
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next())

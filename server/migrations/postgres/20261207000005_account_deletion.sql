@@ -1,0 +1,10 @@
+-- An account its owner deleted (`DELETE /v1/me`): the row stays, renamed `deleted_{id}`,
+-- so the messages it sent keep a sender ("Deleted user").
+ALTER TABLE users ADD COLUMN deleted_at BIGINT;
+
+-- The usernames of deleted accounts (lower case), kept from new accounts until `until`
+-- (30 days).
+CREATE TABLE username_holds (
+    username TEXT   PRIMARY KEY,
+    until    BIGINT NOT NULL
+);
