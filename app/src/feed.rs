@@ -1,7 +1,7 @@
 //! The news feed in the UI: server functions, the compose box and post cards.
 
 use crate::{
-    components::avatar::Avatar,
+    components::{avatar::Avatar, time::LocalTime},
     error::ApiError,
     model::{rules::MAX_POST_CHARS, Page, Post, Profile},
     session::SessionContext,
@@ -184,8 +184,7 @@ pub fn PostCard(post: Post) -> impl IntoView {
     let name = post.author.display_name;
     let handle = format!("@{}", post.author.username);
     let content = post.content;
-    let when = post.created_at.format("%b %-d, %H:%M UTC").to_string();
-    let stamp = post.created_at.to_rfc3339();
+    let at = post.created_at;
     view! {
         <article class="card post" hidden=move || deleted.get()
             aria-label=label>
@@ -193,7 +192,7 @@ pub fn PostCard(post: Post) -> impl IntoView {
                     <Avatar user=avatar />
                     <A href=profile attr:class="post-author">{name}</A>
                     <span class="muted">{handle}</span>
-                    <time class="muted" datetime=stamp>{when}</time>
+                    <LocalTime at class="muted" />
                 </header>
                 <p class="post-body">{content}</p>
                 <footer class="post-actions">

@@ -66,3 +66,22 @@ test('an empty post is refused and the profile shows posts and counts', async ({
   await expect(page.getByRole('heading', { name })).toBeVisible();
   await expect(page.getByRole('article').getByText('my first post')).toBeVisible();
 });
+
+test.describe('in Tokyo', () => {
+  test.use({ timezoneId: 'Asia/Tokyo' });
+
+  test('times read in the reader’s own zone, the full time on hover', async ({ page }) => {
+    await signUp(page, uniqueUsername('tz'), PASSWORD);
+    await open(page, '/');
+    await page.getByLabel("What's on your mind?").fill('posted from Tokyo');
+    await page.getByRole('button', { name: 'Post' }).click();
+    const post = page.getByRole('article', { name: /^Post by / }).filter({ hasText: 'posted from Tokyo' });
+    const time = post.locator('time');
+    const instant = new Date((await time.getAttribute('datetime')) ?? '');
+    const clock = new Intl.DateTimeFormat('en-GB', {
+      timeZone: 'Asia/Tokyo', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+    }).format(instant);
+    await expect(time).toHaveText(`Today ${clock}`);
+    await expect(time).toHaveAttribute('title', /\(UTC\+09:00\)$/);
+  });
+});

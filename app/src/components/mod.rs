@@ -4,3 +4,4 @@ pub mod avatar;
 pub mod csrf;
 pub mod follow;
 pub mod nav;
+pub mod time;

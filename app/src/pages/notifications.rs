@@ -2,6 +2,7 @@
 //! switch for browser notifications.
 
 use crate::{
+    components::time::LocalTime,
     feed::csrf_token,
     live::LiveClient,
     model::{Notification, NotificationKind},
@@ -115,7 +116,6 @@ fn Item(n: Notification) -> impl IntoView {
                 .unwrap_or_else(|| "/chat".to_string()),
         ),
     };
-    let when = n.created_at.format("%b %-d, %H:%M UTC").to_string();
     let unread = !n.read;
     view! {
         <li class="card notification" class:unread=unread>
@@ -123,7 +123,7 @@ fn Item(n: Notification) -> impl IntoView {
             <Show when=move || unread>
                 <span class="badge">"New"</span>
             </Show>
-            <time class="muted" datetime=n.created_at.to_rfc3339()>{when}</time>
+            <LocalTime at=n.created_at class="muted" />
             <p class="muted preview">{n.excerpt.clone()}</p>
         </li>
     }

@@ -3,7 +3,7 @@
 //! the account.
 
 use crate::{
-    components::csrf::CsrfField,
+    components::{csrf::CsrfField, time::LocalTime},
     model::{rules, SessionInfo, User},
     session::{list_sessions, ChangePassword, EndSession, SessionContext, UpdateProfile},
 };
@@ -175,7 +175,6 @@ fn SessionList() -> impl IntoView {
 
 #[component]
 fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl IntoView {
-    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%b %-d, %Y %H:%M UTC").to_string();
     let place = session
         .client_address
         .clone()
@@ -184,7 +183,7 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl Into
     let label = format!(
         "Sign out {} (signed in {})",
         session.device,
-        when(session.created_at)
+        session.created_at.format("%b %-d, %Y %H:%M UTC")
     );
     view! {
         <li>
@@ -194,7 +193,7 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl Into
                 {session.current.then(|| view! { " " <span class="badge">"This device"</span> })}
             </p>
             <p class="muted">
-                {format!("Signed in {}; last used {}", when(session.created_at), when(session.last_used_at))}
+                "Signed in " <LocalTime at=session.created_at /> "; last used " <LocalTime at=session.last_used_at />
             </p>
             {(!session.current).then(|| view! {
                 <ActionForm action=end attr:class="inline-form">

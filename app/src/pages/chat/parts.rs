@@ -5,6 +5,7 @@
 use super::thread::ThreadState;
 use crate::{
     chat::{delete_message, edit_message, send_typing},
+    components::time::LocalTime,
     feed::{csrf_token, viewer_id},
     live::{Change, LiveClient},
     model::{Id, Message},
@@ -160,7 +161,7 @@ fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
         <li class=class>
             {(!continues).then(|| view! {
                 <span class="sender">{m.sender.display_name.clone()}</span>
-                <time class="muted" datetime=m.created_at.to_rfc3339()>{m.created_at.format("%H:%M").to_string()}</time>
+                <LocalTime at=m.created_at class="muted" />
             })}
             {body}
             {(mine && !deleted).then(|| view! {
