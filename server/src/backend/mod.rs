@@ -77,7 +77,7 @@ pub fn id_key(prefix: &str, id: i64) -> String {
 }
 
 /// See [`Cache::ids_push`].
-pub const PUSH_TRIM_EVERY: i64 = 16;
+pub const PUSH_TRIM_SLACK: usize = 16;
 
 /// Key-value cache plus bounded sorted ID sets (feeds keep the newest IDs of each user).
 #[async_trait]
@@ -102,10 +102,11 @@ pub trait Cache: Send + Sync + 'static {
     async fn ids_add(&self, entries: &[(String, i64)], cap: usize) -> Result<()>;
     /// Adds the one `id` to the sorted set at each of `keys` that exists (a post fanned out
     /// to its followers' feeds: a feed nobody has read is not created, it is built from
-    /// SQLite when it is first read). Each set keeps at least its `cap` largest ids. Redis trims only on
-    /// the pushes of about one id in [`PUSH_TRIM_EVERY`] (trimming is most of a push's cost
-    /// there), so between trims a set holds on average about that many more: a soft cap
-    /// that readers, who take only what they ask for, do not notice.
+    /// SQLite when it is first read). Each set keeps at least its `cap` largest ids. Redis
+    /// lets a set grow [`PUSH_TRIM_SLACK`] ids past its cap before trimming it back to the
+    /// cap (trimming is most of a push's cost there), so a set is trimmed once every that
+    /// many pushes and never holds more than `cap + PUSH_TRIM_SLACK`: a soft cap that
+    /// readers, who take only what they ask for, do not notice.
     async fn ids_push(&self, keys: &[String], id: i64, cap: usize) -> Result<()>;
     /// Finishes a rebuild that began by adding `marker` to the set at `key`: if the set
     /// still holds `marker`, adds `ids`, removes `marker` and trims the set to its `cap`

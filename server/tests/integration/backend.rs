@@ -5,7 +5,7 @@ use crate::common;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use common::{redis_url, unique_namespace, Backend};
-use kith::backend::{Backends, Decision, Quota, PUSH_TRIM_EVERY};
+use kith::backend::{Backends, Decision, Quota, PUSH_TRIM_SLACK};
 use std::time::Duration;
 
 async fn backends(backend: Backend, namespace: &str) -> Result<Backends> {
@@ -141,8 +141,7 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
     assert!(!cache.exists("feed:none").await?);
 
     // One id into many sets (fanout): idempotent, and each set keeps its largest ids.
-    // Ids shaped like Snowflakes (a millisecond above bit 22), so Redis trims on some
-    // pushes and not on others.
+    // Ids shaped like Snowflakes (a millisecond above bit 22).
     // Only sets that exist are pushed into: a feed nobody built stays unbuilt.
     let keys = vec!["feed:c".to_string(), "feed:d".to_string()];
     cache
@@ -160,14 +159,22 @@ async fn sorted_id_sets_are_bounded_and_idempotent(backend: Backend) -> Result<(
     for key in &keys {
         let held = cache.ids_range(key, None, 100).await?;
         assert_eq!(held[..5], newest[..]);
-        assert!(
-            held.len() <= 5 + PUSH_TRIM_EVERY as usize,
-            "{key} holds {held:?}"
-        );
+        assert!(held.len() <= 5 + PUSH_TRIM_SLACK, "{key} holds {held:?}");
         let mut distinct = held.clone();
         distinct.dedup();
         assert_eq!(distinct.len(), held.len(), "no duplicates in {held:?}");
     }
+
+    // An author who posts like clockwork (every 1,000 ms, so every id's millisecond is
+    // the same modulo 16) still has their followers' sets trimmed.
+    cache.ids_add(&[("feed:clock".into(), 0)], 5).await?;
+    for k in 0..200 {
+        let id = (3 + 1000 * k) << 22;
+        cache.ids_push(&["feed:clock".into()], id, 5).await?;
+    }
+    let held = cache.ids_range("feed:clock", None, 1000).await?;
+    assert!(held.len() <= 5 + PUSH_TRIM_SLACK, "{} ids held", held.len());
+    assert_eq!(held.first(), Some(&((3 + 1000 * 199) << 22)));
 
     // A rebuild: the marker goes in first, a push lands meanwhile, the fill adds the rest
     // and takes the marker out; a second fill (another reader was slower) does nothing.

@@ -2,7 +2,7 @@
 //! the node's near cache when it has one.
 
 use super::{RedisBackend, IDS_INDEX, IDS_INDEX_COMPLETE, PUSH_SCRIPT_SETS};
-use crate::backend::{Cache, Result, PUSH_TRIM_EVERY};
+use crate::backend::{Cache, Result, PUSH_TRIM_SLACK};
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::AsyncCommands;
@@ -106,9 +106,6 @@ impl Cache for RedisBackend {
         if keys.is_empty() {
             return Ok(());
         }
-        // Trim on the pushes of about one id in `PUSH_TRIM_EVERY`, chosen by the id's
-        // millisecond (Snowflake bits 22 and up), so retries of a push decide alike.
-        let trim = (id >> 22) % PUSH_TRIM_EVERY == 0;
         let index = self.key(IDS_INDEX);
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut conn = self.conn.clone();
@@ -141,7 +138,7 @@ impl Cache for RedisBackend {
             invocation
                 .arg(cap)
                 .arg(id)
-                .arg(if trim { "1" } else { "0" })
+                .arg(PUSH_TRIM_SLACK)
                 .arg(IDS_INDEX_COMPLETE);
             match invocation.invoke_async::<i64>(&mut conn).await {
                 Ok(was_complete) => index_complete &= was_complete == 1,

@@ -87,8 +87,9 @@ return 0
 ";
 
 /// Adds one id to those of many sorted sets that exist. KEYS[1] = the index of id sets,
-/// KEYS[2..] = the sets; ARGV[1] = the cap, ARGV[2] = the id, ARGV[3] = "1" to trim the
-/// sets to the cap, ARGV[4] = the index's completeness mark. One id argument for the whole
+/// KEYS[2..] = the sets; ARGV[1] = the cap, ARGV[2] = the id, ARGV[3] = how far past the
+/// cap a set may grow before it is trimmed back to the cap, ARGV[4] = the index's
+/// completeness mark. One id argument for the whole
 /// batch: a fanout of 2,000 feeds parses one id, not 2,000.
 ///
 /// The caller passes the sets the index listed (see [`RedisBackend::ids_push`]), or every
@@ -97,14 +98,14 @@ return 0
 /// not complete (lost, or being rebuilt), the sets found are listed. Returns 1 if the index
 /// was complete.
 const IDS_PUSH_LUA: &str = r"
-local cap, id, trim = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1'
+local cap, id, slack = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local index = KEYS[1]
 local complete = redis.call('SISMEMBER', index, ARGV[4]) == 1
 for i = 2, #KEYS do
   local key = KEYS[i]
   if redis.call('EXISTS', key) == 1 then
     redis.call('ZADD', key, id, id)
-    if trim and redis.call('ZCARD', key) > cap then
+    if redis.call('ZCARD', key) > cap + slack then
       redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
     end
     if not complete then redis.call('SADD', index, key) end
