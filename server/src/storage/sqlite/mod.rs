@@ -79,7 +79,10 @@ impl SqliteStore {
         let pool = |size: u32| {
             SqlitePoolOptions::new()
                 .max_connections(size)
-                .min_connections(1)
+                // Every connection opens with the pool: a connection opened later, under a
+                // burst, added its page cache (and its worker thread) to the node's memory
+                // in the middle of a run, where it then stayed.
+                .min_connections(size)
                 .acquire_timeout(Duration::from_secs(10))
                 // A local file cannot drop the connection; pinging it on every acquire costs
                 // two thread hops per query for nothing.
