@@ -29,6 +29,9 @@ pub enum Transport {
     LongPoll,
     /// Lost the connection; trying again after a pause.
     Reconnecting,
+    /// The session ended (signed out on another device, the password changed, the account
+    /// deleted): the client has stopped.
+    SignedOut,
 }
 
 /// The last known presence of a user.
@@ -343,7 +346,7 @@ mod transport {
     use crate::protocol::{ClientFrame, ServerFrame};
     use crate::{
         chat::{chat_servers, list_channels, poll},
-        model::Id,
+        model::{ErrorCode, Id},
     };
     use futures::channel::oneshot;
     use leptos::prelude::*;
@@ -351,6 +354,8 @@ mod transport {
     use wasm_bindgen::{closure::Closure, JsCast};
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+    /// The close code of a socket whose session ended.
+    const SIGNED_OUT: u16 = 4001;
     /// Socket failures in a row before falling back to long-polling.
     const FAILURES_BEFORE_LONGPOLL: u32 = 3;
     /// Heartbeats keep the user present (the server's presence timeout is 30 s by default)
@@ -476,6 +481,10 @@ mod transport {
                             }
                             polls += 1;
                         }
+                        Err(e) if e.code == ErrorCode::Unauthorized => {
+                            client.transport.set(Transport::SignedOut);
+                            return;
+                        }
                         Err(_) => {
                             poll_failed = true;
                             client.transport.set(Transport::Reconnecting);
@@ -499,6 +508,9 @@ mod transport {
                     continue;
                 };
                 let opened = run_socket(client, cursor.clone(), &url).await;
+                if client.transport.get_untracked() == Transport::SignedOut {
+                    return;
+                }
                 if opened {
                     failures = 0;
                 } else {
@@ -562,6 +574,10 @@ mod transport {
                 // try the next server, and long-poll once none keeps a socket.
                 if matches!(ev.code(), 1008 | 1013) {
                     opened.set(false);
+                }
+                // 4001: the session ended; nothing to reconnect with.
+                if ev.code() == SIGNED_OUT {
+                    client.transport.set(Transport::SignedOut);
                 }
                 if let Some(tx) = closed_tx.take() {
                     let _ = tx.send(());

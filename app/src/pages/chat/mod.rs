@@ -42,11 +42,15 @@ pub fn Conversation() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let info = Resource::new(id, get_channel);
     let first = Resource::new(id, |id| get_history(id, None, None));
-    let reconnecting = move || client.transport.get() == Transport::Reconnecting;
+    let banner = move || match client.transport.get() {
+        Transport::Reconnecting => Some("Reconnecting…"),
+        Transport::SignedOut => Some("You were signed out. Sign in again to keep chatting."),
+        _ => None,
+    };
     view! {
         // Always in the page, so screen readers announce the change of its text.
-        <p role="status" class=move || if reconnecting() { "banner" } else { "visually-hidden" }>
-            {move || if reconnecting() { "Reconnecting…" } else { "" }}
+        <p role="status" class=move || if banner().is_some() { "banner" } else { "visually-hidden" }>
+            {move || banner().unwrap_or_default()}
         </p>
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
