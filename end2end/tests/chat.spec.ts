@@ -142,6 +142,43 @@ test('a sender edits and deletes a message, and every device of the other side s
   await expect(messages(b.page).getByText('meet at six')).toHaveCount(0);
 });
 
+test('the conversation list keeps the keyboard focus on live updates and pages on request', async ({ browser, request }) => {
+  const a = await person(browser, 'list_a');
+  // Someone else starts 21 groups with A, through the API.
+  const b = uniqueUsername('list_b');
+  const registered = await request.post('/v1/auth/register', { data: { username: b, password: PASSWORD } });
+  expect(registered.status()).toBe(201);
+  const auth = { Authorization: `Bearer ${(await registered.json()).token}` };
+  const groups: Record<string, string> = {};
+  for (let i = 0; i < 21; i++) {
+    const name = `Club ${String(i).padStart(2, '0')}`;
+    const created = await request.post('/v1/chat/groups', { headers: auth, data: { name, members: [a.name] } });
+    expect(created.status()).toBe(201);
+    groups[name] = (await created.json()).id;
+  }
+
+  await open(a.page, '/chat');
+  const list = a.page.getByRole('list', { name: 'Conversations' });
+  await expect(list.getByRole('link')).toHaveCount(20);
+  await list.getByRole('link', { name: 'Club 05' }).focus();
+
+  // A message elsewhere reorders the list; the focus stays where it was.
+  const sent = await request.post(`/v1/chat/channels/${groups['Club 10']}/messages`, {
+    headers: auth, data: { content: 'first!', client_msg_id: `list-${Date.now()}` },
+  });
+  expect(sent.status()).toBe(201);
+  await expect(list.getByRole('listitem').first()).toContainText('first!');
+  await expect(list.getByRole('link', { name: 'Club 05' })).toBeFocused();
+
+  // The rest of the list, from the keyboard: the focus moves to the first one shown.
+  const more = a.page.getByRole('button', { name: /^Show more conversations/ });
+  await more.focus();
+  await a.page.keyboard.press('Enter');
+  await expect(list.getByRole('link')).toHaveCount(21);
+  await expect(list.getByRole('link').nth(20)).toBeFocused();
+  await expect(more).toHaveCount(0);
+});
+
 test('a send that fails can be retried, and a message is never shown twice', async ({ browser }) => {
   const a = await person(browser, 'retry_a');
   const b = await person(browser, 'retry_b');
