@@ -104,6 +104,21 @@ pub trait UiBackend: Send + Sync + 'static {
         content: &str,
         client_msg_id: &str,
     ) -> Result<Message, ApiError>;
+    /// Renames a group the signed-in user belongs to.
+    async fn rename_group(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        name: &str,
+    ) -> Result<Channel, ApiError>;
+    /// Adds (`add`) or removes `username` in a group the signed-in user belongs to.
+    async fn change_member(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        username: &str,
+        add: bool,
+    ) -> Result<(), ApiError>;
     /// Edits one of the signed-in user's messages.
     async fn edit_message(
         &self,

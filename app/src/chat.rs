@@ -104,6 +104,38 @@ pub async fn send_message(
     })
 }
 
+#[server(endpoint = "rename_group")]
+pub async fn rename_group(
+    csrf: String,
+    channel_id: String,
+    name: String,
+) -> Result<Channel, ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
+        Ok(()) => backend.rename_group(&parts, &channel_id, &name).await,
+        Err(e) => Err(e),
+    })
+}
+
+/// Adds (`add`) or removes a member of a group.
+#[server(endpoint = "change_member")]
+pub async fn change_member(
+    csrf: String,
+    channel_id: String,
+    username: String,
+    add: bool,
+) -> Result<(), ApiError> {
+    let (backend, parts) = crate::backend::context()?;
+    crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
+        Ok(()) => {
+            backend
+                .change_member(&parts, &channel_id, username.trim(), add)
+                .await
+        }
+        Err(e) => Err(e),
+    })
+}
+
 #[server(endpoint = "edit_message")]
 pub async fn edit_message(
     csrf: String,

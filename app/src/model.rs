@@ -148,6 +148,8 @@ pub struct Channel {
     pub id: Id,
     pub kind: ChannelKind,
     pub name: String,
+    /// Who created it (for a group: the one who may remove others).
+    pub creator_id: Id,
     pub members: Vec<User>,
 }
 

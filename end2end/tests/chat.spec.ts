@@ -179,6 +179,45 @@ test('the conversation list keeps the keyboard focus on live updates and pages o
   await expect(more).toHaveCount(0);
 });
 
+test('a group is renamed and its members changed from the conversation', async ({ browser }) => {
+  const a = await person(browser, 'gm_a');
+  const b = await person(browser, 'gm_b');
+  const c = await person(browser, 'gm_c');
+  await open(a.page, '/chat');
+  await a.page.getByLabel('Group name').fill('Book club');
+  await a.page.getByLabel('Members (usernames, separated by commas)').fill(b.name);
+  await a.page.getByRole('button', { name: 'Create group' }).click();
+  await expect(a.page.getByRole('heading', { name: 'Book club' })).toBeVisible();
+  const url = new URL(a.page.url()).pathname;
+
+  await a.page.getByText('Members (2) and settings').click();
+  const members = a.page.getByRole('list', { name: 'Members' });
+  await expect(members.getByRole('listitem')).toHaveCount(2);
+  await a.page.getByLabel('Add a member (username)').fill(c.name);
+  await a.page.getByLabel('Add a member (username)').press('Enter');
+  await expect(a.page.getByText(`Added ${c.name}.`)).toBeVisible();
+  await expect(members.getByRole('listitem')).toHaveCount(3);
+  await open(c.page, url);
+  await expect(c.page.getByRole('heading', { name: 'Book club' })).toBeVisible();
+
+  await a.page.getByLabel('Group name').fill('Reading circle');
+  await a.page.getByRole('button', { name: 'Rename' }).click();
+  await expect(a.page.getByRole('heading', { name: 'Reading circle' })).toBeVisible();
+  await open(c.page, url);
+  await expect(c.page.getByRole('heading', { name: 'Reading circle' })).toBeVisible();
+
+  // The creator removes a member; a member may only leave.
+  await a.page.getByRole('button', { name: `Remove ${b.name}` }).click();
+  await expect(members.getByRole('listitem')).toHaveCount(2);
+  await open(b.page, url);
+  await expect(b.page.getByRole('alert')).toContainText('not a member');
+  await c.page.getByText(/^Members \(\d+\) and settings$/).click();
+  await expect(c.page.getByRole('button', { name: `Remove ${a.name}` })).toHaveCount(0);
+  await c.page.getByRole('button', { name: 'Leave group' }).click();
+  await expect(c.page).toHaveURL(/\/chat$/);
+  await expect(c.page.getByRole('link', { name: 'Reading circle' })).toHaveCount(0);
+});
+
 test('a send that fails can be retried, and a message is never shown twice', async ({ browser }) => {
   const a = await person(browser, 'retry_a');
   const b = await person(browser, 'retry_b');

@@ -324,6 +324,36 @@ impl UiBackend for ServerUi {
         Ok(chat::service::history(&self.state, &me, id, before, after, 30).await?)
     }
 
+    async fn rename_group(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        name: &str,
+    ) -> Result<Channel, ApiError> {
+        let me = self.signed_in(parts).await?;
+        Ok(
+            chat::service::rename_group(&self.state, &me, parse_id(channel, "channel")?, name)
+                .await?,
+        )
+    }
+
+    async fn change_member(
+        &self,
+        parts: &Parts,
+        channel: &str,
+        username: &str,
+        add: bool,
+    ) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        let channel = parse_id(channel, "channel")?;
+        if add {
+            chat::service::add_member(&self.state, &me, channel, username).await?;
+        } else {
+            chat::service::remove_member(&self.state, &me, channel, username).await?;
+        }
+        Ok(())
+    }
+
     async fn edit_message(
         &self,
         parts: &Parts,

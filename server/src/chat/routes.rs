@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/chat/dm/{username}", post(open_dm))
         .route("/v1/chat/groups", post(create_group))
         .route("/v1/chat/channels", get(list_channels))
+        .route("/v1/chat/channels/{id}", patch(rename_group))
         .route("/v1/chat/channels/{id}/members", post(add_member))
         .route(
             "/v1/chat/channels/{id}/members/{username}",
@@ -68,6 +69,28 @@ pub async fn open_dm(
     Path(username): Path<String>,
 ) -> Result<Json<Channel>, AppError> {
     Ok(Json(service::open_dm(&state, &auth.user, &username).await?))
+}
+
+/// Body of `PATCH /v1/chat/channels/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupUpdate {
+    /// 1 to 100 characters after trimming.
+    pub name: String,
+}
+
+/// PATCH /v1/chat/channels/{id} — renames a group; any member may.
+#[utoipa::path(patch, path = "/v1/chat/channels/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = GroupUpdate,
+    responses((status = 200, body = Channel), (status = 400, body = app::model::ErrorBody), (status = 401, body = app::model::ErrorBody), (status = 403, body = app::model::ErrorBody), (status = 404, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn rename_group(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<GroupUpdate>,
+) -> Result<Json<Channel>, AppError> {
+    let channel = service::rename_group(&state, &auth.user, channel_id(&id)?, &body.name).await?;
+    Ok(Json(channel))
 }
 
 /// Body of `POST /v1/chat/groups`.

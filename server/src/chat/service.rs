@@ -56,6 +56,7 @@ pub async fn channel_view(state: &AppState, row: &ChannelRow) -> Result<Channel,
             ChannelKind::Group
         },
         name: row.name.clone(),
+        creator_id: Id(row.creator_id),
         members: members.into_iter().map(User::from).collect(),
     })
 }
@@ -97,10 +98,7 @@ pub async fn create_group(
     name: &str,
     members: &[String],
 ) -> Result<Channel, AppError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::validation("name", "must be 1 to 100 characters"));
-    }
+    let name = group_name(name)?;
     let too_large = || {
         AppError::new(
             ErrorCode::GroupTooLarge,
@@ -150,6 +148,40 @@ pub async fn create_group(
         .await?
         .ok_or_else(|| AppError::internal("group vanished"))?;
     channel_view(state, &row).await
+}
+
+/// A group's name, trimmed: 1 to 100 characters, none of them control characters.
+fn group_name(name: &str) -> Result<&str, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::validation("name", "must be 1 to 100 characters"));
+    }
+    Ok(name)
+}
+
+/// Renames a group `me` belongs to (any member may); the group as it now is.
+pub async fn rename_group(
+    state: &AppState,
+    me: &User,
+    channel: i64,
+    name: &str,
+) -> Result<Channel, AppError> {
+    let name = group_name(name)?;
+    let row = member_channel(state, me.id.0, channel).await?;
+    if row.kind != "group" || !state.store.chat.rename_group(channel, name).await? {
+        return Err(AppError::validation(
+            "channel",
+            "a 1:1 conversation has no name to change",
+        ));
+    }
+    channel_view(
+        state,
+        &ChannelRow {
+            name: name.to_string(),
+            ..row
+        },
+    )
+    .await
 }
 
 /// The group `me` belongs to and the user named `username`, for membership changes (a 1:1

@@ -100,6 +100,8 @@ pub trait ChatStore: Send + Sync {
     async fn add_member(&self, channel: i64, user: i64, max: i64, now: i64) -> Result<Added>;
     /// Removes a member; false if they were not one.
     async fn delete_member(&self, channel: i64, user: i64) -> Result<bool>;
+    /// Renames a group; false (nothing changed) if the channel is not a group.
+    async fn rename_group(&self, channel: i64, name: &str) -> Result<bool>;
     async fn channel(&self, id: i64) -> Result<Option<ChannelRow>>;
     async fn channel_by_dm_key(&self, key: &str) -> Result<Option<ChannelRow>>;
     async fn is_member(&self, channel: i64, user: i64) -> Result<bool>;

@@ -106,6 +106,7 @@ const MATRIX: &[Row] = &[
     row("POST", "/v1/chat/channels/{id}/read", MEMBERS_204),
     row("POST", "/v1/chat/channels/{id}/typing", MEMBERS_204),
     row("POST", "/v1/chat/channels/{id}/members", MEMBERS_204),
+    row("PATCH", "/v1/chat/channels/{id}", MEMBERS),
     row(
         "DELETE",
         "/v1/chat/channels/{id}/members/{username}",
@@ -270,6 +271,7 @@ impl World {
             "/v1/chat/channels/{id}/read" => format!("/v1/chat/channels/{g}/read"),
             "/v1/chat/channels/{id}/typing" => format!("/v1/chat/channels/{g}/typing"),
             "/v1/chat/channels/{id}/members" => format!("/v1/chat/channels/{g}/members"),
+            "/v1/chat/channels/{id}" => format!("/v1/chat/channels/{g}"),
             "/v1/chat/channels/{id}/messages/{message_id}" => {
                 format!("/v1/chat/channels/{g}/messages/{}", self.message)
             }
@@ -295,6 +297,7 @@ impl World {
                 let password = self.user(who).map_or("", |u| u.password.as_str());
                 Some(json!({"password": password}))
             }
+            ("PATCH", "/v1/chat/channels/{id}") => Some(json!({"name": format!("{case}'s name")})),
             ("PATCH", "/v1/me") => Some(json!({"bio": format!("bio of {case}")})),
             ("POST", "/v1/me/password") => {
                 let password = self.user(who).map_or("", |u| u.password.as_str());

@@ -775,7 +775,90 @@ async fn a_batch_decides_each_send_as_single_sends_would() -> Result<()> {
     Ok(())
 }
 
+async fn any_member_renames_a_group(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let (ann, bo, cy) = (
+        app.register("ann_r").await?,
+        app.register("bo_r").await?,
+        app.register("cy_r").await?,
+    );
+    let created = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "Before", "members": ["bo_r"]}),
+            Some(&ann.token),
+        )
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let group: Value = created.json().await?;
+    assert_eq!(group["creator_id"], ann.id.as_str());
+    let path = format!("/v1/chat/channels/{}", group["id"].as_str().context("id")?);
+    let rename = |who: &TestUser, body: Value| {
+        app.client
+            .patch(app.url(&path))
+            .bearer_auth(&who.token)
+            .json(&body)
+            .send()
+    };
+
+    let r = rename(&bo, json!({"name": "  After  "})).await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let renamed: Value = r.json().await?;
+    assert_eq!(
+        (&renamed["name"], &renamed["id"]),
+        (&json!("After"), &group["id"])
+    );
+    assert_eq!(renamed["members"], group["members"]);
+    let list: Value = app
+        .get("/v1/chat/channels", Some(&ann.token))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(list["items"][0]["name"], "After");
+
+    assert_error(
+        rename(&cy, json!({"name": "Mine"})).await?,
+        403,
+        "forbidden",
+    )
+    .await?;
+    for name in ["   ", &"x".repeat(101), "tab\tname"] {
+        assert_error(
+            rename(&bo, json!({"name": name})).await?,
+            422,
+            "validation_failed",
+        )
+        .await?;
+    }
+    assert_error(
+        rename(&bo, json!({"title": "x"})).await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+    let dm = dm(&app, &ann, "cy_r").await?.json::<Value>().await?;
+    let dm_path = format!("/v1/chat/channels/{}", dm["id"].as_str().context("dm id")?);
+    let r = app
+        .client
+        .patch(app.url(&dm_path))
+        .bearer_auth(&ann.token)
+        .json(&json!({"name": "Us"}))
+        .send()
+        .await?;
+    assert_error(r, 422, "validation_failed").await?;
+    let r = app
+        .client
+        .patch(app.url("/v1/chat/channels/999999999"))
+        .bearer_auth(&ann.token)
+        .json(&json!({"name": "Ghost"}))
+        .send()
+        .await?;
+    assert_error(r, 404, "not_found").await?;
+    Ok(())
+}
+
 both_backends!(
+    any_member_renames_a_group,
     http_sends_are_rate_limited_per_user,
     direct_channels_are_one_per_pair,
     messages_are_ordered_gap_free_and_idempotent,

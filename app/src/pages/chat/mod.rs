@@ -1,7 +1,8 @@
 //! The chat pages: the conversation list with group creation ([`ChatList`]) and one
 //! conversation ([`Conversation`]): its state (`thread`) and the parts it is drawn with
-//! (`parts`: message list, composer, typing line).
+//! (`parts`: message list, composer, typing line; `group`: a group's members and name).
 
+mod group;
 mod list;
 mod parts;
 mod thread;

@@ -3,6 +3,7 @@
 //! the parts of `super::parts` around it.
 
 use super::{
+    group::{GroupPanel, GroupState},
     parts::{Announcer, Composer, MessageList, SeenBy, TypingLine},
     title,
 };
@@ -256,14 +257,28 @@ pub(super) fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
     let state = ThreadState::new(channel.id, page);
     state.fill_holes();
     state.mark_read_while_shown();
-    let name = title(&channel);
-    let members = channel
-        .members
-        .iter()
-        .map(|m| m.display_name.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
     let me = viewer_id();
+    // A group's name and members change from its panel; a 1:1 conversation's do not.
+    let group = (channel.kind == ChannelKind::Group).then(|| GroupState::new(&channel));
+    let fixed_name = title(&channel);
+    let dm_members = channel.members.clone();
+    let name = Signal::derive(move || match group {
+        Some(g) => g.name.get(),
+        None => fixed_name.clone(),
+    });
+    let members = Signal::derive(move || {
+        let names = |users: &Vec<crate::model::User>| {
+            users
+                .iter()
+                .map(|m| m.display_name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match group {
+            Some(g) => g.members.with(names),
+            None => names(&dm_members),
+        }
+    });
     let dm_partner = (channel.kind == ChannelKind::Dm)
         .then(|| channel.members.iter().find(|m| Some(m.id) != me).cloned())
         .flatten();
@@ -273,7 +288,7 @@ pub(super) fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
         .map(|m| (m.id, m.display_name.clone()))
         .collect();
     view! {
-        <Title text=name.clone() />
+        <Title text=move || name.get() />
         <section class="card thread">
             <header>
                 <h1>{name}</h1>
@@ -284,6 +299,7 @@ pub(super) fn Thread(channel: Channel, page: Page<Message>) -> impl IntoView {
                     None => view! { <GroupPresence members=channel.members.clone() /> }.into_any(),
                 }}
                 <p class="muted">{members}</p>
+                {group.map(|group| view! { <GroupPanel group /> })}
             </header>
             <MessageList state />
             <SeenBy state names=names.clone() />

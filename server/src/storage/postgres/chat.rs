@@ -124,6 +124,18 @@ impl ChatStore for PgStore {
         )
     }
 
+    async fn rename_group(&self, channel: i64, name: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE channels SET name = $1 WHERE id = $2 AND kind = 'group'")
+                .bind(name)
+                .bind(channel)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
     async fn channel(&self, id: i64) -> Result<Option<ChannelRow>> {
         sqlx::query_as(
             "SELECT id, kind, name, creator_id, last_message_id FROM channels WHERE id = $1",
