@@ -41,13 +41,6 @@ pub fn Settings() -> impl IntoView {
 fn ProfileForm(user: User) -> impl IntoView {
     let action = ServerAction::<UpdateProfile>::new();
     let value = action.value();
-    let session = SessionContext::get().session;
-    // The nav shows the display name: reload the session once the profile is saved.
-    Effect::new(move |_| {
-        if matches!(value.get(), Some(Ok(_))) {
-            session.refetch();
-        }
-    });
     let (bio_len, set_bio_len) = signal(user.bio.chars().count());
     let error_for = move |field: Option<&'static str>| {
         move || {
