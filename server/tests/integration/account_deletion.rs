@@ -13,11 +13,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn delete_me(app: &TestApp, token: Option<&str>, body: Value) -> Result<reqwest::Response> {
-    let mut req = app.client.delete(app.url("/v1/me")).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    Ok(req.send().await?)
+    app.json_request(reqwest::Method::DELETE, "/v1/me", &body, token)
+        .await
 }
 
 async fn json_of(app: &TestApp, path: &str, user: &TestUser) -> Result<Value> {

@@ -651,11 +651,8 @@ async fn a_session_records_when_it_was_last_used(backend: Backend) -> Result<()>
 }
 
 async fn patch_me(app: &TestApp, token: Option<&str>, body: Value) -> Result<reqwest::Response> {
-    let mut req = app.client.patch(app.url("/v1/me")).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    Ok(req.send().await?)
+    app.json_request(reqwest::Method::PATCH, "/v1/me", &body, token)
+        .await
 }
 
 async fn a_profile_edit_shows_at_once_wherever_the_user_appears(backend: Backend) -> Result<()> {

@@ -23,11 +23,9 @@ async fn edit(
     path: &str,
     body: Value,
 ) -> Result<reqwest::Response> {
-    let mut req = app.client.patch(app.url(path)).json(&body);
-    if let Some(user) = who {
-        req = req.bearer_auth(&user.token);
-    }
-    Ok(req.send().await?)
+    let token = who.map(|user| user.token.as_str());
+    app.json_request(reqwest::Method::PATCH, path, &body, token)
+        .await
 }
 
 /// The channel's history as `user` reads it, oldest first.

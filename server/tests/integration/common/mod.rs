@@ -274,7 +274,19 @@ impl TestApp {
         body: &Value,
         token: Option<&str>,
     ) -> Result<Response> {
-        let mut req = self.client.post(self.url(path)).json(body);
+        self.json_request(reqwest::Method::POST, path, body, token)
+            .await
+    }
+
+    /// `method path` with a JSON body, signed in with `token` when one is given.
+    pub async fn json_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Response> {
+        let mut req = self.client.request(method, self.url(path)).json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
