@@ -649,6 +649,7 @@ mod tests {
             client_msg_id: format!("c{id}"),
             edited_at: None,
             deleted_at: None,
+            hidden: false,
         }
     }
 

@@ -86,6 +86,9 @@ pub struct Profile {
     pub following: i64,
     pub posts: i64,
     pub followed_by_me: bool,
+    /// Whether the viewer blocked this user.
+    #[serde(default)]
+    pub blocked_by_me: bool,
 }
 
 /// `Post` of API.md, as seen by the viewer.
@@ -182,6 +185,20 @@ pub struct Message {
     /// When the sender deleted it; absent unless deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// True when the reader blocked the sender: the content is left out (empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
+}
+
+impl Message {
+    /// The message as someone who blocked its sender reads it: without its content.
+    pub fn hidden(&self) -> Self {
+        Self {
+            content: String::new(),
+            hidden: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// The answer of `GET /v1/chat/sync`.

@@ -163,6 +163,7 @@ mod tests {
             created_at: DateTime::from_timestamp(1_765_000_001, 0).unwrap_or_default(),
             edited_at: None,
             deleted_at: None,
+            hidden: false,
         }
     }
 

@@ -70,6 +70,13 @@ pub async fn open_dm(state: &AppState, me: &User, username: &str) -> Result<Chan
             "you cannot message yourself",
         ));
     }
+    crate::graph::service::keep_apart(
+        state,
+        me.id.0,
+        other.id,
+        "you cannot message this person: one of you blocked the other",
+    )
+    .await?;
     let key = format!("{}:{}", me.id.0.min(other.id), me.id.0.max(other.id));
     if let Some(row) = state.store.chat.channel_by_dm_key(&key).await? {
         return channel_view(state, &row).await;
@@ -247,11 +254,12 @@ pub async fn remove_member(
 /// The conversation list.
 pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, AppError> {
     let rows = state.store.chat.channels_of(me.id.0).await?;
+    let blocked = state.store.graph.blocked_by(me.id.0).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (row, unread) in rows {
         let channel = channel_view(state, &row).await?;
         let last = match state.store.chat.last_message(row.id).await? {
-            Some(m) => hydrate(state, vec![m]).await?.pop(),
+            Some(m) => hydrate(state, hide_from(&blocked, vec![m])).await?.pop(),
             None => None,
         };
         out.push(ChannelSummary {
@@ -303,6 +311,34 @@ pub async fn read(
     );
     let members = state.store.chat.member_ids(channel).await?;
     live::send(state, &members, &event).await
+}
+
+/// `rows` as a reader who blocked `blocked` sees them: their messages without content.
+fn hide_from(blocked: &[i64], mut rows: Vec<MessageRow>) -> Vec<MessageRow> {
+    for row in rows.iter_mut().filter(|r| blocked.contains(&r.sender_id)) {
+        row.content.clear();
+        row.hidden = true;
+    }
+    rows
+}
+
+/// Sends a message-bearing `frame` (made by `make` from the message as each reader may see
+/// it) to the members of its channel; those who blocked the sender get it hidden.
+async fn send_to_members(
+    state: &AppState,
+    message: &Message,
+    make: impl Fn(Message) -> ServerFrame,
+) -> Result<(), AppError> {
+    let mut members = state.store.chat.member_ids(message.channel_id.0).await?;
+    let blockers = state.store.graph.blockers_of(message.sender.id.0).await?;
+    let hidden: Vec<i64> = members
+        .iter()
+        .copied()
+        .filter(|m| blockers.contains(m))
+        .collect();
+    members.retain(|m| !hidden.contains(m));
+    live::send(state, &members, &Event::new(&make(message.clone()))).await?;
+    live::send(state, &hidden, &Event::new(&make(message.hidden()))).await
 }
 
 /// Turns stored messages into API messages (senders from the user cache).
@@ -378,7 +414,21 @@ pub async fn send(
         .await?;
     match written {
         Written::Existing(first) => first_of_retry(state, first, channel).await,
-        Written::Stored { message, members } => {
+        Written::Stored {
+            message,
+            members,
+            hidden_from,
+        } => {
+            // Nobody is notified of a message hidden from them.
+            let members = if hidden_from.is_empty() {
+                members
+            } else {
+                members
+                    .iter()
+                    .copied()
+                    .filter(|m| !hidden_from.contains(m))
+                    .collect()
+            };
             notify_absent_members(state, &message, members);
             Ok(message)
         }
@@ -475,11 +525,10 @@ pub async fn edit_message(
         });
     };
     let message = row.into_message(user.clone());
-    let members = state.store.chat.member_ids(channel).await?;
-    let event = Event::new(&ServerFrame::MessageUpdated {
-        message: message.clone(),
-    });
-    live::send(state, &members, &event).await?;
+    send_to_members(state, &message, |message| ServerFrame::MessageUpdated {
+        message,
+    })
+    .await?;
     Ok(message)
 }
 
@@ -529,7 +578,8 @@ pub async fn history(
         .chat
         .history(channel, before, after, limit as i64 + 1)
         .await?;
-    let mut items = hydrate(state, rows).await?;
+    let blocked = state.store.graph.blocked_by(me.id.0).await?;
+    let mut items = hydrate(state, hide_from(&blocked, rows)).await?;
     let next_cursor = if items.len() <= limit {
         None
     } else if after.is_some() {

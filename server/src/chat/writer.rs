@@ -35,11 +35,12 @@ const QUEUE: usize = 4096;
 /// What storing a message did.
 #[derive(Debug)]
 pub enum Written {
-    /// Stored by this call; `members` are the channel's members at commit, to wake.
-    /// Stored, and its wake-up published to `members`.
+    /// Stored, and its wake-up published to `members` (the channel's members at
+    /// commit); `hidden_from` are those of them who blocked the sender, who got it hidden.
     Stored {
         message: Message,
         members: Arc<[i64]>,
+        hidden_from: Vec<i64>,
     },
     /// A retry: the message first stored under this `client_msg_id` (maybe in another
     /// channel, which the caller reports).
@@ -138,19 +139,32 @@ async fn run(
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
                     let answer = match result {
-                        Committed::Stored { row, members } => {
+                        Committed::Stored {
+                            row,
+                            members,
+                            hidden_from,
+                        } => {
                             let message = row.into_message(job.author);
-                            let event = Event::message(&message, job.origin);
-                            if let Err(e) = live::publish(&*pubsub, &members, &event).await {
+                            if let Err(e) =
+                                publish(&*pubsub, &message, job.origin, &members, &hidden_from)
+                                    .await
+                            {
                                 tracing::warn!(error = %e, "wake-up publish failed; clients will catch up by sync");
                             }
-                            Ok(Written::Stored { message, members })
+                            Ok(Written::Stored {
+                                message,
+                                members,
+                                hidden_from,
+                            })
                         }
                         Committed::Existing(row) => Ok(Written::Existing(row)),
                         Committed::NoChannel => Err(AppError::not_found("channel")),
                         Committed::NotMember => {
                             Err(AppError::forbidden("you are not a member of this channel"))
                         }
+                        Committed::Apart => Err(AppError::forbidden(
+                            "you cannot write to this person: one of you blocked the other",
+                        )),
                     };
                     // A sender that went away (connection closed) no longer needs the
                     // answer; the message is stored and its sync will bring it back.
@@ -173,4 +187,22 @@ async fn run(
             }
         }
     }
+}
+
+/// Publishes a stored message's wake-up to its channel's `members`; those in
+/// `hidden_from` (who blocked the sender) get it hidden.
+async fn publish(
+    pubsub: &dyn PubSub,
+    message: &Message,
+    origin: u64,
+    members: &[i64],
+    hidden_from: &[i64],
+) -> Result<(), AppError> {
+    if hidden_from.is_empty() {
+        return live::publish(pubsub, members, &Event::message(message, origin)).await;
+    }
+    let (hidden, shown): (Vec<i64>, Vec<i64>) =
+        members.iter().partition(|m| hidden_from.contains(m));
+    live::publish(pubsub, &shown, &Event::message(message, origin)).await?;
+    live::publish(pubsub, &hidden, &Event::message(&message.hidden(), origin)).await
 }

@@ -7,7 +7,9 @@ use super::{
     timeline,
 };
 use crate::storage::feed::PostRow;
-use crate::{backend::Quota, error::AppError, outbox::Outbox, state::AppState};
+use crate::{
+    backend::Quota, error::AppError, graph::service::keep_apart, outbox::Outbox, state::AppState,
+};
 use app::model::{rules, ErrorCode, Post, User};
 
 /// Publishes a post for `author`. A retry with the same `idempotency_key` returns the first
@@ -90,8 +92,28 @@ pub async fn publish(
     })
 }
 
+/// The refusal when a viewer and an author are apart by a block.
+const BLOCKED: &str = "you cannot see this person's posts: one of you blocked the other";
+
+/// 403 when `viewer` and the author of post `id` are apart by a block (404 for no post).
+async fn check_author_visible(state: &AppState, viewer: i64, id: i64) -> Result<(), AppError> {
+    let post = state
+        .store
+        .feed
+        .post_by_id(id)
+        .await?
+        .ok_or_else(|| AppError::not_found("post"))?;
+    if post.author_id != viewer {
+        keep_apart(state, viewer, post.author_id, BLOCKED).await?;
+    }
+    Ok(())
+}
+
 /// One post as `viewer` sees it.
 pub async fn one(state: &AppState, viewer: Option<i64>, id: i64) -> Result<PostJson, AppError> {
+    if let Some(viewer) = viewer {
+        check_author_visible(state, viewer, id).await?;
+    }
     timeline::hydrate(state, viewer, &[id])
         .await?
         .pop()
@@ -106,6 +128,9 @@ pub async fn by_author(
     cursor: Option<i64>,
     limit: usize,
 ) -> Result<PageJson, AppError> {
+    if let Some(viewer) = viewer.filter(|v| *v != author_id) {
+        keep_apart(state, viewer, author_id, BLOCKED).await?;
+    }
     let ids = state
         .store
         .feed
@@ -142,7 +167,9 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
 
 /// Likes (`true`) or unlikes a post; idempotent.
 pub async fn set_like(state: &AppState, viewer: i64, id: i64, like: bool) -> Result<(), AppError> {
-    if state.store.feed.post_by_id(id).await?.is_none() {
+    if like {
+        check_author_visible(state, viewer, id).await?;
+    } else if state.store.feed.post_by_id(id).await?.is_none() {
         return Err(AppError::not_found("post"));
     }
     let changed = if like {

@@ -23,6 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/following", get(following))
         .route("/v1/me/followers", get(followers))
         .route("/v1/me/friends", get(friends))
+        .route("/v1/me/blocks/{username}", put(block).delete(unblock))
+        .route("/v1/me/blocks", get(blocks))
         .route("/v1/users", get(search))
 }
 
@@ -52,7 +54,49 @@ pub async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(
+/// PUT /v1/me/blocks/{username}
+#[utoipa::path(put, path = "/v1/me/blocks/{username}", tag = "graph", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204, description = "blocked (also when already blocked); the follows between you end both ways"),
+        (status = 404, body = app::model::ErrorBody), (status = 422, body = app::model::ErrorBody)))]
+pub async fn block(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> Result<StatusCode, AppError> {
+    service::block(&state, auth.user.id.0, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /v1/me/blocks/{username}
+#[utoipa::path(delete, path = "/v1/me/blocks/{username}", tag = "graph", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204, description = "not blocked (also when it was not)"), (status = 404, body = app::model::ErrorBody)))]
+pub async fn unblock(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> Result<StatusCode, AppError> {
+    service::unblock(&state, auth.user.id.0, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /v1/me/blocks
+#[utoipa::path(get, path = "/v1/me/blocks", tag = "graph", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<User>, description = "whom you blocked, most recent first"),
+        (status = 400, body = app::model::ErrorBody)))]
+pub async fn blocks(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<User>>, AppError> {
+    Ok(Json(
+        list(&state, auth.user.id.0, List::Blocks, &page).await?,
+    ))
+}
+
+/// One page of a follow or block list of `user`.
+pub(crate) async fn list(
     state: &AppState,
     user: i64,
     which: List,
@@ -67,8 +111,7 @@ async fn list(
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = if more {
-        rows.last()
-            .map(|r| time_id_cursor(r.followed_at, r.user.id))
+        rows.last().map(|r| time_id_cursor(r.listed_at, r.user.id))
     } else {
         None
     };

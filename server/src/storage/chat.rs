@@ -34,6 +34,11 @@ pub struct MessageRow {
     #[sqlx(default)]
     #[serde(default)]
     pub deleted_at: Option<i64>,
+    /// Read for someone who blocked the sender: the content is left out (reads that do
+    /// not ask leave it `false`).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 impl MessageRow {
@@ -49,6 +54,7 @@ impl MessageRow {
             client_msg_id: self.client_msg_id,
             edited_at: self.edited_at.map(to_datetime),
             deleted_at: self.deleted_at.map(to_datetime),
+            hidden: self.hidden,
         }
     }
 }
@@ -66,10 +72,12 @@ pub struct NewMessage {
 /// What committing one send did.
 #[derive(Debug)]
 pub enum Committed {
-    /// Stored by this batch; `members` are the channel's members at commit, to wake.
+    /// Stored by this batch; `members` are the channel's members at commit, to wake, and
+    /// `hidden_from` those of them who blocked the sender (they get the message hidden).
     Stored {
         row: MessageRow,
         members: Arc<[i64]>,
+        hidden_from: Vec<i64>,
     },
     /// A retry: the message first stored under this `client_msg_id` (maybe in another
     /// channel, which the caller reports).
@@ -78,6 +86,8 @@ pub enum Committed {
     NoChannel,
     /// The sender is not a member of the channel.
     NotMember,
+    /// A 1:1 whose two members are apart: one blocked the other.
+    Apart,
 }
 
 /// What adding a member did.
@@ -119,7 +129,8 @@ pub trait ChatStore: Send + Sync {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<MessageRow>>;
-    /// Messages with ids above `since` in any of the user's channels, oldest first.
+    /// Messages with ids above `since` in any of the user's channels, oldest first; those
+    /// whose sender the user blocked come hidden (without content).
     ///
     /// Gap-free on every engine: a message not yet visible to this read will have an id
     /// above every id this read returns (see `docs/decisions/0001-sync-cursor.md`).

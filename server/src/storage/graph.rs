@@ -3,12 +3,24 @@
 use super::{accounts::UserRow, Result};
 use sqlx::FromRow;
 
-/// A user in a follow list, with the time of the follow (the list's order and cursor).
+/// A user in a follow or block list, with the time of the follow or block (the list's
+/// order and cursor).
 #[derive(Debug, FromRow)]
 pub struct Listed {
     #[sqlx(flatten)]
     pub user: UserRow,
-    pub followed_at: i64,
+    pub listed_at: i64,
+}
+
+/// What a block changed.
+#[derive(Debug, Default)]
+pub struct Blocked {
+    /// False if the block existed already (nothing changed).
+    pub new: bool,
+    /// The blocker followed the blocked person (that follow is gone).
+    pub was_following: bool,
+    /// The blocked person followed the blocker (that follow is gone).
+    pub was_followed: bool,
 }
 
 /// Which list to read.
@@ -20,16 +32,19 @@ pub enum List {
     Followers,
     /// Mutual follows.
     Friends,
+    /// Whom the user blocked.
+    Blocks,
 }
 
 /// Follower, following and post counts of a user (kept by triggers in `user_stats`), and
-/// whether the viewer follows them.
+/// whether the viewer follows and whether they blocked them.
 #[derive(Debug)]
 pub struct Counts {
     pub followers: i64,
     pub following: i64,
     pub posts: i64,
     pub followed_by_viewer: bool,
+    pub blocked_by_viewer: bool,
 }
 
 #[async_trait::async_trait]
@@ -57,4 +72,15 @@ pub trait GraphStore: Send + Sync {
     async fn celebrity_followees(&self, user: i64, threshold: i64) -> Result<Vec<i64>>;
     /// One page of an author's followers after `after`: the `limit` smallest ids.
     async fn followers_after(&self, author: i64, after: i64, limit: i64) -> Result<Vec<i64>>;
+    /// `blocker` blocks `blocked`, in one transaction: the block, the end of the follows
+    /// between them both ways, and of the notifications either had of the other.
+    async fn block(&self, blocker: i64, blocked: i64, now: i64) -> Result<Blocked>;
+    /// Lifts a block; false if there was none.
+    async fn unblock(&self, blocker: i64, blocked: i64) -> Result<bool>;
+    /// Whether either of `a` and `b` blocked the other.
+    async fn apart(&self, a: i64, b: i64) -> Result<bool>;
+    /// Whom `user` blocked.
+    async fn blocked_by(&self, user: i64) -> Result<Vec<i64>>;
+    /// Who blocked `user`.
+    async fn blockers_of(&self, user: i64) -> Result<Vec<i64>>;
 }

@@ -112,5 +112,6 @@ pub async fn load_profile(
         following: counts.following,
         posts: counts.posts,
         followed_by_me: counts.followed_by_viewer,
+        blocked_by_me: counts.blocked_by_viewer,
     })
 }

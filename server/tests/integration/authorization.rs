@@ -85,6 +85,10 @@ const MATRIX: &[Row] = &[
     row("GET", "/v1/me/following", SIGNED_IN),
     row("GET", "/v1/me/followers", SIGNED_IN),
     row("GET", "/v1/me/friends", SIGNED_IN),
+    // Blocked and unblocked at once: the rows below still reach `az_kept`.
+    row("PUT", "/v1/me/blocks/{username}", SIGNED_IN_204),
+    row("GET", "/v1/me/blocks", SIGNED_IN),
+    row("DELETE", "/v1/me/blocks/{username}", SIGNED_IN_204),
     row("GET", "/v1/me/feed", SIGNED_IN),
     row("POST", "/v1/me/feed", SIGNED_IN_201),
     row("GET", "/v1/posts/{id}", PUBLIC_READ),
@@ -261,6 +265,7 @@ impl World {
             "/v1/users/{username}" => "/v1/users/az_owner".to_string(),
             "/v1/users/{username}/posts" => "/v1/users/az_owner/posts".to_string(),
             "/v1/me/following/{username}" => "/v1/me/following/az_kept".to_string(),
+            "/v1/me/blocks/{username}" => "/v1/me/blocks/az_kept".to_string(),
             "/v1/posts/{id}" if row.method == "DELETE" => format!("/v1/posts/{}", self.doomed_post),
             "/v1/posts/{id}" => format!("/v1/posts/{}", self.post),
             "/v1/posts/{id}/like" => format!("/v1/posts/{}/like", self.post),

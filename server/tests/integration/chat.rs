@@ -699,7 +699,7 @@ async fn a_batch_decides_each_send_as_single_sends_would() -> Result<()> {
         .commit_messages(&app.state.ids, &refs)
         .await?;
     let stored_row = |answer: &Committed| match answer {
-        Committed::Stored { row, members } => Some((row.clone(), members.len())),
+        Committed::Stored { row, members, .. } => Some((row.clone(), members.len())),
         _ => None,
     };
     let existing = |answer: &Committed| match answer {

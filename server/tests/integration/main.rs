@@ -10,6 +10,7 @@ mod accounts;
 mod authorization;
 mod backend;
 mod backup;
+mod blocks;
 mod chat;
 mod chat_property;
 mod cluster;

@@ -225,6 +225,7 @@ impl AccountStore for PgStore {
         for statement in [
             "DELETE FROM follows WHERE followee_id = $1",
             "DELETE FROM notifications WHERE user_id = $1 OR actor_id = $1",
+            "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
             "DELETE FROM notification_reads WHERE user_id = $1",
             // Groups lose the member; a 1:1 conversation keeps them, as "Deleted user".
             "DELETE FROM channel_members WHERE user_id = $1

@@ -242,9 +242,12 @@ impl ChatStore for PgStore {
         // (`super::writer`), and every message it misses has a larger id than all it
         // returns.
         sqlx::query_as(
-            "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id,
-                    x.created_at, x.edited_at, x.deleted_at
+            "SELECT x.channel_id, x.id, x.seq, x.sender_id,
+                    CASE WHEN b.blocker_id IS NULL THEN x.content ELSE '' END AS content,
+                    x.client_msg_id, x.created_at, x.edited_at, x.deleted_at,
+                    b.blocker_id IS NOT NULL AS hidden
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
+             LEFT JOIN blocks b ON b.blocker_id = m.user_id AND b.blocked_id = x.sender_id
              WHERE m.user_id = $1 AND x.id > $2
              ORDER BY x.id LIMIT $3",
         )

@@ -3,7 +3,7 @@
 use super::PgStore;
 use crate::storage::{
     accounts::UserRow,
-    graph::{Counts, GraphStore, List, Listed},
+    graph::{Blocked, Counts, GraphStore, List, Listed},
     Result,
 };
 
@@ -58,19 +58,25 @@ impl GraphStore for PgStore {
         let (t, id) = cursor.unwrap_or((i64::MAX, i64::MAX));
         let sql = match which {
             List::Following => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f JOIN users u ON u.id = f.followee_id
                  WHERE f.follower_id = $1 AND (f.created_at, f.followee_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.followee_id DESC LIMIT $4"
             }
             List::Followers => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f JOIN users u ON u.id = f.follower_id
                  WHERE f.followee_id = $1 AND (f.created_at, f.follower_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.follower_id DESC LIMIT $4"
             }
+            List::Blocks => {
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, b.created_at AS listed_at
+                 FROM blocks b JOIN users u ON u.id = b.blocked_id
+                 WHERE b.blocker_id = $1 AND (b.created_at, b.blocked_id) < ($2, $3)
+                 ORDER BY b.created_at DESC, b.blocked_id DESC LIMIT $4"
+            }
             List::Friends => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f
                  JOIN follows back
                    ON back.follower_id = f.followee_id AND back.followee_id = f.follower_id
@@ -112,21 +118,28 @@ impl GraphStore for PgStore {
     }
 
     async fn counts(&self, user: i64, viewer: Option<i64>) -> Result<Counts> {
-        let (followers, following, posts, followed_by_viewer): (i64, i64, i64, bool) =
-            sqlx::query_as(
-                "SELECT s.followers, s.following, s.posts,
-                        EXISTS (SELECT 1 FROM follows WHERE follower_id = $2 AND followee_id = $1)
+        let (followers, following, posts, followed_by_viewer, blocked_by_viewer): (
+            i64,
+            i64,
+            i64,
+            bool,
+            bool,
+        ) = sqlx::query_as(
+            "SELECT s.followers, s.following, s.posts,
+                        EXISTS (SELECT 1 FROM follows WHERE follower_id = $2 AND followee_id = $1),
+                        EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1)
                  FROM user_stats s WHERE s.user_id = $1",
-            )
-            .bind(user)
-            .bind(viewer.unwrap_or(-1))
-            .fetch_one(&self.pool)
-            .await?;
+        )
+        .bind(user)
+        .bind(viewer.unwrap_or(-1))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(Counts {
             followers,
             following,
             posts,
             followed_by_viewer,
+            blocked_by_viewer,
         })
     }
 
@@ -164,5 +177,86 @@ impl GraphStore for PgStore {
         .bind(limit)
         .fetch_one(&self.pool)
         .await
+    }
+
+    async fn block(&self, blocker: i64, blocked: i64, now: i64) -> Result<Blocked> {
+        let mut tx = self.pool.begin().await?;
+        let new = sqlx::query(
+            "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(blocker)
+        .bind(blocked)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let unfollow = "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2";
+        let was_following = sqlx::query(unfollow)
+            .bind(blocker)
+            .bind(blocked)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        let was_followed = sqlx::query(unfollow)
+            .bind(blocked)
+            .bind(blocker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query(
+            "DELETE FROM notifications
+              WHERE (user_id = $1 AND actor_id = $2) OR (user_id = $2 AND actor_id = $1)",
+        )
+        .bind(blocker)
+        .bind(blocked)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Blocked {
+            new,
+            was_following,
+            was_followed,
+        })
+    }
+
+    async fn unblock(&self, blocker: i64, blocked: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+                .bind(blocker)
+                .bind(blocked)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    async fn apart(&self, a: i64, b: i64) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2)
+                 OR EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1)",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    async fn blocked_by(&self, user: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT blocked_id FROM blocks WHERE blocker_id = $1")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    async fn blockers_of(&self, user: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT blocker_id FROM blocks WHERE blocked_id = $1")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
     }
 }

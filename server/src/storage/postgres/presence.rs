@@ -17,7 +17,10 @@ impl PresenceStore for PgStore {
                    JOIN channel_members other ON other.channel_id = mine.channel_id
                   WHERE mine.user_id = $1 AND other.user_id <> $1
                     AND (SELECT COUNT(*) FROM channel_members m
-                          WHERE m.channel_id = mine.channel_id) <= $2) audience",
+                          WHERE m.channel_id = mine.channel_id) <= $2) audience
+              WHERE NOT EXISTS (SELECT 1 FROM blocks b
+                                 WHERE (b.blocker_id = $1 AND b.blocked_id = audience.id)
+                                    OR (b.blocker_id = audience.id AND b.blocked_id = $1))",
         )
         .bind(user)
         .bind(small)
@@ -32,12 +35,15 @@ impl PresenceStore for PgStore {
         sqlx::query_scalar(
             "SELECT COALESCE(array_agg(u.id), '{}') FROM unnest($2::bigint[]) AS u(id)
               WHERE u.id = $1
-                 OR (EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = u.id)
-                     AND EXISTS (SELECT 1 FROM follows
-                                  WHERE follower_id = u.id AND followee_id = $1))
-                 OR EXISTS (SELECT 1 FROM channel_members mine
-                              JOIN channel_members other ON other.channel_id = mine.channel_id
-                             WHERE mine.user_id = $1 AND other.user_id = u.id)",
+                 OR ((EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = u.id)
+                      AND EXISTS (SELECT 1 FROM follows
+                                   WHERE follower_id = u.id AND followee_id = $1))
+                     OR EXISTS (SELECT 1 FROM channel_members mine
+                                  JOIN channel_members other ON other.channel_id = mine.channel_id
+                                 WHERE mine.user_id = $1 AND other.user_id = u.id))
+                    AND NOT EXISTS (SELECT 1 FROM blocks b
+                                     WHERE (b.blocker_id = $1 AND b.blocked_id = u.id)
+                                        OR (b.blocker_id = u.id AND b.blocked_id = $1))",
         )
         .bind(viewer)
         .bind(users)

@@ -3,7 +3,7 @@
 //! committed.
 //!
 //! The work is the SQL function `commit_messages` (its current body is in
-//! `server/migrations/postgres/20261207000001_commit_messages_per_send.sql`), called on a
+//! `server/migrations/postgres/20261207000006_blocks.sql`), called on a
 //! connection of the writer's own, outside any explicit transaction: the call is its own
 //! transaction, committed before the answer arrives, and a batch is one round trip. In it:
 //! 1. `SELECT … FROM message_stream FOR UPDATE`: the row lock that makes the message
@@ -52,6 +52,7 @@ struct Outcome {
     /// 1-based position of the send in the batch (0 on a renumbering answer).
     ord: i64,
     /// `n` new, `e` existing (a retry or a repeat), `c` no such channel, `m` not a member,
+    /// `b` a 1:1 whose members are apart by a block,
     /// `s` renumber above `id`.
     outcome: i8,
     channel_id: Option<i64>,
@@ -62,6 +63,8 @@ struct Outcome {
     created_at: Option<i64>,
     /// The channel's members, on the first new message of each channel.
     members: Option<Vec<i64>>,
+    /// On a new message: the members who blocked its sender.
+    hidden_from: Option<Vec<i64>>,
 }
 
 impl PgStore {
@@ -186,6 +189,7 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
                     created_at,
                     edited_at: None,
                     deleted_at: None,
+                    hidden: false,
                 }),
                 _ => Err(malformed(format!(
                     "send {} answered without its message",
@@ -203,11 +207,16 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
                     .get(&row.channel_id)
                     .cloned()
                     .ok_or_else(|| malformed(format!("no members for send {}", i + 1)))?;
-                Committed::Stored { row, members }
+                Committed::Stored {
+                    row,
+                    members,
+                    hidden_from: o.hidden_from.clone().unwrap_or_default(),
+                }
             }
             b'e' => Committed::Existing(row(o.content.clone().unwrap_or_default())?),
             b'c' => Committed::NoChannel,
             b'm' => Committed::NotMember,
+            b'b' => Committed::Apart,
             other => {
                 return Err(malformed(format!(
                     "send {} answered {:?}",

@@ -238,9 +238,12 @@ impl ChatStore for SqliteStore {
     /// (`super::writer`): whatever commits after this read's snapshot has higher ids.
     async fn since(&self, user: i64, since: i64, limit: i64) -> Result<Vec<MessageRow>> {
         sqlx::query_as(
-            "SELECT x.channel_id, x.id, x.seq, x.sender_id, x.content, x.client_msg_id, x.created_at,
-                    x.edited_at, x.deleted_at
+            "SELECT x.channel_id, x.id, x.seq, x.sender_id,
+                    CASE WHEN b.blocker_id IS NULL THEN x.content ELSE '' END AS content,
+                    x.client_msg_id, x.created_at, x.edited_at, x.deleted_at,
+                    b.blocker_id IS NOT NULL AS hidden
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
+             LEFT JOIN blocks b ON b.blocker_id = m.user_id AND b.blocked_id = x.sender_id
              WHERE m.user_id = ? AND x.id > ?
              ORDER BY x.id LIMIT ?",
         )

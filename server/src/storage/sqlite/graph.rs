@@ -2,7 +2,7 @@
 
 use super::{id_list, SqliteStore};
 use crate::storage::{
-    graph::{Counts, List, Listed},
+    graph::{Blocked, Counts, List, Listed},
     GraphStore, Result, UserRow,
 };
 
@@ -55,19 +55,25 @@ impl GraphStore for SqliteStore {
         let (t, id) = cursor.unwrap_or((i64::MAX, i64::MAX));
         let sql = match which {
             List::Following => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f JOIN users u ON u.id = f.followee_id
                  WHERE f.follower_id = ?1 AND (f.created_at, f.followee_id) < (?2, ?3)
                  ORDER BY f.created_at DESC, f.followee_id DESC LIMIT ?4"
             }
             List::Followers => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f JOIN users u ON u.id = f.follower_id
                  WHERE f.followee_id = ?1 AND (f.created_at, f.follower_id) < (?2, ?3)
                  ORDER BY f.created_at DESC, f.follower_id DESC LIMIT ?4"
             }
+            List::Blocks => {
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, b.created_at AS listed_at
+                 FROM blocks b JOIN users u ON u.id = b.blocked_id
+                 WHERE b.blocker_id = ?1 AND (b.created_at, b.blocked_id) < (?2, ?3)
+                 ORDER BY b.created_at DESC, b.blocked_id DESC LIMIT ?4"
+            }
             List::Friends => {
-                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS followed_at
+                "SELECT u.id, u.username, u.display_name, u.bio, u.created_at, f.created_at AS listed_at
                  FROM follows f
                  JOIN follows back ON back.follower_id = f.followee_id AND back.followee_id = f.follower_id
                  JOIN users u ON u.id = f.followee_id
@@ -105,20 +111,23 @@ impl GraphStore for SqliteStore {
     }
 
     async fn counts(&self, user: i64, viewer: Option<i64>) -> Result<Counts> {
-        let (followers, following, posts, followed): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT s.followers, s.following, s.posts,
-                EXISTS (SELECT 1 FROM follows WHERE follower_id = ?2 AND followee_id = ?1)
+        let (followers, following, posts, followed, blocked): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT s.followers, s.following, s.posts,
+                EXISTS (SELECT 1 FROM follows WHERE follower_id = ?2 AND followee_id = ?1),
+                EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ?2 AND blocked_id = ?1)
              FROM user_stats s WHERE s.user_id = ?1",
-        )
-        .bind(user)
-        .bind(viewer.unwrap_or(-1))
-        .fetch_one(&self.reads)
-        .await?;
+            )
+            .bind(user)
+            .bind(viewer.unwrap_or(-1))
+            .fetch_one(&self.reads)
+            .await?;
         Ok(Counts {
             followers,
             following,
             posts,
             followed_by_viewer: followed != 0,
+            blocked_by_viewer: blocked != 0,
         })
     }
 
@@ -156,5 +165,85 @@ impl GraphStore for SqliteStore {
         .fetch_one(&self.reads)
         .await?;
         id_list(&list)
+    }
+
+    async fn block(&self, blocker: i64, blocked: i64, now: i64) -> Result<Blocked> {
+        let mut tx = self.writes.begin().await?;
+        let new = sqlx::query(
+            "INSERT OR IGNORE INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(blocker)
+        .bind(blocked)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let unfollow = "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?";
+        let was_following = sqlx::query(unfollow)
+            .bind(blocker)
+            .bind(blocked)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        let was_followed = sqlx::query(unfollow)
+            .bind(blocked)
+            .bind(blocker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query(
+            "DELETE FROM notifications
+              WHERE (user_id = ?1 AND actor_id = ?2) OR (user_id = ?2 AND actor_id = ?1)",
+        )
+        .bind(blocker)
+        .bind(blocked)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Blocked {
+            new,
+            was_following,
+            was_followed,
+        })
+    }
+
+    async fn unblock(&self, blocker: i64, blocked: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM blocks WHERE blocker_id = ? AND blocked_id = ?")
+                .bind(blocker)
+                .bind(blocked)
+                .execute(&self.writes)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    async fn apart(&self, a: i64, b: i64) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2)
+                 OR EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ?2 AND blocked_id = ?1)",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&self.reads)
+        .await
+    }
+
+    async fn blocked_by(&self, user: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT blocked_id FROM blocks WHERE blocker_id = ?")
+            .bind(user)
+            .fetch_all(&self.reads)
+            .await
+    }
+
+    async fn blockers_of(&self, user: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT blocker_id FROM blocks WHERE blocked_id = ?")
+            .bind(user)
+            .fetch_all(&self.reads)
+            .await
     }
 }

@@ -15,7 +15,10 @@ impl PresenceStore for SqliteStore {
              SELECT other.user_id FROM channel_members mine
                JOIN channel_members other ON other.channel_id = mine.channel_id
               WHERE mine.user_id = ?1 AND other.user_id != ?1
-                AND (SELECT COUNT(*) FROM channel_members m WHERE m.channel_id = mine.channel_id) <= ?2)",
+                AND (SELECT COUNT(*) FROM channel_members m WHERE m.channel_id = mine.channel_id) <= ?2) AS audience
+             WHERE NOT EXISTS (SELECT 1 FROM blocks b
+                                WHERE (b.blocker_id = ?1 AND b.blocked_id = audience.id)
+                                   OR (b.blocker_id = audience.id AND b.blocked_id = ?1))",
         )
         .bind(user)
         .bind(small)
@@ -30,11 +33,14 @@ impl PresenceStore for SqliteStore {
         let list: String = sqlx::query_scalar(
             "SELECT json_group_array(u.value) FROM json_each(?2) u
               WHERE u.value = ?1
-                 OR (EXISTS (SELECT 1 FROM follows WHERE follower_id = ?1 AND followee_id = u.value)
-                     AND EXISTS (SELECT 1 FROM follows WHERE follower_id = u.value AND followee_id = ?1))
-                 OR EXISTS (SELECT 1 FROM channel_members mine
-                              JOIN channel_members other ON other.channel_id = mine.channel_id
-                             WHERE mine.user_id = ?1 AND other.user_id = u.value)",
+                 OR (((EXISTS (SELECT 1 FROM follows WHERE follower_id = ?1 AND followee_id = u.value)
+                       AND EXISTS (SELECT 1 FROM follows WHERE follower_id = u.value AND followee_id = ?1))
+                      OR EXISTS (SELECT 1 FROM channel_members mine
+                                   JOIN channel_members other ON other.channel_id = mine.channel_id
+                                  WHERE mine.user_id = ?1 AND other.user_id = u.value))
+                     AND NOT EXISTS (SELECT 1 FROM blocks b
+                                      WHERE (b.blocker_id = ?1 AND b.blocked_id = u.value)
+                                         OR (b.blocker_id = u.value AND b.blocked_id = ?1)))",
         )
         .bind(viewer)
         .bind(asked)

@@ -69,9 +69,10 @@ impl SqliteStore {
 /// What the transaction reads before it writes, in one statement (see [`BEGIN_AND_READ`]).
 #[derive(serde::Deserialize)]
 struct Before {
-    /// Per send: its index, whether its channel exists, whether its sender is a member
-    /// (SQLite's booleans: 0 or 1).
-    access: Vec<(usize, u8, u8)>,
+    /// Per send: its index, whether its channel exists, whether its sender is a member,
+    /// whether it is a 1:1 whose members are apart by a block (SQLite's booleans: 0 or 1),
+    /// and the members who blocked the sender.
+    access: Vec<(usize, u8, u8, u8, Vec<i64>)>,
     /// Per send already stored under its `client_msg_id` (a retry): its index and row.
     retries: Vec<(usize, MessageRow)>,
     /// The newest stored message id: new ids must exceed it.
@@ -88,7 +89,17 @@ SELECT json_object(
     'access', (SELECT json_group_array(json_array(j.key,
             EXISTS (SELECT 1 FROM channels c WHERE c.id = j.value->>'c'),
             EXISTS (SELECT 1 FROM channel_members m
-                     WHERE m.channel_id = j.value->>'c' AND m.user_id = j.value->>'s')))
+                     WHERE m.channel_id = j.value->>'c' AND m.user_id = j.value->>'s'),
+            EXISTS (SELECT 1 FROM channels c
+                      JOIN channel_members o ON o.channel_id = c.id AND o.user_id != j.value->>'s'
+                     WHERE c.id = j.value->>'c' AND c.kind = 'dm'
+                       AND (EXISTS (SELECT 1 FROM blocks b
+                                     WHERE b.blocker_id = j.value->>'s' AND b.blocked_id = o.user_id)
+                            OR EXISTS (SELECT 1 FROM blocks b
+                                        WHERE b.blocker_id = o.user_id AND b.blocked_id = j.value->>'s'))),
+            (SELECT json_group_array(b.blocker_id) FROM blocks b
+               JOIN channel_members m ON m.channel_id = j.value->>'c' AND m.user_id = b.blocker_id
+              WHERE b.blocked_id = j.value->>'s')))
         FROM json_each(?1) j),
     'retries', (SELECT json_group_array(json_array(j.key, json_object(
             'channel_id', x.channel_id, 'id', x.id, 'seq', x.seq, 'sender_id', x.sender_id,
@@ -122,21 +133,24 @@ async fn commit(
         .await?;
     let before: Before =
         serde_json::from_str(&before).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut allowed = vec![(false, false); messages.len()];
-    for (i, channel_exists, member) in before.access {
+    let mut allowed = vec![(false, false, false, Vec::new()); messages.len()];
+    for (i, channel_exists, member, apart, hidden_from) in before.access {
         if let Some(slot) = allowed.get_mut(i) {
-            *slot = (channel_exists != 0, member != 0);
+            *slot = (channel_exists != 0, member != 0, apart != 0, hidden_from);
         }
     }
     let mut stored: HashMap<usize, MessageRow> = before.retries.into_iter().collect();
-    let found = allowed
-        .into_iter()
-        .enumerate()
-        .map(|(i, (channel_exists, member))| Found {
-            channel_exists,
-            member,
-            stored: stored.remove(&i),
-        });
+    let found =
+        allowed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (channel_exists, member, apart, hidden_from))| Found {
+                channel_exists,
+                member,
+                apart,
+                hidden_from,
+                stored: stored.remove(&i),
+            });
     let plan = BatchPlan::decide(messages, found);
 
     let mut members = HashMap::with_capacity(before.channels.len());
@@ -208,6 +222,10 @@ fn insert_sql(rows: usize, channels: usize) -> String {
 struct Found {
     channel_exists: bool,
     member: bool,
+    /// A 1:1 whose two members are apart by a block (either way).
+    apart: bool,
+    /// The channel's members who blocked the sender.
+    hidden_from: Vec<i64>,
     /// The message already stored under the send's `client_msg_id` (a retry).
     stored: Option<MessageRow>,
 }
@@ -225,9 +243,10 @@ struct BatchPlan {
 enum Plan {
     NoChannel,
     NotMember,
+    Apart,
     Existing(MessageRow),
-    /// The `n`th new message of this batch.
-    New(usize),
+    /// The `n`th new message of this batch, and the members who get it hidden.
+    New(usize, Vec<i64>),
     /// A repeat, within this batch, of the `n`th new message's `client_msg_id`.
     Repeat(usize),
 }
@@ -245,12 +264,14 @@ impl BatchPlan {
                 Plan::NotMember
             } else if let Some(row) = found.stored {
                 Plan::Existing(row)
+            } else if found.apart {
+                Plan::Apart
             } else if let Some(&n) = first_of.get(&(m.sender, m.client_msg_id.as_str())) {
                 Plan::Repeat(n)
             } else {
                 first_of.insert((m.sender, m.client_msg_id.as_str()), new.len());
                 new.push(i);
-                Plan::New(new.len() - 1)
+                Plan::New(new.len() - 1, found.hidden_from)
             };
             plans.push(plan);
         }
@@ -286,6 +307,7 @@ impl BatchPlan {
                 created_at: m.now,
                 edited_at: None,
                 deleted_at: None,
+                hidden: false,
             });
         }
         Ok(rows)
@@ -299,15 +321,20 @@ impl BatchPlan {
             .map(|plan| match plan {
                 Plan::NoChannel => Committed::NoChannel,
                 Plan::NotMember => Committed::NotMember,
+                Plan::Apart => Committed::Apart,
                 Plan::Existing(row) => Committed::Existing(row),
                 Plan::Repeat(n) => Committed::Existing(rows[n].clone()),
-                Plan::New(n) => {
+                Plan::New(n, hidden_from) => {
                     let row = rows[n].clone();
                     let members = members
                         .get(&row.channel_id)
                         .cloned()
                         .unwrap_or_else(|| Arc::from([]));
-                    Committed::Stored { row, members }
+                    Committed::Stored {
+                        row,
+                        members,
+                        hidden_from,
+                    }
                 }
             })
             .collect()
