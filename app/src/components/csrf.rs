@@ -4,8 +4,17 @@ use crate::session::SessionContext;
 use leptos::prelude::*;
 
 /// `<input type="hidden" name="csrf">` with the session's token.
+///
+/// Without `token` it waits for the session in a `Transition`, so the server renders the
+/// token into the page. A `Transition` takes a hydration id when it renders, so a form
+/// drawn after an `await` (inside a `Suspend`, where the session is already at hand) must
+/// pass `token` instead: there the moment it renders depends on when the server's
+/// resources resolve, and the ids taken after it would not match the browser's.
 #[component]
-pub fn CsrfField() -> impl IntoView {
+pub fn CsrfField(#[prop(optional, into)] token: Option<String>) -> impl IntoView {
+    if let Some(token) = token {
+        return view! { <input type="hidden" name="csrf" value=token /> }.into_any();
+    }
     let cx = SessionContext::get();
     let token = move || {
         cx.session
@@ -19,4 +28,5 @@ pub fn CsrfField() -> impl IntoView {
             <input type="hidden" name="csrf" value=token />
         </Transition>
     }
+    .into_any()
 }

@@ -33,7 +33,8 @@ pub fn Nav() -> impl IntoView {
                                             </span>
                                             <A href="/settings">"Settings"</A>
                                             <ActionForm action=cx.sign_out attr:class="inline-form">
-                                                <CsrfField />
+                                                // Drawn after an await: given the token.
+                                                <CsrfField token=session.csrf.clone() />
                                                 <button type="submit" class="button-quiet">"Sign out"</button>
                                             </ActionForm>
                                         </div>

@@ -20,9 +20,13 @@ pub fn Settings() -> impl IntoView {
             <h1>"Settings"</h1>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    match session.await.ok().and_then(|s| s.user) {
-                        Some(user) => view! {
-                            <ProfileForm user /> <PasswordForm /> <SessionList /> <DeleteAccount />
+                    match session.await.ok().and_then(|s| s.user.map(|user| (user, s.csrf))) {
+                        // Forms here are drawn after an await: each is given the token.
+                        Some((user, csrf)) => view! {
+                            <ProfileForm user csrf=csrf.clone() />
+                            <PasswordForm csrf=csrf.clone() />
+                            <SessionList csrf=csrf.clone() />
+                            <DeleteAccount csrf />
                         }
                         .into_any(),
                         None => view! {
@@ -38,7 +42,7 @@ pub fn Settings() -> impl IntoView {
 
 /// Display name and bio, filled with what is stored; says what happened.
 #[component]
-fn ProfileForm(user: User) -> impl IntoView {
+fn ProfileForm(user: User, csrf: String) -> impl IntoView {
     let action = ServerAction::<UpdateProfile>::new();
     let value = action.value();
     let (bio_len, set_bio_len) = signal(user.bio.chars().count());
@@ -55,7 +59,7 @@ fn ProfileForm(user: User) -> impl IntoView {
     view! {
         <h2>"Profile"</h2>
         <ActionForm action=action>
-            <CsrfField />
+            <CsrfField token=csrf.clone() />
             <label for="settings-display-name">"Display name"</label>
             <input id="settings-display-name" name="display_name" type="text" maxlength="64"
                 autocomplete="nickname" value=user.display_name.clone()
@@ -88,7 +92,7 @@ fn ProfileForm(user: User) -> impl IntoView {
 
 /// Current and new password; says what happened.
 #[component]
-fn PasswordForm() -> impl IntoView {
+fn PasswordForm(csrf: String) -> impl IntoView {
     let action = ServerAction::<ChangePassword>::new();
     let value = action.value();
     let (new_password, set_new_password) = signal(String::new());
@@ -118,7 +122,7 @@ fn PasswordForm() -> impl IntoView {
     view! {
         <h2>"Change password"</h2>
         <ActionForm action=action>
-            <CsrfField />
+            <CsrfField token=csrf.clone() />
             <label for="settings-current-password">"Current password"</label>
             <input id="settings-current-password" name="current_password" type="password"
                 autocomplete="current-password" required />
@@ -145,29 +149,31 @@ fn PasswordForm() -> impl IntoView {
 
 /// The user's sessions, this one marked, each other one with its "Sign out" button.
 #[component]
-fn SessionList() -> impl IntoView {
+fn SessionList(csrf: String) -> impl IntoView {
     let end = ServerAction::<EndSession>::new();
     let sessions = Resource::new(move || end.version().get(), |_| list_sessions());
     view! {
         <h2 id="sessions-heading">"Sessions"</h2>
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
+                let csrf = csrf.clone();
+                Suspend::new(async move {
                 match sessions.await {
                     Ok(items) => view! {
                         <ul class="sessions" aria-labelledby="sessions-heading">
-                            {items.into_iter().map(|s| view! { <SessionItem session=s end=end /> }).collect_view()}
+                            {items.into_iter().map(|s| view! { <SessionItem session=s end=end csrf=csrf.clone() /> }).collect_view()}
                         </ul>
                     }
                     .into_any(),
                     Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
                 }
-            })}
+            })}}
         </Transition>
     }
 }
 
 #[component]
-fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl IntoView {
+fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>, csrf: String) -> impl IntoView {
     let place = session
         .client_address
         .clone()
@@ -190,7 +196,7 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl Into
             </p>
             {(!session.current).then(|| view! {
                 <ActionForm action=end attr:class="inline-form">
-                    <CsrfField />
+                    <CsrfField token=csrf.clone() />
                     <input type="hidden" name="id" value=session.id.to_string() />
                     <button type="submit" class="button-quiet" aria-label=label>"Sign out"</button>
                 </ActionForm>
@@ -201,7 +207,7 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>) -> impl Into
 
 /// Deletes the account once the password is typed again; says what goes and what stays.
 #[component]
-fn DeleteAccount() -> impl IntoView {
+fn DeleteAccount(csrf: String) -> impl IntoView {
     let action = SessionContext::get().delete_account;
     let error = move || {
         action
@@ -218,7 +224,7 @@ fn DeleteAccount() -> impl IntoView {
             "someone else after 30 days. This cannot be undone."
         </p>
         <ActionForm action=action attr:aria-labelledby="delete-heading">
-            <CsrfField />
+            <CsrfField token=csrf.clone() />
             <label for="delete-password">"Password"</label>
             <input id="delete-password" name="password" type="password" autocomplete="current-password"
                 required aria-describedby="delete-help" />
