@@ -146,13 +146,16 @@ fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
         view! { <p class="message-body muted deleted">"Message deleted"</p> }.into_any()
     } else {
         let content = m.content.clone();
-        let edited = m.edited_at.map(|at| {
-            view! { " " <span class="muted edited" title=format!("Edited {}", at.format("%b %-d, %Y, %H:%M UTC"))>"(edited)"</span> }
-        });
+        let edited = m
+            .edited_at
+            .map(|at| format!("Edited {}", at.format("%b %-d, %Y, %H:%M UTC")));
         view! {
             <Show when=move || !editing.get()
                 fallback=move || view! { <EditForm channel id content=content.clone() editing error /> }>
-                <p class="message-body">{m.content.clone()}{edited.clone()}</p>
+                <p class="message-body">
+                    {m.content.clone()}
+                    {edited.clone().map(|title| view! { " " <span class="muted edited" title=title>"(edited)"</span> })}
+                </p>
             </Show>
         }
         .into_any()
