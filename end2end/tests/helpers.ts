@@ -34,7 +34,12 @@ export async function open(page: Page, path: string): Promise<void> {
   const errors = watch(page);
   await page.goto(path);
   await page.waitForLoadState('load');
-  await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+  try {
+    await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+  } catch (e) {
+    // A page that never hydrates usually says why in the console: keep it with the failure.
+    throw new Error(`${path} did not hydrate; browser errors: ${JSON.stringify(errors)}\n${e}`);
+  }
   expect(errors.filter((e) => !/status of 4\d\d/.test(e)), `browser errors on ${path}`).toEqual([]);
 }
 
