@@ -74,6 +74,10 @@ pub trait UiBackend: Send + Sync + 'static {
     ) -> Result<Page<Post>, ApiError>;
     async fn set_follow(&self, parts: &Parts, username: &str, follow: bool)
         -> Result<(), ApiError>;
+    /// Blocks (`true`) or unblocks `username` for the signed-in user.
+    async fn set_block(&self, parts: &Parts, username: &str, block: bool) -> Result<(), ApiError>;
+    /// Everyone the signed-in user blocked, most recent first.
+    async fn blocks(&self, parts: &Parts) -> Result<Vec<User>, ApiError>;
     /// People whose username starts with `prefix`, with the viewer's follow state.
     async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError>;
     /// The signed-in user's conversations, most recent first.

@@ -265,6 +265,31 @@ impl UiBackend for ServerUi {
         }
     }
 
+    async fn set_block(&self, parts: &Parts, username: &str, block: bool) -> Result<(), ApiError> {
+        let me = self.signed_in(parts).await?;
+        if block {
+            Ok(graph::service::block(&self.state, me.id.0, username).await?)
+        } else {
+            Ok(graph::service::unblock(&self.state, me.id.0, username).await?)
+        }
+    }
+
+    async fn blocks(&self, parts: &Parts) -> Result<Vec<User>, ApiError> {
+        let me = self.signed_in(parts).await?;
+        let page = crate::pagination::PageQuery {
+            limit: Some(crate::pagination::MAX_LIMIT.to_string()),
+            cursor: None,
+        };
+        let blocked = graph::routes::list(
+            &self.state,
+            me.id.0,
+            crate::storage::graph::List::Blocks,
+            &page,
+        )
+        .await?;
+        Ok(blocked.items)
+    }
+
     async fn search(&self, parts: &Parts, prefix: &str) -> Result<Vec<Profile>, ApiError> {
         let viewer = self.viewer(parts).await?;
         let page = crate::pagination::PageQuery::default();

@@ -1,6 +1,7 @@
 //! Pieces shared by several pages.
 
 pub mod avatar;
+pub mod block;
 pub mod csrf;
 pub mod follow;
 pub mod nav;

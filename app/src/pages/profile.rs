@@ -1,7 +1,7 @@
 //! A user's profile page: who they are, their counts, follow/unfollow, their posts.
 
 use crate::{
-    components::{avatar::Avatar, follow::FollowButton},
+    components::{avatar::Avatar, block::BlockButton, follow::FollowButton},
     error::ApiError,
     feed::{get_user_posts, viewer_id, PostList, Source},
     model::{ErrorCode, Profile},
@@ -22,12 +22,17 @@ pub fn ProfilePage() -> impl IntoView {
     let params = use_params_map();
     let username = move || params.read().get("username").unwrap_or_default();
     let profile = Resource::new(username, get_profile);
-    let posts = Resource::new(username, |u| get_user_posts(u, None));
+    // Bumped by a block or unblock: the posts are read again (refused while blocked).
+    let blocks = RwSignal::new(0u32);
+    let posts = Resource::new(
+        move || (username(), blocks.get()),
+        |(u, _)| get_user_posts(u, None),
+    );
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(p) => view! { <ProfileCard profile=p /> }.into_any(),
+                    Ok(p) => view! { <ProfileCard profile=p blocks /> }.into_any(),
                     Err(e) if e.code == ErrorCode::NotFound => view! {
                         <Title text="No such user" />
                         <section class="card narrow">
@@ -48,6 +53,10 @@ pub fn ProfilePage() -> impl IntoView {
                     }
                     .into_any(),
                     Err(e) if e.code == ErrorCode::NotFound => ().into_any(),
+                    // A block between the viewer and this user: said, not an alarm.
+                    Err(e) if e.code == ErrorCode::Forbidden => {
+                        view! { <p class="muted card">{e.message}</p> }.into_any()
+                    }
                     Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
                 }
             })}
@@ -56,14 +65,27 @@ pub fn ProfilePage() -> impl IntoView {
 }
 
 #[component]
-fn ProfileCard(profile: Profile) -> impl IntoView {
+fn ProfileCard(profile: Profile, blocks: RwSignal<u32>) -> impl IntoView {
     let p = profile;
     let (followers, set_followers) = signal(p.followers);
+    let (blocked, set_blocked) = signal(p.blocked_by_me);
+    let (following, set_following) = signal(p.followed_by_me);
+    let on_block = Callback::new(move |now_blocked: bool| {
+        if now_blocked && following.get_untracked() {
+            // The block ended the viewer's follow.
+            set_following.set(false);
+            set_followers.update(|n| *n -= 1);
+        }
+        set_blocked.set(now_blocked);
+        blocks.update(|n| *n += 1);
+    });
     let viewer = viewer_id();
     let can_follow = viewer.is_some() && viewer != Some(p.user.id);
     let on_change = Callback::new(move |now_following: bool| {
+        set_following.set(now_following);
         set_followers.update(|n| *n += if now_following { 1 } else { -1 });
     });
+    let name = StoredValue::new(p.user.username.clone());
     let (dot_id, dot_username, dot_display) = (
         p.user.id,
         p.user.username.clone(),
@@ -84,8 +106,11 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                 </div>
                 <Show when=move || can_follow>
                     <div class="profile-actions">
-                        <FollowButton username=p.user.username.clone() following=p.followed_by_me on_change />
-                        <MessageButton username=p.user.username.clone() />
+                        <Show when=move || !blocked.get()>
+                            <FollowButton username=name.get_value() following=following.get_untracked() on_change />
+                            <MessageButton username=name.get_value() />
+                        </Show>
+                        <BlockButton username=p.user.username.clone() blocked=p.blocked_by_me on_change=on_block />
                     </div>
                 </Show>
             </div>

@@ -1,9 +1,14 @@
 //! Account settings: one's display name and bio, one's password (changing it signs out
-//! every other session), one's sessions, each of which can be signed out, and deleting
-//! the account.
+//! every other session), one's sessions, each of which can be signed out, the people one
+//! blocked, each of whom can be unblocked, and deleting the account.
 
 use crate::{
-    components::{csrf::CsrfField, time::LocalTime},
+    components::{
+        avatar::Avatar,
+        block::{list_blocks, Unblock},
+        csrf::CsrfField,
+        time::LocalTime,
+    },
     model::{rules, SessionInfo, User},
     session::{list_sessions, ChangePassword, EndSession, SessionContext, UpdateProfile},
 };
@@ -26,6 +31,7 @@ pub fn Settings() -> impl IntoView {
                             <ProfileForm user csrf=csrf.clone() />
                             <PasswordForm csrf=csrf.clone() />
                             <SessionList csrf=csrf.clone() />
+                            <BlockList csrf=csrf.clone() />
                             <DeleteAccount csrf />
                         }
                         .into_any(),
@@ -202,6 +208,49 @@ fn SessionItem(session: SessionInfo, end: ServerAction<EndSession>, csrf: String
                 </ActionForm>
             })}
         </li>
+    }
+}
+
+/// The people the user blocked, each with an "Unblock" button.
+#[component]
+fn BlockList(csrf: String) -> impl IntoView {
+    let unblock = ServerAction::<Unblock>::new();
+    let blocked = Resource::new(move || unblock.version().get(), |_| list_blocks());
+    view! {
+        <h2 id="blocks-heading">"Blocked people"</h2>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                let csrf = csrf.clone();
+                Suspend::new(async move {
+                match blocked.await {
+                    Ok(users) if users.is_empty() => {
+                        view! { <p class="muted">"You have not blocked anyone."</p> }.into_any()
+                    }
+                    Ok(users) => view! {
+                        <ul class="members" aria-labelledby="blocks-heading">
+                            {users.into_iter().map(|u| {
+                                let label = format!("Unblock @{}", u.username);
+                                let token = csrf.clone();
+                                view! {
+                                    <li>
+                                        <Avatar user=u.clone() />
+                                        <A href=format!("/u/{}", u.username)>{u.display_name.clone()}</A>
+                                        " " <span class="muted">{format!("@{}", u.username)}</span>
+                                        <ActionForm action=unblock attr:class="inline-form">
+                                            <CsrfField token />
+                                            <input type="hidden" name="username" value=u.username.clone() />
+                                            <button type="submit" class="button-quiet" aria-label=label>"Unblock"</button>
+                                        </ActionForm>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    }
+                    .into_any(),
+                    Err(e) => view! { <p role="alert" class="error">{e.message}</p> }.into_any(),
+                }
+            })}}
+        </Transition>
     }
 }
 

@@ -92,7 +92,13 @@ pub fn ChatList() -> impl IntoView {
                                     let href = format!("/chat/{id}");
                                     let name = title(&c.channel);
                                     let preview = c.last_message.map(|m| {
-                                        let text = if m.deleted_at.is_some() { "Message deleted".to_string() } else { m.content };
+                                        let text = if m.deleted_at.is_some() {
+                                            "Message deleted".to_string()
+                                        } else if m.hidden {
+                                            "Hidden message".to_string()
+                                        } else {
+                                            m.content
+                                        };
                                         format!("{}: {text}", m.sender.display_name)
                                     }).unwrap_or_default();
                                     let unread = c.unread_count;

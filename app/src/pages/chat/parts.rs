@@ -82,9 +82,15 @@ pub(super) struct Shown {
 
 impl Shown {
     /// Redraws the item when what it shows changes.
-    fn key(&self) -> (Id, bool, Option<DateTime<Utc>>, bool) {
+    fn key(&self) -> (Id, bool, Option<DateTime<Utc>>, bool, bool) {
         let m = &self.message;
-        (m.id, self.continues, m.edited_at, m.deleted_at.is_some())
+        (
+            m.id,
+            self.continues,
+            m.edited_at,
+            m.deleted_at.is_some(),
+            m.hidden,
+        )
     }
 }
 
@@ -144,6 +150,9 @@ fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
     };
     let body = if deleted {
         view! { <p class="message-body muted deleted">"Message deleted"</p> }.into_any()
+    } else if m.hidden {
+        view! { <p class="message-body muted hidden-message">"Hidden: you blocked this person"</p> }
+            .into_any()
     } else {
         let content = m.content.clone();
         let edited = m
