@@ -360,20 +360,33 @@ async fn soak(
     Ok((samples, totals))
 }
 
+/// The low bits of the server's Snowflake ids (node and sequence); its milliseconds are
+/// above them.
+const ID_LOW_BITS: u32 = 22;
+
 /// Posts older than the run, [`BACKLOG`] per author, written into the database: the
 /// first read of each feed rebuilds its cache from them at full length, so the caches do
-/// not grow during the run, and what grows is not them.
+/// not grow during the run, and what grows is not them. Their ids are Snowflakes of their
+/// times (a second apart, counted back from an id the server issued at sign-up): as long
+/// as the ids of the run's posts, so a feed cache holds as much memory at the start as
+/// once the run's posts have replaced them (short ids made each feed grow by ~16 bytes a
+/// post for the first hour).
 async fn write_backlog(writer: &Db, authors: &[&chat_seed::ChatUser]) -> Result<(), Error> {
     let now = now_ms();
     let total = authors.len() * BACKLOG;
+    let issued_ms = authors
+        .iter()
+        .map(|a| a.id >> ID_LOW_BITS)
+        .min()
+        .unwrap_or(0);
     let mut batch = writer.batch().await?;
     batch
         .insert(&Rows::new(
             "INSERT INTO posts (id, author_id, content, created_at) ",
             (0..total).map(|i| {
                 [
-                    // Below every id the server issues, so older than its posts.
-                    Value::Int(i as i64 + 1),
+                    // Below every id the server issues from now on: older than its posts.
+                    Value::Int(((issued_ms - (total - i) as i64 * 1_000) << ID_LOW_BITS) | 1),
                     Value::Int(authors[i % authors.len()].id),
                     Value::Text(format!(
                         "Earlier post {i}: a few words from before the run."
