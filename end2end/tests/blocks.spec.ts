@@ -1,21 +1,13 @@
-import { test, expect, type Browser, type Page } from '@playwright/test';
-import { open, signUp, uniqueUsername } from './helpers';
+import { test, expect } from '@playwright/test';
+import { open, person } from './helpers';
 
 const PASSWORD = 'correct horse battery staple';
-
-async function person(browser: Browser, prefix: string): Promise<{ page: Page; name: string }> {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  const name = uniqueUsername(prefix);
-  await signUp(page, name, PASSWORD);
-  return { page, name };
-}
 
 test.describe.configure({ timeout: 60_000 });
 
 test('a block from a profile keeps two people apart until the settings lift it', async ({ browser }) => {
-  const a = await person(browser, 'blk_a');
-  const b = await person(browser, 'blk_b');
+  const a = await person(browser, 'blk_a', PASSWORD);
+  const b = await person(browser, 'blk_b', PASSWORD);
 
   // B starts a group with A.
   await open(b.page, '/chat');

@@ -1,15 +1,7 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { mainNav, open, signIn, signUp, uniqueUsername } from './helpers';
+import { mainNav, open, person, signIn, uniqueUsername } from './helpers';
 
 const PASSWORD = 'correct horse battery staple';
-
-async function person(browser: Browser, prefix: string): Promise<{ page: Page; name: string }> {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  const name = uniqueUsername(prefix);
-  await signUp(page, name, PASSWORD);
-  return { page, name };
-}
 
 async function say(page: Page, text: string): Promise<void> {
   await page.getByRole('textbox', { name: 'Message' }).fill(text);
@@ -25,8 +17,8 @@ function messages(page: Page) {
 test.describe.configure({ timeout: 60_000 });
 
 test('two people chat live, over WebSocket and over long-poll, and history survives a reload', async ({ browser }) => {
-  const a = await person(browser, 'chat_a');
-  const b = await person(browser, 'chat_b');
+  const a = await person(browser, 'chat_a', PASSWORD);
+  const b = await person(browser, 'chat_b', PASSWORD);
 
   // A opens B's profile and chooses Message.
   await open(a.page, `/u/${b.name}`);
@@ -63,9 +55,9 @@ test('two people chat live, over WebSocket and over long-poll, and history survi
 });
 
 test('a group of three chats together', async ({ browser }) => {
-  const a = await person(browser, 'grp_a');
-  const b = await person(browser, 'grp_b');
-  const c = await person(browser, 'grp_c');
+  const a = await person(browser, 'grp_a', PASSWORD);
+  const b = await person(browser, 'grp_b', PASSWORD);
+  const c = await person(browser, 'grp_c', PASSWORD);
 
   await open(a.page, '/chat');
   await a.page.getByLabel('Group name').fill('Weekend plans');
@@ -92,8 +84,8 @@ test('a group of three chats together', async ({ browser }) => {
 });
 
 test('a sender edits and deletes a message, and every device of the other side sees it', async ({ browser }) => {
-  const a = await person(browser, 'edit_a');
-  const b = await person(browser, 'edit_b');
+  const a = await person(browser, 'edit_a', PASSWORD);
+  const b = await person(browser, 'edit_b', PASSWORD);
   await open(a.page, `/u/${b.name}`);
   await a.page.getByRole('button', { name: 'Message' }).click();
   await expect(a.page).toHaveURL(/\/chat\/\d+$/);
@@ -143,7 +135,7 @@ test('a sender edits and deletes a message, and every device of the other side s
 });
 
 test('the conversation list keeps the keyboard focus on live updates and pages on request', async ({ browser, request }) => {
-  const a = await person(browser, 'list_a');
+  const a = await person(browser, 'list_a', PASSWORD);
   // Someone else starts 21 groups with A, through the API.
   const b = uniqueUsername('list_b');
   const registered = await request.post('/v1/auth/register', { data: { username: b, password: PASSWORD } });
@@ -180,9 +172,9 @@ test('the conversation list keeps the keyboard focus on live updates and pages o
 });
 
 test('a group is renamed and its members changed from the conversation', async ({ browser }) => {
-  const a = await person(browser, 'gm_a');
-  const b = await person(browser, 'gm_b');
-  const c = await person(browser, 'gm_c');
+  const a = await person(browser, 'gm_a', PASSWORD);
+  const b = await person(browser, 'gm_b', PASSWORD);
+  const c = await person(browser, 'gm_c', PASSWORD);
   await open(a.page, '/chat');
   await a.page.getByLabel('Group name').fill('Book club');
   await a.page.getByLabel('Members (usernames, separated by commas)').fill(b.name);
@@ -219,8 +211,8 @@ test('a group is renamed and its members changed from the conversation', async (
 });
 
 test('a send that fails can be retried, and a message is never shown twice', async ({ browser }) => {
-  const a = await person(browser, 'retry_a');
-  const b = await person(browser, 'retry_b');
+  const a = await person(browser, 'retry_a', PASSWORD);
+  const b = await person(browser, 'retry_b', PASSWORD);
   await open(a.page, `/u/${b.name}`);
   await a.page.getByRole('button', { name: 'Message' }).click();
   await expect(a.page).toHaveURL(/\/chat\/\d+$/);
@@ -266,8 +258,8 @@ test('a send that fails can be retried, and a message is never shown twice', asy
 
 /** B's browser hears of two chat servers, `first` (the least loaded) then the page's own node. */
 async function discovering(browser: Browser, first: (origin: string) => string) {
-  const a = await person(browser, 'disc_a');
-  const b = await person(browser, 'disc_b');
+  const a = await person(browser, 'disc_a', PASSWORD);
+  const b = await person(browser, 'disc_b', PASSWORD);
   await open(a.page, `/u/${b.name}`);
   await a.page.getByRole('button', { name: 'Message' }).click();
   await expect(a.page).toHaveURL(/\/chat\/\d+$/);

@@ -1,4 +1,4 @@
-import { expect, type Locator, type Page } from '@playwright/test';
+import { expect, type Browser, type Locator, type Page } from '@playwright/test';
 
 /** The top navigation bar. */
 export function mainNav(page: Page): Locator {
@@ -58,4 +58,16 @@ export async function signIn(page: Page, username: string, password: string): Pr
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(mainNav(page).getByRole('link', { name: `@${username}` })).toBeVisible();
+}
+
+/** Someone new, signed up in a browser context of their own (another person's device). */
+export async function person(
+  browser: Browser,
+  prefix: string,
+  password: string,
+): Promise<{ page: Page; name: string }> {
+  const page = await (await browser.newContext()).newPage();
+  const name = uniqueUsername(prefix);
+  await signUp(page, name, password);
+  return { page, name };
 }

@@ -1,17 +1,9 @@
-import { test, expect, type Browser, type Page } from '@playwright/test';
-import { mainNav, open, signUp, uniqueUsername } from './helpers';
+import { test, expect, type Page } from '@playwright/test';
+import { mainNav, open, person } from './helpers';
 
 // The suite's server runs with KITH_PRESENCE_TIMEOUT_SECS=12 (scripts/test.sh): just over the
 // browser's 10 s heartbeat, so people who stay are never taken offline.
 const PASSWORD = 'correct horse battery staple';
-
-async function person(browser: Browser, prefix: string): Promise<{ page: Page; name: string }> {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  const name = uniqueUsername(prefix);
-  await signUp(page, name, PASSWORD);
-  return { page, name };
-}
 
 async function follow(page: Page, name: string): Promise<void> {
   await open(page, `/people?q=${name}`);
@@ -22,8 +14,8 @@ async function follow(page: Page, name: string): Promise<void> {
 test.describe.configure({ timeout: 60_000 });
 
 test("a friend's dot turns online, and offline once they have been gone for the timeout", async ({ browser }) => {
-  const a = await person(browser, 'pres_a');
-  const b = await person(browser, 'pres_b');
+  const a = await person(browser, 'pres_a', PASSWORD);
+  const b = await person(browser, 'pres_b', PASSWORD);
   await follow(a.page, b.name);
   await follow(b.page, a.name);
 
@@ -47,8 +39,8 @@ test("a friend's dot turns online, and offline once they have been gone for the 
 });
 
 test('a typing indicator appears while the other person writes', async ({ browser }) => {
-  const a = await person(browser, 'type_a');
-  const b = await person(browser, 'type_b');
+  const a = await person(browser, 'type_a', PASSWORD);
+  const b = await person(browser, 'type_b', PASSWORD);
   await open(a.page, `/u/${b.name}`);
   await a.page.getByRole('button', { name: 'Message' }).click();
   await expect(a.page).toHaveURL(/\/chat\/\d+$/);
@@ -66,8 +58,8 @@ test('a typing indicator appears while the other person writes', async ({ browse
 });
 
 test('a new post from a followed user raises the banner and a notification', async ({ browser }) => {
-  const writer = await person(browser, 'np_w');
-  const reader = await person(browser, 'np_r');
+  const writer = await person(browser, 'np_w', PASSWORD);
+  const reader = await person(browser, 'np_r', PASSWORD);
   await follow(reader.page, writer.name);
   await open(reader.page, '/');
 
