@@ -271,7 +271,8 @@ pub async fn list(state: &AppState, me: &User) -> Result<Vec<ChannelSummary>, Ap
     Ok(out)
 }
 
-/// Tells the other members that `user` is typing (never stored).
+/// Tells the other members that `user` is typing (never stored), but for those who
+/// blocked them.
 pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), AppError> {
     member_channel(state, user.id.0, channel).await?;
     let event = Event::new(&ServerFrame::Typing {
@@ -279,7 +280,8 @@ pub async fn typing(state: &AppState, user: &User, channel: i64) -> Result<(), A
         user_id: user.id,
     });
     let mut others = state.store.chat.member_ids(channel).await?;
-    others.retain(|m| *m != user.id.0);
+    let blockers = state.store.graph.blockers_of(user.id.0).await?;
+    others.retain(|m| *m != user.id.0 && !blockers.contains(m));
     live::send(state, &others, &event).await
 }
 

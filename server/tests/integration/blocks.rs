@@ -288,6 +288,25 @@ async fn group_messages_reach_the_blocker_hidden_in(backend: Backend) -> Result<
     let own = json_of(&app, &format!("/v1/chat/channels/{group}/messages"), &ben).await?;
     assert!(own["items"][0].get("hidden").is_none(), "{own}");
 
+    // His typing does not reach her; Cy sees it. (Ana's fence comes after the typing
+    // event was published: had it been sent to her, it would be among the frames before.)
+    let r = app
+        .post_json(
+            &format!("/v1/chat/channels/{group}/typing"),
+            &json!({}),
+            Some(&ben.token),
+        )
+        .await?;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    cy_socket
+        .next_where("his typing", |f| f["type"] == "typing")
+        .await?;
+    let before_fence = ana_socket.fence(&app).await?;
+    assert!(
+        before_fence.iter().all(|f| f["type"] != "typing"),
+        "{before_fence:?}"
+    );
+
     // Unblocked, she reads them whole again, from then on and back in history.
     assert_eq!(set_block(&app, &ana, "ben_g", false).await?, 204);
     app.say(&ben, &group, "seen again").await?;
