@@ -158,6 +158,9 @@ pub async fn run(setup: &Setup) -> Result<SoakReport, Error> {
     let http = Client::builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(40))
+        // The server closes a keep-alive connection idle for its header timeout (10 s);
+        // a request sent on one just then fails. Idle connections are dropped first.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()?;
     let near_cache = opts.near_cache_mb.map(|mb| mb.to_string());
     let mut env = vec![
