@@ -61,8 +61,9 @@ pub trait UiBackend: Send + Sync + 'static {
     async fn profile(&self, parts: &Parts, username: &str) -> Result<Profile, ApiError>;
     /// A page of the signed-in user's news feed.
     async fn feed(&self, parts: &Parts, cursor: Option<String>) -> Result<Page<Post>, ApiError>;
-    /// Publishes a post as the signed-in user.
-    async fn publish(&self, parts: &Parts, content: &str) -> Result<Post, ApiError>;
+    /// Publishes a post as the signed-in user, with the uploads `media` (ids,
+    /// comma-separated).
+    async fn publish(&self, parts: &Parts, content: &str, media: &str) -> Result<Post, ApiError>;
     async fn delete_post(&self, parts: &Parts, id: &str) -> Result<(), ApiError>;
     async fn set_like(&self, parts: &Parts, id: &str, like: bool) -> Result<(), ApiError>;
     /// A page of one user's posts.
@@ -101,11 +102,13 @@ pub trait UiBackend: Send + Sync + 'static {
         before: Option<String>,
         after: Option<String>,
     ) -> Result<Page<Message>, ApiError>;
+    /// Sends a message with the uploads `media` (ids, comma-separated).
     async fn send_message(
         &self,
         parts: &Parts,
         id: &str,
         content: &str,
+        media: &str,
         client_msg_id: &str,
     ) -> Result<Message, ApiError>;
     /// Renames a group the signed-in user belongs to.

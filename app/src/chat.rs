@@ -86,18 +86,20 @@ pub fn gaps(messages: impl IntoIterator<Item = (Id, i64)>) -> Vec<Id> {
     found
 }
 
+/// Sends a message; `media` is the ids of the sender's uploads, comma-separated.
 #[server(endpoint = "send_message")]
 pub async fn send_message(
     csrf: String,
     channel_id: String,
     content: String,
+    media: String,
     client_msg_id: String,
 ) -> Result<Message, ApiError> {
     let (backend, parts) = crate::backend::context()?;
     crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
         Ok(()) => {
             backend
-                .send_message(&parts, &channel_id, &content, &client_msg_id)
+                .send_message(&parts, &channel_id, &content, &media, &client_msg_id)
                 .await
         }
         Err(e) => Err(e),

@@ -15,11 +15,12 @@ pub async fn get_feed(cursor: Option<String>) -> Result<Page<Post>, ApiError> {
     crate::backend::finish(backend.feed(&parts, cursor).await)
 }
 
+/// Publishes a post; `media` is the ids of the author's uploads, comma-separated.
 #[server(endpoint = "publish")]
-pub async fn publish(csrf: String, content: String) -> Result<Post, ApiError> {
+pub async fn publish(csrf: String, content: String, media: String) -> Result<Post, ApiError> {
     let (backend, parts) = crate::backend::context()?;
     crate::backend::finish(match backend.check_csrf(&parts, &csrf) {
-        Ok(()) => backend.publish(&parts, &content).await,
+        Ok(()) => backend.publish(&parts, &content, &media).await,
         Err(e) => Err(e),
     })
 }
@@ -93,7 +94,7 @@ pub fn Compose(on_posted: Callback<Post>) -> impl IntoView {
     let (content, set_content) = signal(String::new());
     let action = Action::new(move |text: &String| {
         let text = text.clone();
-        async move { publish(csrf_token(), text).await }
+        async move { publish(csrf_token(), text, String::new()).await }
     });
     let used = move || content.with(|c| c.trim().chars().count());
     let too_long = move || used() > MAX_POST_CHARS;

@@ -60,8 +60,8 @@ pub struct ReadPosition {
 /// What became of a message after it was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// Edited: the message as it now stands.
-    Edited(Message),
+    /// Edited: the message as it now stands (boxed: a message is large, a deletion small).
+    Edited(Box<Message>),
     /// Deleted by its sender, at this time.
     Deleted(DateTime<Utc>),
 }
@@ -78,6 +78,7 @@ impl Change {
             }
             Change::Deleted(at) => {
                 message.content.clear();
+                message.media.clear();
                 message.deleted_at = Some(*at);
             }
         }
@@ -214,7 +215,7 @@ impl LiveClient {
                 }
             }
             ServerFrame::MessageUpdated { message } => {
-                self.changed(message.id, Change::Edited(message));
+                self.changed(message.id, Change::Edited(Box::new(message)));
             }
             ServerFrame::MessageDeleted {
                 message_id,
@@ -650,6 +651,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             hidden: false,
+            media: Vec::new(),
         }
     }
 
@@ -688,7 +690,7 @@ mod tests {
             let mut m = message(2, 1);
             m.content = text.into();
             m.edited_at = at(secs);
-            Change::Edited(m)
+            Change::Edited(Box::new(m))
         };
         let shown = || {
             let mut m = message(2, 1);

@@ -99,8 +99,33 @@ pub struct Post {
     pub author: User,
     pub content: String,
     pub created_at: DateTime<Utc>,
+    /// The images attached to the post, in the order given.
+    #[serde(default)]
+    pub media: Vec<Media>,
     pub like_count: i64,
     pub liked_by_me: bool,
+}
+
+/// `Media` of API.md: an uploaded image, re-encoded without its metadata. `url` and
+/// `thumbnail_url` are paths on this server (`/media/{sha256}.{ext}`), the same on every
+/// node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Media {
+    pub id: Id,
+    /// The image, at most 2048 pixels on its longest side.
+    pub url: String,
+    /// The image at most 400 pixels on its longest side.
+    pub thumbnail_url: String,
+    /// Of the image at `url`.
+    pub width: u32,
+    pub height: u32,
+    /// `image/jpeg` or `image/png`, of both files.
+    pub content_type: String,
+    /// Size of the file at `url`.
+    pub bytes: u64,
+    /// The description of the image, its accessible name (may be empty).
+    pub alt: String,
 }
 
 /// One of the signed-in user's sessions (`GET /v1/me/sessions`).
@@ -188,6 +213,10 @@ pub struct Message {
     /// True when the reader blocked the sender: the content is left out (empty).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// The images attached to the message, in the order given (none once deleted or
+    /// hidden).
+    #[serde(default)]
+    pub media: Vec<Media>,
 }
 
 impl Message {
@@ -196,6 +225,7 @@ impl Message {
         Self {
             content: String::new(),
             hidden: true,
+            media: Vec::new(),
             ..self.clone()
         }
     }
@@ -326,6 +356,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     ValidationFailed,
     GroupTooLarge,
+    /// 422: an upload that is not a JPEG, PNG, WebP or GIF image Kith can take.
+    UnsupportedMedia,
     RateLimited,
     Internal,
     /// 503: a dependency (the database) cannot be reached; retrying shortly may succeed.
@@ -346,6 +378,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationFailed => "validation_failed",
             Self::GroupTooLarge => "group_too_large",
+            Self::UnsupportedMedia => "unsupported_media",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
@@ -362,7 +395,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::UsernameTaken => 409,
             Self::PayloadTooLarge => 413,
-            Self::ValidationFailed | Self::GroupTooLarge => 422,
+            Self::ValidationFailed | Self::GroupTooLarge | Self::UnsupportedMedia => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::Unavailable => 503,
@@ -415,10 +448,10 @@ pub mod rules {
     /// Longest post, in characters after trimming.
     pub const MAX_POST_CHARS: usize = 5000;
 
-    /// Posts: 1..=5000 characters after trimming.
-    pub fn check_post(content: &str) -> Result<(), &'static str> {
+    /// Posts: 1..=5000 characters after trimming; with images, 0 is allowed too.
+    pub fn check_post(content: &str, images: usize) -> Result<(), &'static str> {
         let len = content.trim().chars().count();
-        if len == 0 {
+        if len == 0 && images == 0 {
             Err("must not be empty")
         } else if len > MAX_POST_CHARS {
             Err("must be at most 5000 characters")
@@ -432,12 +465,41 @@ pub mod rules {
     /// Most members of a group, creator included.
     pub const MAX_GROUP_MEMBERS: usize = 100;
 
-    /// Chat messages: 1..=4000 characters, not only whitespace.
-    pub fn check_message(content: &str) -> Result<(), &'static str> {
-        if content.trim().is_empty() {
+    /// Chat messages: 1..=4000 characters, not only whitespace; with images, the text may
+    /// be empty.
+    pub fn check_message(content: &str, images: usize) -> Result<(), &'static str> {
+        if content.trim().is_empty() && images == 0 {
             Err("must not be empty")
         } else if content.chars().count() > MAX_MESSAGE_CHARS {
             Err("must be at most 4000 characters")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Most images on one post or message.
+    pub const MAX_ATTACHED_MEDIA: usize = 4;
+    /// Longest image description, in characters.
+    pub const MAX_ALT_CHARS: usize = 1500;
+
+    /// The images of a post or message: at most 4, none twice.
+    pub fn check_attached<T: PartialEq>(ids: &[T]) -> Result<(), &'static str> {
+        if ids.len() > MAX_ATTACHED_MEDIA {
+            return Err("at most 4 images");
+        }
+        if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+            return Err("lists an image twice");
+        }
+        Ok(())
+    }
+
+    /// Image descriptions: at most 1500 characters; line breaks are the only control
+    /// characters allowed.
+    pub fn check_alt(alt: &str) -> Result<(), &'static str> {
+        if alt.chars().count() > MAX_ALT_CHARS {
+            Err("must be at most 1500 characters")
+        } else if alt.chars().any(|c| c.is_control() && c != '\n') {
+            Err("must not contain control characters other than line breaks")
         } else {
             Ok(())
         }

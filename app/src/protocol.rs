@@ -19,6 +19,9 @@ pub enum ClientFrame {
         channel_id: Id,
         client_msg_id: String,
         content: String,
+        /// Ids of the sender's own unattached uploads (`POST /v1/media`), at most 4.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        media: Vec<Id>,
     },
     /// Asks for every message after `since` (a message id), then live ones.
     Sync {
@@ -164,6 +167,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             hidden: false,
+            media: Vec::new(),
         }
     }
 
@@ -179,8 +183,19 @@ mod tests {
                     channel_id: Id(7),
                     client_msg_id: "c1".into(),
                     content: "hi".into(),
+                    media: Vec::new(),
                 },
                 json!({"type": "send", "channel_id": "7", "client_msg_id": "c1", "content": "hi"}),
+            ),
+            (
+                ClientFrame::Send {
+                    channel_id: Id(7),
+                    client_msg_id: "c2".into(),
+                    content: String::new(),
+                    media: vec![Id(11), Id(12)],
+                },
+                json!({"type": "send", "channel_id": "7", "client_msg_id": "c2", "content": "",
+                       "media": ["11", "12"]}),
             ),
             (
                 ClientFrame::Sync { since: Id(9) },

@@ -60,9 +60,15 @@ pub struct Config {
     pub runtime: RuntimeFlavor,
     /// Fanout worker tasks per node (`KITH_FANOUT_WORKERS`); 0 leaves fanout to other nodes.
     pub fanout_workers: usize,
-    /// Engine settings: SQLite's `synchronous`, PostgreSQL's pool size
-    /// (`KITH_SQLITE_SYNCHRONOUS`, `KITH_POSTGRES_POOL_SIZE`).
+    /// Engine settings: SQLite's `synchronous`, PostgreSQL's pool size, where media files
+    /// go (`KITH_SQLITE_SYNCHRONOUS`, `KITH_POSTGRES_POOL_SIZE`, `KITH_MEDIA_STORE`,
+    /// `KITH_MEDIA_DIR`).
     pub storage: crate::storage::Options,
+    /// Image uploads a user may make a day (`KITH_MEDIA_UPLOADS_PER_DAY`, also the burst).
+    pub media_uploads_per_day: u32,
+    /// Images decoded and encoded at once (`KITH_MEDIA_WORKERS`; default: one per core).
+    /// Each holds up to ~300 MiB while it works on a 40-megapixel image.
+    pub media_workers: usize,
 }
 
 /// A URL that may carry a password: [`Debug`] shows it with the password replaced, so
@@ -329,6 +335,34 @@ impl Config {
             }
         };
 
+        let media = match var("KITH_MEDIA_STORE").as_deref() {
+            Some("database") => crate::storage::MediaFiles::Database,
+            Some("dir") => crate::storage::MediaFiles::Directory(media_dir(&var)),
+            None if database_url.starts_with("sqlite:") => {
+                crate::storage::MediaFiles::Directory(media_dir(&var))
+            }
+            None => match var("KITH_MEDIA_DIR") {
+                Some(dir) => crate::storage::MediaFiles::Directory(dir.into()),
+                None => crate::storage::MediaFiles::Database,
+            },
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "KITH_MEDIA_STORE",
+                    reason: format!("{other:?} is neither dir nor database"),
+                })
+            }
+        };
+        let media_uploads_per_day: u32 = var("KITH_MEDIA_UPLOADS_PER_DAY")
+            .map(|v| parse("KITH_MEDIA_UPLOADS_PER_DAY", &v))
+            .transpose()?
+            .unwrap_or(200);
+        positive("KITH_MEDIA_UPLOADS_PER_DAY", media_uploads_per_day.into())?;
+        let media_workers: usize = var("KITH_MEDIA_WORKERS")
+            .map(|v| parse("KITH_MEDIA_WORKERS", &v))
+            .transpose()?
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        positive("KITH_MEDIA_WORKERS", media_workers as u64)?;
+
         let fanout_workers: usize = var("KITH_FANOUT_WORKERS")
             .map(|v| parse("KITH_FANOUT_WORKERS", &v))
             .transpose()?
@@ -346,7 +380,10 @@ impl Config {
             storage: crate::storage::Options {
                 sqlite_synchronous,
                 postgres_pool_size,
+                media,
             },
+            media_uploads_per_day,
+            media_workers,
             database_url: SecretUrl::new(database_url),
             redis_url: redis_url.map(SecretUrl::new),
             redis_namespace: var("KITH_REDIS_NAMESPACE").unwrap_or_else(|| "kith".into()),
@@ -365,6 +402,13 @@ impl Config {
             runtime,
         })
     }
+}
+
+/// `KITH_MEDIA_DIR`, by default `media` in the working directory.
+fn media_dir(var: &impl Fn(&'static str) -> Option<String>) -> std::path::PathBuf {
+    var("KITH_MEDIA_DIR")
+        .unwrap_or_else(|| "media".into())
+        .into()
 }
 
 /// The site's own origin, spelled both ways a browser may spell a loopback address.

@@ -35,6 +35,7 @@ pub mod graph;
 pub mod http;
 pub mod id;
 pub mod live;
+pub mod media;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;

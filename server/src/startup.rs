@@ -132,6 +132,7 @@ impl Application {
             metrics.clone(),
             backends.pubsub.clone(),
         );
+        let config_media_workers = config.media_workers;
         let state = AppState::new(AppStateInner {
             shutdown: shutdown_rx,
             ids,
@@ -146,6 +147,7 @@ impl Application {
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),
+            media_work: Arc::new(Semaphore::new(config_media_workers)),
             dummy_hash: dummy_hash.into(),
             leptos,
             presence: Arc::default(),
@@ -153,6 +155,7 @@ impl Application {
             longpolls: Arc::default(),
         });
         spawn_session_sweeper(state.clone());
+        crate::media::service::spawn_collector(&state);
         state.store.health.spawn_upkeep();
         // Each outbox's jobs belong to the feature that does them.
         crate::outbox::spawn(
@@ -263,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::cluster::routes::router())
         .merge(crate::presence::routes::router())
         .merge(crate::notifications::routes::router())
+        .merge(crate::media::routes::router())
         .merge(ops::router())
         .route("/v1/{*rest}", axum::routing::any(no_such_endpoint))
         .leptos_routes_with_context(&state, routes, context.clone(), shell)
@@ -353,7 +357,12 @@ async fn reject_oversized(req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+    // Image uploads have their own limit (the route's `DefaultBodyLimit`).
+    if req.uri().path() == "/v1/media" {
+        if declared.is_some_and(|len| len > crate::media::routes::MAX_UPLOAD_REQUEST_BYTES) {
+            return crate::media::service::too_large().into_response();
+        }
+    } else if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return AppError::new(
             ErrorCode::PayloadTooLarge,
             "request body exceeds the 64 KiB limit",

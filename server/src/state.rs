@@ -98,6 +98,9 @@ pub struct AppStateInner {
     /// Bounds concurrent Argon2 hashes (19 MiB and ~tens of ms of CPU each), so a burst of
     /// logins queues instead of exhausting memory or the blocking pool.
     pub hashing: Arc<Semaphore>,
+    /// Bounds images decoded and encoded at once (`KITH_MEDIA_WORKERS`): each may hold a
+    /// few hundred MiB and a core.
+    pub media_work: Arc<Semaphore>,
     /// A hash of a random password, verified against when a login names an unknown user.
     pub dummy_hash: Arc<str>,
     /// Leptos' site options (output name, site root, reload port).

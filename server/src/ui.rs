@@ -93,6 +93,19 @@ fn parse_id(text: &str, what: &str) -> Result<i64, AppError> {
         .ok_or_else(|| AppError::not_found(what))
 }
 
+/// Upload ids as the UI's server functions pass them: comma-separated.
+fn media_ids(text: &str) -> Result<Vec<app::model::Id>, AppError> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<i64>()
+                .map(app::model::Id)
+                .map_err(|_| AppError::validation("media", "not a list of upload ids"))
+        })
+        .collect()
+}
+
 fn parse_cursor(cursor: Option<String>) -> Result<Option<i64>, AppError> {
     crate::pagination::PageQuery {
         limit: None,
@@ -213,9 +226,10 @@ impl UiBackend for ServerUi {
         )
     }
 
-    async fn publish(&self, parts: &Parts, content: &str) -> Result<Post, ApiError> {
+    async fn publish(&self, parts: &Parts, content: &str, media: &str) -> Result<Post, ApiError> {
         let me = self.signed_in(parts).await?;
-        Ok(feed::posts::publish(&self.state, &me, content, None).await?)
+        let media = media_ids(media)?;
+        Ok(feed::posts::publish(&self.state, &me, content, &media, None).await?)
     }
 
     async fn delete_post(&self, parts: &Parts, id: &str) -> Result<(), ApiError> {
@@ -418,14 +432,17 @@ impl UiBackend for ServerUi {
         parts: &Parts,
         id: &str,
         content: &str,
+        media: &str,
         client_msg_id: &str,
     ) -> Result<Message, ApiError> {
         let me = self.signed_in(parts).await?;
+        let media = media_ids(media)?;
         Ok(chat::service::send_over_http(
             &self.state,
             &me,
             parse_id(id, "channel")?,
             content,
+            &media,
             client_msg_id,
         )
         .await?)

@@ -215,8 +215,14 @@ pub async fn history(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
+    /// 1..=4000 characters, not only whitespace (may be empty when `media` is given).
+    #[serde(default)]
     pub content: String,
     pub client_msg_id: String,
+    /// Ids of the sender's own unused uploads (`POST /v1/media`), at most 4.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub media: Vec<app::model::Id>,
 }
 
 /// POST /v1/chat/channels/{id}/messages — 201 once the message is durably stored.
@@ -234,6 +240,7 @@ pub async fn send(
         &auth.user,
         channel_id(&id)?,
         &body.content,
+        &body.media,
         &body.client_msg_id,
     )
     .await?;

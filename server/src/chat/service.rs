@@ -364,6 +364,7 @@ pub async fn send_over_http(
     me: &User,
     channel: i64,
     content: &str,
+    media: &[Id],
     client_msg_id: &str,
 ) -> Result<Message, AppError> {
     let rate = state.config.chat_send_rate_per_sec;
@@ -375,18 +376,21 @@ pub async fn send_over_http(
     state
         .take_quota(&crate::backend::id_key("chat-send:", me.id.0), quota)
         .await?;
-    send(state, me, channel, content, client_msg_id, 0).await
+    send(state, me, channel, content, media, client_msg_id, 0).await
 }
 
-/// Stores a message (acknowledged only after commit; the node's writer wakes every
-/// member's connections right after it), then notifies members with none. A retry with
-/// the same `client_msg_id` returns the first message. `origin` identifies the WebSocket connection that sent it (0 for HTTP), which gets an
-/// `ack` instead of the `message` frame.
+/// Stores a message with the images `media` (the sender's unused uploads; claimed for it
+/// first, so a retry claims them again), acknowledged only after commit (the node's writer
+/// wakes every member's connections right after it), then notifies members with none. A
+/// retry with the same `client_msg_id` returns the first message. `origin` identifies the
+/// WebSocket connection that sent it (0 for HTTP), which gets an `ack` instead of the
+/// `message` frame.
 pub async fn send(
     state: &AppState,
     me: &User,
     channel: i64,
     content: &str,
+    media: &[Id],
     client_msg_id: &str,
     origin: u64,
 ) -> Result<Message, AppError> {
@@ -399,7 +403,26 @@ pub async fn send(
             "must be 1 to 64 visible ASCII characters",
         ));
     }
-    rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
+    rules::check_message(content, media.len()).map_err(|p| AppError::validation("content", p))?;
+    let media = if media.is_empty() {
+        None
+    } else {
+        let images =
+            crate::media::service::attachable(state, me.id.0, media, Some(client_msg_id)).await?;
+        let ids: Vec<i64> = images.iter().map(|m| m.id).collect();
+        if !state
+            .store
+            .media
+            .claim_for_message(me.id.0, &ids, client_msg_id)
+            .await?
+        {
+            return Err(AppError::validation(
+                "media",
+                "an image was attached elsewhere meanwhile",
+            ));
+        }
+        crate::storage::media::media_json(&images)
+    };
     let written = state
         .messages
         .write(
@@ -409,6 +432,7 @@ pub async fn send(
                 content: content.to_string(),
                 client_msg_id: client_msg_id.to_string(),
                 now: state.clock.now_ms(),
+                media,
             },
             me.clone(),
             origin,
@@ -503,7 +527,7 @@ pub async fn edit_message(
     message: i64,
     content: &str,
 ) -> Result<Message, AppError> {
-    rules::check_message(content).map_err(|p| AppError::validation("content", p))?;
+    rules::check_message(content, 0).map_err(|p| AppError::validation("content", p))?;
     member_channel(state, user.id.0, channel).await?;
     let now = state.clock.now_ms();
     let excerpt = crate::notifications::excerpt(content);
@@ -550,11 +574,18 @@ pub async fn delete_message(
         .chat
         .delete_message(channel, message, user.id.0, now)
         .await?;
-    let Some(deleted_at) = deleted.and_then(|row| row.deleted_at) else {
+    let Some((deleted_at, key)) =
+        deleted.and_then(|row| Some((row.deleted_at?, row.client_msg_id)))
+    else {
         // Theirs and deleted already: nothing to do, nobody to tell.
         refusal(state, user, channel, message).await?;
         return Ok(());
     };
+    // Its images go with it (should this fail, the collector finds them).
+    match state.store.media.release_message(user.id.0, &key).await {
+        Ok(files) => crate::media::service::delete_files(state, files).await,
+        Err(e) => tracing::warn!(error = %e, "media of a deleted message not released"),
+    }
     let members = state.store.chat.member_ids(channel).await?;
     let event = Event::new(&ServerFrame::MessageDeleted {
         channel_id: Id(channel),

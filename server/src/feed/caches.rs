@@ -56,8 +56,9 @@ pub struct CachedPost {
     pub members: Bytes,
 }
 
-/// `"content":"…","created_at":"…"`: a post's own members of its API JSON.
-pub fn render_members(content: &str, created_at_ms: i64) -> Vec<u8> {
+/// `"content":"…","created_at":"…","media":[…]`: a post's own members of its API JSON
+/// (`media` is the stored JSON array, `None` for none).
+pub fn render_members(content: &str, created_at_ms: i64, media: Option<&str>) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Members<'a> {
         content: &'a str,
@@ -68,13 +69,21 @@ pub fn render_members(content: &str, created_at_ms: i64) -> Vec<u8> {
         created_at: crate::storage::to_datetime(created_at_ms),
     })
     .unwrap_or_else(|_| b"{}".to_vec());
-    // Without the braces: the members go inside the post's object.
-    object[1..object.len() - 1].to_vec()
+    // Without the braces: the members go inside the post's object. The media array is
+    // the stored column, written by this server from `Media` values.
+    let mut members = object[1..object.len() - 1].to_vec();
+    members.extend_from_slice(b",\"media\":");
+    members.extend_from_slice(media.unwrap_or("[]").as_bytes());
+    members
 }
 
 fn encode_post(post: &PostRow) -> Bytes {
     let mut value = format!("{}|", post.author_id).into_bytes();
-    value.extend_from_slice(&render_members(&post.content, post.created_at));
+    value.extend_from_slice(&render_members(
+        &post.content,
+        post.created_at,
+        post.media.as_deref(),
+    ));
     Bytes::from(value)
 }
 

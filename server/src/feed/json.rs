@@ -121,10 +121,22 @@ mod tests {
             author: author.clone(),
             content: "line\nbreak, \"quotes\", \\ and ünïcode 🎉".into(),
             created_at: crate::storage::to_datetime(1_700_000_001_456),
+            media: vec![app::model::Media {
+                id: Id(9),
+                url: "/media/a.jpg".into(),
+                thumbnail_url: "/media/b.jpg".into(),
+                width: 640,
+                height: 480,
+                content_type: "image/jpeg".into(),
+                bytes: 12_345,
+                alt: "a \"cat\"".into(),
+            }],
             like_count: 3,
             liked_by_me: true,
         };
-        let members = crate::feed::caches::render_members(&post.content, 1_700_000_001_456);
+        let media = serde_json::to_string(&post.media).unwrap();
+        let members =
+            crate::feed::caches::render_members(&post.content, 1_700_000_001_456, Some(&media));
         let rendered =
             PostJson::render(42, &serde_json::to_vec(&author).unwrap(), &members, 3, true);
         let page = PageJson {

@@ -6,18 +6,22 @@ use super::{
     json::{PageJson, PostJson},
     timeline,
 };
-use crate::storage::feed::PostRow;
+use crate::storage::{
+    feed::{PostInsert, PostRow},
+    media::{media_json, parse_media},
+};
 use crate::{
     backend::Quota, error::AppError, graph::service::keep_apart, outbox::Outbox, state::AppState,
 };
-use app::model::{rules, ErrorCode, Post, User};
+use app::model::{rules, ErrorCode, Id, Post, User};
 
-/// Publishes a post for `author`. A retry with the same `idempotency_key` returns the first
-/// post and creates nothing.
+/// Publishes a post for `author`, with the images `media` (their uploads, unused so far).
+/// A retry with the same `idempotency_key` returns the first post and creates nothing.
 pub async fn publish(
     state: &AppState,
     author: &User,
     content: &str,
+    media: &[Id],
     idempotency_key: Option<&str>,
 ) -> Result<Post, AppError> {
     if let Some(key) = idempotency_key {
@@ -35,7 +39,8 @@ pub async fn publish(
             return one(state, Some(author.id.0), existing.id).await?.to_post();
         }
     }
-    rules::check_post(content).map_err(|p| AppError::validation("content", p))?;
+    rules::check_post(content, media.len()).map_err(|p| AppError::validation("content", p))?;
+    let images = crate::media::service::attachable(state, author.id.0, media, None).await?;
 
     let now = state.clock.now_ms();
     let quota = Quota::per_minute(state.config.post_rate_per_min);
@@ -48,22 +53,33 @@ pub async fn publish(
         author_id: author.id.0,
         content: content.trim().to_string(),
         created_at: now,
+        media: media_json(&images),
     };
-    let Some(job) = state
+    let image_ids: Vec<i64> = images.iter().map(|m| m.id).collect();
+    let job = match state
         .store
         .feed
-        .insert_post(&post, idempotency_key, now)
+        .insert_post(&post, &image_ids, idempotency_key, now)
         .await?
-    else {
-        // A concurrent retry with the same key won the race: answer with its post.
-        let key = idempotency_key.unwrap_or_default();
-        let existing = state
-            .store
-            .feed
-            .post_by_idempotency_key(author.id.0, key)
-            .await?
-            .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
-        return one(state, Some(author.id.0), existing.id).await?.to_post();
+    {
+        PostInsert::Stored { job } => job,
+        PostInsert::MediaTaken => {
+            return Err(AppError::validation(
+                "media",
+                "an image was attached elsewhere meanwhile",
+            ))
+        }
+        PostInsert::KeyUsed => {
+            // A concurrent retry with the same key won the race: answer with its post.
+            let key = idempotency_key.unwrap_or_default();
+            let existing = state
+                .store
+                .feed
+                .post_by_idempotency_key(author.id.0, key)
+                .await?
+                .ok_or_else(|| AppError::internal("idempotent post vanished"))?;
+            return one(state, Some(author.id.0), existing.id).await?.to_post();
+        }
     };
 
     // From here on the post is acknowledged; cache and queue failures only delay fanout
@@ -89,6 +105,7 @@ pub async fn publish(
         created_at: crate::storage::to_datetime(post.created_at),
         like_count: 0,
         liked_by_me: false,
+        media: parse_media(post.media.as_deref()),
     })
 }
 
@@ -161,6 +178,13 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
     state.backends.cache.delete(&caches::post_key(id)).await?;
     if let Err(e) = Outbox::Fanout.enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
+    }
+    // The post's images go with it (should this fail, the collector finds them).
+    if post.media.is_some() {
+        match state.store.media.release_post(id).await {
+            Ok(files) => crate::media::service::delete_files(state, files).await,
+            Err(e) => tracing::warn!(error = %e, "media of a deleted post not released"),
+        }
     }
     Ok(())
 }

@@ -31,8 +31,14 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPost {
-    /// 1..=5000 characters after trimming.
+    /// 1..=5000 characters after trimming (may be empty when `media` is given).
+    #[serde(default)]
     pub content: String,
+    /// Ids of the author's own unused uploads (`POST /v1/media`), at most 4, shown in
+    /// this order.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub media: Vec<app::model::Id>,
 }
 
 /// A post id from the path; anything that is not one names no post.
@@ -60,7 +66,7 @@ pub async fn publish(
         ),
         None => None,
     };
-    let post = posts::publish(&state, &auth.user, &body.content, key).await?;
+    let post = posts::publish(&state, &auth.user, &body.content, &body.media, key).await?;
     Ok((StatusCode::CREATED, Json(post)))
 }
 

@@ -39,6 +39,10 @@ pub struct MessageRow {
     #[sqlx(default)]
     #[serde(default)]
     pub hidden: bool,
+    /// The message's images, as the API's JSON array (`None`: none).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub media: Option<String>,
 }
 
 impl MessageRow {
@@ -54,6 +58,11 @@ impl MessageRow {
             client_msg_id: self.client_msg_id,
             edited_at: self.edited_at.map(to_datetime),
             deleted_at: self.deleted_at.map(to_datetime),
+            media: if self.hidden {
+                Vec::new()
+            } else {
+                super::media::parse_media(self.media.as_deref())
+            },
             hidden: self.hidden,
         }
     }
@@ -67,6 +76,9 @@ pub struct NewMessage {
     pub content: String,
     pub client_msg_id: String,
     pub now: i64,
+    /// The images, as the API's JSON array (`None`: none), claimed for this message
+    /// beforehand ([`MediaStore::claim_for_message`](super::MediaStore::claim_for_message)).
+    pub media: Option<String>,
 }
 
 /// What committing one send did.

@@ -10,6 +10,22 @@ pub struct PostRow {
     pub author_id: i64,
     pub content: String,
     pub created_at: i64,
+    /// The post's images, as the API's JSON array (`None`: none).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub media: Option<String>,
+}
+
+/// What storing a post did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostInsert {
+    /// Stored, with its `publish` fanout job.
+    Stored { job: i64 },
+    /// The author used the idempotency key already: nothing stored.
+    KeyUsed,
+    /// One of the images is no longer the author's to attach (used meanwhile): nothing
+    /// stored.
+    MediaTaken,
 }
 
 /// What a fanout job does to the author's followers' feeds.
@@ -41,14 +57,15 @@ impl FanoutKind {
 
 #[async_trait::async_trait]
 pub trait FeedStore: Send + Sync {
-    /// Stores a post and its `publish` fanout job in one transaction; returns the job's id,
-    /// or `None` when `idempotency_key` was already used by the author (nothing stored).
+    /// Stores a post, attaches its images (`media`: the author's uploads, attached to
+    /// nothing) and stores its `publish` fanout job, in one transaction.
     async fn insert_post(
         &self,
         post: &PostRow,
+        media: &[i64],
         idempotency_key: Option<&str>,
         now: i64,
-    ) -> Result<Option<i64>>;
+    ) -> Result<PostInsert>;
     /// Deletes a post (its likes cascade) and stores its `delete` fanout job in one
     /// transaction; returns the job's id, or `None` if there was no such post.
     async fn delete_post(&self, post: &PostRow, now: i64) -> Result<Option<i64>>;

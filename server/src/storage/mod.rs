@@ -7,8 +7,10 @@
 //! "commit a batch of chat messages"), that is one method and one transaction.
 //!
 //! # Layout
-//! * `accounts`, `graph`, `feed`, `chat`, `notifications`, `presence`, `outbox`: the
-//!   interfaces (traits) and the rows they exchange.
+//! * `accounts`, `graph`, `feed`, `chat`, `media`, `notifications`, `presence`, `outbox`:
+//!   the interfaces (traits) and the rows they exchange.
+//! * `blobs`: where the files of uploaded images are kept: a local directory, or the
+//!   PostgreSQL database (`postgres/blobs.rs`) for a cluster.
 //! * `sqlite/`: SQLite in WAL mode: a read pool, one write connection, the checkpointer;
 //!   migrations in `server/migrations/sqlite/`.
 //! * `postgres/`: PostgreSQL 14 or newer; migrations in `server/migrations/postgres/`.
@@ -17,9 +19,11 @@
 //! an opaque 500, or a 503 `unavailable` when the database cannot be reached.
 
 pub mod accounts;
+pub mod blobs;
 pub mod chat;
 pub mod feed;
 pub mod graph;
+pub mod media;
 pub mod notifications;
 pub mod outbox;
 pub mod postgres;
@@ -29,9 +33,11 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use accounts::{AccountStore, UserRow};
+pub use blobs::BlobStore;
 pub use chat::ChatStore;
 pub use feed::FeedStore;
 pub use graph::GraphStore;
+pub use media::MediaStore;
 pub use notifications::NotificationStore;
 pub use outbox::OutboxStore;
 pub use presence::PresenceStore;
@@ -72,6 +78,10 @@ pub struct Storage {
     pub graph: Arc<dyn GraphStore>,
     pub feed: Arc<dyn FeedStore>,
     pub chat: Arc<dyn ChatStore>,
+    pub media: Arc<dyn MediaStore>,
+    /// The files of uploaded images (a directory, or the database), per
+    /// [`Options::media`].
+    pub blobs: Arc<dyn BlobStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub presence: Arc<dyn PresenceStore>,
     pub outbox: Arc<dyn OutboxStore>,
@@ -80,12 +90,13 @@ pub struct Storage {
 
 impl Storage {
     /// Every feature's handle on one implementation.
-    fn of<S>(raw: Raw, store: Arc<S>) -> Self
+    fn of<S>(raw: Raw, store: Arc<S>, blobs: Arc<dyn BlobStore>) -> Self
     where
         S: AccountStore
             + GraphStore
             + FeedStore
             + ChatStore
+            + MediaStore
             + NotificationStore
             + PresenceStore
             + OutboxStore
@@ -98,6 +109,8 @@ impl Storage {
             graph: store.clone(),
             feed: store.clone(),
             chat: store.clone(),
+            media: store.clone(),
+            blobs,
             notifications: store.clone(),
             presence: store.clone(),
             outbox: store.clone(),
@@ -112,12 +125,20 @@ impl Storage {
             Some(Engine::Sqlite) => {
                 let store =
                     Arc::new(sqlite::SqliteStore::connect(url, options.sqlite_synchronous).await?);
-                Ok(Self::of(Raw::Sqlite(store.clone()), store))
+                let blobs: Arc<dyn BlobStore> = match &options.media {
+                    MediaFiles::Directory(dir) => Arc::new(blobs::DirBlobs::open(dir)?),
+                    MediaFiles::Database => return Err(ConnectError::MediaInDatabase),
+                };
+                Ok(Self::of(Raw::Sqlite(store.clone()), store, blobs))
             }
             Some(Engine::Postgres) => {
                 let store =
                     Arc::new(postgres::PgStore::connect(url, options.postgres_pool_size).await?);
-                Ok(Self::of(Raw::Postgres(store.clone()), store))
+                let blobs: Arc<dyn BlobStore> = match &options.media {
+                    MediaFiles::Directory(dir) => Arc::new(blobs::DirBlobs::open(dir)?),
+                    MediaFiles::Database => store.clone(),
+                };
+                Ok(Self::of(Raw::Postgres(store.clone()), store, blobs))
             }
             None => Err(ConnectError::Scheme),
         }
@@ -141,6 +162,17 @@ pub struct Options {
     pub sqlite_synchronous: SqliteSync,
     /// Connections to PostgreSQL per node.
     pub postgres_pool_size: u32,
+    /// Where the files of uploaded images go.
+    pub media: MediaFiles,
+}
+
+/// Where the files of uploaded images are kept (`KITH_MEDIA_STORE`, `KITH_MEDIA_DIR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaFiles {
+    /// A local directory: one machine, or nodes that share a mounted one.
+    Directory(std::path::PathBuf),
+    /// The PostgreSQL database, which every node of a cluster shares.
+    Database,
 }
 
 /// SQLite's `synchronous` setting (`KITH_SQLITE_SYNCHRONOUS`).
@@ -161,6 +193,12 @@ pub enum ConnectError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("KITH_DATABASE_URL must start with sqlite: or postgres:")]
     Scheme,
+    #[error(
+        "KITH_MEDIA_STORE=database needs PostgreSQL; on SQLite media files go in KITH_MEDIA_DIR"
+    )]
+    MediaInDatabase,
+    #[error("KITH_MEDIA_DIR: {0}")]
+    MediaDir(#[from] std::io::Error),
 }
 
 /// Current time in Unix milliseconds, the unit of every stored timestamp.

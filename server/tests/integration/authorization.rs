@@ -127,6 +127,10 @@ const MATRIX: &[Row] = &[
         "/v1/chat/channels/{id}/messages/{message_id}",
         OWNER_204,
     ),
+    row("POST", "/v1/media", SIGNED_IN_201),
+    row("GET", "/media/{file}", PUBLIC),
+    // Only the uploader may describe an upload; to anyone else it does not exist.
+    row("PATCH", "/v1/media/{id}", [401, 401, 404, 404, 200]),
     // Last: each caller deletes their own account.
     row("DELETE", "/v1/me", SIGNED_IN_204),
 ];
@@ -147,6 +151,21 @@ struct World {
     doomed_post: String,
     /// A second session of the owner's, for the row that ends one.
     owner_session: String,
+    /// The file of an image the owner uploaded (`{sha256}.png`), and its id.
+    media_file: String,
+    media_id: String,
+}
+
+/// A small PNG image.
+fn png() -> Result<Vec<u8>> {
+    let picture = image::DynamicImage::ImageRgb8(image::ImageBuffer::from_pixel(
+        6,
+        4,
+        image::Rgb([10, 20, 30]),
+    ));
+    let mut out = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
 }
 
 impl World {
@@ -208,7 +227,24 @@ impl World {
             .and_then(|s| s["id"].as_str())
             .context("the second session's id")?
             .to_string();
+        let media: Value = app
+            .client
+            .post(app.url("/v1/media"))
+            .bearer_auth(&owner.token)
+            .body(png()?)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let media_file = media["url"]
+            .as_str()
+            .and_then(|url| url.strip_prefix("/media/"))
+            .context("the upload's url")?
+            .to_string();
+        let media_id = media["id"].as_str().context("the upload's id")?.to_string();
         Ok(Self {
+            media_id,
+            media_file,
             owner_session,
             post: post["id"].as_str().context("post id")?.to_string(),
             doomed_post: doomed["id"].as_str().context("post id")?.to_string(),
@@ -271,6 +307,8 @@ impl World {
             "/v1/posts/{id}/like" => format!("/v1/posts/{}/like", self.post),
             "/v1/chat/dm/{username}" => "/v1/chat/dm/az_kept".to_string(),
             "/v1/chat/sync" => "/v1/chat/sync?since=0&timeout=0".to_string(),
+            "/media/{file}" => format!("/media/{}", self.media_file),
+            "/v1/media/{id}" => format!("/v1/media/{}", self.media_id),
             "/v1/me/sessions/{id}" => format!("/v1/me/sessions/{}", self.owner_session),
             "/v1/chat/channels/{id}/messages" => format!("/v1/chat/channels/{g}/messages"),
             "/v1/chat/channels/{id}/read" => format!("/v1/chat/channels/{g}/read"),
@@ -303,6 +341,7 @@ impl World {
                 Some(json!({"password": password}))
             }
             ("PATCH", "/v1/chat/channels/{id}") => Some(json!({"name": format!("{case}'s name")})),
+            ("PATCH", "/v1/media/{id}") => Some(json!({"alt": format!("described by {case}")})),
             ("PATCH", "/v1/me") => Some(json!({"bio": format!("bio of {case}")})),
             ("POST", "/v1/me/password") => {
                 let password = self.user(who).map_or("", |u| u.password.as_str());
@@ -362,7 +401,9 @@ async fn every_route_answers_each_caller_as_its_rules_say() -> Result<()> {
             if let Some(token) = world.token(who, row).await? {
                 request = request.bearer_auth(token);
             }
-            if let Some(body) = &body {
+            if row.path == "/v1/media" {
+                request = request.header("content-type", "image/png").body(png()?);
+            } else if let Some(body) = &body {
                 request = request.json(body);
             }
             let got = request.send().await?.status().as_u16();

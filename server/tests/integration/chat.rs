@@ -680,6 +680,7 @@ async fn a_batch_decides_each_send_as_single_sends_would() -> Result<()> {
         content: content.into(),
         client_msg_id: key.into(),
         now: 1,
+        media: None,
     };
     let batch = [
         send(dm_id, a_id, "one", "k1"),

@@ -19,6 +19,7 @@ mod crash;
 mod feed;
 mod hosts;
 mod limits;
+mod media;
 mod message_edits;
 mod notifications;
 mod outage;

@@ -756,6 +756,7 @@ async fn store_quietly(
         content: content.into(),
         client_msg_id: format!("q-{}", common::rand_u64()),
         now: kith::storage::now_ms(),
+        media: None,
     };
     let written = app
         .state

@@ -126,6 +126,7 @@ async fn a_send_is_acked_and_reaches_the_other_persons_connection() -> Result<()
         channel_id: channel,
         client_msg_id: "loop-1".into(),
         content: "hello".into(),
+        media: Vec::new(),
     })?;
     let ServerFrame::Ack {
         client_msg_id,
@@ -163,6 +164,7 @@ async fn bad_frames_get_typed_errors_and_the_connection_stays() -> Result<()> {
         channel_id: app::model::Id(channel.0 + 1),
         client_msg_id: "c8".into(),
         content: "nowhere".into(),
+        media: Vec::new(),
     })?;
     let frame = a.next_not_presence().await?;
     assert_eq!(
@@ -175,6 +177,7 @@ async fn bad_frames_get_typed_errors_and_the_connection_stays() -> Result<()> {
         channel_id: channel,
         client_msg_id: "c9".into(),
         content: "fine".into(),
+        media: Vec::new(),
     })?;
     assert!(matches!(
         a.next_not_presence().await?,
@@ -236,6 +239,7 @@ async fn a_flood_of_frames_is_refused_past_the_connections_limit() -> Result<()>
                 channel_id: channel,
                 client_msg_id: "flood".into(),
                 content: "too many".into(),
+                media: Vec::new(),
             })?;
         }
     }

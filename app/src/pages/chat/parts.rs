@@ -221,7 +221,7 @@ fn EditForm(
         leptos::task::spawn_local(async move {
             match edit_message(csrf_token(), channel.to_string(), id.to_string(), text).await {
                 Ok(message) => {
-                    client.changed(id, Change::Edited(message));
+                    client.changed(id, Change::Edited(Box::new(message)));
                     editing.set(false);
                 }
                 Err(e) => error.set(Some(e.message)),

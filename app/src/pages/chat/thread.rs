@@ -144,6 +144,7 @@ impl ThreadState {
                 csrf_token(),
                 channel,
                 p.content.clone(),
+                String::new(),
                 p.client_msg_id.clone(),
             )
             .await;

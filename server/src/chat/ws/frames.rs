@@ -274,12 +274,14 @@ impl<S: Socket> Conn<S> {
                 channel_id,
                 client_msg_id,
                 content,
+                media,
             } => {
                 match service::send(
                     &self.state,
                     &self.user,
                     channel_id.0,
                     &content,
+                    &media,
                     &client_msg_id,
                     self.id,
                 )

@@ -13,7 +13,7 @@ use crate::{
 use sqlx::{FromRow, PgConnection};
 
 const MESSAGE_COLUMNS: &str =
-    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at";
+    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at, media";
 
 /// Adds `users` to `channel` inside the caller's transaction; returns how many were not
 /// members yet. `ON CONFLICT` rather than a caught error: a unique violation would abort
@@ -245,6 +245,7 @@ impl ChatStore for PgStore {
             "SELECT x.channel_id, x.id, x.seq, x.sender_id,
                     CASE WHEN b.blocker_id IS NULL THEN x.content ELSE '' END AS content,
                     x.client_msg_id, x.created_at, x.edited_at, x.deleted_at,
+                    CASE WHEN b.blocker_id IS NULL THEN x.media END AS media,
                     b.blocker_id IS NOT NULL AS hidden
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
              LEFT JOIN blocks b ON b.blocker_id = m.user_id AND b.blocked_id = x.sender_id
@@ -339,7 +340,7 @@ impl ChatStore for PgStore {
     ) -> Result<Option<MessageRow>> {
         let mut tx = self.pool.begin().await?;
         let row: Option<MessageRow> = sqlx::query_as(&format!(
-            "UPDATE messages SET content = '', deleted_at = $1
+            "UPDATE messages SET content = '', media = NULL, deleted_at = $1
              WHERE channel_id = $2 AND id = $3 AND sender_id = $4 AND deleted_at IS NULL
              RETURNING {MESSAGE_COLUMNS}"
         ))

@@ -2,7 +2,7 @@
 
 use super::PgStore;
 use crate::storage::{
-    feed::{FanoutKind, FeedStore, PostRow},
+    feed::{FanoutKind, FeedStore, PostInsert, PostRow},
     Result,
 };
 use sqlx::PgConnection;
@@ -32,16 +32,17 @@ impl FeedStore for PgStore {
     async fn insert_post(
         &self,
         post: &PostRow,
+        media: &[i64],
         idempotency_key: Option<&str>,
         now: i64,
-    ) -> Result<Option<i64>> {
+    ) -> Result<PostInsert> {
         let mut tx = self.pool.begin().await?;
         // A unique violation would abort the transaction, so a used key inserts nothing
         // instead (after waiting for a concurrent insert of the same key to commit or roll
         // back); the caller then reads the first post.
         let inserted = sqlx::query(
-            "INSERT INTO posts (id, author_id, content, created_at, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO posts (id, author_id, content, created_at, idempotency_key, media)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL
              DO NOTHING",
         )
@@ -50,16 +51,35 @@ impl FeedStore for PgStore {
         .bind(&post.content)
         .bind(post.created_at)
         .bind(idempotency_key)
+        .bind(&post.media)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
             // Dropping the transaction rolls it back (it wrote nothing).
-            return Ok(None);
+            return Ok(PostInsert::KeyUsed);
+        }
+        if !media.is_empty() {
+            // A concurrent claim of the same rows waits for this one's commit, then finds
+            // them taken.
+            let claimed = sqlx::query(
+                "UPDATE media SET post_id = $1
+                  WHERE owner_id = $2 AND post_id IS NULL AND message_key IS NULL
+                    AND id = ANY($3)",
+            )
+            .bind(post.id)
+            .bind(post.author_id)
+            .bind(media)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed != media.len() as u64 {
+                return Ok(PostInsert::MediaTaken);
+            }
         }
         let job = insert_fanout_job(&mut tx, FanoutKind::Publish, post, now).await?;
         tx.commit().await?;
-        Ok(Some(job))
+        Ok(PostInsert::Stored { job })
     }
 
     async fn delete_post(&self, post: &PostRow, now: i64) -> Result<Option<i64>> {
@@ -79,7 +99,7 @@ impl FeedStore for PgStore {
 
     async fn post_by_idempotency_key(&self, author: i64, key: &str) -> Result<Option<PostRow>> {
         sqlx::query_as(
-            "SELECT id, author_id, content, created_at FROM posts
+            "SELECT id, author_id, content, created_at, media FROM posts
              WHERE author_id = $1 AND idempotency_key = $2",
         )
         .bind(author)
@@ -89,7 +109,7 @@ impl FeedStore for PgStore {
     }
 
     async fn post_by_id(&self, id: i64) -> Result<Option<PostRow>> {
-        sqlx::query_as("SELECT id, author_id, content, created_at FROM posts WHERE id = $1")
+        sqlx::query_as("SELECT id, author_id, content, created_at, media FROM posts WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -99,10 +119,12 @@ impl FeedStore for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        sqlx::query_as("SELECT id, author_id, content, created_at FROM posts WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as(
+            "SELECT id, author_id, content, created_at, media FROM posts WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
     }
 
     async fn author_post_ids(&self, author: i64, below: i64, limit: i64) -> Result<Vec<i64>> {

@@ -26,9 +26,11 @@
 //! * each stale outbox job is claimed by one sweeping node (`FOR UPDATE SKIP LOCKED`).
 
 mod accounts;
+mod blobs;
 mod chat;
 mod feed;
 mod graph;
+mod media;
 mod notifications;
 mod outbox;
 mod presence;

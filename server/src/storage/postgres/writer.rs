@@ -65,6 +65,8 @@ struct Outcome {
     members: Option<Vec<i64>>,
     /// On a new message: the members who blocked its sender.
     hidden_from: Option<Vec<i64>>,
+    /// The stored images of an existing message (NULL for a new one: they are the send's).
+    media: Option<String>,
 }
 
 impl PgStore {
@@ -118,6 +120,7 @@ impl PgStore {
         let keys: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
         let contents: Vec<&str> = batch.iter().map(|m| m.content.as_str()).collect();
         let times: Vec<i64> = batch.iter().map(|m| m.now).collect();
+        let media: Vec<Option<&str>> = batch.iter().map(|m| m.media.as_deref()).collect();
         for _ in 0..MAX_RENUMBERINGS {
             ids.check_writable()
                 .map_err(|fenced| sqlx::Error::Io(std::io::Error::other(fenced)))?;
@@ -132,13 +135,14 @@ impl PgStore {
                 })
                 .collect();
             let outcomes: Vec<Outcome> =
-                sqlx::query_as("SELECT * FROM commit_messages($1, $2, $3, $4, $5, $6)")
+                sqlx::query_as("SELECT * FROM commit_messages($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&channels)
                     .bind(&senders)
                     .bind(&keys)
                     .bind(&contents)
                     .bind(&times)
                     .bind(&numbers)
+                    .bind(&media)
                     .fetch_all(&mut *conn)
                     .await?;
             if let [Outcome {
@@ -177,7 +181,7 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
         if o.ord != i as i64 + 1 {
             return Err(malformed(format!("answer {} for send {}", o.ord, i + 1)));
         }
-        let row = |content: String| -> Result<MessageRow> {
+        let row = |content: String, media: Option<String>| -> Result<MessageRow> {
             match (o.channel_id, o.id, o.seq, o.created_at) {
                 (Some(channel_id), Some(id), Some(seq), Some(created_at)) => Ok(MessageRow {
                     channel_id,
@@ -190,6 +194,7 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
                     edited_at: None,
                     deleted_at: None,
                     hidden: false,
+                    media,
                 }),
                 _ => Err(malformed(format!(
                     "send {} answered without its message",
@@ -199,7 +204,7 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
         };
         let answer = match o.outcome as u8 {
             b'n' => {
-                let row = row(m.content.clone())?;
+                let row = row(m.content.clone(), m.media.clone())?;
                 if let Some(list) = o.members.clone() {
                     members.insert(row.channel_id, list.into());
                 }
@@ -213,7 +218,9 @@ fn answers(batch: &[&NewMessage], outcomes: Vec<Outcome>) -> Result<Vec<Committe
                     hidden_from: o.hidden_from.clone().unwrap_or_default(),
                 }
             }
-            b'e' => Committed::Existing(row(o.content.clone().unwrap_or_default())?),
+            b'e' => {
+                Committed::Existing(row(o.content.clone().unwrap_or_default(), o.media.clone())?)
+            }
             b'c' => Committed::NoChannel,
             b'm' => Committed::NotMember,
             b'b' => Committed::Apart,

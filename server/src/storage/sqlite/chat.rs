@@ -12,7 +12,7 @@ use crate::{
 use sqlx::{FromRow, SqliteConnection};
 
 const MESSAGE_COLUMNS: &str =
-    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at";
+    "channel_id, id, seq, sender_id, content, client_msg_id, created_at, edited_at, deleted_at, media";
 
 async fn insert_channel(
     conn: &mut SqliteConnection,
@@ -241,6 +241,7 @@ impl ChatStore for SqliteStore {
             "SELECT x.channel_id, x.id, x.seq, x.sender_id,
                     CASE WHEN b.blocker_id IS NULL THEN x.content ELSE '' END AS content,
                     x.client_msg_id, x.created_at, x.edited_at, x.deleted_at,
+                    CASE WHEN b.blocker_id IS NULL THEN x.media END AS media,
                     b.blocker_id IS NOT NULL AS hidden
              FROM channel_members m JOIN messages x ON x.channel_id = m.channel_id
              LEFT JOIN blocks b ON b.blocker_id = m.user_id AND b.blocked_id = x.sender_id
@@ -333,7 +334,7 @@ impl ChatStore for SqliteStore {
     ) -> Result<Option<MessageRow>> {
         let mut tx = self.writes.begin().await?;
         let row: Option<MessageRow> = sqlx::query_as(&format!(
-            "UPDATE messages SET content = '', deleted_at = ?
+            "UPDATE messages SET content = '', media = NULL, deleted_at = ?
              WHERE channel_id = ? AND id = ? AND sender_id = ? AND deleted_at IS NULL
              RETURNING {MESSAGE_COLUMNS}"
         ))

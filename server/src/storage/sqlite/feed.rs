@@ -2,7 +2,7 @@
 
 use super::{push_in_list, SqliteStore};
 use crate::storage::{
-    feed::{FanoutKind, PostRow},
+    feed::{FanoutKind, PostInsert, PostRow},
     is_unique_violation, FeedStore, Result,
 };
 use sqlx::{QueryBuilder, SqliteConnection};
@@ -35,26 +35,39 @@ impl FeedStore for SqliteStore {
     async fn insert_post(
         &self,
         post: &PostRow,
+        media: &[i64],
         idempotency_key: Option<&str>,
         now: i64,
-    ) -> Result<Option<i64>> {
+    ) -> Result<PostInsert> {
         let mut tx = self.writes.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO posts (id, author_id, content, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO posts (id, author_id, content, created_at, idempotency_key, media) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(post.id)
         .bind(post.author_id)
         .bind(&post.content)
         .bind(post.created_at)
         .bind(idempotency_key)
+        .bind(&post.media)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             // A concurrent retry with the same key won the race: nothing is stored (the
             // transaction rolls back as it drops), the caller answers with that post.
-            Err(e) if is_unique_violation(&e) => return Ok(None),
+            Err(e) if is_unique_violation(&e) => return Ok(PostInsert::KeyUsed),
             Err(e) => return Err(e),
+        }
+        if !media.is_empty() {
+            let mut q = QueryBuilder::new("UPDATE media SET post_id = ");
+            q.push_bind(post.id);
+            q.push(" WHERE owner_id = ");
+            q.push_bind(post.author_id);
+            q.push(" AND post_id IS NULL AND message_key IS NULL AND id IN ");
+            push_in_list(&mut q, media);
+            if q.build().execute(&mut *tx).await?.rows_affected() != media.len() as u64 {
+                return Ok(PostInsert::MediaTaken);
+            }
         }
         let job = insert_outbox(
             &mut tx,
@@ -66,7 +79,7 @@ impl FeedStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Some(job))
+        Ok(PostInsert::Stored { job })
     }
 
     async fn delete_post(&self, post: &PostRow, now: i64) -> Result<Option<i64>> {
@@ -96,7 +109,7 @@ impl FeedStore for SqliteStore {
 
     async fn post_by_idempotency_key(&self, author: i64, key: &str) -> Result<Option<PostRow>> {
         sqlx::query_as(
-            "SELECT id, author_id, content, created_at FROM posts WHERE author_id = ? AND idempotency_key = ?",
+            "SELECT id, author_id, content, created_at, media FROM posts WHERE author_id = ? AND idempotency_key = ?",
         )
         .bind(author)
         .bind(key)
@@ -105,7 +118,7 @@ impl FeedStore for SqliteStore {
     }
 
     async fn post_by_id(&self, id: i64) -> Result<Option<PostRow>> {
-        sqlx::query_as("SELECT id, author_id, content, created_at FROM posts WHERE id = ?")
+        sqlx::query_as("SELECT id, author_id, content, created_at, media FROM posts WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.reads)
             .await
@@ -115,8 +128,9 @@ impl FeedStore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q =
-            QueryBuilder::new("SELECT id, author_id, content, created_at FROM posts WHERE id IN ");
+        let mut q = QueryBuilder::new(
+            "SELECT id, author_id, content, created_at, media FROM posts WHERE id IN ",
+        );
         push_in_list(&mut q, ids);
         q.build_query_as::<PostRow>().fetch_all(&self.reads).await
     }

@@ -21,6 +21,7 @@ mod chat;
 mod checkpoint;
 mod feed;
 mod graph;
+mod media;
 mod notifications;
 mod outbox;
 mod presence;

@@ -103,7 +103,8 @@ SELECT json_object(
         FROM json_each(?1) j),
     'retries', (SELECT json_group_array(json_array(j.key, json_object(
             'channel_id', x.channel_id, 'id', x.id, 'seq', x.seq, 'sender_id', x.sender_id,
-            'content', x.content, 'client_msg_id', x.client_msg_id, 'created_at', x.created_at)))
+            'content', x.content, 'client_msg_id', x.client_msg_id, 'created_at', x.created_at,
+            'media', x.media)))
         FROM json_each(?1) j
         JOIN messages x ON x.sender_id = j.value->>'s' AND x.client_msg_id = j.value->>'k'),
     'floor', (SELECT COALESCE(MAX(id), 0) FROM messages),
@@ -192,7 +193,8 @@ async fn insert_and_commit(tx: &mut SqliteConnection, rows: &[MessageRow]) -> Re
             .bind(r.sender_id)
             .bind(r.content.as_str())
             .bind(r.client_msg_id.as_str())
-            .bind(r.created_at);
+            .bind(r.created_at)
+            .bind(r.media.as_deref());
     }
     for r in newest.values() {
         query = query.bind(r.channel_id).bind(r.seq).bind(r.id);
@@ -206,13 +208,13 @@ async fn insert_and_commit(tx: &mut SqliteConnection, rows: &[MessageRow]) -> Re
 fn insert_sql(rows: usize, channels: usize) -> String {
     let values = |n: usize, row: &str| vec![row; n].join(", ");
     format!(
-        "INSERT OR ROLLBACK INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at)
+        "INSERT OR ROLLBACK INTO messages (channel_id, id, seq, sender_id, content, client_msg_id, created_at, media)
          VALUES {};
          UPDATE OR ROLLBACK channels SET last_seq = u.seq, last_message_id = u.id
            FROM (SELECT column1 AS channel, column2 AS seq, column3 AS id FROM (VALUES {})) AS u
           WHERE channels.id = u.channel;
          COMMIT",
-        values(rows, "(?, ?, ?, ?, ?, ?, ?)"),
+        values(rows, "(?, ?, ?, ?, ?, ?, ?, ?)"),
         values(channels, "(?, ?, ?)"),
     )
 }
@@ -308,6 +310,7 @@ impl BatchPlan {
                 edited_at: None,
                 deleted_at: None,
                 hidden: false,
+                media: m.media.clone(),
             });
         }
         Ok(rows)

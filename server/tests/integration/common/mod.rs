@@ -209,6 +209,11 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
     env.insert("KITH_ALLOWED_ORIGINS".into(), ORIGIN.into());
     // NORMAL keeps tests fast; durability settings are not what these tests check.
     env.insert("KITH_SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
+    // Media files beside the database (on PostgreSQL they go in the database).
+    env.insert(
+        "KITH_MEDIA_DIR".into(),
+        dir.path().join("media").display().to_string(),
+    );
     if backend == Backend::Redis {
         env.insert("KITH_REDIS_URL".into(), redis_url());
         env.insert(
