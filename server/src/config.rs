@@ -518,11 +518,41 @@ mod tests {
     }
 
     #[test]
+    fn media_files_go_in_a_directory_on_sqlite_and_the_database_on_postgres(
+    ) -> Result<(), ConfigError> {
+        use crate::storage::MediaFiles;
+        let pg = ("KITH_DATABASE_URL", "postgres://kith@db:5432/kith");
+        assert_eq!(
+            config(&[])?.storage.media,
+            MediaFiles::Directory("media".into())
+        );
+        assert_eq!(config(&[pg])?.storage.media, MediaFiles::Database);
+        let shared = config(&[pg, ("KITH_MEDIA_DIR", "/mnt/media")])?;
+        assert_eq!(
+            shared.storage.media,
+            MediaFiles::Directory("/mnt/media".into())
+        );
+        let chosen = config(&[pg, ("KITH_MEDIA_STORE", "dir")])?;
+        assert_eq!(chosen.storage.media, MediaFiles::Directory("media".into()));
+        let sqlite_db = config(&[("KITH_MEDIA_STORE", "database")])?;
+        assert_eq!(
+            sqlite_db.storage.media,
+            MediaFiles::Database,
+            "refused at connect"
+        );
+        assert_eq!(config(&[])?.media_uploads_per_day, 200);
+        Ok(())
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("KITH_NODE_ID", "1024"),
             ("KITH_NODE_ID", "abc"),
             ("KITH_POST_RATE_PER_MIN", "0"),
+            ("KITH_MEDIA_STORE", "s3"),
+            ("KITH_MEDIA_UPLOADS_PER_DAY", "0"),
+            ("KITH_MEDIA_WORKERS", "0"),
             ("KITH_CHAT_SEND_RATE_PER_SEC", "0"),
             ("KITH_WS_CONNECT_RATE_PER_MIN", "x"),
             ("KITH_SIGNUP_RATE_PER_HOUR", "0"),

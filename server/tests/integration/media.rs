@@ -618,3 +618,59 @@ async fn uploads_per_day_are_limited() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn every_node_of_a_cluster_serves_and_attaches_every_image() -> Result<()> {
+    if !common::redis_available() {
+        eprintln!("skipped: KITH_TEST_REDIS_URL is not set");
+        return Ok(());
+    }
+    let cluster = common::Cluster::new().await?;
+    // On PostgreSQL the files are in the shared database; nodes sharing a SQLite file
+    // share a directory as well.
+    let shared = tempfile::tempdir()?;
+    let node = || {
+        let mut options = cluster.node(1);
+        if common::postgres_url().is_none() {
+            options
+                .env
+                .push(("KITH_MEDIA_DIR", shared.path().display().to_string()));
+        }
+        options
+    };
+    let a = spawn_with(Backend::Redis, node()).await?;
+    let b = spawn_with(Backend::Redis, node()).await?;
+    let ana = a.register("ana_n").await?;
+    let media = uploaded(&a, &ana, encoded(&gradient(640, 480), ImageFormat::Jpeg)?).await?;
+    let (_, picture) = fetch_image(&b, &media["url"]).await?;
+    assert_eq!((picture.width(), picture.height()), (640, 480));
+
+    // Attached through the other node, and deleted through the first.
+    let resp = b
+        .post_json(
+            "/v1/me/feed",
+            &json!({"content": "from b", "media": [media["id"]]}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let post: Value = resp.json().await?;
+    assert_eq!(post["media"], json!([media]));
+    let again = a
+        .post_json(
+            "/v1/me/feed",
+            &json!({"content": "twice", "media": [media["id"]]}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_error(again, 422, "validation_failed").await?;
+    let id = post["id"].as_str().context("post id")?;
+    assert_eq!(
+        a.delete_as(&ana, &format!("/v1/posts/{id}"))
+            .await?
+            .status(),
+        204
+    );
+    assert_eq!(fetch(&b, &media["url"]).await?.status(), 404);
+    Ok(())
+}

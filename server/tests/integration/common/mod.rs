@@ -205,15 +205,18 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Result<TestApp> {
         (None, true) => format!("sqlite://{}/kith.db", dir.path().display()),
         (None, false) => fresh_database(dir.path(), "kith").await?,
     };
-    env.insert("KITH_DATABASE_URL".into(), database_url);
+    env.insert("KITH_DATABASE_URL".into(), database_url.clone());
     env.insert("KITH_ALLOWED_ORIGINS".into(), ORIGIN.into());
     // NORMAL keeps tests fast; durability settings are not what these tests check.
     env.insert("KITH_SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
-    // Media files beside the database (on PostgreSQL they go in the database).
-    env.insert(
-        "KITH_MEDIA_DIR".into(),
-        dir.path().join("media").display().to_string(),
-    );
+    // Media files beside a SQLite database; on PostgreSQL they go in the database (its
+    // default), so the suite runs both blob stores.
+    if database_url.starts_with("sqlite:") {
+        env.insert(
+            "KITH_MEDIA_DIR".into(),
+            dir.path().join("media").display().to_string(),
+        );
+    }
     if backend == Backend::Redis {
         env.insert("KITH_REDIS_URL".into(), redis_url());
         env.insert(
