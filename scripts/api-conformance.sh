@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 examples="${1:-10}"
 port=3001
 dir="$(mktemp -d)"
-LEPTOS_SITE_ADDR="127.0.0.1:$port" KITH_DATABASE_URL="sqlite://$dir/kith.db" RUST_LOG=warn \
+LEPTOS_SITE_ADDR="127.0.0.1:$port" KITH_DATABASE_URL="sqlite://$dir/kith.db" KITH_MEDIA_DIR="$dir/media" RUST_LOG=warn \
   ./target/release/server > "$dir/server.log" 2>&1 &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$dir"' EXIT

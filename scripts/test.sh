@@ -76,7 +76,7 @@ step "API conformance: schemathesis against /v1/openapi.json (release build)"
 step "Playwright end-to-end suite (against the release build)"
 e2e_dir="$(mktemp -d)"
 LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_SITE_ROOT=target/site LEPTOS_OUTPUT_NAME=kith LEPTOS_ENV=PROD \
-  KITH_DATABASE_URL="sqlite://$e2e_dir/kith-e2e.db" RUST_LOG=warn \
+  KITH_DATABASE_URL="sqlite://$e2e_dir/kith-e2e.db" KITH_MEDIA_DIR="$e2e_dir/media" RUST_LOG=warn \
   KITH_PRESENCE_TIMEOUT_SECS=12 \
   ./target/release/server > "$e2e_dir/server.log" 2>&1 &
 server_pid=$!

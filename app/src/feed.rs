@@ -1,7 +1,11 @@
 //! The news feed in the UI: server functions, the compose box and post cards.
 
 use crate::{
-    components::{avatar::Avatar, time::LocalTime},
+    components::{
+        avatar::Avatar,
+        media::{on_dragover, on_drop, on_paste, AttachPicker, Attachments, MediaGallery},
+        time::LocalTime,
+    },
     error::ApiError,
     model::{rules::MAX_POST_CHARS, Page, Post, Profile},
     session::SessionContext,
@@ -23,6 +27,15 @@ pub async fn publish(csrf: String, content: String, media: String) -> Result<Pos
         Ok(()) => backend.publish(&parts, &content, &media).await,
         Err(e) => Err(e),
     })
+}
+
+/// Media ids as the server functions take them: comma-separated.
+pub fn media_ids(media: &[crate::model::Media]) -> String {
+    media
+        .iter()
+        .map(|m| m.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[server(endpoint = "delete_post")]
@@ -87,20 +100,29 @@ pub fn viewer_id() -> Option<crate::model::Id> {
         .map(|u| u.id)
 }
 
-/// The compose box: a labelled text area with a live character counter; calls `on_posted`
-/// with the new post.
+/// The compose box: a labelled text area with a live character counter and images
+/// (picked, pasted or dropped); calls `on_posted` with the new post.
 #[component]
 pub fn Compose(on_posted: Callback<Post>) -> impl IntoView {
     let (content, set_content) = signal(String::new());
-    let action = Action::new(move |text: &String| {
+    let attachments = Attachments::new();
+    // The images' descriptions are saved first, from the browser: not `Send`.
+    let action = Action::new_unsync(move |text: &String| {
         let text = text.clone();
-        async move { publish(csrf_token(), text, String::new()).await }
+        async move {
+            let media = attachments.finish().await.map_err(|message| {
+                ApiError::new(crate::model::ErrorCode::ValidationFailed, message)
+            })?;
+            publish(csrf_token(), text, media_ids(&media)).await
+        }
     });
     let used = move || content.with(|c| c.trim().chars().count());
     let too_long = move || used() > MAX_POST_CHARS;
+    let nothing = move || used() == 0 && attachments.is_empty();
     Effect::new(move |_| {
         if let Some(Ok(post)) = action.value().get() {
             set_content.set(String::new());
+            attachments.clear();
             on_posted.run(post);
         }
     });
@@ -116,16 +138,19 @@ pub fn Compose(on_posted: Callback<Post>) -> impl IntoView {
         action.dispatch(content.get_untracked());
     };
     view! {
-        <form class="card compose" on:submit=submit>
+        <form class="card compose" on:submit=submit on:paste=on_paste(attachments)
+            on:drop=on_drop(attachments) on:dragover=on_dragover>
             <label for="compose">"What's on your mind?"</label>
             <textarea id="compose" name="content" rows="3" aria-describedby="compose-count"
                 prop:value=content
                 on:input=move |ev| set_content.set(event_target_value(&ev))></textarea>
+            <AttachPicker attachments id="compose-images" />
             <div class="compose-bar">
                 <span id="compose-count" class="counter" class:over=too_long aria-live="polite">
                     {move || format!("{} / {MAX_POST_CHARS}", used())}
                 </span>
-                <button type="submit" disabled=move || action.pending().get() || too_long() || used() == 0>
+                <button type="submit"
+                    disabled=move || action.pending().get() || too_long() || nothing() || attachments.uploading()>
                     "Post"
                 </button>
             </div>
@@ -185,6 +210,7 @@ pub fn PostCard(post: Post) -> impl IntoView {
     let name = post.author.display_name;
     let handle = format!("@{}", post.author.username);
     let content = post.content;
+    let media = post.media;
     let at = post.created_at;
     view! {
         <article class="card post" hidden=move || deleted.get()
@@ -195,7 +221,8 @@ pub fn PostCard(post: Post) -> impl IntoView {
                     <span class="muted">{handle}</span>
                     <LocalTime at class="muted" />
                 </header>
-                <p class="post-body">{content}</p>
+                {(!content.is_empty()).then(|| view! { <p class="post-body">{content}</p> })}
+                {(!media.is_empty()).then(|| view! { <MediaGallery media /> })}
                 <footer class="post-actions">
                     <button type="button" class="button-quiet" aria-pressed=move || liked.get().to_string()
                         disabled=!signed_in on:click=toggle_like>

@@ -5,7 +5,10 @@
 use super::thread::ThreadState;
 use crate::{
     chat::{delete_message, edit_message, send_typing},
-    components::time::LocalTime,
+    components::{
+        media::{on_dragover, on_drop, on_paste, AttachPicker, Attachments, MediaGallery},
+        time::LocalTime,
+    },
     feed::{csrf_token, viewer_id},
     live::{Change, LiveClient},
     model::{Id, Message},
@@ -49,6 +52,7 @@ pub(super) fn MessageList(state: ThreadState) -> impl IntoView {
                         <li class="message pending">
                             <span class="sender">"You"</span>
                             <p class="message-body">{p.content.clone()}</p>
+                            {(!p.media.is_empty()).then(|| view! { <MediaGallery media=p.media.clone() /> })}
                             {match p.failed.clone() {
                                 None => view! { <span class="muted">"Sending…"</span> }.into_any(),
                                 Some(reason) => {
@@ -148,6 +152,7 @@ fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
             }
         });
     };
+    let media = (!deleted && !m.hidden && !m.media.is_empty()).then(|| m.media.clone());
     let body = if deleted {
         view! { <p class="message-body muted deleted">"Message deleted"</p> }.into_any()
     } else if m.hidden {
@@ -176,6 +181,7 @@ fn MessageItem(state: ThreadState, shown: Shown) -> impl IntoView {
                 <LocalTime at=m.created_at class="muted" />
             })}
             {body}
+            {media.map(|media| view! { <MediaGallery media /> })}
             {(mine && !deleted).then(|| view! {
                 <div class="message-actions">
                     <Show when=move || !editing.get() && !confirming.get()>
@@ -330,17 +336,38 @@ pub(super) fn Composer(state: ThreadState) -> impl IntoView {
             let _ = send_typing(csrf_token(), channel).await;
         });
     };
+    let attachments = Attachments::new();
+    let error = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         state.focus_composer();
-        let content = draft.get_untracked();
-        if !content.trim().is_empty() {
-            set_draft.set(String::new());
-            state.send(content);
+        if attachments.uploading() {
+            error.set(Some("Wait for the images to finish uploading".into()));
+            return;
         }
+        let content = draft.get_untracked();
+        if content.trim().is_empty() && attachments.is_empty() {
+            return;
+        }
+        error.set(None);
+        set_draft.set(String::new());
+        // The images' descriptions are saved before the message goes.
+        leptos::task::spawn_local(async move {
+            match attachments.finish().await {
+                Ok(media) => {
+                    attachments.clear();
+                    state.send(content, media);
+                }
+                Err(message) => {
+                    set_draft.set(content);
+                    error.set(Some(message));
+                }
+            }
+        });
     };
     view! {
-        <form class="send" on:submit=submit>
+        <form class="send" on:submit=submit on:paste=on_paste(attachments)
+            on:drop=on_drop(attachments) on:dragover=on_dragover>
             <label for="message-input" class="visually-hidden">"Message"</label>
             <input id="message-input" node_ref=state.input type="text" autocomplete="off" maxlength="4000" placeholder="Write a message"
                 aria-label="Message" prop:value=draft on:input=move |ev| {
@@ -348,6 +375,10 @@ pub(super) fn Composer(state: ThreadState) -> impl IntoView {
                     typed();
                 } />
             <button type="submit">"Send"</button>
+            <AttachPicker attachments id="message-images" />
+            <Show when=move || error.with(Option::is_some)>
+                <p role="alert" class="error">{move || error.get()}</p>
+            </Show>
         </form>
     }
 }

@@ -27,6 +27,8 @@ const REFILL_AFTER: Duration = Duration::from_secs(3);
 pub(super) struct Pending {
     pub client_msg_id: String,
     pub content: String,
+    /// The images, uploaded and described.
+    pub media: Vec<crate::model::Media>,
     /// Why the last attempt failed (`None` while it is on its way).
     pub failed: Option<String>,
 }
@@ -108,14 +110,16 @@ impl ThreadState {
         })
     }
 
-    /// Sends `content` as a new message (blank text sends nothing).
-    pub fn send(&self, content: String) {
-        if content.trim().is_empty() {
+    /// Sends `content` with the images `media` as a new message (blank text and no
+    /// images sends nothing).
+    pub fn send(&self, content: String, media: Vec<crate::model::Media>) {
+        if content.trim().is_empty() && media.is_empty() {
             return;
         }
         let p = Pending {
             client_msg_id: new_client_msg_id(),
             content,
+            media,
             failed: None,
         };
         self.pending.update(|ps| ps.push(p.clone()));
@@ -144,7 +148,7 @@ impl ThreadState {
                 csrf_token(),
                 channel,
                 p.content.clone(),
-                String::new(),
+                crate::feed::media_ids(&p.media),
                 p.client_msg_id.clone(),
             )
             .await;
