@@ -17,6 +17,7 @@ usage: loadgen feed [options]
        loadgen chaos [options]
        loadgen versus [options]
        loadgen soak [options]
+       loadgen media [options]
 
 feed: starts target/release/server once per backend, seeds a social graph, and measures
 the news feed (healthz baseline, feed reads, post latency, fanout, celebrity vs normal).
@@ -43,6 +44,9 @@ reads and posts, every socket heartbeating (presence). Each minute it samples th
 RSS, open files, runtime tasks and Redis memory and the minute's traffic; at the end it checks
 that every acknowledged message was delivered once, prints the slopes, and exits non-zero on
 any error, disconnect or lost message.
+media: starts it once per backend and measures image uploads: --concurrency clients (default
+2) post 2 MiB JPEG photographs to POST /v1/media in a closed loop for --duration-secs
+(uploads/s, latency, server CPU per upload).
 Build the server first: cargo build -p server --release (versus: -p socketio-peer too)
 
 options (all; chaos takes only --redis-url, --postgres-url, --duration-secs, --server-bin):
@@ -59,8 +63,9 @@ options (all; chaos takes only --redis-url, --postgres-url, --duration-secs, --s
   --client-cpu N|none    core this tool is pinned to with taskset (default: 1)
   --server-bin PATH      server binary (default: `server` next to this executable)
 
-options (feed only):
-  --concurrency N        concurrent clients for the throughput measurements (default: 64)
+options (feed and media):
+  --concurrency N        concurrent clients for the throughput measurements (default: 64;
+                         media: 2)
 
 options (chat and presence):
   --flavours LIST        current_thread,multi_thread (default: both; in chat only the first
@@ -128,6 +133,8 @@ pub enum Command {
     Chaos(ChaosOptions),
     Versus(VersusOptions),
     Soak(SoakOptions),
+    /// Takes the feed's options; `concurrency` defaults to 2.
+    Media(FeedOptions),
     Help,
 }
 
@@ -139,6 +146,7 @@ enum Which {
     Chaos,
     Versus,
     Soak,
+    Media,
 }
 
 /// Parses the arguments after the program name.
@@ -151,6 +159,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
         Some("chaos") => Which::Chaos,
         Some("versus") => Which::Versus,
         Some("soak") => Which::Soak,
+        Some("media") => Which::Media,
         None | Some("-h") | Some("--help") | Some("help") => return Ok(Command::Help),
         Some(other) => return Err(usage(format!("unknown command {other:?}"))),
     };
@@ -170,6 +179,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
     let mut backend_list = None;
     let mut duration = None;
     let mut flavour_list = None;
+    let mut concurrency = None;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
@@ -209,8 +219,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                 opts.database.postgres_url = value;
             }
             "--duration-secs" => duration = Some(secs(&flag, &value)?),
-            "--concurrency" if which == Which::Feed => {
-                opts.concurrency = positive(&flag, &value)?;
+            "--concurrency" if which == Which::Feed || which == Which::Media => {
+                concurrency = Some(positive(&flag, &value)?);
             }
             "--server-cpu" if !chaos => opts.server_cpu = cpu(&flag, &value)?,
             "--client-cpu" if !chaos => opts.client_cpu = cpu(&flag, &value)?,
@@ -270,6 +280,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
     match which {
         Which::Feed => Ok(Command::Feed(FeedOptions {
             duration: duration.unwrap_or(opts.duration),
+            concurrency: concurrency.unwrap_or(opts.concurrency),
+            ..opts
+        })),
+        // Decoding a photograph takes the server's core for a good part of a second:
+        // two clients keep it busy without queueing.
+        Which::Media => Ok(Command::Media(FeedOptions {
+            duration: duration.unwrap_or(opts.duration),
+            concurrency: concurrency.unwrap_or(2),
             ..opts
         })),
         Which::Chat => {

@@ -293,7 +293,7 @@ async fn publish_seed_posts(http: &Client, base: &str, pop: &Population) -> Resu
 }
 
 /// Runs a load and records the CPU the server and this tool spent on it.
-async fn measured<F>(
+pub(crate) async fn measured<F>(
     setup: &Setup,
     server: &ServerProcess,
     http: &Client,

@@ -29,6 +29,8 @@
 //! for many minutes, its memory, files, tasks and Redis memory sampled each minute, with
 //! the slopes and an exactly-once check of the chat traffic at the end.
 //!
+//! `media`: image uploads per second (2 MiB JPEG photographs) on the server's one core.
+//!
 //! `chaos`: a cluster of nodes behind HAProxy on PostgreSQL and Redis, chat and feed
 //! traffic through it while nodes are killed with SIGKILL and restarted, and an
 //! exactly-once check of what every device received.
@@ -47,6 +49,7 @@
 //!   sender, CPU windows, fanout timing and report in its submodules).
 //! * `seed`: the population (celebrity, big author, normal authors, readers) and its SQL.
 //! * `load`: the closed-loop request runner and percentiles.
+//! * `media`: the upload scenario.
 //! * `posting`: publishing posts, and timing one until its fanout is done (outbox empty).
 //! * `chaos`: the chaos scenario (population, devices, traffic, checker, report).
 //! * `soak`: the soak run (traffic, minute samples, slopes, report).
@@ -74,6 +77,7 @@ mod error;
 mod feed;
 mod load;
 mod markdown;
+mod media;
 mod options;
 mod posting;
 mod presence;
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Ok(Command::Chaos(opts)) => run_chaos(opts),
         Ok(Command::Versus(opts)) => run_versus(opts),
         Ok(Command::Soak(opts)) => run_soak(opts),
+        Ok(Command::Media(opts)) => run_media(opts),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
@@ -273,6 +278,50 @@ fn run_feed(opts: FeedOptions) -> Result<bool, Error> {
                     backend.name(),
                     opts.database.engine.name()
                 );
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Measures uploads on every backend; `Ok(false)` if one failed or lost an upload.
+fn run_media(opts: FeedOptions) -> Result<bool, Error> {
+    let bench = Bench::prepare(opts.server_bin.as_ref(), opts.server_cpu, opts.client_cpu)?;
+    let setup = feed::Setup {
+        opts: opts.clone(),
+        server_bin: bench.server_bin.clone(),
+        server_cpu: bench.server_cpu,
+        clock: cpu::CpuClock::new(),
+    };
+    let database = bench.database(&opts.database, "NORMAL")?;
+    println!(
+        "## Media uploads
+"
+    );
+    println!(
+        "```sh
+{}
+```
+",
+        opts.command_line().replacen(" -- feed ", " -- media ", 1)
+    );
+    println!(
+        "Machine: {}; server runtime `current_thread`, {database}; {} s of uploads.\n",
+        bench.machine(),
+        opts.duration.as_secs(),
+    );
+    let mut all_ok = true;
+    for backend in &opts.backends {
+        eprintln!("[{}] starting", backend.name());
+        match bench.block_on(media::run(&setup, *backend)) {
+            Ok(report) => {
+                all_ok &= report.valid();
+                println!("{}", report.markdown());
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                all_ok = false;
+                println!("### Backend: {}\n\nFailed: {e}\n", backend.name());
             }
         }
     }
