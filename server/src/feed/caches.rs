@@ -92,8 +92,9 @@ fn decode_post(value: Bytes) -> Option<CachedPost> {
     let bar = value.iter().position(|b| *b == b'|')?;
     let author_id = std::str::from_utf8(&value[..bar]).ok()?.parse().ok()?;
     let members = value.slice(bar + 1..);
-    members
-        .starts_with(b"\"content\":")
+    // Entries cached before posts carried images end without the `media` array: read
+    // again.
+    (members.starts_with(b"\"content\":") && members.ends_with(b"]"))
         .then_some(CachedPost { author_id, members })
 }
 
