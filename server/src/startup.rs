@@ -148,6 +148,9 @@ impl Application {
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),
             media_work: Arc::new(Semaphore::new(config_media_workers)),
+            media_uploads: Arc::new(Semaphore::new(
+                config_media_workers * crate::media::service::UPLOADS_PER_WORKER,
+            )),
             dummy_hash: dummy_hash.into(),
             leptos,
             presence: Arc::default(),

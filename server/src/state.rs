@@ -101,6 +101,9 @@ pub struct AppStateInner {
     /// Bounds images decoded and encoded at once (`KITH_MEDIA_WORKERS`): each may hold a
     /// few hundred MiB and a core.
     pub media_work: Arc<Semaphore>,
+    /// Bounds the uploads a node holds at once, bodies included
+    /// (`media::service::UPLOADS_PER_WORKER` per worker).
+    pub media_uploads: Arc<Semaphore>,
     /// A hash of a random password, verified against when a login names an unknown user.
     pub dummy_hash: Arc<str>,
     /// Leptos' site options (output name, site root, reload port).

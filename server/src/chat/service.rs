@@ -407,22 +407,19 @@ pub async fn send(
     let media = if media.is_empty() {
         None
     } else {
-        let images =
-            crate::media::service::attachable(state, me.id.0, media, Some(client_msg_id)).await?;
-        let ids: Vec<i64> = images.iter().map(|m| m.id).collect();
-        if !state
+        // A retry of a stored send is answered before its images are looked at: they are
+        // attached already (or gone with the deleted message).
+        if let Some(first) = state
             .store
-            .media
-            .claim_for_message(me.id.0, &ids, client_msg_id)
+            .chat
+            .message_by_key(me.id.0, client_msg_id)
             .await?
         {
-            return Err(AppError::validation(
-                "media",
-                "an image was attached elsewhere meanwhile",
-            ));
+            return first_of_retry(state, first, channel).await;
         }
-        crate::storage::media::media_json(&images)
+        crate::media::service::claim_for_message(state, me.id.0, media, client_msg_id).await?
     };
+    let claimed = media.is_some();
     let written = state
         .messages
         .write(
@@ -437,8 +434,11 @@ pub async fn send(
             me.clone(),
             origin,
         )
-        .await?;
-    match written {
+        .await;
+    if claimed && written.is_err() {
+        crate::media::service::unclaim(state, me.id.0, client_msg_id).await;
+    }
+    match written? {
         Written::Existing(first) => first_of_retry(state, first, channel).await,
         Written::Stored {
             message,
@@ -527,8 +527,17 @@ pub async fn edit_message(
     message: i64,
     content: &str,
 ) -> Result<Message, AppError> {
-    rules::check_message(content, 0).map_err(|p| AppError::validation("content", p))?;
     member_channel(state, user.id.0, channel).await?;
+    // A message with images may be edited down to no text.
+    let images = if content.trim().is_empty() {
+        let stored = state.store.chat.message(channel, message).await?;
+        stored.map_or(0, |m| {
+            crate::storage::media::parse_media(m.media.as_deref()).len()
+        })
+    } else {
+        0
+    };
+    rules::check_message(content, images).map_err(|p| AppError::validation("content", p))?;
     let now = state.clock.now_ms();
     let excerpt = crate::notifications::excerpt(content);
     let edited = state
@@ -581,11 +590,9 @@ pub async fn delete_message(
         refusal(state, user, channel, message).await?;
         return Ok(());
     };
-    // Its images go with it (should this fail, the collector finds them).
-    match state.store.media.release_message(user.id.0, &key).await {
-        Ok(files) => crate::media::service::delete_files(state, files).await,
-        Err(e) => tracing::warn!(error = %e, "media of a deleted message not released"),
-    }
+    // Its images go with it.
+    let released = state.store.media.release_message(user.id.0, &key).await;
+    crate::media::service::release(state, released).await;
     let members = state.store.chat.member_ids(channel).await?;
     let event = Event::new(&ServerFrame::MessageDeleted {
         channel_id: Id(channel),

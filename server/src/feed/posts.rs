@@ -63,12 +63,7 @@ pub async fn publish(
         .await?
     {
         PostInsert::Stored { job } => job,
-        PostInsert::MediaTaken => {
-            return Err(AppError::validation(
-                "media",
-                "an image was attached elsewhere meanwhile",
-            ))
-        }
+        PostInsert::MediaTaken => return Err(crate::media::service::taken()),
         PostInsert::KeyUsed => {
             // A concurrent retry with the same key won the race: answer with its post.
             let key = idempotency_key.unwrap_or_default();
@@ -179,12 +174,10 @@ pub async fn delete(state: &AppState, viewer: i64, id: i64) -> Result<(), AppErr
     if let Err(e) = Outbox::Fanout.enqueue(state, job).await {
         tracing::warn!(error = %e, "fanout enqueue failed; the outbox sweep will retry");
     }
-    // The post's images go with it (should this fail, the collector finds them).
+    // The post's images go with it.
     if post.media.is_some() {
-        match state.store.media.release_post(id).await {
-            Ok(files) => crate::media::service::delete_files(state, files).await,
-            Err(e) => tracing::warn!(error = %e, "media of a deleted post not released"),
-        }
+        let released = state.store.media.release_post(id).await;
+        crate::media::service::release(state, released).await;
     }
     Ok(())
 }

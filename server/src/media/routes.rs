@@ -90,6 +90,7 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> Result<(StatusCode, Json<Media>), AppError> {
+    let admitted = service::admit(&state, &auth.user).await?;
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -109,7 +110,7 @@ pub async fn upload(
             })?;
         (data, query.alt.unwrap_or_default())
     };
-    let media = service::upload(&state, &auth.user, data, &alt).await?;
+    let media = service::upload(&state, &auth.user, data, &alt, admitted).await?;
     Ok((StatusCode::CREATED, Json(media)))
 }
 

@@ -7,11 +7,15 @@ use crate::{
     backend::Quota,
     error::AppError,
     state::AppState,
-    storage::{blobs::BlobError, media::MediaRow},
+    storage::{
+        blobs::BlobError,
+        media::{media_json, MediaRow},
+    },
 };
 use app::model::{rules, ErrorCode, Id, Media, User};
 use bytes::Bytes;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long an upload may wait to be attached before the collector deletes it.
 pub const UNATTACHED_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -27,12 +31,44 @@ impl From<BlobError> for AppError {
     }
 }
 
-/// Stores an image `owner` uploaded, described by `alt`: 201's `Media`.
+/// Uploads a node holds at once (body read, waiting, or being processed) per media
+/// worker: each may hold 10 MiB of body, so a burst is refused instead of buffered.
+pub const UPLOADS_PER_WORKER: usize = 4;
+
+/// Admits an upload by `owner` before its body is read: within their daily quota
+/// (`KITH_MEDIA_UPLOADS_PER_DAY`; every attempt counts) and the node's room for uploads in
+/// progress, else 429. The permit is held until the upload is stored.
+pub async fn admit(state: &AppState, owner: &User) -> Result<OwnedSemaphorePermit, AppError> {
+    let per_day = state.config.media_uploads_per_day;
+    let quota = Quota {
+        limit: per_day,
+        period: Duration::from_secs(24 * 3600),
+        burst: per_day,
+    };
+    state
+        .take_quota(&crate::backend::id_key("media:", owner.id.0), quota)
+        .await?;
+    state
+        .media_uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            AppError::too_many(
+                "image uploads in progress on this server",
+                state.config.media_workers * UPLOADS_PER_WORKER,
+                Duration::from_secs(1),
+            )
+        })
+}
+
+/// Stores an image `owner` uploaded, described by `alt`: 201's `Media`. `_admitted`:
+/// see [`admit`].
 pub async fn upload(
     state: &AppState,
     owner: &User,
     data: Bytes,
     alt: &str,
+    _admitted: OwnedSemaphorePermit,
 ) -> Result<Media, AppError> {
     rules::check_alt(alt).map_err(|p| AppError::validation("alt", p))?;
     if data.len() > MAX_UPLOAD_BYTES {
@@ -44,16 +80,6 @@ pub async fn upload(
             "the body is empty: send the image's bytes",
         ));
     }
-    let per_day = state.config.media_uploads_per_day;
-    let quota = Quota {
-        limit: per_day,
-        period: Duration::from_secs(24 * 3600),
-        burst: per_day,
-    };
-    state
-        .take_quota(&crate::backend::id_key("media:", owner.id.0), quota)
-        .await?;
-
     let processed = process(state, data).await?;
     let size = processed.image.data.len() as i64;
     // The files first: a row never names a file that is not there.
@@ -145,6 +171,55 @@ pub async fn attachable(
         ordered.push(found.swap_remove(at));
     }
     Ok(ordered)
+}
+
+/// Claims the images `ids` for `owner`'s chat message `message_key` before its group
+/// commit; the `media` column the message is stored with (`None` for none). See
+/// [`unclaim`] for a send that then stores nothing.
+pub async fn claim_for_message(
+    state: &AppState,
+    owner: i64,
+    ids: &[Id],
+    message_key: &str,
+) -> Result<Option<String>, AppError> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let images = attachable(state, owner, ids, Some(message_key)).await?;
+    let raw: Vec<i64> = images.iter().map(|m| m.id).collect();
+    if !state
+        .store
+        .media
+        .claim_for_message(owner, &raw, message_key)
+        .await?
+    {
+        return Err(taken());
+    }
+    Ok(media_json(&images))
+}
+
+/// Gives back the images claimed for a send that stored no message (refused, or failed),
+/// so they can be attached to another. A failure here is logged: the images stay tied to
+/// that `client_msg_id` (a retry of the send can still use them) until the collector.
+pub async fn unclaim(state: &AppState, owner: i64, message_key: &str) {
+    if let Err(e) = state.store.media.unclaim(owner, message_key).await {
+        tracing::warn!(error = %e, "images of a refused send not given back");
+    }
+}
+
+/// 422 when an image was attached by a concurrent request after it was checked.
+pub fn taken() -> AppError {
+    AppError::validation("media", "an image was attached elsewhere meanwhile")
+}
+
+/// Deletes the files a release left unnamed (`released`: the rows of a deleted post,
+/// message or account). Should the release fail, it is logged: the collector finds the
+/// rows of posts and messages that are gone.
+pub async fn release(state: &AppState, released: Result<Vec<String>, sqlx::Error>) {
+    match released {
+        Ok(files) => delete_files(state, files).await,
+        Err(e) => tracing::warn!(error = %e, "images of a deleted post or message not released"),
+    }
 }
 
 /// 422 for an id that is not one of the sender's unused uploads.

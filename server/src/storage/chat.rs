@@ -154,6 +154,8 @@ pub trait ChatStore: Send + Sync {
     async fn mark_read(&self, channel: i64, user: i64, message: i64) -> Result<Option<i64>>;
     /// One message of a channel.
     async fn message(&self, channel: i64, id: i64) -> Result<Option<MessageRow>>;
+    /// The message `sender` stored under `client_msg_id`, in any channel.
+    async fn message_by_key(&self, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>>;
     /// Replaces the content of message `id` of `channel` and sets its `edited_at` to `now`,
     /// if `sender` sent it at or after `sent_since` and has not deleted it; its
     /// notifications get `excerpt`, in the same transaction. The message as now stored, or

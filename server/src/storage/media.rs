@@ -75,11 +75,19 @@ pub trait MediaStore: Send + Sync {
     /// Attaches `ids` to `owner`'s message `message_key` if every one of them is
     /// [`attachable`](Self::attachable); false (nothing changed) otherwise.
     async fn claim_for_message(&self, owner: i64, ids: &[i64], message_key: &str) -> Result<bool>;
+    /// Undoes [`claim_for_message`](Self::claim_for_message) for a send that stored no
+    /// message: `owner`'s images claimed under `message_key` are attached to nothing again,
+    /// unless a message with that key exists (a concurrent retry stored it).
+    async fn unclaim(&self, owner: i64, message_key: &str) -> Result<()>;
     /// Deletes the rows of post `post`'s images; returns the files no row names any more.
     async fn release_post(&self, post: i64) -> Result<Vec<String>>;
     /// Deletes the rows of the images of `owner`'s message `message_key`; returns the
     /// files no row names any more.
     async fn release_message(&self, owner: i64, message_key: &str) -> Result<Vec<String>>;
+    /// Deletes the rows of `owner`'s images that are not in a chat message (those stay
+    /// with the messages, which stay for the other members): their posts' and their unused
+    /// uploads (a deleted account). Returns the files no row names any more.
+    async fn release_owner(&self, owner: i64) -> Result<Vec<String>>;
     /// Deletes the rows of uploads created before `before` and attached to nothing, or to
     /// a post that is gone, or to a message that was never stored; returns the files no row
     /// names any more.
@@ -90,6 +98,4 @@ pub trait MediaStore: Send + Sync {
     async fn set_alt(&self, owner: i64, id: i64, alt: &str) -> Result<Option<MediaRow>>;
     /// Whether `owner` uploaded `id` (attached or not).
     async fn is_owner(&self, owner: i64, id: i64) -> Result<bool>;
-    /// Whether any row names `file` (the blob sweep keeps those).
-    async fn file_in_use(&self, file: &str) -> Result<bool>;
 }

@@ -49,7 +49,9 @@ pub async fn update_profile(
 /// removes what was theirs in one transaction (see `AccountStore::delete_account`); then
 /// every session ends on every node (sockets close with 4001), the caches forget their
 /// posts, likes and profile, and the accounts they followed have their follower counts
-/// looked at again (a celebrity may have dropped below the threshold).
+/// looked at again (a celebrity may have dropped below the threshold). The images of
+/// their posts and their unused uploads go too (those in chat messages stay, with the
+/// messages).
 pub async fn delete_account(
     state: &AppState,
     user: &User,
@@ -72,6 +74,8 @@ pub async fn delete_account(
         }
     }
     caches::forget_account(state, user.id.0, &gone.posts, &gone.liked).await?;
+    let released = state.store.media.release_owner(user.id.0).await;
+    crate::media::service::release(state, released).await;
     for followee in gone.followees {
         let followers = state.store.graph.follower_count(followee).await?;
         crate::feed::timeline::note_follower_count(state, followers, false).await?;

@@ -489,6 +489,22 @@ async fn images_travel_with_posts_and_messages_in(backend: Backend) -> Result<()
         .next_where("the ack", |f| f["type"] == "ack")
         .await?;
     assert_eq!(ack["message"]["media"], json!([uploads[3]]), "{ack}");
+    // Its text may be edited away: the image stays.
+    let edited: Value = app
+        .json_request(
+            reqwest::Method::PATCH,
+            &format!("{path}/{}", ack["message"]["id"].as_str().context("id")?),
+            &json!({"content": ""}),
+            Some(&ana.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (&edited["content"], &edited["media"]),
+        (&json!(""), &json!([uploads[3]])),
+        "{edited}"
+    );
     ana_socket
         .send(json!({"type": "send", "channel_id": dm, "client_msg_id": "pic-4", "content": "x", "media": ids(&[&bens])}))
         .await?;
@@ -498,6 +514,57 @@ async fn images_travel_with_posts_and_messages_in(backend: Backend) -> Result<()
     assert_eq!(
         (&error["code"], &error["client_msg_id"]),
         (&json!("validation_failed"), &json!("pic-4"))
+    );
+
+    // A send refused after its images were claimed (not a member) gives them back.
+    let cy = app.register("cy_a").await?;
+    let theirs = app.dm(&ben, &cy).await?;
+    let refused = app
+        .post_json(
+            &format!("/v1/chat/channels/{theirs}/messages"),
+            &json!({"content": "", "client_msg_id": "pic-5", "media": ids(&[&uploads[5]])}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_error(refused, 403, "forbidden").await?;
+    let reused = app
+        .post_json(
+            &path,
+            &json!({"content": "", "client_msg_id": "pic-6", "media": ids(&[&uploads[5]])}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_eq!(reused.status(), 201);
+    // A retry of a deleted message with images answers with the message as stored.
+    let gone: Value = app
+        .post_json(
+            &path,
+            &json!({"content": "", "client_msg_id": "pic-7", "media": ids(&[&uploads[6]])}),
+            Some(&ana.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let gone_id = gone["id"].as_str().context("id")?;
+    assert_eq!(
+        app.delete_as(&ana, &format!("{path}/{gone_id}"))
+            .await?
+            .status(),
+        204
+    );
+    let retry = app
+        .post_json(
+            &path,
+            &json!({"content": "", "client_msg_id": "pic-7", "media": ids(&[&uploads[6]])}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert!(retry.status().is_success(), "{}", retry.status());
+    let retry: Value = retry.json().await?;
+    assert_eq!(
+        (&retry["id"], &retry["media"]),
+        (&gone["id"], &json!([])),
+        "{retry}"
     );
 
     // Deleting the post and the message deletes their files.
@@ -672,5 +739,65 @@ async fn every_node_of_a_cluster_serves_and_attaches_every_image() -> Result<()>
         204
     );
     assert_eq!(fetch(&b, &media["url"]).await?.status(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_account_takes_its_post_images_and_leaves_its_message_images() -> Result<()> {
+    let app = spawn_app(Backend::Memory).await?;
+    let ana = app.register("ana_d").await?;
+    let ben = app.register("ben_d").await?;
+    let picture = |w| encoded(&gradient(w, 500), ImageFormat::Png);
+    let (posted, sent, unused) = (
+        uploaded(&app, &ana, picture(500)?).await?,
+        uploaded(&app, &ana, picture(510)?).await?,
+        uploaded(&app, &ana, picture(520)?).await?,
+    );
+    let resp = app
+        .post_json(
+            "/v1/me/feed",
+            &json!({"content": "mine", "media": [posted["id"]]}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let dm = app.dm(&ana, &ben).await?;
+    let send = json!({"content": "", "client_msg_id": "d-1", "media": [sent["id"]]});
+    let resp = app
+        .post_json(
+            &format!("/v1/chat/channels/{dm}/messages"),
+            &send,
+            Some(&ana.token),
+        )
+        .await?;
+    assert_eq!(resp.status(), 201);
+
+    let resp = app
+        .json_request(
+            reqwest::Method::DELETE,
+            "/v1/me",
+            &json!({"password": ana.password}),
+            Some(&ana.token),
+        )
+        .await?;
+    assert_eq!(resp.status(), 204);
+    for gone in [&posted, &unused] {
+        assert_eq!(fetch(&app, &gone["url"]).await?.status(), 404, "{gone}");
+    }
+    let (_, kept) = fetch_image(&app, &sent["url"]).await?;
+    assert_eq!(
+        kept.width(),
+        510,
+        "the message's image stays with the message"
+    );
+    let history: Value = app
+        .get(
+            &format!("/v1/chat/channels/{dm}/messages"),
+            Some(&ben.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(history["items"][0]["media"], json!([sent]), "{history}");
     Ok(())
 }

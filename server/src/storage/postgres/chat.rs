@@ -295,6 +295,16 @@ impl ChatStore for PgStore {
         .await
     }
 
+    async fn message_by_key(&self, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND client_msg_id = $2"
+        ))
+        .bind(sender)
+        .bind(client_msg_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     async fn edit_message(
         &self,
         channel: i64,

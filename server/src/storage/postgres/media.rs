@@ -93,6 +93,20 @@ impl MediaStore for PgStore {
         Ok(true)
     }
 
+    async fn unclaim(&self, owner: i64, message_key: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE media SET message_key = NULL
+              WHERE owner_id = $1 AND message_key = $2
+                AND NOT EXISTS (SELECT 1 FROM messages x
+                                 WHERE x.sender_id = $1 AND x.client_msg_id = $2)",
+        )
+        .bind(owner)
+        .bind(message_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn release_post(&self, post: i64) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(String, String)> =
@@ -113,6 +127,20 @@ impl MediaStore for PgStore {
         )
         .bind(owner)
         .bind(message_key)
+        .fetch_all(&mut *tx)
+        .await?;
+        let gone = unnamed(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn release_owner(&self, owner: i64) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM media WHERE owner_id = $1 AND message_key IS NULL
+             RETURNING file, thumbnail",
+        )
+        .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
         let gone = unnamed(&mut tx, rows).await?;
@@ -164,15 +192,5 @@ impl MediaStore for PgStore {
             .bind(owner)
             .fetch_one(&self.pool)
             .await
-    }
-
-    async fn file_in_use(&self, file: &str) -> Result<bool> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM media WHERE file = $1)
-                 OR EXISTS (SELECT 1 FROM media WHERE thumbnail = $1)",
-        )
-        .bind(file)
-        .fetch_one(&self.pool)
-        .await
     }
 }

@@ -289,6 +289,16 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn message_by_key(&self, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
+        ))
+        .bind(sender)
+        .bind(client_msg_id)
+        .fetch_optional(&self.reads)
+        .await
+    }
+
     async fn edit_message(
         &self,
         channel: i64,
