@@ -73,17 +73,21 @@ impl Attachments {
     /// The uploaded images with the descriptions typed for them saved, in order; the
     /// first refusal's message otherwise.
     pub async fn finish(&self) -> Result<Vec<Media>, String> {
-        let attached: Vec<Attachment> = self.list.get_untracked();
-        let mut done = Vec::new();
-        for a in attached {
-            let Some(media) = a.media else { continue };
-            if a.alt.trim() == media.alt {
-                done.push(media);
-            } else {
-                done.push(describe(&media, a.alt.trim()).await?);
-            }
-        }
-        Ok(done)
+        finish(self.list.get_untracked()).await
+    }
+
+    /// Empties the form's images, handing them over (a message that takes them along
+    /// cannot be sent twice by a second Enter).
+    pub fn take(&self) -> Vec<Attachment> {
+        self.list.try_update(std::mem::take).unwrap_or_default()
+    }
+
+    /// Puts images taken by [`take`](Self::take) back (their message was not sent).
+    pub fn restore(&self, taken: Vec<Attachment>) {
+        self.list.update(|l| {
+            let added = std::mem::replace(l, taken);
+            l.extend(added);
+        });
     }
 
     /// Starts uploading the image files among `files`, as many as there is room for.
@@ -138,6 +142,21 @@ impl Attachments {
     }
 }
 
+/// `attached`' uploaded images with the descriptions typed for them saved, in order; the
+/// first refusal's message otherwise.
+pub async fn finish(attached: Vec<Attachment>) -> Result<Vec<Media>, String> {
+    let mut done = Vec::new();
+    for a in attached {
+        let Some(media) = a.media else { continue };
+        if a.alt.trim() == media.alt {
+            done.push(media);
+        } else {
+            done.push(describe(&media, a.alt.trim()).await?);
+        }
+    }
+    Ok(done)
+}
+
 /// The accepted types, for the file picker.
 const ACCEPT: &str = "image/jpeg,image/png,image/webp,image/gif";
 
@@ -169,7 +188,7 @@ pub fn AttachPicker(attachments: Attachments, id: &'static str) -> impl IntoView
             <label for=id class="button button-quiet">"Add image"</label>
             <ul class="attachments" aria-label="Attached images">
                 <For each=move || attachments.list.get() key=|a| (a.key, a.media.is_some(), a.error.is_some()) let:a>
-                    <AttachmentItem attachments a />
+                    <AttachmentItem attachments a picker=id />
                 </For>
             </ul>
         </div>
@@ -177,7 +196,7 @@ pub fn AttachPicker(attachments: Attachments, id: &'static str) -> impl IntoView
 }
 
 #[component]
-fn AttachmentItem(attachments: Attachments, a: Attachment) -> impl IntoView {
+fn AttachmentItem(attachments: Attachments, a: Attachment, picker: &'static str) -> impl IntoView {
     let key = a.key;
     let name = a.name.clone();
     let remove_label = format!("Remove {name}");
@@ -187,7 +206,7 @@ fn AttachmentItem(attachments: Attachments, a: Attachment) -> impl IntoView {
         }
         .into_any(),
         (Some(media), None) => {
-            let field = format!("alt-{key}");
+            let field = format!("{picker}-alt-{key}");
             view! {
                 <img src=media.thumbnail_url width=media.width height=media.height
                     alt=format!("Attached: {name}") class="attached-thumb" />
@@ -285,20 +304,34 @@ pub fn MediaGallery(media: Vec<Media>) -> impl IntoView {
             }
         })
         .collect_view();
+    // A modal `<dialog>`: the browser moves the focus into it, keeps it there, and closes
+    // it on Escape.
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    Effect::new(move |_| {
+        let shown = open.with(Option::is_some);
+        #[cfg(feature = "hydrate")]
+        if let Some(dialog) = dialog.get() {
+            if shown && !dialog.open() {
+                let _ = dialog.show_modal();
+            } else if !shown && dialog.open() {
+                dialog.close();
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (shown, dialog);
+    });
     view! {
         <ul class="gallery" aria-label="Images">{items}</ul>
-        <Show when=move || open.with(Option::is_some)>
+        <dialog node_ref=dialog class="lightbox" aria-label="Full-size image"
+            on:close=move |_| open.set(None)>
             {move || open.get().map(|m| {
                 let alt = accessible_name(&m, 0, 1);
                 view! {
-                    <div class="lightbox" role="dialog" aria-modal="true" aria-label="Full-size image"
-                        on:click=move |_| open.set(None)>
-                        <img src=m.url width=m.width height=m.height alt=alt />
-                        <button type="button" on:click=move |_| open.set(None)>"Close"</button>
-                    </div>
+                    <img src=m.url width=m.width height=m.height alt=alt />
+                    <button type="button" on:click=move |_| open.set(None)>"Close"</button>
                 }
             })}
-        </Show>
+        </dialog>
     }
 }
 

@@ -51,7 +51,7 @@ pub(super) fn MessageList(state: ThreadState) -> impl IntoView {
                     <For each=move || state.waiting() key=|p| (p.client_msg_id.clone(), p.failed.clone()) let:p>
                         <li class="message pending">
                             <span class="sender">"You"</span>
-                            <p class="message-body">{p.content.clone()}</p>
+                            {(!p.content.is_empty()).then(|| view! { <p class="message-body">{p.content.clone()}</p> })}
                             {(!p.media.is_empty()).then(|| view! { <MediaGallery media=p.media.clone() /> })}
                             {match p.failed.clone() {
                                 None => view! { <span class="muted">"Sending…"</span> }.into_any(),
@@ -352,13 +352,12 @@ pub(super) fn Composer(state: ThreadState) -> impl IntoView {
         error.set(None);
         set_draft.set(String::new());
         // The images' descriptions are saved before the message goes.
+        let taken = attachments.take();
         leptos::task::spawn_local(async move {
-            match attachments.finish().await {
-                Ok(media) => {
-                    attachments.clear();
-                    state.send(content, media);
-                }
+            match crate::components::media::finish(taken.clone()).await {
+                Ok(media) => state.send(content, media),
                 Err(message) => {
+                    attachments.restore(taken);
                     set_draft.set(content);
                     error.set(Some(message));
                 }
