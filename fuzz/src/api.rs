@@ -60,6 +60,9 @@ const ROUTES: &[(Method, &str)] = &[
         Method::DELETE,
         "/v1/chat/channels/{group}/messages/{message}",
     ),
+    // The body is the image: random bytes, an image's header with any sizes, a form.
+    (Method::POST, "/v1/media"),
+    (Method::PATCH, "/v1/media/{message}"),
 ];
 
 /// Methods for the route whose path the input gives.

@@ -78,6 +78,10 @@ impl Harness {
             "KITH_DATABASE_URL",
             format!("sqlite://{}/kith.db", dir.path().display()),
         );
+        env.insert(
+            "KITH_MEDIA_DIR",
+            dir.path().join("media").display().to_string(),
+        );
         // Fuzzing looks for wrong answers, not lost power: no fsync per commit.
         env.insert("KITH_SQLITE_SYNCHRONOUS", "NORMAL".into());
         env.insert("KITH_ALLOWED_ORIGINS", "http://kith.test".into());
@@ -87,6 +91,7 @@ impl Harness {
             "KITH_CHAT_SEND_RATE_PER_SEC",
             "KITH_WS_CONNECT_RATE_PER_MIN",
             "KITH_GROUP_CREATE_RATE_PER_HOUR",
+            "KITH_MEDIA_UPLOADS_PER_DAY",
         ] {
             env.insert(var, "1000000".into());
         }

@@ -111,7 +111,7 @@ pub fn content(data: &[u8]) {
         assert!((8..=128).contains(&text.chars().count()));
     }
     // A cached post's members are JSON that gives the content back unchanged.
-    let members = render_members(text, stamp);
+    let members = render_members(text, stamp, None);
     let mut object = b"{".to_vec();
     object.extend_from_slice(&members);
     object.push(b'}');
