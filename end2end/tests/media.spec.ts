@@ -43,14 +43,22 @@ test('an image attached to a post and to a chat message reaches the other person
   await b.page.getByRole('button', { name: `Follow @${a.name}` }).click();
   await expect(b.page.getByRole('button', { name: `Unfollow @${a.name}` })).toBeVisible();
 
-  // A posts a described picture with a line of text.
+  // A posts two described pictures with a line of text: one picked, one pasted.
   await open(a.page, '/');
-  await a.page.getByLabel("What's on your mind?").fill('the door I painted');
+  const text = a.page.getByLabel("What's on your mind?");
+  await text.fill('the door I painted');
   await attach(a.page, 'door.png', [200, 30, 30], 'A red door');
+  await text.evaluate((box, bytes) => {
+    const clipboard = new DataTransfer();
+    clipboard.items.add(new File([new Uint8Array(bytes)], 'tree.png', { type: 'image/png' }));
+    box.dispatchEvent(new ClipboardEvent('paste', { clipboardData: clipboard, bubbles: true, cancelable: true }));
+  }, [...png(200, 300, [20, 120, 20])]);
+  await a.page.getByLabel('Description of tree.png').fill('A green tree');
   await a.page.getByRole('button', { name: 'Post' }).click();
   const own = a.page.getByRole('article', { name: /^Post by/ }).first();
   await expect(own.getByText('the door I painted')).toBeVisible();
   await expect(own.getByRole('img', { name: 'A red door' })).toBeVisible();
+  await expect(own.getByRole('img', { name: 'A green tree' })).toBeVisible();
   await expect(a.page.getByLabel('Description of door.png')).toHaveCount(0);
 
   // B sees it in the feed, with its size set before it loads, and opens it full size.
@@ -60,10 +68,16 @@ test('an image attached to a post and to a chat message reaches the other person
   await expect(picture).toHaveAttribute('width', '600');
   await expect(picture).toHaveAttribute('height', '400');
   await expect(picture).toHaveAttribute('loading', 'lazy');
+  await expect(b.page.getByRole('img', { name: 'A green tree' })).toHaveAttribute('height', '300');
   await picture.click();
   const full = b.page.getByRole('dialog', { name: 'Full-size image' });
   await expect(full.getByRole('img', { name: 'A red door' })).toBeVisible();
   await full.getByRole('button', { name: 'Close' }).click();
+  await expect(full).toHaveCount(0);
+  // Escape closes it too.
+  await picture.click();
+  await expect(full).toBeVisible();
+  await b.page.keyboard.press('Escape');
   await expect(full).toHaveCount(0);
 
   // In chat: A attaches one picture with the picker and drops another on the composer;
