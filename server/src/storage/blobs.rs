@@ -108,7 +108,10 @@ mod tests {
 
         blobs.put("a.jpg", Bytes::from_static(b"bytes")).await?;
         blobs.put("a.jpg", Bytes::from_static(b"bytes")).await?;
-        assert_eq!(blobs.get("a.jpg").await?, Some(Bytes::from_static(b"bytes")));
+        assert_eq!(
+            blobs.get("a.jpg").await?,
+            Some(Bytes::from_static(b"bytes"))
+        );
         blobs.delete("a.jpg").await?;
         blobs.delete("a.jpg").await?;
         assert_eq!(blobs.get("a.jpg").await?, None);
