@@ -72,7 +72,7 @@ pub struct UploadQuery {
 
 /// POST /v1/media — uploads an image: the body is the image (any `Content-Type`; the
 /// format is decided by the bytes), or a `multipart/form-data` form with the image in
-/// `file` and an optional `alt`. JPEG, PNG, WebP and GIF (its first frame) up to 10 MiB
+/// `file` (or any part that carries a file) and an optional `alt`. JPEG, PNG, WebP and GIF (its first frame) up to 10 MiB
 /// and 40 megapixels; re-encoded without metadata, at most 2048 px on its longest side,
 /// with a 400 px thumbnail. Attach it within a day (`media` of a post or message), or it
 /// is deleted.
@@ -138,14 +138,17 @@ async fn read_form(mut form: Multipart, alt: Option<String>) -> Result<(Bytes, S
         }
     };
     while let Some(field) = form.next_field().await.map_err(read_error)? {
-        match field.name() {
-            Some("file") if file.is_none() => file = Some(field.bytes().await.map_err(read_error)?),
-            Some("alt") => alt = Some(field.text().await.map_err(read_error)?),
-            Some("file") => {
+        // The image is the part named `file`, or any part that carries a file (a file name
+        // or a content type), whatever its name; the description is `alt` (or
+        // `description`). Other fields (a browser's submit button, say) are read past.
+        let carries_file = field.file_name().is_some() || field.content_type().is_some();
+        if !carries_file && matches!(field.name(), Some("alt" | "description")) {
+            alt = Some(field.text().await.map_err(read_error)?);
+        } else if carries_file || field.name() == Some("file") {
+            if file.is_some() {
                 return Err(AppError::validation("file", "one image per upload"));
             }
-            // Other fields (a browser's submit button, say) are read past.
-            _ => {}
+            file = Some(field.bytes().await.map_err(read_error)?);
         }
     }
     let file = file.ok_or_else(|| AppError::validation("file", "the form has no file field"))?;

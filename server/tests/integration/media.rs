@@ -252,6 +252,33 @@ async fn uploads_are_reencoded_and_served_in(backend: Backend) -> Result<()> {
     assert_eq!(again["url"], described["url"]);
     assert_ne!(again["id"], described["id"]);
 
+    // A form whose image part has another name, and a form with two images.
+    let part = |name: &str, file: &str, bytes: &[u8]| {
+        let mut part = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+             Content-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        part.extend_from_slice(bytes);
+        part.extend_from_slice(b"\r\n");
+        part
+    };
+    let png = encoded(&gradient(20, 10), ImageFormat::Png)?;
+    let mut form = part("image", "a.png", &png);
+    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let resp = upload(&app, &ana, form, &content_type).await?;
+    assert_eq!(resp.status(), 201, "a part named image");
+    let mut form = part("file", "a.png", &png);
+    form.extend_from_slice(&part("file", "b.png", &png));
+    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    assert_error(
+        upload(&app, &ana, form, &content_type).await?,
+        422,
+        "validation_failed",
+    )
+    .await?;
+
     // Refusals.
     let svg = b"<svg xmlns='http://www.w3.org/2000/svg' width='9' height='9'/>".to_vec();
     assert_error(
