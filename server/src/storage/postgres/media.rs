@@ -26,6 +26,27 @@ async fn unnamed(conn: &mut PgConnection, rows: Vec<(String, String)>) -> Result
     .await
 }
 
+impl PgStore {
+    /// Runs `sql`, a `DELETE` of `media` rows `RETURNING file, thumbnail` bound to `first`
+    /// (and `second`), and returns the files no row names any more, in one transaction.
+    async fn delete_rows(
+        &self,
+        sql: &str,
+        first: i64,
+        second: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query_as(sql).bind(first);
+        if let Some(second) = second {
+            query = query.bind(second);
+        }
+        let rows: Vec<(String, String)> = query.fetch_all(&mut *tx).await?;
+        let gone = unnamed(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+}
+
 #[async_trait::async_trait]
 impl MediaStore for PgStore {
     async fn insert_media(&self, row: &MediaRow) -> Result<()> {
@@ -108,49 +129,36 @@ impl MediaStore for PgStore {
     }
 
     async fn release_post(&self, post: i64) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("DELETE FROM media WHERE post_id = $1 RETURNING file, thumbnail")
-                .bind(post)
-                .fetch_all(&mut *tx)
-                .await?;
-        let gone = unnamed(&mut tx, rows).await?;
-        tx.commit().await?;
-        Ok(gone)
+        self.delete_rows(
+            "DELETE FROM media WHERE post_id = $1 RETURNING file, thumbnail",
+            post,
+            None,
+        )
+        .await
     }
 
     async fn release_message(&self, owner: i64, message_key: &str) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media WHERE owner_id = $1 AND message_key = $2
              RETURNING file, thumbnail",
+            owner,
+            Some(message_key),
         )
-        .bind(owner)
-        .bind(message_key)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, rows).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn release_owner(&self, owner: i64) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media WHERE owner_id = $1 AND message_key IS NULL
              RETURNING file, thumbnail",
+            owner,
+            None,
         )
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, rows).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn collect(&self, before: i64) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media AS d
               WHERE d.created_at < $1
                 AND CASE
@@ -164,13 +172,10 @@ impl MediaStore for PgStore {
                     ELSE TRUE
                 END
              RETURNING file, thumbnail",
+            before,
+            None,
         )
-        .bind(before)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, rows).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn set_alt(&self, owner: i64, id: i64, alt: &str) -> Result<Option<MediaRow>> {

@@ -7,33 +7,43 @@ use crate::storage::{
 };
 use sqlx::{QueryBuilder, SqliteConnection};
 
-/// Of `files`, those no `media` row names, in the caller's transaction.
-pub(super) async fn unnamed(
-    conn: &mut SqliteConnection,
-    files: Vec<String>,
-) -> Result<Vec<String>> {
-    let mut gone = Vec::new();
-    for file in files {
-        if gone.contains(&file) {
-            continue;
-        }
-        let named: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM media WHERE file = ?1)
-                 OR EXISTS (SELECT 1 FROM media WHERE thumbnail = ?1)",
-        )
-        .bind(&file)
-        .fetch_one(&mut *conn)
-        .await?;
-        if !named {
-            gone.push(file);
-        }
+/// Of the deleted rows' files (image and thumbnail of each), those no `media` row names
+/// any more, in the caller's transaction.
+async fn unnamed(conn: &mut SqliteConnection, rows: Vec<(String, String)>) -> Result<Vec<String>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(gone)
+    let files: Vec<String> = rows.into_iter().flat_map(|(f, t)| [f, t]).collect();
+    let list = serde_json::to_string(&files).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar(
+        "SELECT DISTINCT f.value FROM json_each(?1) AS f
+          WHERE NOT EXISTS (SELECT 1 FROM media m WHERE m.file = f.value)
+            AND NOT EXISTS (SELECT 1 FROM media m WHERE m.thumbnail = f.value)",
+    )
+    .bind(list)
+    .fetch_all(conn)
+    .await
 }
 
-/// The files of deleted rows: each row's image and thumbnail.
-fn files_of(rows: Vec<(String, String)>) -> Vec<String> {
-    rows.into_iter().flat_map(|(f, t)| [f, t]).collect()
+impl SqliteStore {
+    /// Runs `sql`, a `DELETE` of `media` rows `RETURNING file, thumbnail` bound to `first`
+    /// (and `second`), and returns the files no row names any more, in one transaction.
+    async fn delete_rows(
+        &self,
+        sql: &str,
+        first: i64,
+        second: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.writes.begin().await?;
+        let mut query = sqlx::query_as(sql).bind(first);
+        if let Some(second) = second {
+            query = query.bind(second);
+        }
+        let rows: Vec<(String, String)> = query.fetch_all(&mut *tx).await?;
+        let gone = unnamed(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
 }
 
 #[async_trait::async_trait]
@@ -114,48 +124,35 @@ impl MediaStore for SqliteStore {
     }
 
     async fn release_post(&self, post: i64) -> Result<Vec<String>> {
-        let mut tx = self.writes.begin().await?;
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("DELETE FROM media WHERE post_id = ? RETURNING file, thumbnail")
-                .bind(post)
-                .fetch_all(&mut *tx)
-                .await?;
-        let gone = unnamed(&mut tx, files_of(rows)).await?;
-        tx.commit().await?;
-        Ok(gone)
+        self.delete_rows(
+            "DELETE FROM media WHERE post_id = ? RETURNING file, thumbnail",
+            post,
+            None,
+        )
+        .await
     }
 
     async fn release_message(&self, owner: i64, message_key: &str) -> Result<Vec<String>> {
-        let mut tx = self.writes.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media WHERE owner_id = ? AND message_key = ? RETURNING file, thumbnail",
+            owner,
+            Some(message_key),
         )
-        .bind(owner)
-        .bind(message_key)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, files_of(rows)).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn release_owner(&self, owner: i64) -> Result<Vec<String>> {
-        let mut tx = self.writes.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media WHERE owner_id = ? AND message_key IS NULL
              RETURNING file, thumbnail",
+            owner,
+            None,
         )
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, files_of(rows)).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn collect(&self, before: i64) -> Result<Vec<String>> {
-        let mut tx = self.writes.begin().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.delete_rows(
             "DELETE FROM media AS d
               WHERE d.created_at < ?
                 AND CASE
@@ -169,13 +166,10 @@ impl MediaStore for SqliteStore {
                     ELSE 1
                 END
              RETURNING file, thumbnail",
+            before,
+            None,
         )
-        .bind(before)
-        .fetch_all(&mut *tx)
-        .await?;
-        let gone = unnamed(&mut tx, files_of(rows)).await?;
-        tx.commit().await?;
-        Ok(gone)
+        .await
     }
 
     async fn set_alt(&self, owner: i64, id: i64, alt: &str) -> Result<Option<MediaRow>> {
