@@ -3,7 +3,7 @@
 //! committed.
 //!
 //! The work is the SQL function `commit_messages` (its current body is in
-//! `server/migrations/postgres/20261207000006_blocks.sql`), called on a
+//! `server/migrations/postgres/20261207000008_commit_messages_set_wide.sql`), called on a
 //! connection of the writer's own, outside any explicit transaction: the call is its own
 //! transaction, committed before the answer arrives, and a batch is one round trip. In it:
 //! 1. `SELECT … FROM message_stream FOR UPDATE`: the row lock that makes the message
@@ -11,11 +11,11 @@
 //! 2. if the batch's first id does not exceed the stream's `last_id` (another node's clock
 //!    is ahead), nothing is written and the answer carries that `last_id`: the batch is
 //!    numbered again above it and sent again;
-//! 3. otherwise it decides the sends in order as SQLite's writer does (no channel, not a
-//!    member, a retry of a stored message, a repeat within the batch, or new), each with
-//!    lookups by key: a new one takes its channel's next `seq` and is inserted; it stores
-//!    the new `last_id`, and answers one row per send, the first new message of each
-//!    channel with the channel's members.
+//! 3. otherwise one statement decides the sends as SQLite's writer does (no channel, not a
+//!    member, a retry of a stored message, a repeat within the batch, a 1:1 apart by a
+//!    block, or new), each with probes of an index; it numbers each channel's new messages
+//!    from its `seq`, inserts them, stores the new `last_id`, and answers one row per send,
+//!    the first new message of each channel with the channel's members.
 //!
 //! The lock makes every new id exceed every id already visible, whatever the nodes'
 //! clocks, so the visible messages are always a prefix in id order, which the sync cursor
