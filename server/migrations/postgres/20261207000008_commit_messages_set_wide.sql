@@ -54,8 +54,9 @@ BEGIN
     -- order the loop decided: no channel, not a member, a retry of a stored message, a
     -- 1:1 whose two members are apart by a block (either way), or new. Each lookup is a
     -- subquery of its own (`LIMIT 1`: by a unique key), so it stays a probe of an index
-    -- per send whatever the planner thinks of the tables' sizes.
-    decided AS (
+    -- per send whatever the planner thinks of the tables' sizes. Materialized: the verdict
+    -- is read twice below, and inlined its block check would run twice.
+    decided AS MATERIALIZED (
         SELECT s.*, c.last_seq AS base_seq,
                x.channel_id AS x_channel, x.id AS x_id, x.seq AS x_seq,
                x.content AS x_content, x.created_at AS x_time, x.media AS x_media,
