@@ -152,6 +152,15 @@ impl ServerProcess {
         status_kib(&status, "VmRSS:")
     }
 
+    /// The server's resident anonymous memory by allocator, KiB: (Rust's heap, the rest).
+    /// mimalloc, Rust's allocator in the server, reserves its heap as one anonymous mapping
+    /// of 1 GiB and fills it; the rest is glibc's arenas (where SQLite allocates: its page
+    /// caches and prepared statements) and the threads' stacks.
+    pub fn anon_kib(&self) -> Option<AnonSplit> {
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid())).ok()?;
+        Some(anon_split(&smaps))
+    }
+
     /// Files the server process holds open (its sockets among them).
     pub fn open_fds(&self) -> Option<u64> {
         let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid())).ok()?;
@@ -398,6 +407,51 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
     line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Resident anonymous memory, KiB, split by the size of the mapping holding it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnonSplit {
+    /// In mappings of at least [`HEAP_MAPPING`]: mimalloc's reserved heap.
+    pub rust_heap: u64,
+    /// In smaller ones: glibc's arenas (SQLite), stacks, the rest.
+    pub other: u64,
+}
+
+/// Smallest mapping counted as mimalloc's heap: it reserves 1 GiB at a time, while glibc's
+/// arenas are at most 64 MiB and thread stacks 2 MiB.
+const HEAP_MAPPING: u64 = 256 * 1024 * 1024;
+
+/// Sums `Anonymous:` of `/proc/<pid>/smaps` per kind of mapping.
+fn anon_split(smaps: &str) -> AnonSplit {
+    let mut split = AnonSplit::default();
+    let mut in_heap = false;
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Anonymous:") {
+            let kib: u64 = kib
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if in_heap {
+                split.rust_heap += kib;
+            } else {
+                split.other += kib;
+            }
+        } else if let Some((start, end)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|range| range.split_once('-'))
+        {
+            // A mapping's header line: `start-end perms offset dev inode [path]`.
+            if let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+            {
+                in_heap = end.saturating_sub(start) >= HEAP_MAPPING;
+            }
+        }
+    }
+    split
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -479,5 +533,29 @@ mod tests {
         let status = "Name:\tserver\nVmPeak:\t  90000 kB\nVmRSS:\t   51234 kB\n";
         assert_eq!(status_kib(status, "VmRSS:"), Some(51_234));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn anonymous_memory_is_split_by_mapping_size() {
+        let smaps = "\
+7f0000000000-7f0040000000 rw-p 00000000 00:00 0 
+Size:            1048576 kB
+Rss:               30720 kB
+Anonymous:         30720 kB
+7f1000000000-7f1000021000 rw-p 00000000 00:00 0 
+Size:                132 kB
+Anonymous:           124 kB
+55d000000000-55d000100000 r--p 00000000 08:01 42      /usr/bin/server
+Anonymous:             8 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0      [stack]
+Anonymous:            68 kB
+";
+        assert_eq!(
+            anon_split(smaps),
+            AnonSplit {
+                rust_heap: 30_720,
+                other: 200
+            }
+        );
     }
 }

@@ -11,8 +11,9 @@
 //! * feed reads by the pair members, and posts by the authors (fanout, notifications);
 //! * every socket heartbeating every 10 s (presence).
 //!
-//! Each minute it samples the server's RSS, open files, runtime tasks
-//! (`kith_runtime_tasks_alive`), CPU, and Redis's memory, with the minute's traffic:
+//! Each minute it samples the server's RSS (its anonymous part split between Rust's heap
+//! and the rest), open files, runtime tasks (`kith_runtime_tasks_alive`), CPU, and Redis's
+//! memory, with the minute's traffic:
 //! messages acknowledged and delivered, delivery p99, feed reads and their p99, errors.
 //! At the end it lets deliveries drain and checks that every acknowledged message reached
 //! its receivers once: the figures must stay flat and the run must see no error.
@@ -26,7 +27,7 @@ use crate::{
     load::percentile,
     options::{Flavour, SoakOptions},
     redis_ns, seed,
-    server::{LogSummary, UnderTest},
+    server::{AnonSplit, LogSummary, UnderTest},
     ws_client::{self, Conn, Recorder, Tally},
 };
 use futures_util::StreamExt as _;
@@ -71,6 +72,8 @@ pub struct Setup {
 pub struct Sample {
     pub minute: u32,
     pub rss_kib: Option<u64>,
+    /// The RSS's anonymous part by allocator (Rust's heap, glibc's arenas and the rest).
+    pub anon: Option<AnonSplit>,
     pub open_fds: Option<u64>,
     pub tasks: Option<i64>,
     pub redis_bytes: Option<u64>,
@@ -586,6 +589,7 @@ async fn sample_server(
     Sample {
         minute,
         rss_kib: server.rss_kib(),
+        anon: server.anon_kib(),
         open_fds: server.open_fds(),
         tasks: gauge(http, &server.base_url, "kith_runtime_tasks_alive")
             .await
@@ -662,13 +666,20 @@ fn totals(
 }
 
 fn sample_line(s: &Sample) -> String {
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    let anon = s.anon.map_or("?".into(), |a| {
+        format!(
+            "Rust heap {} MiB, other {} MiB",
+            mib(a.rust_heap),
+            mib(a.other)
+        )
+    });
     let mut line = format!("minute {}:", s.minute);
     let _ = write!(
         line,
-        " RSS {} MiB, {} fds, {} tasks, CPU {}, {} acked, {} delivered (p99 {} ms), {} feed \
-         reads (p99 {} ms), {} posts, {} errors",
-        s.rss_kib
-            .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        " RSS {} MiB (anonymous: {anon}), {} fds, {} tasks, CPU {}, {} acked, {} delivered \
+         (p99 {} ms), {} feed reads (p99 {} ms), {} posts, {} errors",
+        s.rss_kib.map_or("?".into(), mib),
         s.open_fds.map_or("?".into(), |n| n.to_string()),
         s.tasks.map_or("?".into(), |n| n.to_string()),
         s.cpu_share
@@ -779,18 +790,21 @@ impl SoakReport {
             self.opts.database.engine.name()
         );
         out.push_str(
-            "| minute | RSS MiB | open files | tasks | Redis MiB | server CPU | chat acked | \
-             delivered | delivery p99 ms | feed reads | feed p99 ms | posts | errors |\n\
-             |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            "| minute | RSS MiB | of it Rust heap MiB | other anonymous MiB | open files | tasks | \
+             Redis MiB | server CPU | chat acked | delivered | delivery p99 ms | feed reads | \
+             feed p99 ms | posts | errors |\n\
+             |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
         for s in &self.samples {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.minute,
                 opt(s.rss_kib.map(|k| k as f64 / 1024.0), 1),
+                opt(s.anon.map(|a| a.rust_heap as f64 / 1024.0), 1),
+                opt(s.anon.map(|a| a.other as f64 / 1024.0), 1),
                 opt(s.open_fds.map(|n| n as f64), 0),
                 opt(s.tasks.map(|n| n as f64), 0),
                 opt(s.redis_bytes.map(|b| b as f64 / (1024.0 * 1024.0)), 1),
