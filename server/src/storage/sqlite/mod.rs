@@ -166,12 +166,15 @@ pub(crate) fn id_list(json: &str) -> Result<Vec<i64>> {
     serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-/// Appends `(?, ?, …)` for `ids` to `q`.
+/// Appends the list `ids` for an `IN` to `q`, as one parameter: `(SELECT value FROM
+/// json_each(?))` bound to the ids as a JSON array. The statement's text is then the same
+/// whatever the list's length, so each connection prepares it once. (A placeholder per id
+/// made a statement per length, and every connection kept each one it met in its statement
+/// cache: the node's memory grew for as long as new lengths came along.) SQLite still looks
+/// every id up in the index, as it did for the placeholders.
 fn push_in_list(q: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
-    q.push("(");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(*id);
-    }
-    sep.push_unseparated(")");
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    q.push("(SELECT value FROM json_each(");
+    q.push_bind(format!("[{list}]"));
+    q.push("))");
 }
