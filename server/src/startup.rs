@@ -5,25 +5,20 @@ use crate::{
     backend::Backends,
     config::Config,
     error::AppError,
-    http::{csrf, security},
+    http::edge,
     ops,
     state::{AppState, AppStateInner, Clock, SystemClock},
     storage::Storage,
-    telemetry::{self, Metrics},
+    telemetry::Metrics,
     ui, users,
 };
 use app::model::ErrorCode;
-use axum::{
-    extract::{DefaultBodyLimit, Request},
-    http::header,
-    middleware::{from_fn, from_fn_with_state, Next},
-    response::{IntoResponse, Response},
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, middleware::from_fn_with_state, Router};
 use leptos::config::{get_configuration, LeptosOptions};
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes as _};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
+use tower::ServiceBuilder;
 use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 
 /// Largest accepted request body (JSON API and server functions alike).
@@ -277,102 +272,26 @@ pub fn router(state: AppState) -> Router {
             AppState,
             _,
         >(context, app::shell))
-        .layer(from_fn(api_errors_in_json))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(from_fn(reject_oversized))
-        .layer(from_fn_with_state(state.clone(), csrf::guard))
-        .layer(from_fn_with_state(state.clone(), security::headers))
-        .layer(from_fn_with_state(state.clone(), telemetry::track_requests))
-        .layer(TraceLayer::new_for_http())
-        // A body must arrive within its deadline once the headers are in (the headers'
-        // own deadline is the server loop's, `http::serve`).
-        .layer(RequestBodyTimeoutLayer::new(
-            state.config.limits.body_timeout,
-        ))
+        // Each `layer` wraps every route once more, and each wrapping costs every request
+        // a clone and a boxed future: so the edge's concerns are one middleware, and the
+        // layers that need no state one stack.
+        .layer(from_fn_with_state(state.clone(), edge::edge))
+        .layer(
+            ServiceBuilder::new()
+                // A body must arrive within its deadline once the headers are in (the
+                // headers' own deadline is the server loop's, `http::serve`).
+                .layer(RequestBodyTimeoutLayer::new(
+                    state.config.limits.body_timeout,
+                ))
+                .layer(TraceLayer::new_for_http())
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .with_state(state)
-}
-
-/// Gives every error of the API (`/v1/…`) the API's JSON shape, including those that no
-/// handler of ours wrote: a known path with the wrong method, a path or query an
-/// extractor could not read. The status, headers (`Allow`, `Set-Cookie` …) and extensions
-/// stay; only the body is replaced.
-async fn api_errors_in_json(req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/v1/") {
-        return next.run(req).await;
-    }
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let code = match status.as_u16() {
-        400 | 411 | 415 => ErrorCode::InvalidRequest,
-        401 => ErrorCode::Unauthorized,
-        403 => ErrorCode::Forbidden,
-        404 => ErrorCode::NotFound,
-        405 => ErrorCode::MethodNotAllowed,
-        413 => ErrorCode::PayloadTooLarge,
-        422 => ErrorCode::ValidationFailed,
-        429 => ErrorCode::RateLimited,
-        s if s >= 500 => ErrorCode::Internal,
-        _ => ErrorCode::InvalidRequest,
-    };
-    // An extractor's rejection says what was wrong in a line of text; anything longer,
-    // and any server error's text, is not passed on.
-    let text = if code == ErrorCode::Internal {
-        String::new()
-    } else {
-        axum::body::to_bytes(body, 1024)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .unwrap_or_default()
-    };
-    let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_string()
-    } else {
-        text
-    };
-    let json = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, axum::body::Body::from(json.to_string()))
 }
 
 /// `/v1/…` paths that no route has: a JSON 404, without rendering the UI's not-found page.
 async fn no_such_endpoint() -> AppError {
     AppError::new(ErrorCode::NotFound, "no such endpoint")
-}
-
-/// Refuses a declared-oversized body before reading any of it (413 in the API's shape);
-/// bodies without a length are cut off at the same size by `DefaultBodyLimit`.
-async fn reject_oversized(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // Image uploads have their own limit (the route's `DefaultBodyLimit`).
-    if req.uri().path() == "/v1/media" {
-        if declared.is_some_and(|len| len > crate::media::routes::MAX_UPLOAD_REQUEST_BYTES) {
-            return crate::media::service::too_large().into_response();
-        }
-    } else if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return AppError::new(
-            ErrorCode::PayloadTooLarge,
-            "request body exceeds the 64 KiB limit",
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// Deletes expired sessions once an hour (lookups already ignore them; this bounds the table).

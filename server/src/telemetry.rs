@@ -1,13 +1,13 @@
-//! Logs and metrics: the tracing subscriber, the per-request metrics middleware and the
-//! Prometheus text rendering behind `/metrics`.
+//! Logs and metrics: the tracing subscriber, the per-request metrics ([`RequestTimer`], a
+//! step of the HTTP edge) and the Prometheus text rendering behind `/metrics`.
 //!
 //! Metrics live in [`Metrics`], owned by `AppState` (no global registry), so every server a
 //! test starts has its own counts.
 
 use crate::{error::LoggedCause, state::AppState};
 use axum::{
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
+    extract::{MatchedPath, Request},
+    http::Method,
     response::Response,
 };
 use std::{
@@ -77,11 +77,9 @@ impl Histogram {
 /// The node's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (method, route template, status) → count. Route templates, not raw paths, keep the
-    /// label set bounded whatever URLs clients send.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// (method, route template) → latency.
-    latency: Mutex<BTreeMap<(String, String), std::sync::Arc<Histogram>>>,
+    /// Method → route template → requests by status and their latency. Route templates,
+    /// not raw paths, keep the label set bounded whatever URLs clients send.
+    requests: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
     /// Open WebSocket connections.
     pub websockets_open: AtomicI64,
     /// Long-poll requests currently waiting.
@@ -99,22 +97,31 @@ pub struct Metrics {
     pub message_store: Histogram,
 }
 
+/// The requests of one method and route template.
+#[derive(Debug, Default)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
+/// Runs `f` on `map`'s entry for `key`, inserting a default one first if there is none; the
+/// key is copied only then, so a known key costs no allocation.
+fn with_entry<V: Default>(map: &mut BTreeMap<String, V>, key: &str, f: impl FnOnce(&mut V)) {
+    match map.get_mut(key) {
+        Some(value) => f(value),
+        None => f(map.entry(key.to_owned()).or_default()),
+    }
+}
+
 impl Metrics {
     fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default() += 1;
-        let histogram = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((method.to_string(), route.to_string()))
-            .or_default()
-            .clone();
-        histogram.observe(seconds);
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        with_entry(&mut requests, method, |routes| {
+            with_entry(routes, route, |stats| {
+                *stats.by_status.entry(status).or_default() += 1;
+                stats.latency.observe(seconds);
+            })
+        });
     }
 
     /// Renders every metric in the Prometheus text format; the queue depths are read from
@@ -125,29 +132,30 @@ impl Metrics {
             "# HELP kith_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE kith_http_requests_total counter\n");
-        for ((method, route, status), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "kith_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
-                escape(route)
-            );
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let routes = || {
+            requests.iter().flat_map(|(method, routes)| {
+                routes.iter().map(move |(route, s)| (method, route, s))
+            })
+        };
+        for (method, route, stats) in routes() {
+            for (status, count) in &stats.by_status {
+                let _ = writeln!(
+                    out,
+                    "kith_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                    escape(route)
+                );
+            }
         }
         out.push_str("# HELP kith_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE kith_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for (method, route, stats) in routes() {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
-            h.render(&mut out, "kith_http_request_duration_seconds", &labels);
+            stats
+                .latency
+                .render(&mut out, "kith_http_request_duration_seconds", &labels);
         }
+        drop(requests);
         let gauges = [
             (
                 "kith_websockets_open",
@@ -213,32 +221,68 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Counts and times every request, and logs the cause of every 500 once, inside the
-/// request's span.
-pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| {
-            // Unmatched paths are pages or static files; one label for all keeps the
-            // series count bounded.
-            if req.uri().path().starts_with("/pkg/") {
-                "/pkg/*"
-            } else {
-                "page"
-            }
-            .to_string()
-        });
-    let response = next.run(req).await;
-    let status = response.status().as_u16();
-    if let Some(LoggedCause(cause)) = response.extensions().get::<LoggedCause>() {
-        tracing::error!(%method, %route, %status, cause = %cause, "request failed");
+/// The metrics step of the HTTP edge (`crate::http::edge`): started when a request
+/// arrives, finished with its response, which counts and times it by method and route
+/// template and logs the cause of a 500 once, inside the request's span.
+pub struct RequestTimer {
+    started: Instant,
+    method: Method,
+    /// The route template, when a route matched.
+    route: Option<MatchedPath>,
+    /// An unmatched path under `/pkg/` (the UI's static files).
+    pkg: bool,
+}
+
+impl RequestTimer {
+    pub fn start(req: &Request) -> Self {
+        Self {
+            started: Instant::now(),
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            pkg: req.uri().path().starts_with("/pkg/"),
+        }
     }
-    state
-        .metrics
-        .record(&method, &route, status, started.elapsed().as_secs_f64());
-    response
+
+    pub fn finish(self, state: &AppState, response: &Response) {
+        let method = self.method.as_str();
+        // Unmatched paths are pages or static files; one label for each keeps the series
+        // count bounded.
+        let route = match &self.route {
+            Some(path) => path.as_str(),
+            None if self.pkg => "/pkg/*",
+            None => "page",
+        };
+        let status = response.status().as_u16();
+        if let Some(LoggedCause(cause)) = response.extensions().get::<LoggedCause>() {
+            tracing::error!(%method, %route, %status, cause = %cause, "request failed");
+        }
+        state
+            .metrics
+            .record(method, route, status, self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_and_timed_by_method_route_and_status() {
+        let metrics = Metrics::default();
+        metrics.record("POST", "/v1/a", 201, 0.001);
+        metrics.record("POST", "/v1/a", 201, 0.002);
+        metrics.record("POST", "/v1/a", 400, 0.3);
+        metrics.record("GET", "/v1/a", 200, 0.001);
+        let out = metrics.render(0, 0);
+        for line in [
+            r#"kith_http_requests_total{method="GET",route="/v1/a",status="200"} 1"#,
+            r#"kith_http_requests_total{method="POST",route="/v1/a",status="201"} 2"#,
+            r#"kith_http_requests_total{method="POST",route="/v1/a",status="400"} 1"#,
+            r#"kith_http_request_duration_seconds_count{method="GET",route="/v1/a"} 1"#,
+            r#"kith_http_request_duration_seconds_count{method="POST",route="/v1/a"} 3"#,
+            r#"kith_http_request_duration_seconds_bucket{method="POST",route="/v1/a",le="0.0025"} 2"#,
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+    }
 }

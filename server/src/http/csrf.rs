@@ -8,16 +8,15 @@
 //! 2. present the `kith_csrf` cookie's value: in `X-CSRF-Token` for the JSON API, or as
 //!    the `csrf` argument of a server function (checked by [`verify_token`]).
 //!
-//! The middleware also makes sure every browser has a `kith_csrf` cookie, and hands its
-//! value to the page renderer as a [`CsrfToken`] extension so forms can embed it.
+//! The check ([`check`], a step of the HTTP edge) also makes sure every browser has a
+//! `kith_csrf` cookie, and hands its value to the page renderer as a [`CsrfToken`]
+//! extension so forms can embed it.
 
 use super::cookies;
 use crate::{error::AppError, state::AppState};
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderMap, HeaderValue, Method},
-    middleware::Next,
-    response::{IntoResponse, Response},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use rand::{rngs::OsRng, RngCore as _};
@@ -59,8 +58,11 @@ fn has_bearer(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("Bearer "))
 }
 
-/// The middleware; see the module docs.
-pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The CSRF step of the HTTP edge (`super::edge`), before the handler: refuses an ambient
+/// cross-origin or tokenless state change (`Err`, the error to answer with), else hands the
+/// request's token to the renderer as a [`CsrfToken`] and returns the `Set-Cookie` value
+/// to add to the response when the browser had no token yet.
+pub fn check(state: &AppState, req: &mut Request) -> Result<Option<HeaderValue>, AppError> {
     let headers = req.headers();
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let server_fn = req.uri().path().starts_with("/api/");
@@ -69,16 +71,14 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 
     if unsafe_method && (server_fn || cookie_auth) {
         if !origin_allowed(headers, &state.config.allowed_origins) {
-            return AppError::forbidden("cross-origin request refused").into_response();
+            return Err(AppError::forbidden("cross-origin request refused"));
         }
         if cookie_auth && !server_fn {
             let submitted = headers
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if let Err(e) = verify_token(headers, submitted) {
-                return e.into_response();
-            }
+            verify_token(headers, submitted)?;
         }
     }
 
@@ -91,13 +91,12 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         OsRng.fill_bytes(&mut bytes);
         URL_SAFE_NO_PAD.encode(bytes)
     });
-    let secure = cookies::is_https(req.headers(), state.config.trust_proxy);
-    req.extensions_mut().insert(CsrfToken(token.clone()));
-    let mut response = next.run(req).await;
-    if minted {
-        if let Ok(v) = HeaderValue::from_str(&cookies::csrf(&token, secure)) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    response
+    let cookie = if minted {
+        let secure = cookies::is_https(req.headers(), state.config.trust_proxy);
+        HeaderValue::from_str(&cookies::csrf(&token, secure)).ok()
+    } else {
+        None
+    };
+    req.extensions_mut().insert(CsrfToken(token));
+    Ok(cookie)
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cookies;
 pub mod csrf;
+pub mod edge;
 pub mod security;
 pub mod serve;
 pub mod slots;
