@@ -221,6 +221,28 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// HTTP's own methods by name, any other as `other`: a route answers every method (405
+/// for those it lacks), and a label per made-up method would let clients add series
+/// without end.
+fn method_label(method: &Method) -> &str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if KNOWN.contains(method) {
+        method.as_str()
+    } else {
+        "other"
+    }
+}
+
 /// The metrics step of the HTTP edge (`crate::http::edge`): started when a request
 /// arrives, finished with its response, which counts and times it by method and route
 /// template and logs the cause of a 500 once, inside the request's span.
@@ -244,7 +266,7 @@ impl RequestTimer {
     }
 
     pub fn finish(self, state: &AppState, response: &Response) {
-        let method = self.method.as_str();
+        let method = method_label(&self.method);
         // Unmatched paths are pages or static files; one label for each keeps the series
         // count bounded.
         let route = match &self.route {
@@ -283,6 +305,15 @@ mod tests {
             r#"kith_http_request_duration_seconds_bucket{method="POST",route="/v1/a",le="0.0025"} 2"#,
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FROB", "GETX", "get"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{made_up}");
         }
     }
 }

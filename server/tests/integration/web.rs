@@ -238,6 +238,14 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
         app.say(&mona, &club, text).await?;
     }
     assert_eq!(app.get("/healthz", None).await?.text().await?, "ok");
+    // Made-up methods are counted under one label, not a series each.
+    for made_up in ["FROB", "BLEEP"] {
+        let method = reqwest::Method::from_bytes(made_up.as_bytes())?;
+        let resp = app
+            .json_request(method, "/v1/auth/register", &serde_json::json!({}), None)
+            .await?;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
     let ready = app.get("/readyz", None).await?;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await?;
@@ -257,6 +265,13 @@ async fn operational_endpoints_answer(backend: Backend) -> Result<()> {
         "{metrics}"
     );
     assert!(metrics.contains("kith_http_request_duration_seconds_bucket"));
+    assert!(
+        metrics.contains(
+            r#"kith_http_requests_total{method="other",route="/v1/auth/register",status="405"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("FROB"), "{metrics}");
     // Every send is timed from the writer's queue to its commit.
     assert!(
         metrics.contains("\nkith_message_store_seconds_count{} 3\n"),
