@@ -10,7 +10,8 @@
 //!
 //! The check ([`check`], a step of the HTTP edge) also makes sure every browser has a
 //! `kith_csrf` cookie, and hands its value to the page renderer as a [`CsrfToken`]
-//! extension so forms can embed it.
+//! extension so forms can embed it. A request with `Authorization: Bearer` comes from a
+//! program, not a browser: it gets no cookie (nor a token drawn from the OS for one).
 
 use super::cookies;
 use crate::{error::AppError, state::AppState};
@@ -61,13 +62,13 @@ fn has_bearer(headers: &HeaderMap) -> bool {
 /// The CSRF step of the HTTP edge (`super::edge`), before the handler: refuses an ambient
 /// cross-origin or tokenless state change (`Err`, the error to answer with), else hands the
 /// request's token to the renderer as a [`CsrfToken`] and returns the `Set-Cookie` value
-/// to add to the response when the browser had no token yet.
+/// to add to the response when the browser had no token yet (never for a bearer client).
 pub fn check(state: &AppState, req: &mut Request) -> Result<Option<HeaderValue>, AppError> {
     let headers = req.headers();
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let server_fn = req.uri().path().starts_with("/api/");
-    let cookie_auth =
-        cookies::get(headers, cookies::SESSION_COOKIE).is_some() && !has_bearer(headers);
+    let bearer = has_bearer(headers);
+    let cookie_auth = cookies::get(headers, cookies::SESSION_COOKIE).is_some() && !bearer;
 
     if unsafe_method && (server_fn || cookie_auth) {
         if !origin_allowed(headers, &state.config.allowed_origins) {
@@ -85,6 +86,9 @@ pub fn check(state: &AppState, req: &mut Request) -> Result<Option<HeaderValue>,
     let existing = cookies::get(req.headers(), cookies::CSRF_COOKIE)
         .filter(|v| v.len() >= 16)
         .map(str::to_string);
+    if bearer && existing.is_none() {
+        return Ok(None);
+    }
     let minted = existing.is_none();
     let token = existing.unwrap_or_else(|| {
         let mut bytes = [0u8; 16];

@@ -183,6 +183,27 @@ async fn cookie_authenticated_writes_need_origin_and_csrf_token(backend: Backend
     Ok(())
 }
 
+/// A program that authenticates with `Authorization: Bearer` is not a browser: its
+/// requests get no CSRF cookie, while a browser without one gets it on any request, the
+/// API's included. Every response carries the security headers either way.
+async fn bearer_clients_get_no_csrf_cookie(backend: Backend) -> Result<()> {
+    let app = spawn_app(backend).await?;
+    let user = app.register("csrf_bearer").await?;
+    let api = app.get("/v1/me", Some(&user.token)).await?;
+    assert_eq!(api.status(), StatusCode::OK);
+    assert_eq!(set_cookie(&api, "kith_csrf"), None);
+    let csp = api.headers()["content-security-policy"].to_str()?;
+    assert!(csp.contains("'strict-dynamic'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(api.headers()["cross-origin-opener-policy"], "same-origin");
+
+    let browser = app.get("/v1/me", None).await?;
+    assert_eq!(browser.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&browser, "kith_csrf").is_some_and(|v| v.len() >= 16));
+    assert!(set_cookie(&app.get("/", None).await?, "kith_csrf").is_some());
+    Ok(())
+}
+
 async fn pages_carry_security_headers_and_a_matching_nonce(backend: Backend) -> Result<()> {
     let app = spawn_app(backend).await?;
     let resp = app.get("/signin", None).await?;
@@ -358,5 +379,6 @@ both_backends!(
     ui_sign_in_sets_an_http_only_session_cookie,
     cookie_authenticated_writes_need_origin_and_csrf_token,
     pages_carry_security_headers_and_a_matching_nonce,
+    bearer_clients_get_no_csrf_cookie,
     operational_endpoints_answer,
 );
