@@ -461,7 +461,11 @@ impl UiBackend for ServerUi {
             .filter(|v| *v >= 0)
             .ok_or_else(|| AppError::invalid_request("since must be a message id"))?;
         let wait = timeout_secs.min(chat::routes::MAX_WAIT_SECS);
-        Ok(chat::service::wait_for_messages(&self.state, me.id.0, since, wait).await?)
+        Ok(
+            chat::service::wait_for_messages(&self.state, me.id.0, since, wait)
+                .await?
+                .into_model()?,
+        )
     }
 
     async fn typing(&self, parts: &Parts, channel: &str) -> Result<(), ApiError> {

@@ -355,7 +355,7 @@ pub async fn sync(
     State(state): State<AppState>,
     auth: AuthUser,
     Query(q): Query<SyncQuery>,
-) -> Result<Json<SyncResponse>, AppError> {
+) -> Result<Json<service::Synced>, AppError> {
     let since = query_id("since", q.since.as_deref())?.unwrap_or(0);
     let wait = match q.timeout.as_deref() {
         None => 25,

@@ -12,9 +12,13 @@ use crate::{
     },
 };
 use app::{
-    model::{rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, User},
+    model::{
+        rules, Channel, ChannelKind, ChannelSummary, ErrorCode, Id, Message, Page, SyncResponse,
+        User,
+    },
     protocol::ServerFrame,
 };
+use serde_json::value::RawValue;
 use std::{collections::HashMap, sync::Arc};
 
 /// Looks a channel up and checks `user` is a member: 404 if it does not exist, 403 if
@@ -658,6 +662,69 @@ impl Drop for WaiterGauge {
     }
 }
 
+/// A message of a sync answer, as JSON: one taken from a wake-up keeps the JSON its frame
+/// carried (the writer serialized it once for every member), so an answer made from
+/// wake-ups neither parses nor writes a message again; one read from the database is
+/// serialized here.
+#[derive(Debug)]
+pub struct SyncedMessage {
+    id: i64,
+    json: Box<RawValue>,
+}
+
+impl SyncedMessage {
+    fn new(message: &Message) -> Result<Self, AppError> {
+        let json = serde_json::value::to_raw_value(message)
+            .map_err(|e| AppError::internal(format!("cannot serialize a message: {e}")))?;
+        Ok(Self {
+            id: message.id.0,
+            json,
+        })
+    }
+}
+
+impl serde::Serialize for SyncedMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+/// The answer of a long poll, in the shape of [`SyncResponse`] (which the HTTP API
+/// documents), with its messages and events kept as JSON; [`Synced::into_model`] reads
+/// them for the UI.
+#[derive(Debug, serde::Serialize)]
+pub struct Synced {
+    messages: Vec<SyncedMessage>,
+    events: Vec<Box<RawValue>>,
+    cursor: Id,
+}
+
+impl Synced {
+    /// The answer as the model's types.
+    pub fn into_model(self) -> Result<SyncResponse, AppError> {
+        let unreadable = |e: serde_json::Error| {
+            AppError::internal(format!("cannot read a sync answer's JSON: {e}"))
+        };
+        let messages = self
+            .messages
+            .iter()
+            .map(|m| serde_json::from_str(m.json.get()))
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
+        let events = self
+            .events
+            .iter()
+            .map(|e| serde_json::from_str(e.get()))
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
+        Ok(SyncResponse {
+            messages,
+            events,
+            cursor: self.cursor,
+        })
+    }
+}
+
 /// Long poll: messages after `since`, waiting up to `wait_secs` for one to arrive. The
 /// wake-up subscription is registered before the database is read, so a message committed
 /// in between still ends the wait. Other events (presence, typing, read receipts, new posts)
@@ -676,7 +743,7 @@ pub async fn wait_for_messages(
     me: i64,
     since: i64,
     wait_secs: u64,
-) -> Result<app::model::SyncResponse, AppError> {
+) -> Result<Synced, AppError> {
     use tokio::sync::broadcast::error::RecvError;
     crate::presence::activity(state, me).await;
     let _present = crate::presence::hold(state, me);
@@ -747,11 +814,11 @@ pub async fn wait_for_messages(
             }
         }
     }
-    let cursor = messages.last().map_or(since, |m| m.id.0);
+    let cursor = messages.last().map_or(since, |m| m.id);
     if in_step {
         state.longpolls.park(me, cursor, wake);
     }
-    Ok(app::model::SyncResponse {
+    Ok(Synced {
         messages,
         events,
         cursor: Id(cursor),
@@ -762,16 +829,16 @@ pub async fn wait_for_messages(
 /// order, up to [`SYNC_BATCH`]) when it is in step.
 struct Taken<'a> {
     since: i64,
-    messages: &'a mut Vec<Message>,
-    events: &'a mut Vec<serde_json::Value>,
+    messages: &'a mut Vec<SyncedMessage>,
+    events: &'a mut Vec<Box<RawValue>>,
     messages_too: bool,
 }
 
 impl<'a> Taken<'a> {
     fn new(
         since: i64,
-        messages: &'a mut Vec<Message>,
-        events: &'a mut Vec<serde_json::Value>,
+        messages: &'a mut Vec<SyncedMessage>,
+        events: &'a mut Vec<Box<RawValue>>,
     ) -> Self {
         Self {
             since,
@@ -797,10 +864,13 @@ impl<'a> Taken<'a> {
                 if !self.messages_too || placed.id <= self.since {
                     return true;
                 }
-                let newest = self.messages.last().map_or(self.since, |m| m.id.0);
-                match serde_json::from_slice::<ServerFrame>(&json) {
-                    Ok(ServerFrame::Message { message }) if message.id.0 > newest => {
-                        self.messages.push(message);
+                let newest = self.messages.last().map_or(self.since, |m| m.id);
+                match serde_json::from_slice::<MessageFrame>(&json) {
+                    Ok(frame) if frame.kind == "message" && placed.id > newest => {
+                        self.messages.push(SyncedMessage {
+                            id: placed.id,
+                            json: frame.message,
+                        });
                         true
                     }
                     _ => false,
@@ -811,7 +881,7 @@ impl<'a> Taken<'a> {
                 json,
                 ..
             }) => {
-                if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&json) {
+                if let Ok(event) = serde_json::from_slice::<Box<RawValue>>(&json) {
                     self.events.push(event);
                 }
                 true
@@ -840,6 +910,23 @@ impl<'a> Taken<'a> {
     }
 }
 
-async fn since_batch(state: &AppState, me: i64, since_id: i64) -> Result<Vec<Message>, AppError> {
-    since(state, me, since_id, SYNC_BATCH).await
+/// A message frame (`ServerFrame::Message`) as a wake-up carries it, its message left as
+/// JSON.
+#[derive(serde::Deserialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    message: Box<RawValue>,
+}
+
+async fn since_batch(
+    state: &AppState,
+    me: i64,
+    since_id: i64,
+) -> Result<Vec<SyncedMessage>, AppError> {
+    since(state, me, since_id, SYNC_BATCH)
+        .await?
+        .iter()
+        .map(SyncedMessage::new)
+        .collect()
 }

@@ -569,6 +569,110 @@ async fn looping_long_polls_receive_every_message_once_in_order(backend: Backend
     Ok(())
 }
 
+/// A poll that takes its messages from wake-ups (one node on the in-process bus) answers
+/// with the same JSON as a poll that reads them from the database, and as history shows
+/// them: a message from someone the reader blocked comes hidden either way.
+async fn polls_answer_alike_from_wake_ups_and_from_the_database(backend: Backend) -> Result<()> {
+    let app = std::sync::Arc::new(spawn_app(backend).await?);
+    let (ona, pia, quin) = (
+        app.register("alike_ona").await?,
+        app.register("alike_pia").await?,
+        app.register("alike_quin").await?,
+    );
+    let group: Value = app
+        .post_json(
+            "/v1/chat/groups",
+            &json!({"name": "Alike", "members": ["alike_pia", "alike_quin"]}),
+            Some(&ona.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let ch = str_of(&group, "id").to_string();
+    let blocked = app
+        .json_request(
+            reqwest::Method::PUT,
+            "/v1/me/blocks/alike_pia",
+            &json!({}),
+            Some(&ona.token),
+        )
+        .await?;
+    assert!(blocked.status().is_success(), "{}", blocked.status());
+
+    // Ona's device waits from the start, so the message arrives as a wake-up.
+    let waiting = {
+        let (app, ona) = (app.clone(), ona.clone());
+        tokio::spawn(async move {
+            let answer: Value = app
+                .get("/v1/chat/sync?since=0&timeout=20", Some(&ona.token))
+                .await?
+                .json()
+                .await?;
+            Ok::<_, anyhow::Error>(answer)
+        })
+    };
+    common::live::eventually("ona's poll to wait", || async {
+        let waiters = app
+            .state
+            .metrics
+            .longpoll_waiters
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok((waiters == 1).then_some(()))
+    })
+    .await?;
+    sent(&app, &pia, &ch, "from someone ona blocked", "alike-1").await?;
+    let first = waiting.await??;
+    // The next poll continues from the answer's cursor (the parked subscription, where
+    // there is one) after Quin's message was stored.
+    sent(&app, &quin, &ch, "from quin", "alike-2").await?;
+    let second: Value = app
+        .get(
+            &format!("/v1/chat/sync?since={}&timeout=0", str_of(&first, "cursor")),
+            Some(&ona.token),
+        )
+        .await?
+        .json()
+        .await?;
+    let mut live: Vec<Value> = first["messages"].as_array().context("messages")?.clone();
+    live.extend(
+        second["messages"]
+            .as_array()
+            .context("messages")?
+            .iter()
+            .cloned(),
+    );
+
+    let read: Value = app
+        .get("/v1/chat/sync?since=0&timeout=0", Some(&ona.token))
+        .await?
+        .json()
+        .await?;
+    let history: Value = app
+        .get(
+            &format!("/v1/chat/channels/{ch}/messages?after=0"),
+            Some(&ona.token),
+        )
+        .await?
+        .json()
+        .await?;
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert_eq!(live[0]["hidden"], true, "{:?}", live[0]);
+    assert_eq!(live[0]["content"], "");
+    assert_eq!(live[1]["content"], "from quin");
+    assert_eq!(
+        &Value::from(live.clone()),
+        &read["messages"],
+        "live against read"
+    );
+    assert_eq!(
+        &Value::from(live),
+        &history["items"],
+        "live against history"
+    );
+    assert_eq!(second["cursor"], read["cursor"]);
+    Ok(())
+}
+
 async fn the_conversation_list_orders_by_activity_with_unread_counts(
     backend: Backend,
 ) -> Result<()> {
@@ -866,5 +970,6 @@ both_backends!(
     groups_enforce_size_and_membership_rules,
     sync_returns_everything_newer_and_long_polls,
     looping_long_polls_receive_every_message_once_in_order,
+    polls_answer_alike_from_wake_ups_and_from_the_database,
     the_conversation_list_orders_by_activity_with_unread_counts,
 );
